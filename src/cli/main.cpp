@@ -1,0 +1,237 @@
+// aep: the command line of Autoencoder Playground - list presets, train on MNIST, evaluate weights, PCA baseline.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/gemm.hpp"
+#include "core/pca.hpp"
+#include "core/train.hpp"
+#include "core/weights.hpp"
+
+namespace {
+
+using namespace aep;
+using Clock = std::chrono::steady_clock;
+
+const char* kUsage =
+    "usage: aep <command> [options]\n"
+    "  presets                          list the presets with their parameter counts\n"
+    "  train --preset NAME|FILE [--data DIR] [--epochs N | --steps N] [--batch B] [--lr X] [--seed S]\n"
+    "        [--init W.safetensors] [--save W.safetensors] [--save-optimizer] [--no-shuffle] [--log FILE.csv]\n"
+    "        [--test-samples N]\n"
+    "  eval  --preset NAME|FILE --weights W.safetensors [--data DIR] [--test-samples N]\n"
+    "  pca   --k K [--data DIR] [--normalize 0_1|-1_1]   PCA baseline: test reconstruction MSE\n"
+    "DIR holds the MNIST IDX files (raw or .gz) under their standard names; default: the fetched MNIST.\n";
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// --key value options; flags listed in `flags` take no value.
+std::map<std::string, std::string> parse_options(int argc, char** argv, int first,
+                                                 const std::vector<std::string>& valued,
+                                                 const std::vector<std::string>& flags) {
+  std::map<std::string, std::string> o;
+  for (int i = first; i < argc; ++i) {
+    std::string a = argv[i];
+    bool is_flag = std::find(flags.begin(), flags.end(), a) != flags.end();
+    bool is_valued = std::find(valued.begin(), valued.end(), a) != valued.end();
+    if (is_flag) {
+      o[a] = "1";
+    } else if (is_valued) {
+      if (i + 1 >= argc) throw UsageError(a + " needs a value");
+      o[a] = argv[++i];
+    } else {
+      throw UsageError("unknown option '" + a + "'");
+    }
+  }
+  return o;
+}
+
+long long parse_int(const std::string& key, const std::string& v, long long lo, long long hi) {
+  char* end = nullptr;
+  errno = 0;
+  long long x = std::strtoll(v.c_str(), &end, 10);
+  if (v.empty() || *end || errno || x < lo || x > hi)
+    throw UsageError(key + " must be an integer between " + std::to_string(lo) + " and " + std::to_string(hi) +
+                     ", got '" + v + "'");
+  return x;
+}
+
+double parse_double(const std::string& key, const std::string& v, double lo, double hi) {
+  char* end = nullptr;
+  double x = std::strtod(v.c_str(), &end);
+  if (v.empty() || *end || !std::isfinite(x) || x <= lo || x > hi)
+    throw UsageError(key + " must be a number in (" + std::to_string(lo) + ", " + std::to_string(hi) + "], got '" +
+                     v + "'");
+  return x;
+}
+
+std::string fmt_time(double s) {
+  char b[32];
+  int t = int(s + 0.5);
+  std::snprintf(b, sizeof b, "%d:%02d", t / 60, t % 60);
+  return b;
+}
+
+void print_loss(const char* what, const LossTerms& L, bool vae) {
+  if (vae)
+    std::printf("%s: total %.6f (reconstruction %.6f, kl %.6f)\n", what, L.total, L.reconstruction, L.kl);
+  else if (L.penalty > 0)
+    std::printf("%s: total %.6f (reconstruction %.6f, penalty %.6f)\n", what, L.total, L.reconstruction, L.penalty);
+  else
+    std::printf("%s: %.6f\n", what, L.total);
+}
+
+int cmd_presets() {
+  for (const std::string& name : list_presets()) {
+    try {
+      Preset p = load_preset(name);
+      Model m(p);
+      std::printf("%-20s %9zu params  code %-14s %s\n", name.c_str(), m.parameter_count(),
+                  shape_str(m.code_shape(1)).c_str(), p.title.c_str());
+    } catch (const std::exception& e) {
+      std::printf("%-20s INVALID: %s\n", name.c_str(), e.what());
+    }
+  }
+  return 0;
+}
+
+int cmd_train(int argc, char** argv) {
+  auto o = parse_options(argc, argv, 2,
+                         {"--preset", "--data", "--epochs", "--steps", "--batch", "--lr", "--seed", "--init", "--save",
+                          "--log", "--test-samples"},
+                         {"--no-shuffle", "--save-optimizer"});
+  if (!o.count("--preset")) throw UsageError("train needs --preset");
+  if (o.count("--epochs") && o.count("--steps")) throw UsageError("give --epochs or --steps, not both");
+  Preset p = load_preset(o["--preset"]);
+  if (o.count("--batch")) p.training.batch_size = size_t(parse_int("--batch", o["--batch"], 1, 4096));
+  if (o.count("--lr")) p.optimizer.lr = float(parse_double("--lr", o["--lr"], 0.0, 10.0));
+  if (o.count("--epochs")) p.training.epochs = size_t(parse_int("--epochs", o["--epochs"], 1, 1000));
+  uint64_t seed = o.count("--seed") ? uint64_t(parse_int("--seed", o["--seed"], 0, 1LL << 62)) : 1;
+  size_t test_samples = o.count("--test-samples") ? size_t(parse_int("--test-samples", o["--test-samples"], 1, 1 << 24)) : 0;
+  std::string dir = o.count("--data") ? o["--data"] : default_mnist_dir();
+
+  Model model(p);
+  model.init(seed);
+  Trainer trainer(model, seed + 1);
+  if (o.count("--init")) load_weights(o["--init"], model, &trainer.optimizer);
+  Dataset train = load_mnist(dir, true), test = load_mnist(dir, false);
+  BatchSampler sampler(train.count, p.training.batch_size, !o.count("--no-shuffle"), seed + 2);
+  size_t total = o.count("--steps") ? size_t(parse_int("--steps", o["--steps"], 1, 100000000))
+                                    : sampler.steps_per_epoch() * p.training.epochs;
+
+  std::FILE* log = nullptr;
+  if (o.count("--log")) {
+    log = std::fopen(o["--log"].c_str(), "w");
+    if (!log) throw std::runtime_error(o["--log"] + ": cannot open for writing (" + std::strerror(errno) + ")");
+    std::fprintf(log, "step,epoch,loss,reconstruction,kl,penalty,samples_per_s\n");
+  }
+  const bool tty = isatty(fileno(stderr));
+  std::fprintf(stderr, "training %s (%zu parameters, %s) on %zu images: %zu steps of batch %zu, %s lr %g\n",
+               p.name.c_str(), model.parameter_count(), simd_arch_name(), train.count, total, p.training.batch_size,
+               p.optimizer.type.c_str(), double(p.optimizer.lr));
+
+  Tensor input, target;
+  auto t0 = Clock::now();
+  size_t samples = 0;
+  double running = 0;
+  for (size_t step = 1; step <= total; ++step) {
+    size_t n;
+    const uint32_t* idx = sampler.next(n);
+    make_batch(train, idx, n, p, trainer.rng, input, target);
+    LossTerms L = trainer.train_step(input, target);
+    samples += n;
+    running = step == 1 ? L.total : 0.98 * running + 0.02 * L.total;
+    double el = std::chrono::duration<double>(Clock::now() - t0).count();
+    double sps = samples / std::max(el, 1e-9);
+    if (log)
+      std::fprintf(log, "%zu,%zu,%.7g,%.7g,%.7g,%.7g,%.1f\n", step, sampler.epoch + 1, L.total, L.reconstruction,
+                   L.kl, L.penalty, sps);
+    double eta = el / step * (total - step);
+    if (tty) {
+      if (step % 10 == 0 || step == total) {
+        int w = 30, done = int(w * step / total);
+        std::fprintf(stderr, "\r[%s%s] step %zu/%zu epoch %zu loss %.5f %.0f samples/s ETA %s  ",
+                     std::string(done, '=').c_str(), std::string(w - done, ' ').c_str(), step, total,
+                     sampler.epoch + 1, running, sps, fmt_time(eta).c_str());
+        if (step == total) std::fprintf(stderr, "\n");
+      }
+    } else if (step % std::max<size_t>(1, total / 10) == 0 || step == total || step == 1) {
+      std::fprintf(stderr, "step %zu/%zu epoch %zu loss %.5f (%.0f samples/s, ETA %s)\n", step, total,
+                   sampler.epoch + 1, L.total, sps, fmt_time(eta).c_str());
+    }
+  }
+  double train_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  if (log) std::fclose(log);
+  std::printf("trained %zu steps in %.1f s (%.0f samples/s)\n", total, train_s, samples / train_s);
+  LossTerms T = evaluate(trainer, test, test_samples);
+  print_loss("test loss", T, model.is_vae());
+  if (o.count("--save")) {
+    save_weights(o["--save"], model, o.count("--save-optimizer") ? &trainer.optimizer : nullptr);
+    std::printf("saved %s\n", o["--save"].c_str());
+  }
+  return 0;
+}
+
+int cmd_eval(int argc, char** argv) {
+  auto o = parse_options(argc, argv, 2, {"--preset", "--weights", "--data", "--test-samples"}, {});
+  if (!o.count("--preset") || !o.count("--weights")) throw UsageError("eval needs --preset and --weights");
+  Preset p = load_preset(o["--preset"]);
+  Model model(p);
+  load_weights(o["--weights"], model);
+  Trainer trainer(model, 0);
+  Dataset test = load_mnist(o.count("--data") ? o["--data"] : default_mnist_dir(), false);
+  size_t n = o.count("--test-samples") ? size_t(parse_int("--test-samples", o["--test-samples"], 1, 1 << 24)) : 0;
+  print_loss("test loss", evaluate(trainer, test, n), model.is_vae());
+  return 0;
+}
+
+int cmd_pca(int argc, char** argv) {
+  auto o = parse_options(argc, argv, 2, {"--k", "--data", "--normalize"}, {});
+  if (!o.count("--k")) throw UsageError("pca needs --k");
+  size_t k = size_t(parse_int("--k", o["--k"], 1, 784));
+  Normalization norm = o.count("--normalize") && o["--normalize"] == "-1_1" ? Normalization::MinusOneOne
+                                                                             : Normalization::ZeroOne;
+  std::string dir = o.count("--data") ? o["--data"] : default_mnist_dir();
+  Dataset train = load_mnist(dir, true), test = load_mnist(dir, false);
+  auto t0 = Clock::now();
+  Pca pca = fit_pca(train, norm, k);
+  double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  std::printf("PCA k=%zu fitted on %zu images in %.2f s; test reconstruction MSE %.6f\n", k,
+              std::min<size_t>(10000, train.count), s, pca_reconstruction_mse(pca, test, norm));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  std::string cmd = argv[1];
+  try {
+    if (cmd == "presets") return cmd_presets();
+    if (cmd == "train") return cmd_train(argc, argv);
+    if (cmd == "eval") return cmd_eval(argc, argv);
+    if (cmd == "pca") return cmd_pca(argc, argv);
+    throw UsageError("unknown command '" + cmd + "'");
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "aep: %s\n%s", e.what(), kUsage);
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "aep: error: %s\n", e.what());
+    return 1;
+  }
+}

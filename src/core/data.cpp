@@ -1,0 +1,91 @@
+// MNIST loading, batch conversion and corruptions.
+#include "core/data.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "core/idx.hpp"
+
+namespace aep {
+
+std::string default_mnist_dir() { return assets_dir() + "/data/mnist"; }
+
+Dataset load_mnist(const std::string& dir, bool train) {
+  std::string prefix = dir + (train ? "/train" : "/t10k");
+  IdxImages im = read_idx_images(prefix + "-images-idx3-ubyte");
+  IdxLabels lb = read_idx_labels(prefix + "-labels-idx1-ubyte");
+  if (im.count != lb.count)
+    throw std::runtime_error(prefix + "-labels-idx1-ubyte: holds " + std::to_string(lb.count) + " labels but the images file holds " +
+                             std::to_string(im.count) + " images");
+  if (im.rows != 28 || im.cols != 28)
+    throw std::runtime_error(prefix + "-images-idx3-ubyte: images are " + std::to_string(im.rows) + "x" +
+                             std::to_string(im.cols) + "; the models expect 28x28");
+  Dataset d;
+  d.name = std::string(train ? "train" : "test");
+  d.count = im.count;
+  d.rows = im.rows;
+  d.cols = im.cols;
+  d.pixels = std::move(im.pixels);
+  d.labels = std::move(lb.labels);
+  return d;
+}
+
+void fill_batch(const Dataset& d, const uint32_t* indices, size_t batch, Normalization norm, Tensor& x) {
+  ensure_shape(x, {batch, 1, d.rows, d.cols});
+  const size_t n = d.rows * d.cols;
+  const float scale = norm == Normalization::MinusOneOne ? 1.f / 127.5f : 1.f / 255.f;
+  const float shift = norm == Normalization::MinusOneOne ? -1.f : 0.f;
+  for (size_t b = 0; b < batch; ++b) {
+    if (indices[b] >= d.count) throw std::runtime_error("batch index out of range");
+    const uint8_t* src = d.image(indices[b]);
+    float* dst = x.data() + b * n;
+    for (size_t i = 0; i < n; ++i) dst[i] = float(src[i]) * scale + shift;
+  }
+}
+
+void corrupt(const CorruptionConfig& c, Normalization norm, Rng& rng, Tensor& x) {
+  const float lo = range_min(norm), hi = range_max(norm);
+  const size_t B = x.shape()[0], H = x.shape()[2], W = x.shape()[3], n = per_sample(x.shape());
+  float* p = x.data();
+  if (c.type == "none") return;
+  if (c.type == "gaussian") {
+    for (size_t i = 0; i < x.size(); ++i) {
+      float v = p[i] + c.std * rng.normal();
+      p[i] = c.clip ? std::min(std::max(v, lo), hi) : v;
+    }
+  } else if (c.type == "dropout") {
+    const float keep = c.scale ? 1.f / (1.f - c.p) : 1.f;
+    for (size_t i = 0; i < x.size(); ++i) p[i] = rng.uniform() < c.p ? 0.f : p[i] * keep;
+  } else if (c.type == "salt_pepper") {
+    for (size_t i = 0; i < x.size(); ++i)
+      if (rng.uniform() < c.p) p[i] = rng.uniform() < 0.5f ? lo : hi;
+  } else if (c.type == "occlusion") {
+    const size_t s = std::min({c.size, H, W});
+    for (size_t b = 0; b < B; ++b) {
+      size_t top = rng.below(uint32_t(H - s + 1)), left = rng.below(uint32_t(W - s + 1));
+      for (size_t ch = 0; ch < x.shape()[1]; ++ch)
+        for (size_t i = top; i < top + s; ++i)
+          std::fill_n(p + b * n + ch * H * W + i * W + left, s, lo);
+    }
+  } else if (c.type == "downsample") {
+    // Average f x f blocks, then repeat each average over its block: a low-resolution image at full size.
+    const size_t f = c.factor;
+    for (size_t plane = 0; plane < B * x.shape()[1]; ++plane) {
+      float* q = p + plane * H * W;
+      for (size_t i0 = 0; i0 < H; i0 += f)
+        for (size_t j0 = 0; j0 < W; j0 += f) {
+          size_t i1 = std::min(H, i0 + f), j1 = std::min(W, j0 + f);
+          float s = 0;
+          for (size_t i = i0; i < i1; ++i)
+            for (size_t j = j0; j < j1; ++j) s += q[i * W + j];
+          s /= float((i1 - i0) * (j1 - j0));
+          for (size_t i = i0; i < i1; ++i)
+            for (size_t j = j0; j < j1; ++j) q[i * W + j] = s;
+        }
+    }
+  } else {
+    throw std::runtime_error("unknown corruption '" + c.type + "'");
+  }
+}
+
+}  // namespace aep

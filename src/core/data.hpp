@@ -1,0 +1,38 @@
+// Image datasets kept as bytes (60k MNIST images = 47 MB, not 188 MB of floats), converted to float per batch,
+// and the input corruptions used for denoising, inpainting and super-resolution.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/preset.hpp"
+#include "core/rng.hpp"
+#include "core/tensor.hpp"
+
+namespace aep {
+
+struct Dataset {
+  std::string name;
+  size_t count = 0, rows = 0, cols = 0;
+  std::vector<uint8_t> pixels;  // [count, rows, cols]
+  std::vector<uint8_t> labels;  // [count], empty when unknown
+  const uint8_t* image(size_t i) const { return pixels.data() + i * rows * cols; }
+};
+
+// Reads DIR/{train,t10k}-images-idx3-ubyte and -labels-idx1-ubyte (raw or .gz); checks that counts agree
+// and that images are 28x28.
+Dataset load_mnist(const std::string& dir, bool train);
+// Default data folder: assets/data/mnist (fetched by scripts/bootstrap.sh).
+std::string default_mnist_dir();
+
+// x: [B, 1, rows, cols] from images indices[0..B), scaled per the normalization.
+void fill_batch(const Dataset& d, const uint32_t* indices, size_t batch, Normalization norm, Tensor& x);
+
+// Corrupts a normalized batch in place. Values stay within the normalization range except for the lesson's
+// dropout mask with scale=true, which (like nn.Dropout) multiplies kept pixels by 1/(1-p).
+void corrupt(const CorruptionConfig& c, Normalization norm, Rng& rng, Tensor& x);
+
+inline float range_min(Normalization n) { return n == Normalization::MinusOneOne ? -1.f : 0.f; }
+inline float range_max(Normalization) { return 1.f; }
+
+}  // namespace aep

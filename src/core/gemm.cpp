@@ -1,0 +1,161 @@
+// GEMM in the BLIS style: op(B) is packed into column panels NR wide, op(A) into row panels MR tall, and an
+// MR x NR register-blocked xsimd micro-kernel accumulates over a KC-deep slice. Pack buffers are reused
+// (thread_local), so a training step does no heap allocation here after the first call.
+#include "core/gemm.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+#include <xsimd/xsimd.hpp>
+
+namespace aep {
+namespace {
+
+using batch = xsimd::batch<float>;
+constexpr size_t W = batch::size;
+constexpr size_t MR = 4;
+constexpr size_t NR = 2 * W;
+constexpr size_t KC = 256;
+constexpr size_t MC = 128;
+
+using aligned_vector = std::vector<float, xsimd::aligned_allocator<float>>;
+
+inline float at(const float* X, size_t ld, bool trans, size_t row, size_t col) {
+  return trans ? X[col * ld + row] : X[row * ld + col];
+}
+
+// packed[(j / NR) * kc * NR + k * NR + j % NR] = op(B)[k0 + k, j], zero beyond N.
+void pack_b(bool trans_b, const float* B, size_t ldb, size_t k0, size_t kc, size_t N, float* packed) {
+  for (size_t jp = 0; jp < N; jp += NR) {
+    float* dst = packed + (jp / NR) * kc * NR;
+    size_t nr = std::min(NR, N - jp);
+    for (size_t k = 0; k < kc; ++k) {
+      float* row = dst + k * NR;
+      if (!trans_b && nr == NR) {
+        std::memcpy(row, B + (k0 + k) * ldb + jp, NR * sizeof(float));
+        continue;
+      }
+      for (size_t j = 0; j < nr; ++j) row[j] = at(B, ldb, trans_b, k0 + k, jp + j);
+      for (size_t j = nr; j < NR; ++j) row[j] = 0.f;
+    }
+  }
+}
+
+// packed[(i / MR) * kc * MR + k * MR + i % MR] = op(A)[i0 + i, k0 + k], zero beyond mc.
+void pack_a(bool trans_a, const float* A, size_t lda, size_t i0, size_t mc, size_t k0, size_t kc, float* packed) {
+  for (size_t ip = 0; ip < mc; ip += MR) {
+    float* dst = packed + (ip / MR) * kc * MR;
+    size_t mr = std::min(MR, mc - ip);
+    for (size_t k = 0; k < kc; ++k) {
+      float* col = dst + k * MR;
+      for (size_t r = 0; r < mr; ++r) col[r] = at(A, lda, trans_a, i0 + ip + r, k0 + k);
+      for (size_t r = mr; r < MR; ++r) col[r] = 0.f;
+    }
+  }
+}
+
+// C[0:mr, 0:nr] += alpha * (pa panel) * (pb panel) over kc.
+void micro_kernel(size_t kc, const float* pa, const float* pb, float alpha, float* C, size_t ldc, size_t mr,
+                  size_t nr) {
+  batch c00(0.f), c01(0.f), c10(0.f), c11(0.f), c20(0.f), c21(0.f), c30(0.f), c31(0.f);
+  for (size_t k = 0; k < kc; ++k) {
+    batch b0 = batch::load_aligned(pb + k * NR);
+    batch b1 = batch::load_aligned(pb + k * NR + W);
+    const float* a = pa + k * MR;
+    batch a0(a[0]), a1(a[1]), a2(a[2]), a3(a[3]);
+    c00 = xsimd::fma(a0, b0, c00);
+    c01 = xsimd::fma(a0, b1, c01);
+    c10 = xsimd::fma(a1, b0, c10);
+    c11 = xsimd::fma(a1, b1, c11);
+    c20 = xsimd::fma(a2, b0, c20);
+    c21 = xsimd::fma(a2, b1, c21);
+    c30 = xsimd::fma(a3, b0, c30);
+    c31 = xsimd::fma(a3, b1, c31);
+  }
+  batch va(alpha);
+  if (mr == MR && nr == NR) {
+    float* r0 = C;
+    float* r1 = C + ldc;
+    float* r2 = C + 2 * ldc;
+    float* r3 = C + 3 * ldc;
+    xsimd::fma(va, c00, batch::load_unaligned(r0)).store_unaligned(r0);
+    xsimd::fma(va, c01, batch::load_unaligned(r0 + W)).store_unaligned(r0 + W);
+    xsimd::fma(va, c10, batch::load_unaligned(r1)).store_unaligned(r1);
+    xsimd::fma(va, c11, batch::load_unaligned(r1 + W)).store_unaligned(r1 + W);
+    xsimd::fma(va, c20, batch::load_unaligned(r2)).store_unaligned(r2);
+    xsimd::fma(va, c21, batch::load_unaligned(r2 + W)).store_unaligned(r2 + W);
+    xsimd::fma(va, c30, batch::load_unaligned(r3)).store_unaligned(r3);
+    xsimd::fma(va, c31, batch::load_unaligned(r3 + W)).store_unaligned(r3 + W);
+    return;
+  }
+  alignas(64) float tile[MR * NR];
+  (va * c00).store_aligned(tile + 0 * NR);
+  (va * c01).store_aligned(tile + 0 * NR + W);
+  (va * c10).store_aligned(tile + 1 * NR);
+  (va * c11).store_aligned(tile + 1 * NR + W);
+  (va * c20).store_aligned(tile + 2 * NR);
+  (va * c21).store_aligned(tile + 2 * NR + W);
+  (va * c30).store_aligned(tile + 3 * NR);
+  (va * c31).store_aligned(tile + 3 * NR + W);
+  for (size_t r = 0; r < mr; ++r)
+    for (size_t j = 0; j < nr; ++j) C[r * ldc + j] += tile[r * NR + j];
+}
+
+void scale_c(size_t M, size_t N, float beta, float* C, size_t ldc) {
+  if (beta == 1.f) return;
+  for (size_t i = 0; i < M; ++i) {
+    float* row = C + i * ldc;
+    if (beta == 0.f)  // not a multiply: C may hold NaN garbage that beta = 0 must erase
+      std::fill(row, row + N, 0.f);
+    else
+      for (size_t j = 0; j < N; ++j) row[j] *= beta;
+  }
+}
+
+}  // namespace
+
+void gemm(bool trans_a, bool trans_b, size_t M, size_t N, size_t K, float alpha, const float* A, size_t lda,
+          const float* B, size_t ldb, float beta, float* C, size_t ldc) {
+  if (M == 0 || N == 0) return;
+  scale_c(M, N, beta, C, ldc);
+  if (K == 0 || alpha == 0.f) return;
+  thread_local aligned_vector packed_a, packed_b;
+  size_t n_panels = (N + NR - 1) / NR;
+  size_t kc_max = std::min(K, KC);
+  if (packed_b.size() < n_panels * NR * kc_max) packed_b.resize(n_panels * NR * kc_max);
+  size_t mc_max = std::min(M, MC);
+  size_t m_panels = (mc_max + MR - 1) / MR;
+  if (packed_a.size() < m_panels * MR * kc_max) packed_a.resize(m_panels * MR * kc_max);
+
+  for (size_t k0 = 0; k0 < K; k0 += KC) {
+    size_t kc = std::min(KC, K - k0);
+    pack_b(trans_b, B, ldb, k0, kc, N, packed_b.data());
+    for (size_t i0 = 0; i0 < M; i0 += MC) {
+      size_t mc = std::min(MC, M - i0);
+      pack_a(trans_a, A, lda, i0, mc, k0, kc, packed_a.data());
+      for (size_t jp = 0; jp < N; jp += NR) {
+        const float* pb = packed_b.data() + (jp / NR) * kc * NR;
+        size_t nr = std::min(NR, N - jp);
+        for (size_t ip = 0; ip < mc; ip += MR) {
+          const float* pa = packed_a.data() + (ip / MR) * kc * MR;
+          micro_kernel(kc, pa, pb, alpha, C + (i0 + ip) * ldc + jp, ldc, std::min(MR, mc - ip), nr);
+        }
+      }
+    }
+  }
+}
+
+void gemm_reference(bool trans_a, bool trans_b, size_t M, size_t N, size_t K, float alpha, const float* A,
+                    size_t lda, const float* B, size_t ldb, float beta, float* C, size_t ldc) {
+  for (size_t i = 0; i < M; ++i)
+    for (size_t j = 0; j < N; ++j) {
+      double s = 0;
+      for (size_t k = 0; k < K; ++k) s += double(at(A, lda, trans_a, i, k)) * double(at(B, ldb, trans_b, k, j));
+      float prev = beta == 0.f ? 0.f : beta * C[i * ldc + j];
+      C[i * ldc + j] = float(alpha * s) + prev;
+    }
+}
+
+const char* simd_arch_name() { return xsimd::default_arch::name(); }
+
+}  // namespace aep

@@ -1,0 +1,20 @@
+// Single-precision matrix multiply for every dense and convolution layer, in both passes.
+// Row-major: C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C. op(A) = A ([M,K], lda >= K) or, when
+// trans_a, A^T with A stored as [K,M] (lda >= M); likewise for B. Transposes are handled while packing,
+// so the backward products A*B^T and A^T*B run through the same micro-kernel as A*B.
+#pragma once
+#include <cstddef>
+
+namespace aep {
+
+void gemm(bool trans_a, bool trans_b, size_t M, size_t N, size_t K, float alpha, const float* A, size_t lda,
+          const float* B, size_t ldb, float beta, float* C, size_t ldc);
+
+// Plain triple loop with double accumulation: the reference the tests compare gemm() against.
+void gemm_reference(bool trans_a, bool trans_b, size_t M, size_t N, size_t K, float alpha, const float* A,
+                    size_t lda, const float* B, size_t ldb, float beta, float* C, size_t ldc);
+
+// Name of the SIMD instruction set the engine was compiled for ("wasm", "avx512f", "avx2", "sse2", ...).
+const char* simd_arch_name();
+
+}  // namespace aep

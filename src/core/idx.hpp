@@ -1,0 +1,34 @@
+// Reader for the IDX format used by MNIST-style datasets (raw or gzipped), validating untrusted input.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace aep {
+
+struct IdxImages {
+    uint32_t count = 0, rows = 0, cols = 0;
+    std::vector<uint8_t> pixels;  // [count*rows*cols], row-major
+};
+
+struct IdxLabels {
+    uint32_t count = 0;
+    std::vector<uint8_t> labels;
+};
+
+// Parse from memory. `name` is used in error messages. Accepts raw or gzip (detected by magic; inflated with
+// gunzip, capped).
+IdxImages parse_idx_images(const uint8_t* data, size_t size, const std::string& name);
+IdxLabels parse_idx_labels(const uint8_t* data, size_t size, const std::string& name);
+
+// Read a file (raw or .gz) and parse; error messages name the path. If `path` does not exist but
+// `path + ".gz"` does, read that.
+IdxImages read_idx_images(const std::string& path);
+IdxLabels read_idx_labels(const std::string& path);
+
+// Whole file into memory; throws "<path>: cannot open file (<reason>)" or "<path>: read error (<reason>)".
+std::vector<uint8_t> read_file(const std::string& path);
+
+}  // namespace aep

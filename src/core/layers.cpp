@@ -1,0 +1,759 @@
+// Forward and backward of every layer. Dense and convolution layers go through gemm(); the rest are single
+// passes over contiguous memory that the compiler vectorizes (Sigmoid and Tanh use xsimd's exp/tanh).
+#include "core/layers.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <xsimd/xsimd.hpp>
+
+#include "core/gemm.hpp"
+
+namespace aep {
+
+using nlohmann::json;
+
+std::string shape_str(const Shape& s) {
+  std::ostringstream o;
+  if (s[2] == 1 && s[3] == 1)
+    o << "[" << s[0] << ", " << s[1] << "]";
+  else
+    o << "[" << s[0] << ", " << s[1] << ", " << s[2] << ", " << s[3] << "]";
+  return o.str();
+}
+
+size_t ParamSlot::numel() const {
+  size_t n = 1;
+  for (int64_t d : shape) n *= size_t(d);
+  return n;
+}
+
+namespace {
+
+[[noreturn]] void fail(const std::string& msg) { throw std::runtime_error(msg); }
+
+// Reads a layer's arguments, checking types and ranges, and rejects arguments the layer does not take.
+class Args {
+ public:
+  Args(const json& j, std::string type) : j_(j), type_(std::move(type)) { used_.insert("type"); }
+  size_t integer(const char* key, size_t lo, size_t hi, long long def = -1) {
+    used_.insert(key);
+    if (!j_.contains(key)) {
+      if (def < 0) fail(type_ + ": missing argument '" + key + "'");
+      return size_t(def);
+    }
+    const json& v = j_.at(key);
+    if (!v.is_number_integer())
+      fail(type_ + ": '" + key + "' must be an integer, got " + v.dump());
+    long long x = v.get<long long>();
+    if (x < (long long)lo || x > (long long)hi)
+      fail(type_ + ": '" + key + "' must be between " + std::to_string(lo) + " and " + std::to_string(hi) +
+           ", got " + std::to_string(x));
+    return size_t(x);
+  }
+  float number(const char* key, double lo, double hi, double def, bool hi_open = false) {
+    used_.insert(key);
+    if (!j_.contains(key)) return float(def);
+    const json& v = j_.at(key);
+    if (!v.is_number()) fail(type_ + ": '" + key + "' must be a number, got " + v.dump());
+    double x = v.get<double>();
+    if (!(x >= lo && (hi_open ? x < hi : x <= hi))) {
+      std::ostringstream o;
+      o << type_ << ": '" << key << "' must be in [" << lo << ", " << hi << (hi_open ? ")" : "]") << ", got " << x;
+      fail(o.str());
+    }
+    return float(x);
+  }
+  bool boolean(const char* key, bool def) {
+    used_.insert(key);
+    if (!j_.contains(key)) return def;
+    if (!j_.at(key).is_boolean()) fail(type_ + ": '" + key + "' must be true or false, got " + j_.at(key).dump());
+    return j_.at(key).get<bool>();
+  }
+  std::string string(const char* key, const std::string& def) {
+    used_.insert(key);
+    if (!j_.contains(key)) return def;
+    if (!j_.at(key).is_string()) fail(type_ + ": '" + key + "' must be a string, got " + j_.at(key).dump());
+    return j_.at(key).get<std::string>();
+  }
+  const json* raw(const char* key) {
+    used_.insert(key);
+    return j_.contains(key) ? &j_.at(key) : nullptr;
+  }
+  void done() const {
+    for (auto it = j_.begin(); it != j_.end(); ++it)
+      if (!used_.count(it.key())) fail(type_ + ": unknown argument '" + it.key() + "'");
+  }
+
+ private:
+  const json& j_;
+  std::string type_;
+  std::set<std::string> used_;
+};
+
+constexpr size_t kMaxFeatures = 1 << 20;
+constexpr size_t kMaxChannels = 4096;
+
+ParamSlot slot(const char* name, std::vector<int64_t> shape, float bound,
+               ParamSlot::Init init = ParamSlot::Init::Uniform) {
+  ParamSlot s;
+  s.name = name;
+  s.shape = std::move(shape);
+  s.init_bound = bound;
+  s.init = init;
+  return s;
+}
+
+inline const float* sample(const Tensor& t, size_t b) { return t.data() + b * per_sample(t.shape()); }
+inline float* sample(Tensor& t, size_t b) { return t.data() + b * per_sample(t.shape()); }
+
+// y[b, c, :] += bias[c] over `plane` elements per channel.
+void add_channel_bias(float* y, const float* bias, size_t batch, size_t channels, size_t plane) {
+  for (size_t b = 0; b < batch; ++b)
+    for (size_t c = 0; c < channels; ++c) {
+      float* p = y + (b * channels + c) * plane;
+      float v = bias[c];
+      for (size_t i = 0; i < plane; ++i) p[i] += v;
+    }
+}
+
+void accumulate_channel_sums(const float* dy, float* dbias, size_t batch, size_t channels, size_t plane) {
+  for (size_t b = 0; b < batch; ++b)
+    for (size_t c = 0; c < channels; ++c) {
+      const float* p = dy + (b * channels + c) * plane;
+      float s = 0.f;
+      for (size_t i = 0; i < plane; ++i) s += p[i];
+      dbias[c] += s;
+    }
+}
+
+size_t conv_out(size_t in, size_t k, size_t stride, size_t pad) {
+  if (in + 2 * pad < k) return 0;
+  return (in + 2 * pad - k) / stride + 1;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------- Linear
+
+Linear::Linear(const json& spec) : Layer(spec) {
+  Args a(spec, "Linear");
+  in_features = a.integer("in_features", 1, kMaxFeatures);
+  out_features = a.integer("out_features", 1, kMaxFeatures);
+  has_bias = a.boolean("bias", true);
+  const json* tied = a.raw("tied_to");
+  if (tied && !tied->is_string()) fail("Linear: 'tied_to' must name a layer, e.g. \"encoder.1\"");
+  a.done();
+  // PyTorch: kaiming_uniform_(a=sqrt(5)) gives bound 1/sqrt(fan_in) for the weight; the bias uses the same.
+  float bound = 1.f / std::sqrt(float(in_features));
+  if (!tied) params.push_back(slot("weight", {int64_t(out_features), int64_t(in_features)}, bound));
+  if (has_bias) params.push_back(slot("bias", {int64_t(out_features)}, bound));
+}
+
+void Linear::tie_to(Linear* enc) {
+  if (enc->in_features != out_features || enc->out_features != in_features || enc->tied())
+    fail("Linear " + std::to_string(in_features) + "->" + std::to_string(out_features) +
+         " cannot be tied to Linear " + std::to_string(enc->in_features) + "->" + std::to_string(enc->out_features) +
+         ": the tied layer must be its mirror image");
+  tied_ = enc;
+}
+
+const float* Linear::weight() const { return tied_ ? tied_->params[0].value : params[0].value; }
+float* Linear::weight_grad() const { return tied_ ? tied_->params[0].grad : params[0].grad; }
+float* Linear::bias() const { return has_bias ? params.back().value : nullptr; }
+float* Linear::bias_grad() const { return has_bias ? params.back().grad : nullptr; }
+
+Shape Linear::output_shape(const Shape& in) const {
+  if (in[2] != 1 || in[3] != 1)
+    fail("Linear expects a flat input [batch, " + std::to_string(in_features) + "], got " + shape_str(in) +
+         " - add a Flatten before it");
+  if (in[1] != in_features)
+    fail("Linear expects " + std::to_string(in_features) + " input features, got " + std::to_string(in[1]));
+  return {in[0], out_features, 1, 1};
+}
+
+void Linear::forward(const Tensor& x, Tensor& y, const RunContext&) {
+  size_t B = x.shape()[0];
+  ensure_shape(y, {B, out_features, 1, 1});
+  if (tied_)  // y = x * W_enc, W_enc: [in_features(=enc out), out_features(=enc in)]
+    gemm(false, false, B, out_features, in_features, 1.f, x.data(), in_features, weight(), out_features, 0.f,
+         y.data(), out_features);
+  else  // y = x * W^T, W: [out, in]
+    gemm(false, true, B, out_features, in_features, 1.f, x.data(), in_features, weight(), in_features, 0.f,
+         y.data(), out_features);
+  if (has_bias) add_channel_bias(y.data(), bias(), B, out_features, 1);
+}
+
+void Linear::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor& dx) {
+  size_t B = x.shape()[0];
+  ensure_shape(dx, x.shape());
+  if (tied_) {
+    gemm(false, true, B, in_features, out_features, 1.f, dy.data(), out_features, weight(), out_features, 0.f,
+         dx.data(), in_features);
+    gemm(true, false, in_features, out_features, B, 1.f, x.data(), in_features, dy.data(), out_features, 1.f,
+         weight_grad(), out_features);
+  } else {
+    gemm(false, false, B, in_features, out_features, 1.f, dy.data(), out_features, weight(), in_features, 0.f,
+         dx.data(), in_features);
+    gemm(true, false, out_features, in_features, B, 1.f, dy.data(), out_features, x.data(), in_features, 1.f,
+         weight_grad(), in_features);
+  }
+  if (has_bias) accumulate_channel_sums(dy.data(), bias_grad(), B, out_features, 1);
+}
+
+// ------------------------------------------------------------------------------------- im2col / col2im
+
+void im2col(const float* img, const ConvGeometry& g, float* col) {
+  const size_t plane = g.OH * g.OW;
+  for (size_t c = 0; c < g.C; ++c)
+    for (size_t ki = 0; ki < g.k; ++ki)
+      for (size_t kj = 0; kj < g.k; ++kj) {
+        float* dst = col + ((c * g.k + ki) * g.k + kj) * plane;
+        const float* src = img + c * g.H * g.W;
+        for (size_t oh = 0; oh < g.OH; ++oh) {
+          float* row = dst + oh * g.OW;
+          long ih = long(oh * g.stride + ki) - long(g.pad);
+          if (ih < 0 || ih >= long(g.H)) {
+            std::fill(row, row + g.OW, 0.f);
+            continue;
+          }
+          const float* srow = src + size_t(ih) * g.W;
+          for (size_t ow = 0; ow < g.OW; ++ow) {
+            long iw = long(ow * g.stride + kj) - long(g.pad);
+            row[ow] = (iw >= 0 && iw < long(g.W)) ? srow[iw] : 0.f;
+          }
+        }
+      }
+}
+
+void col2im(const float* col, const ConvGeometry& g, float* img) {
+  const size_t plane = g.OH * g.OW;
+  for (size_t c = 0; c < g.C; ++c)
+    for (size_t ki = 0; ki < g.k; ++ki)
+      for (size_t kj = 0; kj < g.k; ++kj) {
+        const float* src = col + ((c * g.k + ki) * g.k + kj) * plane;
+        float* dst = img + c * g.H * g.W;
+        for (size_t oh = 0; oh < g.OH; ++oh) {
+          long ih = long(oh * g.stride + ki) - long(g.pad);
+          if (ih < 0 || ih >= long(g.H)) continue;
+          float* drow = dst + size_t(ih) * g.W;
+          const float* row = src + oh * g.OW;
+          for (size_t ow = 0; ow < g.OW; ++ow) {
+            long iw = long(ow * g.stride + kj) - long(g.pad);
+            if (iw >= 0 && iw < long(g.W)) drow[iw] += row[ow];
+          }
+        }
+      }
+}
+
+// ---------------------------------------------------------------------------------------------- Conv2d
+
+Conv2d::Conv2d(const json& spec) : Layer(spec) {
+  Args a(spec, "Conv2d");
+  in_channels = a.integer("in_channels", 1, kMaxChannels);
+  out_channels = a.integer("out_channels", 1, kMaxChannels);
+  kernel_size = a.integer("kernel_size", 1, 15);
+  stride = a.integer("stride", 1, 8, 1);
+  padding = a.integer("padding", 0, 7, 0);
+  has_bias = a.boolean("bias", true);
+  a.done();
+  if (padding >= kernel_size) fail("Conv2d: 'padding' must be smaller than 'kernel_size'");
+  float bound = 1.f / std::sqrt(float(in_channels * kernel_size * kernel_size));
+  int64_t k = int64_t(kernel_size);
+  params.push_back(slot("weight", {int64_t(out_channels), int64_t(in_channels), k, k}, bound));
+  if (has_bias) params.push_back(slot("bias", {int64_t(out_channels)}, bound));
+}
+
+ConvGeometry Conv2d::geometry(const Shape& in) const {
+  return {in[1], in[2], in[3], kernel_size, stride, padding, conv_out(in[2], kernel_size, stride, padding),
+          conv_out(in[3], kernel_size, stride, padding)};
+}
+
+Shape Conv2d::output_shape(const Shape& in) const {
+  if (in[1] != in_channels)
+    fail("Conv2d expects " + std::to_string(in_channels) + " input channels, got " + shape_str(in));
+  ConvGeometry g = geometry(in);
+  if (g.OH == 0 || g.OW == 0)
+    fail("Conv2d: kernel " + std::to_string(kernel_size) + " does not fit the " + std::to_string(in[2]) + "x" +
+         std::to_string(in[3]) + " input");
+  return {in[0], out_channels, g.OH, g.OW};
+}
+
+void Conv2d::forward(const Tensor& x, Tensor& y, const RunContext&) {
+  const Shape& in = x.shape();
+  ConvGeometry g = geometry(in);
+  const size_t B = in[0], plane = g.OH * g.OW, ckk = in_channels * kernel_size * kernel_size;
+  ensure_shape(y, {B, out_channels, g.OH, g.OW});
+  col_.resize(ckk * plane);
+  for (size_t b = 0; b < B; ++b) {
+    im2col(sample(x, b), g, col_.data());
+    gemm(false, false, out_channels, plane, ckk, 1.f, params[0].value, ckk, col_.data(), plane, 0.f, sample(y, b),
+         plane);
+  }
+  if (has_bias) add_channel_bias(y.data(), params[1].value, B, out_channels, plane);
+}
+
+void Conv2d::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor& dx) {
+  const Shape& in = x.shape();
+  ConvGeometry g = geometry(in);
+  const size_t B = in[0], plane = g.OH * g.OW, ckk = in_channels * kernel_size * kernel_size;
+  ensure_shape(dx, in);
+  std::fill(dx.begin(), dx.end(), 0.f);
+  col_.resize(ckk * plane);
+  dcol_.resize(ckk * plane);
+  for (size_t b = 0; b < B; ++b) {
+    im2col(sample(x, b), g, col_.data());
+    // dW[Cout, CKK] += dy_b[Cout, P] * col^T
+    gemm(false, true, out_channels, ckk, plane, 1.f, sample(dy, b), plane, col_.data(), plane, 1.f, params[0].grad,
+         ckk);
+    // dcol[CKK, P] = W^T * dy_b
+    gemm(true, false, ckk, plane, out_channels, 1.f, params[0].value, ckk, sample(dy, b), plane, 0.f, dcol_.data(),
+         plane);
+    col2im(dcol_.data(), g, sample(dx, b));
+  }
+  if (has_bias) accumulate_channel_sums(dy.data(), params[1].grad, B, out_channels, plane);
+}
+
+// ------------------------------------------------------------------------------------- ConvTranspose2d
+
+ConvTranspose2d::ConvTranspose2d(const json& spec) : Layer(spec) {
+  Args a(spec, "ConvTranspose2d");
+  in_channels = a.integer("in_channels", 1, kMaxChannels);
+  out_channels = a.integer("out_channels", 1, kMaxChannels);
+  kernel_size = a.integer("kernel_size", 1, 15);
+  stride = a.integer("stride", 1, 8, 1);
+  padding = a.integer("padding", 0, 7, 0);
+  output_padding = a.integer("output_padding", 0, 7, 0);
+  has_bias = a.boolean("bias", true);
+  a.done();
+  if (output_padding >= stride)
+    fail("ConvTranspose2d: 'output_padding' must be smaller than 'stride' (as in PyTorch)");
+  if (padding >= kernel_size) fail("ConvTranspose2d: 'padding' must be smaller than 'kernel_size'");
+  // PyTorch computes fan_in from weight.size(1) = out_channels for transposed convolutions.
+  float bound = 1.f / std::sqrt(float(out_channels * kernel_size * kernel_size));
+  int64_t k = int64_t(kernel_size);
+  params.push_back(slot("weight", {int64_t(in_channels), int64_t(out_channels), k, k}, bound));
+  if (has_bias) params.push_back(slot("bias", {int64_t(out_channels)}, bound));
+}
+
+ConvGeometry ConvTranspose2d::geometry(const Shape& in) const {
+  size_t oh = (in[2] - 1) * stride + kernel_size + output_padding - 2 * padding;
+  size_t ow = (in[3] - 1) * stride + kernel_size + output_padding - 2 * padding;
+  return {out_channels, oh, ow, kernel_size, stride, padding, in[2], in[3]};
+}
+
+Shape ConvTranspose2d::output_shape(const Shape& in) const {
+  if (in[1] != in_channels)
+    fail("ConvTranspose2d expects " + std::to_string(in_channels) + " input channels, got " + shape_str(in));
+  if ((in[2] - 1) * stride + kernel_size + output_padding <= 2 * padding)
+    fail("ConvTranspose2d: padding " + std::to_string(padding) + " leaves no output for a " + std::to_string(in[2]) +
+         "x" + std::to_string(in[3]) + " input");
+  ConvGeometry g = geometry(in);
+  return {in[0], out_channels, g.H, g.W};
+}
+
+void ConvTranspose2d::forward(const Tensor& x, Tensor& y, const RunContext&) {
+  const Shape& in = x.shape();
+  ConvGeometry g = geometry(in);
+  const size_t B = in[0], hw = in[2] * in[3], okk = out_channels * kernel_size * kernel_size;
+  ensure_shape(y, {B, out_channels, g.H, g.W});
+  std::fill(y.begin(), y.end(), 0.f);
+  col_.resize(okk * hw);
+  for (size_t b = 0; b < B; ++b) {
+    // col[OKK, HW] = W^T * x_b with W viewed as [Cin, OKK]
+    gemm(true, false, okk, hw, in_channels, 1.f, params[0].value, okk, sample(x, b), hw, 0.f, col_.data(), hw);
+    col2im(col_.data(), g, sample(y, b));
+  }
+  if (has_bias) add_channel_bias(y.data(), params[1].value, B, out_channels, g.H * g.W);
+}
+
+void ConvTranspose2d::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor& dx) {
+  const Shape& in = x.shape();
+  ConvGeometry g = geometry(in);
+  const size_t B = in[0], hw = in[2] * in[3], okk = out_channels * kernel_size * kernel_size;
+  ensure_shape(dx, in);
+  col_.resize(okk * hw);
+  for (size_t b = 0; b < B; ++b) {
+    im2col(sample(dy, b), g, col_.data());
+    // dx_b[Cin, HW] = W[Cin, OKK] * dcol
+    gemm(false, false, in_channels, hw, okk, 1.f, params[0].value, okk, col_.data(), hw, 0.f, sample(dx, b), hw);
+    // dW[Cin, OKK] += x_b[Cin, HW] * dcol^T
+    gemm(false, true, in_channels, okk, hw, 1.f, sample(x, b), hw, col_.data(), hw, 1.f, params[0].grad, okk);
+  }
+  if (has_bias) accumulate_channel_sums(dy.data(), params[1].grad, B, out_channels, g.H * g.W);
+}
+
+// -------------------------------------------------------------------------------------------- MaxPool2d
+
+MaxPool2d::MaxPool2d(const json& spec) : Layer(spec) {
+  Args a(spec, "MaxPool2d");
+  kernel_size = a.integer("kernel_size", 1, 15);
+  stride = a.integer("stride", 1, 15, (long long)kernel_size);
+  a.integer("padding", 0, 0, 0);
+  a.done();
+}
+
+Shape MaxPool2d::output_shape(const Shape& in) const {
+  if (in[2] < kernel_size || in[3] < kernel_size)
+    fail("MaxPool2d: window " + std::to_string(kernel_size) + " is larger than the " + std::to_string(in[2]) + "x" +
+         std::to_string(in[3]) + " input " + shape_str(in));
+  return {in[0], in[1], (in[2] - kernel_size) / stride + 1, (in[3] - kernel_size) / stride + 1};
+}
+
+void MaxPool2d::forward(const Tensor& x, Tensor& y, const RunContext&) {
+  const Shape& in = x.shape();
+  Shape out = output_shape(in);
+  ensure_shape(y, out);
+  argmax_.resize(numel(out));
+  const size_t H = in[2], W = in[3], OH = out[2], OW = out[3];
+  for (size_t bc = 0; bc < in[0] * in[1]; ++bc) {
+    const float* src = x.data() + bc * H * W;
+    float* dst = y.data() + bc * OH * OW;
+    uint32_t* arg = argmax_.data() + bc * OH * OW;
+    for (size_t oh = 0; oh < OH; ++oh)
+      for (size_t ow = 0; ow < OW; ++ow) {
+        size_t best = (oh * stride) * W + ow * stride;
+        float m = src[best];
+        for (size_t i = 0; i < kernel_size; ++i)
+          for (size_t j = 0; j < kernel_size; ++j) {
+            size_t idx = (oh * stride + i) * W + ow * stride + j;
+            if (src[idx] > m || std::isnan(src[idx])) m = src[idx], best = idx;
+          }
+        dst[oh * OW + ow] = m;
+        arg[oh * OW + ow] = uint32_t(bc * H * W + best);
+      }
+  }
+}
+
+void MaxPool2d::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor& dx) {
+  ensure_shape(dx, x.shape());
+  std::fill(dx.begin(), dx.end(), 0.f);
+  const float* g = dy.data();
+  for (size_t i = 0; i < argmax_.size(); ++i) dx.data()[argmax_[i]] += g[i];
+}
+
+// --------------------------------------------------------------------------------------------- Upsample
+
+Upsample::Upsample(const json& spec) : Layer(spec) {
+  Args a(spec, "Upsample");
+  scale = a.integer("scale_factor", 1, 8);
+  std::string mode = a.string("mode", "nearest");
+  a.done();
+  if (mode != "nearest") fail("Upsample: only mode \"nearest\" is supported, got \"" + mode + "\"");
+}
+
+Shape Upsample::output_shape(const Shape& in) const {
+  if (in[2] == 1 && in[3] == 1 && in[1] > 1)
+    fail("Upsample expects an image [batch, C, H, W], got the flat " + shape_str(in) + " - add an Unflatten first");
+  return {in[0], in[1], in[2] * scale, in[3] * scale};
+}
+
+void Upsample::forward(const Tensor& x, Tensor& y, const RunContext&) {
+  const Shape& in = x.shape();
+  ensure_shape(y, output_shape(in));
+  const size_t H = in[2], W = in[3], OW = W * scale;
+  for (size_t bc = 0; bc < in[0] * in[1]; ++bc) {
+    const float* src = x.data() + bc * H * W;
+    float* dst = y.data() + bc * H * W * scale * scale;
+    for (size_t oh = 0; oh < H * scale; ++oh) {
+      const float* srow = src + (oh / scale) * W;
+      float* drow = dst + oh * OW;
+      for (size_t ow = 0; ow < OW; ++ow) drow[ow] = srow[ow / scale];
+    }
+  }
+}
+
+void Upsample::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor& dx) {
+  const Shape& in = x.shape();
+  ensure_shape(dx, in);
+  std::fill(dx.begin(), dx.end(), 0.f);
+  const size_t H = in[2], W = in[3], OW = W * scale;
+  for (size_t bc = 0; bc < in[0] * in[1]; ++bc) {
+    const float* src = dy.data() + bc * H * W * scale * scale;
+    float* dst = dx.data() + bc * H * W;
+    for (size_t oh = 0; oh < H * scale; ++oh) {
+      float* drow = dst + (oh / scale) * W;
+      const float* srow = src + oh * OW;
+      for (size_t ow = 0; ow < OW; ++ow) drow[ow / scale] += srow[ow];
+    }
+  }
+}
+
+// -------------------------------------------------------------------------------------------- BatchNorm
+
+BatchNorm::BatchNorm(const json& spec) : Layer(spec) {
+  std::string t = spec.at("type").get<std::string>();
+  two_d = t == "BatchNorm2d";
+  Args a(spec, t);
+  num_features = a.integer("num_features", 1, kMaxFeatures);
+  eps = a.number("eps", 1e-12, 1.0, 1e-5);
+  momentum = a.number("momentum", 0.0, 1.0, 0.1);
+  if (!a.boolean("affine", true)) fail(t + ": only affine=true is supported");
+  if (!a.boolean("track_running_stats", true)) fail(t + ": only track_running_stats=true is supported");
+  a.done();
+  int64_t n = int64_t(num_features);
+  params.push_back(slot("weight", {n}, 0.f, ParamSlot::Init::Ones));
+  params.push_back(slot("bias", {n}, 0.f, ParamSlot::Init::Zeros));
+  buffers.push_back(slot("running_mean", {n}, 0.f, ParamSlot::Init::Zeros));
+  buffers.push_back(slot("running_var", {n}, 0.f, ParamSlot::Init::Ones));
+  counters.push_back({"num_batches_tracked", &num_batches_tracked});
+}
+
+Shape BatchNorm::output_shape(const Shape& in) const {
+  std::string t = two_d ? "BatchNorm2d" : "BatchNorm1d";
+  if (!two_d && (in[2] != 1 || in[3] != 1))
+    fail("BatchNorm1d expects [batch, features], got " + shape_str(in) + " - use BatchNorm2d for images");
+  if (two_d && in[2] == 1 && in[3] == 1 && in[1] > 1)
+    fail("BatchNorm2d expects [batch, C, H, W], got the flat " + shape_str(in) + " - use BatchNorm1d");
+  if (in[1] != num_features)
+    fail(t + " expects " + std::to_string(num_features) + " channels, got " + shape_str(in));
+  return in;
+}
+
+void BatchNorm::forward(const Tensor& x, Tensor& y, const RunContext& ctx) {
+  const Shape& in = x.shape();
+  const size_t B = in[0], C = in[1], plane = in[2] * in[3], n = B * plane;
+  ensure_shape(y, in);
+  mean_.resize(C);
+  invstd_.resize(C);
+  float* gamma = params[0].value;
+  float* beta = params[1].value;
+  float* rmean = buffers[0].value;
+  float* rvar = buffers[1].value;
+  last_training_ = ctx.training;
+  if (ctx.training) {
+    if (n < 2)
+      fail(std::string(two_d ? "BatchNorm2d" : "BatchNorm1d") +
+           ": training needs more than 1 value per channel (batch size 1?)");
+    for (size_t c = 0; c < C; ++c) {
+      double s = 0, s2 = 0;
+      for (size_t b = 0; b < B; ++b) {
+        const float* p = x.data() + (b * C + c) * plane;
+        for (size_t i = 0; i < plane; ++i) s += p[i];
+      }
+      double m = s / double(n);
+      for (size_t b = 0; b < B; ++b) {
+        const float* p = x.data() + (b * C + c) * plane;
+        for (size_t i = 0; i < plane; ++i) s2 += (p[i] - m) * (p[i] - m);
+      }
+      double var = s2 / double(n);
+      mean_[c] = float(m);
+      invstd_[c] = float(1.0 / std::sqrt(var + eps));
+      rmean[c] = (1.f - momentum) * rmean[c] + momentum * float(m);
+      rvar[c] = (1.f - momentum) * rvar[c] + momentum * float(s2 / double(n - 1));
+    }
+    ++num_batches_tracked;
+  } else {
+    for (size_t c = 0; c < C; ++c) {
+      mean_[c] = rmean[c];
+      invstd_[c] = 1.f / std::sqrt(rvar[c] + eps);
+    }
+  }
+  for (size_t b = 0; b < B; ++b)
+    for (size_t c = 0; c < C; ++c) {
+      const float* p = x.data() + (b * C + c) * plane;
+      float* q = y.data() + (b * C + c) * plane;
+      float scale = gamma[c] * invstd_[c], shift = beta[c] - mean_[c] * scale;
+      for (size_t i = 0; i < plane; ++i) q[i] = p[i] * scale + shift;
+    }
+}
+
+void BatchNorm::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor& dx) {
+  const Shape& in = x.shape();
+  const size_t B = in[0], C = in[1], plane = in[2] * in[3];
+  const double n = double(B * plane);
+  ensure_shape(dx, in);
+  float* gamma = params[0].value;
+  for (size_t c = 0; c < C; ++c) {
+    double sum_dy = 0, sum_dy_xhat = 0;
+    for (size_t b = 0; b < B; ++b) {
+      const float* p = x.data() + (b * C + c) * plane;
+      const float* g = dy.data() + (b * C + c) * plane;
+      for (size_t i = 0; i < plane; ++i) {
+        sum_dy += g[i];
+        sum_dy_xhat += g[i] * (p[i] - mean_[c]) * invstd_[c];
+      }
+    }
+    params[0].grad[c] += float(sum_dy_xhat);
+    params[1].grad[c] += float(sum_dy);
+    float k = gamma[c] * invstd_[c];
+    // Eval mode: statistics are constants. Training: they depend on x (the usual three-term formula).
+    float a = last_training_ ? float(sum_dy / n) : 0.f;
+    float bcoef = last_training_ ? float(sum_dy_xhat / n) : 0.f;
+    for (size_t b = 0; b < B; ++b) {
+      const float* p = x.data() + (b * C + c) * plane;
+      const float* g = dy.data() + (b * C + c) * plane;
+      float* q = dx.data() + (b * C + c) * plane;
+      for (size_t i = 0; i < plane; ++i) {
+        float xhat = (p[i] - mean_[c]) * invstd_[c];
+        q[i] = k * (g[i] - a - xhat * bcoef);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- Dropout
+
+Dropout::Dropout(const json& spec) : Layer(spec) {
+  Args a(spec, "Dropout");
+  p = a.number("p", 0.0, 1.0, 0.5, true);
+  a.done();
+}
+
+void Dropout::forward(const Tensor& x, Tensor& y, const RunContext& ctx) {
+  ensure_shape(y, x.shape());
+  if (!ctx.training || p == 0.f) {
+    mask_.clear();
+    std::copy(x.begin(), x.end(), y.begin());
+    return;
+  }
+  if (!ctx.rng) fail("Dropout: no random generator given for training");
+  mask_.resize(x.size());
+  const float keep = 1.f / (1.f - p);
+  for (size_t i = 0; i < mask_.size(); ++i) {
+    mask_[i] = ctx.rng->uniform() < p ? 0.f : keep;
+    y.data()[i] = x.data()[i] * mask_[i];
+  }
+}
+
+void Dropout::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor& dx) {
+  ensure_shape(dx, x.shape());
+  if (mask_.empty()) {
+    std::copy(dy.begin(), dy.end(), dx.begin());
+    return;
+  }
+  for (size_t i = 0; i < mask_.size(); ++i) dx.data()[i] = dy.data()[i] * mask_[i];
+}
+
+// ---------------------------------------------------------------------------------------- Activations
+
+ActivationLayer::ActivationLayer(const json& spec, Activation k) : Layer(spec), kind(k) {
+  Args a(spec, type());
+  if (kind == Activation::LeakyReLU) negative_slope = a.number("negative_slope", 0.0, 1.0, 0.01);
+  a.done();
+}
+
+void ActivationLayer::forward(const Tensor& x, Tensor& y, const RunContext&) {
+  using batch = xsimd::batch<float>;
+  constexpr size_t W = batch::size;
+  ensure_shape(y, x.shape());
+  const float* in = x.data();
+  float* out = y.data();
+  const size_t n = x.size(), nv = n - n % W;
+  switch (kind) {
+    case Activation::ReLU:
+      for (size_t i = 0; i < n; ++i) out[i] = in[i] > 0.f ? in[i] : 0.f;
+      break;
+    case Activation::LeakyReLU:
+      for (size_t i = 0; i < n; ++i) out[i] = in[i] > 0.f ? in[i] : in[i] * negative_slope;
+      break;
+    case Activation::Sigmoid:
+      for (size_t i = 0; i < nv; i += W) {
+        batch v = batch::load_unaligned(in + i);
+        (batch(1.f) / (batch(1.f) + xsimd::exp(-v))).store_unaligned(out + i);
+      }
+      for (size_t i = nv; i < n; ++i) out[i] = 1.f / (1.f + std::exp(-in[i]));
+      break;
+    case Activation::Tanh:
+      for (size_t i = 0; i < nv; i += W) xsimd::tanh(batch::load_unaligned(in + i)).store_unaligned(out + i);
+      for (size_t i = nv; i < n; ++i) out[i] = std::tanh(in[i]);
+      break;
+  }
+}
+
+void ActivationLayer::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) {
+  ensure_shape(dx, x.shape());
+  const float* in = x.data();
+  const float* out = y.data();
+  const float* g = dy.data();
+  float* d = dx.data();
+  const size_t n = x.size();
+  switch (kind) {
+    case Activation::ReLU:
+      for (size_t i = 0; i < n; ++i) d[i] = in[i] > 0.f ? g[i] : 0.f;
+      break;
+    case Activation::LeakyReLU:
+      for (size_t i = 0; i < n; ++i) d[i] = in[i] > 0.f ? g[i] : g[i] * negative_slope;
+      break;
+    case Activation::Sigmoid:
+      for (size_t i = 0; i < n; ++i) d[i] = g[i] * out[i] * (1.f - out[i]);
+      break;
+    case Activation::Tanh:
+      for (size_t i = 0; i < n; ++i) d[i] = g[i] * (1.f - out[i] * out[i]);
+      break;
+  }
+}
+
+// --------------------------------------------------------------------------------- Flatten / Unflatten
+
+Reshape::Reshape(const json& spec) : Layer(spec) {
+  std::string t = spec.at("type").get<std::string>();
+  flatten_ = t == "Flatten";
+  Args a(spec, t);
+  if (!flatten_) {
+    const json* s = a.raw("unflattened_size");
+    if (!s || !s->is_array() || s->size() != 3)
+      fail("Unflatten: 'unflattened_size' must be [channels, height, width], e.g. [32, 7, 7]");
+    for (size_t i = 0; i < 3; ++i) {
+      if (!(*s)[i].is_number_integer() || (*s)[i].get<long long>() < 1 || (*s)[i].get<long long>() > 4096)
+        fail("Unflatten: 'unflattened_size' entries must be integers between 1 and 4096, got " + s->dump());
+      target_[i] = (*s)[i].get<size_t>();
+    }
+  }
+  a.done();
+}
+
+Shape Reshape::output_shape(const Shape& in) const {
+  if (flatten_) return {in[0], per_sample(in), 1, 1};
+  size_t want = target_[0] * target_[1] * target_[2];
+  if (per_sample(in) != want)
+    fail("Unflatten to [" + std::to_string(target_[0]) + ", " + std::to_string(target_[1]) + ", " +
+         std::to_string(target_[2]) + "] needs " + std::to_string(want) + " features per sample, got " + shape_str(in));
+  return {in[0], target_[0], target_[1], target_[2]};
+}
+
+void Reshape::forward(const Tensor& x, Tensor& y, const RunContext&) {
+  ensure_shape(y, output_shape(x.shape()));
+  std::copy(x.begin(), x.end(), y.begin());
+}
+
+void Reshape::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor& dx) {
+  ensure_shape(dx, x.shape());
+  std::copy(dy.begin(), dy.end(), dx.begin());
+}
+
+// ---------------------------------------------------------------------------------------------- factory
+
+const std::vector<std::string>& layer_types() {
+  static const std::vector<std::string> types = {
+      "Linear", "Conv2d", "ConvTranspose2d", "MaxPool2d", "Upsample", "BatchNorm1d", "BatchNorm2d", "Dropout",
+      "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Flatten", "Unflatten"};
+  return types;
+}
+
+std::unique_ptr<Layer> make_layer(const json& spec) {
+  if (!spec.is_object()) fail("a layer must be a JSON object like {\"type\": \"ReLU\"}, got " + spec.dump());
+  if (!spec.contains("type") || !spec.at("type").is_string())
+    fail("a layer needs a \"type\" string, e.g. \"Linear\"; got " + spec.dump());
+  std::string t = spec.at("type").get<std::string>();
+  if (t == "Linear") return std::make_unique<Linear>(spec);
+  if (t == "Conv2d") return std::make_unique<Conv2d>(spec);
+  if (t == "ConvTranspose2d") return std::make_unique<ConvTranspose2d>(spec);
+  if (t == "MaxPool2d") return std::make_unique<MaxPool2d>(spec);
+  if (t == "Upsample") return std::make_unique<Upsample>(spec);
+  if (t == "BatchNorm1d" || t == "BatchNorm2d") return std::make_unique<BatchNorm>(spec);
+  if (t == "Dropout") return std::make_unique<Dropout>(spec);
+  if (t == "ReLU") return std::make_unique<ActivationLayer>(spec, Activation::ReLU);
+  if (t == "LeakyReLU") return std::make_unique<ActivationLayer>(spec, Activation::LeakyReLU);
+  if (t == "Sigmoid") return std::make_unique<ActivationLayer>(spec, Activation::Sigmoid);
+  if (t == "Tanh") return std::make_unique<ActivationLayer>(spec, Activation::Tanh);
+  if (t == "Flatten" || t == "Unflatten") return std::make_unique<Reshape>(spec);
+  std::string known;
+  for (const auto& k : layer_types()) known += (known.empty() ? "" : ", ") + k;
+  fail("unknown layer type '" + t + "' (known: " + known + ")");
+}
+
+}  // namespace aep

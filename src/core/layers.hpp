@@ -1,0 +1,196 @@
+// Layers of an autoencoder, named, parameterized and laid out like PyTorch's (weights match a state_dict).
+// Each layer is forward(x -> y) and backward(dy -> dx) over [batch, C, H, W] tensors; backward overwrites dx
+// and ADDS into parameter gradients, so shared (tied) weights and multi-path graphs accumulate correctly.
+#pragma once
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/rng.hpp"
+#include "core/tensor.hpp"
+
+namespace aep {
+
+struct RunContext {
+  bool training = false;
+  Rng* rng = nullptr;  // Dropout draws its masks from here
+};
+
+// A parameter or buffer of a layer. The Model points value/grad into its one contiguous buffer.
+struct ParamSlot {
+  std::string name;            // state_dict suffix: "weight", "bias", "running_mean", ...
+  std::vector<int64_t> shape;  // PyTorch layout
+  float* value = nullptr;
+  float* grad = nullptr;       // nullptr for buffers
+  float init_bound = 0.f;      // uniform(-b, b); see init below
+  enum class Init { Uniform, Ones, Zeros } init = Init::Uniform;
+  size_t numel() const;
+};
+
+struct CounterSlot {  // integer buffers such as BatchNorm's num_batches_tracked (int64 in PyTorch)
+  std::string name;
+  int64_t* value = nullptr;
+};
+
+class Layer {
+ public:
+  explicit Layer(nlohmann::json spec) : spec_(std::move(spec)) {}
+  virtual ~Layer() = default;
+  const nlohmann::json& spec() const { return spec_; }
+  std::string type() const { return spec_.at("type").get<std::string>(); }
+  // Throws std::runtime_error explaining why `in` does not fit this layer.
+  virtual Shape output_shape(const Shape& in) const = 0;
+  virtual void forward(const Tensor& x, Tensor& y, const RunContext& ctx) = 0;
+  virtual void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) = 0;
+  // Parameters are initialized by the Model from their slots (PyTorch's default schemes).
+  std::vector<ParamSlot> params;
+  std::vector<ParamSlot> buffers;
+  std::vector<CounterSlot> counters;
+
+ protected:
+  nlohmann::json spec_;
+};
+
+// Builds a layer from its preset description, e.g. {"type": "Conv2d", "in_channels": 1, "out_channels": 16,
+// "kernel_size": 3, "padding": 1}. Rejects unknown types, unknown or missing arguments and absurd values.
+std::unique_ptr<Layer> make_layer(const nlohmann::json& spec);
+
+// Every layer type make_layer accepts, in a stable order (for UIs and docs).
+const std::vector<std::string>& layer_types();
+
+class Linear : public Layer {
+ public:
+  explicit Linear(const nlohmann::json& spec);
+  Shape output_shape(const Shape& in) const override;
+  void forward(const Tensor& x, Tensor& y, const RunContext& ctx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) override;
+  // Decoder weight = encoder weight transposed (the course's tied AE): this layer then owns only its bias.
+  void tie_to(Linear* encoder_layer);
+  bool tied() const { return tied_ != nullptr; }
+  size_t in_features, out_features;
+  bool has_bias;
+
+ private:
+  Linear* tied_ = nullptr;
+  const float* weight() const;
+  float* weight_grad() const;
+  float* bias() const;
+  float* bias_grad() const;
+};
+
+// One convolution's geometry: an image C x H x W seen through k x k windows at `stride` with zero `pad`,
+// giving OH x OW window positions. Shared by Conv2d (image = input) and ConvTranspose2d (image = output).
+struct ConvGeometry {
+  size_t C, H, W, k, stride, pad, OH, OW;
+};
+// col[(c * k + ki) * k + kj][oh * OW + ow] = img[c][oh * stride - pad + ki][ow * stride - pad + kj] (0 outside).
+void im2col(const float* img, const ConvGeometry& g, float* col);
+// The adjoint: img[...] += col[...] (img must be zeroed by the caller).
+void col2im(const float* col, const ConvGeometry& g, float* img);
+
+class Conv2d : public Layer {
+ public:
+  explicit Conv2d(const nlohmann::json& spec);
+  Shape output_shape(const Shape& in) const override;
+  void forward(const Tensor& x, Tensor& y, const RunContext& ctx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) override;
+  size_t in_channels, out_channels, kernel_size, stride, padding;
+  bool has_bias;
+
+ private:
+  ConvGeometry geometry(const Shape& in) const;
+  std::vector<float> col_, dcol_;
+};
+
+class ConvTranspose2d : public Layer {
+ public:
+  explicit ConvTranspose2d(const nlohmann::json& spec);
+  Shape output_shape(const Shape& in) const override;
+  void forward(const Tensor& x, Tensor& y, const RunContext& ctx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) override;
+  size_t in_channels, out_channels, kernel_size, stride, padding, output_padding;
+  bool has_bias;
+
+ private:
+  ConvGeometry geometry(const Shape& in) const;  // image = this layer's output
+  std::vector<float> col_;
+};
+
+class MaxPool2d : public Layer {
+ public:
+  explicit MaxPool2d(const nlohmann::json& spec);
+  Shape output_shape(const Shape& in) const override;
+  void forward(const Tensor& x, Tensor& y, const RunContext& ctx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) override;
+  size_t kernel_size, stride;
+
+ private:
+  std::vector<uint32_t> argmax_;  // flat input index of each output's maximum
+};
+
+class Upsample : public Layer {
+ public:
+  explicit Upsample(const nlohmann::json& spec);
+  Shape output_shape(const Shape& in) const override;
+  void forward(const Tensor& x, Tensor& y, const RunContext& ctx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) override;
+  size_t scale;
+};
+
+// BatchNorm1d ([batch, features]) and BatchNorm2d ([batch, C, H, W]) normalize per channel over all other
+// axes; with features as channels and H = W = 1 they are the same computation.
+class BatchNorm : public Layer {
+ public:
+  explicit BatchNorm(const nlohmann::json& spec);
+  Shape output_shape(const Shape& in) const override;
+  void forward(const Tensor& x, Tensor& y, const RunContext& ctx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) override;
+  size_t num_features;
+  float eps, momentum;
+  bool two_d;
+  int64_t num_batches_tracked = 0;
+
+ private:
+  std::vector<float> mean_, invstd_;  // of the last forward (batch statistics in training, running in eval)
+  bool last_training_ = false;
+};
+
+class Dropout : public Layer {
+ public:
+  explicit Dropout(const nlohmann::json& spec);
+  Shape output_shape(const Shape& in) const override { return in; }
+  void forward(const Tensor& x, Tensor& y, const RunContext& ctx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) override;
+  float p;
+
+ private:
+  std::vector<float> mask_;  // 0 or 1/(1-p); empty after an eval forward
+};
+
+enum class Activation { ReLU, LeakyReLU, Sigmoid, Tanh };
+
+class ActivationLayer : public Layer {
+ public:
+  ActivationLayer(const nlohmann::json& spec, Activation kind);
+  Shape output_shape(const Shape& in) const override { return in; }
+  void forward(const Tensor& x, Tensor& y, const RunContext& ctx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) override;
+  Activation kind;
+  float negative_slope = 0.01f;
+};
+
+// Flatten: [B, C, H, W] -> [B, C*H*W]; Unflatten: [B, C*H*W] -> [B, C, H, W]. Both keep the memory order.
+class Reshape : public Layer {
+ public:
+  explicit Reshape(const nlohmann::json& spec);
+  Shape output_shape(const Shape& in) const override;
+  void forward(const Tensor& x, Tensor& y, const RunContext& ctx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) override;
+
+ private:
+  bool flatten_;
+  std::array<size_t, 3> target_{};  // Unflatten's (C, H, W)
+};
+
+}  // namespace aep

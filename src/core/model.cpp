@@ -1,0 +1,199 @@
+// Building, binding and running models described by presets.
+#include "core/model.hpp"
+
+#include <cmath>
+#include <stdexcept>
+
+namespace aep {
+
+using nlohmann::json;
+
+void Sequential::build(const json& specs, const std::string& pfx) {
+  prefix = pfx;
+  layers.clear();
+  for (size_t i = 0; i < specs.size(); ++i) {
+    try {
+      layers.push_back(make_layer(specs[i]));
+    } catch (const std::exception& e) {
+      throw std::runtime_error(prefix + "." + std::to_string(i) + ": " + e.what());
+    }
+  }
+  acts_.resize(layers.size());
+  grads_.resize(layers.size());
+}
+
+Shape Sequential::infer(const Shape& in) const {
+  Shape s = in;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    try {
+      s = layers[i]->output_shape(s);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(prefix + "." + std::to_string(i) + " (" + layers[i]->type() + "): " + e.what());
+    }
+  }
+  return s;
+}
+
+const Tensor& Sequential::forward(const Tensor& x, const RunContext& ctx) {
+  input_ = &x;
+  for (size_t i = 0; i < layers.size(); ++i) layers[i]->forward(input_of(i), acts_[i], ctx);
+  return output();
+}
+
+const Tensor& Sequential::backward(const Tensor& dy, size_t end) {
+  if (end > layers.size()) end = layers.size();
+  if (end == 0) return dy;
+  for (size_t i = end; i-- > 0;) {
+    const Tensor& g = i + 1 == end ? dy : grads_[i + 1];
+    layers[i]->backward(input_of(i), acts_[i], g, grads_[i]);
+  }
+  return grads_[0];
+}
+
+Model::Model(const Preset& preset) : preset_(preset) {
+  encoder.build(preset_.encoder, "encoder");
+  decoder.build(preset_.decoder, "decoder");
+  if (preset_.is_vae()) {
+    mu.build(preset_.mu, "mu");
+    logvar.build(preset_.logvar, "logvar");
+  }
+  resolve_ties();
+  check_shapes();
+  bind();
+}
+
+void Model::resolve_ties() {
+  std::vector<Sequential*> parts = {&encoder, &mu, &logvar, &decoder};
+  for (Sequential* s : parts)
+    for (size_t i = 0; i < s->size(); ++i) {
+      const json& spec = s->layers[i]->spec();
+      if (!spec.contains("tied_to")) continue;
+      std::string target = spec.at("tied_to").get<std::string>();
+      std::string where = s->prefix + "." + std::to_string(i) + " (Linear): ";
+      Linear* found = nullptr;
+      for (Sequential* t : parts)
+        for (size_t j = 0; j < t->size(); ++j)
+          if (t->prefix + "." + std::to_string(j) == target) found = dynamic_cast<Linear*>(t->layers[j].get());
+      if (!found) throw std::runtime_error(where + "'tied_to' names \"" + target + "\", which is not a Linear layer");
+      if (found == s->layers[i].get()) throw std::runtime_error(where + "a layer cannot be tied to itself");
+      try {
+        static_cast<Linear*>(s->layers[i].get())->tie_to(found);
+      } catch (const std::exception& e) {
+        throw std::runtime_error(where + e.what());
+      }
+    }
+}
+
+void Model::check_shapes() {
+  Shape code = encoder.infer(input_shape(2));
+  if (is_vae()) {
+    Shape m = mu.infer(code), lv = logvar.infer(code);
+    if (m != lv)
+      throw std::runtime_error("the mu head gives " + shape_str(m) + " but the logvar head gives " + shape_str(lv));
+    code = m;
+  }
+  Shape out = decoder.infer(code);
+  if (per_sample(out) != kImageSide * kImageSide)
+    throw std::runtime_error("the decoder must produce 784 values per image (28x28), but gives " + shape_str(out));
+}
+
+Shape Model::code_shape(size_t batch) const {
+  Shape code = encoder.infer(input_shape(batch));
+  return is_vae() ? mu.infer(code) : code;
+}
+
+void Model::bind() {
+  // Sizes first, then point every slot into the two buffers (which never reallocate afterwards).
+  size_t n_params = 0, n_buffers = 0;
+  std::vector<Sequential*> parts = {&encoder, &mu, &logvar, &decoder};
+  for (Sequential* s : parts)
+    for (auto& l : s->layers) {
+      for (auto& p : l->params) n_params += p.numel();
+      for (auto& b : l->buffers) n_buffers += b.numel();
+    }
+  constexpr size_t kMaxParams = size_t(64) << 20;  // 256 MB of float32: more would not fit a browser tab
+  if (n_params > kMaxParams)
+    throw std::runtime_error("the model has " + std::to_string(n_params) + " parameters; the limit is " +
+                             std::to_string(kMaxParams));
+  values.assign(n_params, 0.f);
+  grads.assign(n_params, 0.f);
+  buffer_values.assign(n_buffers, 0.f);
+  entries.clear();
+  counters.clear();
+  size_t po = 0, bo = 0;
+  for (Sequential* s : parts)
+    for (size_t i = 0; i < s->size(); ++i) {
+      Layer& l = *s->layers[i];
+      std::string base = s->prefix + "." + std::to_string(i) + ".";
+      for (auto& p : l.params) {
+        p.value = values.data() + po;
+        p.grad = grads.data() + po;
+        po += p.numel();
+        entries.push_back({base + p.name, p.shape, p.value, p.grad});
+      }
+      for (auto& b : l.buffers) {
+        b.value = buffer_values.data() + bo;
+        bo += b.numel();
+        entries.push_back({base + b.name, b.shape, b.value, nullptr});
+      }
+      for (auto& c : l.counters) counters.push_back({base + c.name, c.value});
+    }
+}
+
+void Model::init(uint64_t seed) {
+  Rng rng(seed);
+  std::vector<Sequential*> parts = {&encoder, &mu, &logvar, &decoder};
+  for (Sequential* s : parts)
+    for (auto& l : s->layers) {
+      auto fill = [&](ParamSlot& p) {
+        for (size_t k = 0; k < p.numel(); ++k)
+          p.value[k] = p.init == ParamSlot::Init::Ones    ? 1.f
+                       : p.init == ParamSlot::Init::Zeros ? 0.f
+                                                          : rng.uniform(-p.init_bound, p.init_bound);
+      };
+      for (auto& p : l->params) fill(p);
+      for (auto& b : l->buffers) fill(b);
+      for (auto& c : l->counters) *c.value = 0;
+    }
+  zero_grad();
+}
+
+void Model::zero_grad() { std::fill(grads.begin(), grads.end(), 0.f); }
+
+Tensor as_images(const Tensor& y) {
+  Tensor img = y;
+  img.reshape({y.shape()[0], 1, Model::kImageSide, Model::kImageSide});
+  return img;
+}
+
+Tensor Model::encode(const Tensor& x) {
+  RunContext ctx;
+  const Tensor& h = encoder.forward(x, ctx);
+  return is_vae() ? Tensor(mu.forward(h, ctx)) : Tensor(h);
+}
+
+Tensor Model::decode(const Tensor& z) {
+  RunContext ctx;
+  Tensor out = decoder.forward(z, ctx);
+  out.reshape({z.shape()[0], 1, kImageSide, kImageSide});
+  return out;
+}
+
+Tensor Model::reconstruct(const Tensor& x) { return decode(encode(x)); }
+
+Tensor Model::sample_prior(size_t n, Rng& rng) {
+  Tensor z(code_shape(n));
+  for (float& v : z) v = rng.normal();
+  return decode(z);
+}
+
+Linear& Model::contractive_layer() {
+  size_t n = encoder.size();
+  const char* need = "the contractive penalty needs an encoder ending in Linear followed by Sigmoid";
+  if (n < 2 || encoder.layers[n - 1]->type() != "Sigmoid") throw std::runtime_error(need);
+  auto* lin = dynamic_cast<Linear*>(encoder.layers[n - 2].get());
+  if (!lin || lin->tied()) throw std::runtime_error(need);
+  return *lin;
+}
+
+}  // namespace aep

@@ -1,0 +1,24 @@
+// Optimizers over one flat parameter buffer, with PyTorch's exact update rules (torch.optim.SGD / Adam,
+// L2-style weight decay added to the gradient), so a run can be compared with PyTorch step for step.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/preset.hpp"
+
+namespace aep {
+
+class Optimizer {
+ public:
+  Optimizer(const OptimizerConfig& cfg, size_t n_params);
+  void step(float* params, const float* grads);
+  int64_t steps() const { return steps_; }
+  void set_steps(int64_t s) { steps_ = s; }
+  OptimizerConfig config;
+  std::vector<float> exp_avg, exp_avg_sq;  // Adam moments; SGD keeps its momentum buffer in exp_avg
+
+ private:
+  int64_t steps_ = 0;
+};
+
+}  // namespace aep

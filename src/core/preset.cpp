@@ -1,0 +1,247 @@
+// Reading and writing preset JSON with strict validation: every key is known, every value in range.
+#include "core/preset.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <dirent.h>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+
+#include "core/idx.hpp"
+
+#ifndef AEP_DEFAULT_ASSETS_DIR
+#define AEP_DEFAULT_ASSETS_DIR "assets"
+#endif
+
+namespace aep {
+
+using nlohmann::json;
+
+namespace {
+
+class Section {
+ public:
+  Section(const json& j, std::string where) : j_(j), where_(std::move(where)) {
+    if (!j_.is_object()) fail("must be a JSON object, got " + j_.dump());
+  }
+  [[noreturn]] void fail(const std::string& msg) const { throw std::runtime_error(where_ + ": " + msg); }
+  bool has(const char* k) {
+    used_.insert(k);
+    return j_.contains(k);
+  }
+  std::string str(const char* k, const std::string& def, std::initializer_list<const char*> allowed = {}) {
+    if (!has(k)) return def;
+    const json& v = j_.at(k);
+    if (!v.is_string()) fail("'" + std::string(k) + "' must be a string, got " + v.dump());
+    std::string s = v.get<std::string>();
+    if (allowed.size() && std::none_of(allowed.begin(), allowed.end(), [&](const char* a) { return s == a; })) {
+      std::string list;
+      for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+      fail("'" + std::string(k) + "' must be one of " + list + ", got \"" + s + "\"");
+    }
+    return s;
+  }
+  double num(const char* k, double def, double lo, double hi, bool lo_open = false) {
+    if (!has(k)) return def;
+    const json& v = j_.at(k);
+    if (!v.is_number()) fail("'" + std::string(k) + "' must be a number, got " + v.dump());
+    double x = v.get<double>();
+    if (!(lo_open ? x > lo : x >= lo) || !(x <= hi)) {
+      std::ostringstream o;
+      o << "'" << k << "' must be in " << (lo_open ? "(" : "[") << lo << ", " << hi << "], got " << v.dump();
+      fail(o.str());
+    }
+    return x;
+  }
+  size_t integer(const char* k, size_t def, size_t lo, size_t hi) {
+    if (!has(k)) return def;
+    const json& v = j_.at(k);
+    if (!v.is_number_integer() || v.get<long long>() < (long long)lo || v.get<long long>() > (long long)hi)
+      fail("'" + std::string(k) + "' must be an integer between " + std::to_string(lo) + " and " +
+           std::to_string(hi) + ", got " + v.dump());
+    return v.get<size_t>();
+  }
+  bool boolean(const char* k, bool def) {
+    if (!has(k)) return def;
+    if (!j_.at(k).is_boolean()) fail("'" + std::string(k) + "' must be true or false, got " + j_.at(k).dump());
+    return j_.at(k).get<bool>();
+  }
+  const json& sub(const char* k) {
+    used_.insert(k);
+    return j_.at(k);
+  }
+  void done() const {
+    for (auto it = j_.begin(); it != j_.end(); ++it)
+      if (!used_.count(it.key())) fail("unknown key '" + it.key() + "'");
+  }
+  const std::string& where() const { return where_; }
+
+ private:
+  const json& j_;
+  std::string where_;
+  std::set<std::string> used_;
+};
+
+json layer_list(Section& s, const char* key, bool required) {
+  if (!s.has(key)) {
+    if (required) s.fail(std::string("missing '") + key + "' (a list of layers)");
+    return json::array();
+  }
+  const json& v = s.sub(key);
+  if (!v.is_array()) s.fail(std::string("'") + key + "' must be a list of layers");
+  if (required && v.empty()) s.fail(std::string("'") + key + "' must list at least one layer");
+  if (v.size() > 64) s.fail(std::string("'") + key + "' has " + std::to_string(v.size()) + " layers; at most 64");
+  return v;
+}
+
+}  // namespace
+
+Preset parse_preset(const json& j, const std::string& source) {
+  Preset p;
+  Section s(j, source);
+  p.name = s.str("name", "custom");
+  if (p.name.empty() || p.name.size() > 64) s.fail("'name' must be 1 to 64 characters");
+  p.title = s.str("title", p.name);
+  p.description = s.str("description", "");
+  p.lesson = s.str("lesson", "");
+  p.normalize = s.str("normalize", "0_1", {"0_1", "-1_1"}) == "-1_1" ? Normalization::MinusOneOne
+                                                                       : Normalization::ZeroOne;
+  p.encoder = layer_list(s, "encoder", true);
+  p.decoder = layer_list(s, "decoder", true);
+  p.mu = layer_list(s, "mu", false);
+  p.logvar = layer_list(s, "logvar", false);
+  if (p.mu.empty() != p.logvar.empty()) s.fail("a VAE needs both 'mu' and 'logvar' heads");
+
+  if (s.has("loss")) {
+    Section l(s.sub("loss"), source + ": loss");
+    p.loss.reconstruction = l.str("reconstruction", "mse", {"mse", "bce"});
+    p.loss.reduction = l.str("reduction", "mean", {"mean", "sum"}) == "sum" ? Reduction::Sum : Reduction::Mean;
+    p.loss.beta = float(l.num("beta", 1.0, 0.0, 1000.0));
+    p.loss.l1 = float(l.num("l1", 0.0, 0.0, 100.0));
+    p.loss.contractive = float(l.num("contractive", 0.0, 0.0, 100.0));
+    l.done();
+  }
+  if (p.loss.reconstruction == "bce" && p.normalize == Normalization::MinusOneOne)
+    s.fail("BCE needs targets in [0, 1]: use \"normalize\": \"0_1\" or the MSE loss");
+  if (s.has("optimizer")) {
+    Section o(s.sub("optimizer"), source + ": optimizer");
+    p.optimizer.type = o.str("type", "adam", {"adam", "sgd"});
+    p.optimizer.lr = float(o.num("lr", 1e-3, 0.0, 10.0, true));
+    p.optimizer.momentum = float(o.num("momentum", 0.0, 0.0, 0.999));
+    if (o.has("betas")) {
+      const json& b = o.sub("betas");
+      if (!b.is_array() || b.size() != 2 || !b[0].is_number() || !b[1].is_number() || b[0] < 0 || b[0] >= 1 ||
+          b[1] < 0 || b[1] >= 1)
+        o.fail("'betas' must be two numbers in [0, 1), e.g. [0.9, 0.999]");
+      p.optimizer.beta1 = b[0].get<float>();
+      p.optimizer.beta2 = b[1].get<float>();
+    }
+    p.optimizer.eps = float(o.num("eps", 1e-8, 0.0, 1.0, true));
+    p.optimizer.weight_decay = float(o.num("weight_decay", 0.0, 0.0, 1.0));
+    o.done();
+  }
+  if (s.has("training")) {
+    Section t(s.sub("training"), source + ": training");
+    p.training.batch_size = t.integer("batch_size", 64, 1, 4096);
+    p.training.epochs = t.integer("epochs", 1, 1, 1000);
+    t.done();
+  }
+  if (s.has("corruption")) {
+    Section c(s.sub("corruption"), source + ": corruption");
+    p.corruption.type = c.str("type", "none", {"none", "gaussian", "dropout", "salt_pepper", "occlusion", "downsample"});
+    p.corruption.std = float(c.num("std", 0.5, 0.0, 10.0));
+    p.corruption.p = float(c.num("p", 0.5, 0.0, 0.99));
+    p.corruption.size = c.integer("size", 12, 1, 28);
+    p.corruption.factor = c.integer("factor", 2, 2, 4);
+    p.corruption.clip = c.boolean("clip", true);
+    p.corruption.scale = c.boolean("scale", false);
+    c.done();
+  }
+  s.done();
+  return p;
+}
+
+Preset parse_preset_text(const std::string& text, const std::string& source) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    throw std::runtime_error(source + ": not valid JSON: " + e.what());
+  }
+  return parse_preset(j, source);
+}
+
+json preset_to_json(const Preset& p) {
+  json j;
+  j["name"] = p.name;
+  j["title"] = p.title;
+  if (!p.description.empty()) j["description"] = p.description;
+  if (!p.lesson.empty()) j["lesson"] = p.lesson;
+  j["normalize"] = p.normalize == Normalization::MinusOneOne ? "-1_1" : "0_1";
+  j["encoder"] = p.encoder;
+  if (p.is_vae()) {
+    j["mu"] = p.mu;
+    j["logvar"] = p.logvar;
+  }
+  j["decoder"] = p.decoder;
+  j["loss"] = {{"reconstruction", p.loss.reconstruction},
+               {"reduction", p.loss.reduction == Reduction::Sum ? "sum" : "mean"},
+               {"beta", p.loss.beta},
+               {"l1", p.loss.l1},
+               {"contractive", p.loss.contractive}};
+  j["optimizer"] = {{"type", p.optimizer.type}, {"lr", p.optimizer.lr}, {"weight_decay", p.optimizer.weight_decay}};
+  if (p.optimizer.type == "sgd")
+    j["optimizer"]["momentum"] = p.optimizer.momentum;
+  else {
+    j["optimizer"]["betas"] = {p.optimizer.beta1, p.optimizer.beta2};
+    j["optimizer"]["eps"] = p.optimizer.eps;
+  }
+  j["training"] = {{"batch_size", p.training.batch_size}, {"epochs", p.training.epochs}};
+  const CorruptionConfig& c = p.corruption;
+  json cj = {{"type", c.type}};
+  if (c.type == "gaussian") cj["std"] = c.std, cj["clip"] = c.clip;
+  if (c.type == "dropout") cj["p"] = c.p, cj["scale"] = c.scale;
+  if (c.type == "salt_pepper") cj["p"] = c.p;
+  if (c.type == "occlusion") cj["size"] = c.size;
+  if (c.type == "downsample") cj["factor"] = c.factor;
+  j["corruption"] = cj;
+  return j;
+}
+
+std::string assets_dir() {
+  const char* env = std::getenv("AEP_ASSETS");
+  return env && *env ? std::string(env) : std::string(AEP_DEFAULT_ASSETS_DIR);
+}
+
+Preset load_preset(const std::string& name_or_path) {
+  bool is_path = name_or_path.find('/') != std::string::npos ||
+                 (name_or_path.size() > 5 && name_or_path.substr(name_or_path.size() - 5) == ".json");
+  std::string path = is_path ? name_or_path : assets_dir() + "/presets/" + name_or_path + ".json";
+  std::vector<uint8_t> bytes;
+  try {
+    bytes = read_file(path);
+  } catch (const std::exception&) {
+    if (is_path) throw;
+    std::string known;
+    for (const auto& n : list_presets()) known += (known.empty() ? "" : ", ") + n;
+    throw std::runtime_error("unknown preset '" + name_or_path + "' (known: " + known + ")");
+  }
+  return parse_preset_text(std::string(bytes.begin(), bytes.end()), path);
+}
+
+std::vector<std::string> list_presets() {
+  std::vector<std::string> names;
+  std::string dir = assets_dir() + "/presets";
+  DIR* d = opendir(dir.c_str());
+  if (!d) throw std::runtime_error(dir + ": cannot open the presets folder (set AEP_ASSETS to the assets folder)");
+  while (dirent* e = readdir(d)) {
+    std::string n = e->d_name;
+    if (n.size() > 5 && n.substr(n.size() - 5) == ".json") names.push_back(n.substr(0, n.size() - 5));
+  }
+  closedir(d);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+}  // namespace aep

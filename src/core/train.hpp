@@ -1,0 +1,77 @@
+// Training: the loss of a batch with its gradients, optimizer steps that never keep non-finite weights,
+// seeded batch sampling, and test-set evaluation.
+#pragma once
+#include <stdexcept>
+#include <vector>
+
+#include "core/data.hpp"
+#include "core/model.hpp"
+#include "core/optim.hpp"
+
+namespace aep {
+
+struct LossTerms {
+  double total = 0;           // what is minimized
+  double reconstruction = 0;  // MSE or BCE
+  double kl = 0;              // beta * KL (VAE)
+  double penalty = 0;         // L1 + contractive
+};
+
+// Thrown when a step would make the loss, gradients or weights non-finite; the weights, optimizer state and
+// running statistics are those from before the step.
+class DivergenceError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class Trainer {
+ public:
+  Trainer(Model& model, uint64_t seed);
+
+  // Loss of a batch. input: [B, 1, 28, 28] (possibly corrupted), target: the clean [B, 1, 28, 28].
+  // With `backward`, model.grads are zeroed and filled. `training` selects train-mode BatchNorm/Dropout and, for a
+  // VAE, a sampled z (eval uses z = mu). eps: the VAE's N(0, I) noise [B, latent], drawn from rng when null.
+  LossTerms forward_backward(const Tensor& input, const Tensor& target, bool training, bool backward,
+                             const Tensor* eps = nullptr);
+  // One optimizer step; throws DivergenceError (nothing changed) if anything turns non-finite.
+  LossTerms train_step(const Tensor& input, const Tensor& target, const Tensor* eps = nullptr);
+
+  Model& model;
+  Optimizer optimizer;
+  Rng rng;
+
+ private:
+  Tensor z_, eps_, dout_, dcode_, dmu_, dlogvar_, dh_;
+  std::vector<float> saved_values_, saved_avg_, saved_avg_sq_, saved_buffers_;
+  std::vector<int64_t> saved_counters_;
+  void save_state();
+  void restore_state();
+};
+
+// Index batches over a dataset: reshuffled every epoch from a seeded RNG (or file order), the last batch kept
+// unless it would hold a single image (BatchNorm cannot train on one).
+class BatchSampler {
+ public:
+  BatchSampler(size_t count, size_t batch_size, bool shuffle, uint64_t seed);
+  // Indices of the next batch; n receives its size. Advances epoch / step counters.
+  const uint32_t* next(size_t& n);
+  size_t epoch = 0, step_in_epoch = 0;
+  size_t steps_per_epoch() const;
+  size_t batch_size() const { return batch_; }
+
+ private:
+  std::vector<uint32_t> order_;
+  size_t batch_, pos_ = 0;
+  bool shuffle_;
+  Rng rng_;
+};
+
+// Fills input (corrupted per the preset) and target (clean) for the given images.
+void make_batch(const Dataset& d, const uint32_t* idx, size_t n, const Preset& p, Rng& rng, Tensor& input,
+                Tensor& target);
+
+// Mean loss over the first max_samples images (all if 0), in eval mode; corruption uses a fixed seed so the
+// number is comparable from call to call.
+LossTerms evaluate(Trainer& t, const Dataset& d, size_t max_samples = 0, size_t batch_size = 500);
+
+}  // namespace aep

@@ -1,0 +1,499 @@
+// Model-level tests: loss gradients, whole-preset gradient checks, optimizers, presets, weight files,
+// corruptions, sampling, training progress, PCA, and native-vs-wasm determinism.
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <cstring>
+#include <numeric>
+
+#include "core/losses.hpp"
+#include "core/pca.hpp"
+#include "core/train.hpp"
+#include "core/weights.hpp"
+#include "test_util.hpp"
+
+using namespace aep;
+using namespace aep::test;
+using nlohmann::json;
+
+namespace aep::test {
+extern std::string determinism_out, determinism_in;
+}
+
+namespace {
+
+std::string preset_path(const std::string& name) { return std::string(AEP_TEST_DIR) + "/../assets/presets/" + name + ".json"; }
+
+std::vector<std::string> all_presets() {
+  return {"linear", "deep-linear", "conv-simple", "conv", "conv-upsample", "denoise", "conv-wide", "mlp-128-64",
+          "undercomplete-tanh", "overcomplete-tanh", "sparse", "contractive", "tied", "vae-mlp", "vae-conv",
+          "conv-dense", "fully-conv"};
+}
+
+// Synthetic 28x28 "digits": random strokes, so tests need no dataset.
+Dataset synthetic_dataset(size_t count, uint64_t seed) {
+  Dataset d;
+  d.name = "synthetic";
+  d.count = count;
+  d.rows = d.cols = 28;
+  d.pixels.assign(count * 784, 0);
+  d.labels.assign(count, 0);
+  Rng rng(seed);
+  for (size_t i = 0; i < count; ++i) {
+    uint8_t* img = d.pixels.data() + i * 784;
+    d.labels[i] = uint8_t(rng.below(10));
+    for (int s = 0; s < 3; ++s) {
+      float x = 6 + 16 * rng.uniform(), y = 6 + 16 * rng.uniform(), dx = rng.uniform(-1, 1), dy = rng.uniform(-1, 1);
+      for (int t = 0; t < 12; ++t) {
+        int px = int(x + dx * t * 0.8f), py = int(y + dy * t * 0.8f);
+        if (px >= 0 && px < 28 && py >= 0 && py < 28) img[py * 28 + px] = 255;
+      }
+    }
+  }
+  return d;
+}
+
+}  // namespace
+
+TEST_CASE("losses and penalties pass numerical gradient checks") {
+  Rng rng(3);
+  const size_t B = 3, n = 12;
+  std::vector<float> pred(B * n), target(B * n), grad(B * n);
+  for (size_t i = 0; i < pred.size(); ++i) pred[i] = rng.uniform(0.05f, 0.95f), target[i] = rng.uniform();
+  auto check = [&](const char* name, auto value_and_grad) {
+    std::fill(grad.begin(), grad.end(), 0.f);
+    value_and_grad(grad.data());
+    std::vector<float*> coords;
+    for (float& p : pred) coords.push_back(&p);
+    double err = gradient_error(coords, grad, [&]() { return value_and_grad(nullptr); }, 1e-3, 1e-3);
+    INFO(name << ": worst relative error " << err);
+    CHECK(err < 1e-2);
+  };
+  for (Reduction r : {Reduction::Mean, Reduction::Sum}) {
+    check("mse", [&](float* g) { return mse_loss(pred.data(), target.data(), pred.size(), B, r, g); });
+    check("bce", [&](float* g) { return bce_loss(pred.data(), target.data(), pred.size(), B, r, g); });
+    check("bce logits", [&](float* g) { return bce_with_logits_loss(pred.data(), target.data(), pred.size(), B, r, g); });
+  }
+  std::vector<float> other(B * n), dother(B * n);
+  for (float& v : other) v = rng.uniform(-1, 1);
+  check("kl wrt mu", [&](float* g) { return kl_divergence(pred.data(), other.data(), pred.size(), B, 0.7f, g, nullptr); });
+  check("kl wrt logvar", [&](float* g) { return kl_divergence(other.data(), pred.data(), pred.size(), B, 0.7f, nullptr, g); });
+  check("l1", [&](float* g) { return l1_penalty(pred.data(), pred.size(), B, 0.3f, g); });
+  // Contractive: h [B, n] from a sigmoid layer with W [n, 5]; gradient w.r.t. h and W.
+  std::vector<float> W(n * 5), dW(n * 5);
+  for (float& w : W) w = rng.uniform(-1, 1);
+  check("contractive wrt h", [&](float* g) { return contractive_penalty(pred.data(), W.data(), B, n, 5, 0.5f, g, nullptr); });
+  std::fill(dW.begin(), dW.end(), 0.f);
+  contractive_penalty(pred.data(), W.data(), B, n, 5, 0.5f, nullptr, dW.data());
+  std::vector<float*> wc;
+  for (float& w : W) wc.push_back(&w);
+  double err = gradient_error(wc, dW, [&]() { return contractive_penalty(pred.data(), W.data(), B, n, 5, 0.5f, nullptr, nullptr); }, 1e-3, 1e-3);
+  CHECK(err < 1e-2);
+}
+
+TEST_CASE("hand-computed loss values") {
+  std::vector<float> p = {0.5f, 1.f}, t = {1.f, 1.f};
+  CHECK(mse_loss(p.data(), t.data(), 2, 1, Reduction::Mean, nullptr) == doctest::Approx(0.125));
+  CHECK(mse_loss(p.data(), t.data(), 2, 2, Reduction::Sum, nullptr) == doctest::Approx(0.125));
+  CHECK(bce_loss(p.data(), t.data(), 2, 1, Reduction::Sum, nullptr) == doctest::Approx(std::log(2.0)));
+  std::vector<float> z = {0.f, 100.f};  // logits: sigmoid(0) = 0.5, sigmoid(100) = 1
+  CHECK(bce_with_logits_loss(z.data(), t.data(), 2, 1, Reduction::Sum, nullptr) == doctest::Approx(std::log(2.0)));
+  // BCE on a saturated probability is clamped like PyTorch (log >= -100), never infinite.
+  std::vector<float> zero = {0.f};
+  CHECK(bce_loss(zero.data(), t.data(), 1, 1, Reduction::Mean, nullptr) == doctest::Approx(100.0));
+  std::vector<float> mu = {1.f, 0.f}, lv = {0.f, std::log(2.f)};
+  // 0.5 * (mu^2 + e^lv - 1 - lv): 0.5 * 1 + 0.5 * (2 - 1 - ln 2)
+  CHECK(kl_divergence(mu.data(), lv.data(), 2, 1, 1.f, nullptr, nullptr) == doctest::Approx(0.5 + 0.5 * (1 - std::log(2.0))));
+}
+
+namespace {
+bool has_batchnorm(const Preset& p) {
+  for (const json* part : {&p.encoder, &p.decoder, &p.mu, &p.logvar})
+    for (const json& l : *part)
+      if (l["type"].get<std::string>().rfind("BatchNorm", 0) == 0) return true;
+  return false;
+}
+
+double preset_gradient_error(const Preset& p, bool training) {
+  Model m(p);
+  m.init(5);
+  Trainer t(m, 9);
+  const size_t B = 4;
+  Rng rng(2);
+  Tensor x = random_tensor(m.input_shape(B), rng, 0.f, 1.f), target = random_tensor(m.input_shape(B), rng, 0.f, 1.f);
+  if (p.normalize == Normalization::MinusOneOne)
+    for (float& v : target) v = 2 * v - 1;
+  Tensor eps(m.code_shape(B));
+  for (float& e : eps) e = rng.normal();
+  t.forward_backward(x, target, training, true, &eps);
+  std::vector<float> grads = m.grads;
+  // BatchNorm in training mode updates running stats, which do not affect the training-mode output.
+  auto loss = [&]() { return t.forward_backward(x, target, training, false, &eps).total; };
+  return directional_gradient_error(m.values, grads, loss, rng);
+}
+}  // namespace
+
+TEST_CASE("every preset builds, and its gradients match finite differences") {
+  for (const std::string& name : all_presets()) {
+    SUBCASE(name.c_str()) {
+      Preset p = load_preset(preset_path(name));
+      CHECK(p.name == name);
+      if (!has_batchnorm(p)) {
+        double err = preset_gradient_error(p, true);
+        INFO(name << " (training mode): worst relative directional-derivative error " << err);
+        CHECK(err < 3e-2);
+        return;
+      }
+      // ReLU feeding BatchNorm on a small batch makes the training-mode loss nearly discontinuous (a unit dead
+      // for the whole batch gets a 1/sqrt(eps) gain), so finite differences there measure the kinks, not the
+      // gradient. Check the preset in eval mode, and training-mode BatchNorm on the same stack with Tanh.
+      double eval_err = preset_gradient_error(p, false);
+      INFO(name << " (eval mode): worst relative directional-derivative error " << eval_err);
+      CHECK(eval_err < 3e-2);
+      for (json* part : {&p.encoder, &p.decoder})
+        for (json& l : *part)
+          if (l["type"] == "ReLU") l["type"] = "Tanh";
+      double train_err = preset_gradient_error(p, true);
+      INFO(name << " with Tanh (training mode): worst relative directional-derivative error " << train_err);
+      CHECK(train_err < 3e-2);
+    }
+  }
+}
+
+TEST_CASE("preset files are validated with messages that point at the problem") {
+  json base = json::parse(R"({"name": "t", "encoder": [{"type": "Flatten"}, {"type": "Linear", "in_features": 784, "out_features": 8}],
+                              "decoder": [{"type": "Linear", "in_features": 8, "out_features": 784}]})");
+  CHECK_NOTHROW(Model(parse_preset(base, "t.json")));
+  struct Bad {
+    std::string patch;  // JSON merge patch applied to base
+    const char* message;
+  };
+  const std::vector<Bad> bad = {
+      {R"({"learning_rate": 1})", "t.json: unknown key 'learning_rate'"},
+      {R"({"optimizer": {"lr": -1}})", "t.json: optimizer: 'lr' must be in (0, 10]"},
+      {R"({"optimizer": {"lr": 0}})", "'lr' must be in (0, 10]"},
+      {R"({"optimizer": {"type": "rmsprop"}})", "'type' must be one of adam, sgd"},
+      {R"({"training": {"batch_size": 0}})", "'batch_size' must be an integer between 1 and 4096"},
+      {R"({"loss": {"reconstruction": "bce"}, "normalize": "-1_1"})", "BCE needs targets in [0, 1]"},
+      {R"({"mu": [{"type": "Linear", "in_features": 8, "out_features": 2}]})", "needs both 'mu' and 'logvar'"},
+      {R"({"encoder": []})", "'encoder' must list at least one layer"},
+      {R"({"corruption": {"type": "blur"}})", "'type' must be one of none, gaussian"},
+  };
+  for (const Bad& b : bad) {
+    json j = base;
+    j.merge_patch(json::parse(b.patch));
+    INFO(b.patch);
+    CHECK_THROWS_WITH(parse_preset(j, "t.json"), doctest::Contains(b.message));
+  }
+  SUBCASE("shape errors name the layer") {
+    json j = base;
+    j["decoder"][0]["in_features"] = 9;
+    CHECK_THROWS_WITH(Model(parse_preset(j, "t.json")), doctest::Contains("decoder.0 (Linear): Linear expects 9 input features, got 8"));
+    j = base;
+    j["decoder"][0]["out_features"] = 100;
+    CHECK_THROWS_WITH(Model(parse_preset(j, "t.json")), doctest::Contains("decoder must produce 784 values"));
+    j = base;
+    j["decoder"][0]["tied_to"] = "encoder.0";
+    CHECK_THROWS_WITH(Model(parse_preset(j, "t.json")), doctest::Contains("not a Linear layer"));
+  }
+  CHECK_THROWS_WITH(parse_preset_text("{\"name\": ", "x.json"), doctest::Contains("x.json: not valid JSON"));
+  CHECK_THROWS_WITH(load_preset("no-such-preset"), doctest::Contains("unknown preset 'no-such-preset'"));
+}
+
+TEST_CASE("presets round-trip through JSON") {
+  for (const std::string& name : all_presets()) {
+    Preset p = load_preset(preset_path(name));
+    json j = preset_to_json(p);
+    Preset q = parse_preset(j, "roundtrip");
+    CHECK(preset_to_json(q) == j);
+  }
+}
+
+TEST_CASE("optimizers follow PyTorch's update rules") {
+  SUBCASE("Adam first step moves by lr against the gradient sign") {
+    OptimizerConfig c;
+    c.lr = 0.1f;
+    Optimizer o(c, 1);
+    float p = 1.f, g = 0.5f;
+    o.step(&p, &g);
+    CHECK(p == doctest::Approx(0.9f));
+    o.step(&p, &g);  // constant gradient: still lr per step
+    CHECK(p == doctest::Approx(0.8f));
+  }
+  SUBCASE("SGD with momentum and weight decay") {
+    OptimizerConfig c;
+    c.type = "sgd";
+    c.lr = 0.1f;
+    c.momentum = 0.9f;
+    Optimizer o(c, 1);
+    float p = 1.f, g = 1.f;
+    o.step(&p, &g);
+    CHECK(p == doctest::Approx(0.9f));
+    o.step(&p, &g);
+    CHECK(p == doctest::Approx(0.71f));
+    OptimizerConfig d;
+    d.type = "sgd";
+    d.lr = 0.1f;
+    d.weight_decay = 0.1f;
+    Optimizer w(d, 1);
+    float q = 1.f, zero = 0.f;
+    w.step(&q, &zero);
+    CHECK(q == doctest::Approx(0.99f));
+  }
+}
+
+TEST_CASE("weights round-trip through safetensors and bad files change nothing") {
+  Model m(load_preset(preset_path("linear")));
+  m.init(1);
+  Trainer t(m, 2);
+  Dataset d = synthetic_dataset(64, 4);
+  std::vector<uint32_t> idx(16);
+  std::iota(idx.begin(), idx.end(), 0u);
+  Tensor in, target;
+  make_batch(d, idx.data(), 16, m.preset(), t.rng, in, target);
+  for (int i = 0; i < 3; ++i) t.train_step(in, target);
+  SafeTensors st = model_state(m, &t.optimizer);
+  CHECK(st.find("encoder.1.weight"));
+  CHECK(st.find("encoder.3.running_var"));
+  CHECK(st.find("encoder.3.num_batches_tracked")->as_i64()[0] == 3);
+  CHECK(st.find("optimizer.exp_avg_sq.decoder.0.bias"));
+
+  Model m2(load_preset(preset_path("linear")));
+  m2.init(99);
+  Trainer t2(m2, 2);
+  load_state(m2, parse_safetensors(serialize_safetensors(st).data(), serialize_safetensors(st).size(), "rt"), "rt",
+             &t2.optimizer);
+  CHECK(m2.values == m.values);
+  CHECK(m2.buffer_values == m.buffer_values);
+  CHECK(t2.optimizer.exp_avg_sq == t.optimizer.exp_avg_sq);
+  CHECK(t2.optimizer.steps() == 3);
+  Tensor r1 = m.reconstruct(in), r2 = m2.reconstruct(in);
+  CHECK(std::equal(r1.begin(), r1.end(), r2.begin()));
+
+  std::vector<float> before = m2.values;
+  auto expect_refused = [&](SafeTensors bad, const char* message) {
+    CHECK_THROWS_WITH(load_state(m2, bad, "bad.safetensors", &t2.optimizer), doctest::Contains(message));
+    CHECK(m2.values == before);
+  };
+  SafeTensors missing;
+  for (const auto& x : st.tensors)
+    if (x.name != "decoder.0.bias") missing.tensors.push_back(x);
+  expect_refused(missing, "tensor 'decoder.0.bias' is missing");
+  SafeTensors nan = st;
+  for (auto& x : nan.tensors)
+    if (x.name == "decoder.0.bias") {
+      float q = std::nanf("");
+      std::memcpy(x.bytes.data() + 8, &q, 4);
+    }
+  expect_refused(nan, "holds NaN or infinite values");
+  Preset narrow = load_preset(preset_path("linear"));  // same names, a 16-d code
+  narrow.encoder[1]["out_features"] = 16;
+  narrow.encoder[3]["num_features"] = 16;
+  narrow.decoder[0]["in_features"] = 16;
+  Model small(narrow);
+  expect_refused(model_state(small), "bad.safetensors: tensor 'encoder.1.weight' has shape [16, 784] but the model expects [32, 784]");
+  SafeTensors extra = st;
+  float one = 1.f;
+  extra.add_f32("encoder.9.weight", {1}, &one);
+  expect_refused(extra, "unexpected tensor 'encoder.9.weight'");
+}
+
+TEST_CASE("corruptions") {
+  Rng rng(4);
+  Tensor x(Shape{4, 1, 28, 28});
+  for (float& v : x) v = rng.uniform();
+  CorruptionConfig c;
+  SUBCASE("gaussian noise stays in range when clipped") {
+    c.type = "gaussian";
+    c.std = 0.5f;
+    Tensor y = x;
+    corrupt(c, Normalization::ZeroOne, rng, y);
+    CHECK(*std::min_element(y.begin(), y.end()) >= 0.f);
+    CHECK(*std::max_element(y.begin(), y.end()) <= 1.f);
+    CHECK(y != x);
+  }
+  SUBCASE("dropout mask zeroes about p of the pixels and scales the rest like nn.Dropout") {
+    c.type = "dropout";
+    c.p = 0.5f;
+    c.scale = true;
+    Tensor y = x;
+    corrupt(c, Normalization::ZeroOne, rng, y);
+    size_t zeros = 0;
+    for (size_t i = 0; i < y.size(); ++i) {
+      if (y.data()[i] == 0.f) ++zeros;
+      else CHECK(y.data()[i] == doctest::Approx(2 * x.data()[i]));
+    }
+    CHECK(zeros > 1400);
+    CHECK(zeros < 1740);
+  }
+  SUBCASE("occlusion blanks one size x size box per image") {
+    c.type = "occlusion";
+    c.size = 10;
+    Tensor y = x;
+    corrupt(c, Normalization::MinusOneOne, rng, y);
+    for (size_t b = 0; b < 4; ++b) {
+      size_t blank = 0;
+      for (size_t i = 0; i < 784; ++i) blank += y.data()[b * 784 + i] == -1.f;
+      CHECK(blank == 100);
+    }
+  }
+  SUBCASE("downsampling makes 2x2 blocks constant and keeps the mean") {
+    c.type = "downsample";
+    Tensor y = x;
+    corrupt(c, Normalization::ZeroOne, rng, y);
+    CHECK(y(0, 0, 0, 0) == y(0, 0, 1, 1));
+    CHECK(y(0, 0, 0, 0) == doctest::Approx((x(0, 0, 0, 0) + x(0, 0, 0, 1) + x(0, 0, 1, 0) + x(0, 0, 1, 1)) / 4));
+    CHECK(xt::mean(y)() == doctest::Approx(xt::mean(x)()).epsilon(1e-4));
+  }
+}
+
+TEST_CASE("batch sampling: every image once per epoch, seeded") {
+  BatchSampler a(10, 4, true, 3), b(10, 4, true, 3), plain(10, 4, false, 3);
+  CHECK(a.steps_per_epoch() == 3);
+  std::vector<uint32_t> seen;
+  for (int s = 0; s < 3; ++s) {
+    size_t n, m, k;
+    const uint32_t* ia = a.next(n);
+    const uint32_t* ib = b.next(m);
+    const uint32_t* ip = plain.next(k);
+    CHECK(n == m);
+    CHECK(std::equal(ia, ia + n, ib));
+    for (size_t i = 0; i < k; ++i) CHECK(ip[i] == uint32_t(s * 4 + i));
+    seen.insert(seen.end(), ia, ia + n);
+  }
+  std::sort(seen.begin(), seen.end());
+  std::vector<uint32_t> all(10);
+  std::iota(all.begin(), all.end(), 0u);
+  CHECK(seen == all);
+  size_t n;
+  a.next(n);
+  CHECK(a.epoch == 1);
+  CHECK_THROWS_WITH(BatchSampler(0, 4, true, 1), doctest::Contains("empty"));
+  CHECK_THROWS_WITH(BatchSampler(5, 0, true, 1), doctest::Contains("batch size must be at least 1"));
+}
+
+TEST_CASE("training lowers the loss, and divergence keeps the last good weights") {
+  Dataset d = synthetic_dataset(512, 8);
+  for (const char* name : {"linear", "conv", "vae-mlp"}) {
+    Preset p = load_preset(preset_path(name));
+    Model m(p);
+    m.init(3);
+    Trainer t(m, 4);
+    BatchSampler s(d.count, 32, true, 5);
+    Tensor in, target;
+    double first = 0, last = 0;
+    for (int step = 0; step < 150; ++step) {
+      size_t n;
+      const uint32_t* idx = s.next(n);
+      make_batch(d, idx, n, p, t.rng, in, target);
+      double l = t.train_step(in, target).total;
+      if (step < 5) first += l / 5;
+      if (step >= 145) last += l / 5;
+    }
+    INFO(std::string(name) << ": " << first << " -> " << last);
+    CHECK(last < 0.8 * first);
+  }
+  SUBCASE("lr = 10 with SGD diverges: the step is refused and nothing changes") {
+    Preset p = load_preset(preset_path("tied"));  // linear and unbounded, with a per-image sum: it must blow up
+    p.loss.reduction = Reduction::Sum;
+    p.optimizer.type = "sgd";
+    p.optimizer.lr = 10.f;
+    Model m(p);
+    m.init(3);
+    Trainer t(m, 4);
+    std::vector<uint32_t> idx(32);
+    std::iota(idx.begin(), idx.end(), 0u);
+    Tensor in, target;
+    make_batch(d, idx.data(), 32, p, t.rng, in, target);
+    bool diverged = false;
+    std::vector<float> good;
+    for (int step = 0; step < 200 && !diverged; ++step) {
+      good = m.values;
+      try {
+        t.train_step(in, target);
+      } catch (const DivergenceError& e) {
+        diverged = true;
+        CHECK(std::string(e.what()).find("Try a smaller learning rate") != std::string::npos);
+      }
+    }
+    REQUIRE(diverged);
+    CHECK(m.values == good);
+  }
+}
+
+TEST_CASE("the same seed gives the same weights (and, across builds, natively and in wasm)") {
+  Dataset d = synthetic_dataset(256, 12);
+  SafeTensors all;
+  for (const char* name : {"linear", "conv", "vae-mlp", "overcomplete-tanh"}) {
+    std::vector<float> runs[2];
+    for (int r = 0; r < 2; ++r) {
+      Preset p = load_preset(preset_path(name));
+      Model m(p);
+      m.init(21);
+      Trainer t(m, 22);
+      BatchSampler s(d.count, 16, true, 23);
+      Tensor in, target;
+      for (int step = 0; step < 10; ++step) {
+        size_t n;
+        const uint32_t* idx = s.next(n);
+        make_batch(d, idx, n, p, t.rng, in, target);
+        t.train_step(in, target);
+      }
+      runs[r] = m.values;
+    }
+    CHECK(runs[0] == runs[1]);
+    all.add_f32(name, {int64_t(runs[0].size())}, runs[0].data());
+  }
+  if (!determinism_out.empty()) write_safetensors(determinism_out, all);
+  if (!determinism_in.empty()) {
+    SafeTensors other = read_safetensors(determinism_in);
+    for (const auto& t : all.tensors) {
+      const StTensor* o = other.find(t.name);
+      REQUIRE(o);
+      std::vector<float> a = t.as_f32(), b = o->as_f32();
+      REQUIRE(a.size() == b.size());
+      double worst = 0;
+      for (size_t i = 0; i < a.size(); ++i)
+        worst = std::max(worst, std::fabs(double(a[i]) - b[i]) / std::max(std::fabs(double(b[i])), 1e-2));
+      INFO(t.name << ": worst relative difference to " << determinism_in << " = " << worst);
+      CHECK(worst < 1e-5);
+    }
+  }
+}
+
+TEST_CASE("PCA finds the principal axes and its error is the discarded variance") {
+  SUBCASE("Jacobi eigen-decomposition of a known matrix") {
+    std::vector<double> vals, vecs;
+    symmetric_eigen({2, 1, 0, 1, 2, 0, 0, 0, 5}, 3, vals, vecs);
+    CHECK(vals[0] == doctest::Approx(5));
+    CHECK(vals[1] == doctest::Approx(3));
+    CHECK(vals[2] == doctest::Approx(1));
+    CHECK(std::fabs(vecs[1 * 3 + 0]) == doctest::Approx(std::sqrt(0.5)));
+  }
+  SUBCASE("data with variances 9, 4, 1, 0.01 along rotated axes") {
+    const size_t n = 4000, dim = 4;
+    Rng rng(6);
+    const double sd[4] = {3, 2, 1, 0.1};
+    const double c = std::cos(0.3), s = std::sin(0.3);
+    std::vector<float> X(n * dim);
+    for (size_t i = 0; i < n; ++i) {
+      double a = sd[0] * rng.normal(), b = sd[1] * rng.normal(), e = sd[2] * rng.normal(), f = sd[3] * rng.normal();
+      X[i * 4 + 0] = float(c * a - s * b + 1);
+      X[i * 4 + 1] = float(s * a + c * b - 2);
+      X[i * 4 + 2] = float(e);
+      X[i * 4 + 3] = float(f);
+    }
+    Pca pca = fit_pca(X.data(), n, dim, 2);
+    CHECK(pca.explained_variance[0] == doctest::Approx(9).epsilon(0.1));
+    CHECK(pca.explained_variance[1] == doctest::Approx(4).epsilon(0.1));
+    CHECK(std::fabs(pca.components[0]) == doctest::Approx(c).epsilon(0.02));
+    CHECK(pca.mean[1] == doctest::Approx(-2).epsilon(0.1));
+    std::vector<float> codes(n * 2), R(n * dim);
+    pca.project(X.data(), n, codes.data());
+    pca.reconstruct(codes.data(), n, R.data());
+    double err = 0;
+    for (size_t i = 0; i < X.size(); ++i) err += double(X[i] - R[i]) * (X[i] - R[i]);
+    CHECK(err / n == doctest::Approx(1.01).epsilon(0.1));  // the variance of the two dropped axes
+  }
+  CHECK_THROWS_WITH(fit_pca(nullptr, 1, 4, 2), doctest::Contains("at least 2 samples"));
+}
