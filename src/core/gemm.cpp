@@ -1,6 +1,8 @@
 // GEMM in the BLIS style: op(B) is packed into column panels NR wide, op(A) into row panels MR tall, and an
 // MR x NR register-blocked xsimd micro-kernel accumulates over a KC-deep slice. Pack buffers are reused
 // (thread_local), so a training step does no heap allocation here after the first call.
+// Multiply and add are separate (no FMA): WebAssembly SIMD has no FMA, and identical rounding natively keeps
+// seeded runs bit-identical across builds.
 #include "core/gemm.hpp"
 
 #include <algorithm>
@@ -63,14 +65,14 @@ void micro_kernel(size_t kc, const float* pa, const float* pb, float alpha, floa
     batch b1 = batch::load_aligned(pb + k * NR + W);
     const float* a = pa + k * MR;
     batch a0(a[0]), a1(a[1]), a2(a[2]), a3(a[3]);
-    c00 = xsimd::fma(a0, b0, c00);
-    c01 = xsimd::fma(a0, b1, c01);
-    c10 = xsimd::fma(a1, b0, c10);
-    c11 = xsimd::fma(a1, b1, c11);
-    c20 = xsimd::fma(a2, b0, c20);
-    c21 = xsimd::fma(a2, b1, c21);
-    c30 = xsimd::fma(a3, b0, c30);
-    c31 = xsimd::fma(a3, b1, c31);
+    c00 = c00 + a0 * b0;
+    c01 = c01 + a0 * b1;
+    c10 = c10 + a1 * b0;
+    c11 = c11 + a1 * b1;
+    c20 = c20 + a2 * b0;
+    c21 = c21 + a2 * b1;
+    c30 = c30 + a3 * b0;
+    c31 = c31 + a3 * b1;
   }
   batch va(alpha);
   if (mr == MR && nr == NR) {
@@ -78,14 +80,14 @@ void micro_kernel(size_t kc, const float* pa, const float* pb, float alpha, floa
     float* r1 = C + ldc;
     float* r2 = C + 2 * ldc;
     float* r3 = C + 3 * ldc;
-    xsimd::fma(va, c00, batch::load_unaligned(r0)).store_unaligned(r0);
-    xsimd::fma(va, c01, batch::load_unaligned(r0 + W)).store_unaligned(r0 + W);
-    xsimd::fma(va, c10, batch::load_unaligned(r1)).store_unaligned(r1);
-    xsimd::fma(va, c11, batch::load_unaligned(r1 + W)).store_unaligned(r1 + W);
-    xsimd::fma(va, c20, batch::load_unaligned(r2)).store_unaligned(r2);
-    xsimd::fma(va, c21, batch::load_unaligned(r2 + W)).store_unaligned(r2 + W);
-    xsimd::fma(va, c30, batch::load_unaligned(r3)).store_unaligned(r3);
-    xsimd::fma(va, c31, batch::load_unaligned(r3 + W)).store_unaligned(r3 + W);
+    (va * c00 + batch::load_unaligned(r0)).store_unaligned(r0);
+    (va * c01 + batch::load_unaligned(r0 + W)).store_unaligned(r0 + W);
+    (va * c10 + batch::load_unaligned(r1)).store_unaligned(r1);
+    (va * c11 + batch::load_unaligned(r1 + W)).store_unaligned(r1 + W);
+    (va * c20 + batch::load_unaligned(r2)).store_unaligned(r2);
+    (va * c21 + batch::load_unaligned(r2 + W)).store_unaligned(r2 + W);
+    (va * c30 + batch::load_unaligned(r3)).store_unaligned(r3);
+    (va * c31 + batch::load_unaligned(r3 + W)).store_unaligned(r3 + W);
     return;
   }
   alignas(64) float tile[MR * NR];

@@ -1,5 +1,5 @@
 // Forward and backward of every layer. Dense and convolution layers go through gemm(); the rest are single
-// passes over contiguous memory that the compiler vectorizes (Sigmoid and Tanh use xsimd's exp/tanh).
+// passes over contiguous memory that the compiler vectorizes (Sigmoid and Tanh use mathfn.hpp's exp).
 #include "core/layers.hpp"
 
 #include <algorithm>
@@ -11,6 +11,7 @@
 #include <xsimd/xsimd.hpp>
 
 #include "core/gemm.hpp"
+#include "core/mathfn.hpp"
 
 namespace aep {
 
@@ -653,13 +654,13 @@ void ActivationLayer::forward(const Tensor& x, Tensor& y, const RunContext&) {
     case Activation::Sigmoid:
       for (size_t i = 0; i < nv; i += W) {
         batch v = batch::load_unaligned(in + i);
-        (batch(1.f) / (batch(1.f) + xsimd::exp(-v))).store_unaligned(out + i);
+        sigmoid_f32(v).store_unaligned(out + i);
       }
-      for (size_t i = nv; i < n; ++i) out[i] = 1.f / (1.f + std::exp(-in[i]));
+      for (size_t i = nv; i < n; ++i) out[i] = sigmoid_f32(in[i]);
       break;
     case Activation::Tanh:
-      for (size_t i = 0; i < nv; i += W) xsimd::tanh(batch::load_unaligned(in + i)).store_unaligned(out + i);
-      for (size_t i = nv; i < n; ++i) out[i] = std::tanh(in[i]);
+      for (size_t i = 0; i < nv; i += W) tanh_f32(batch::load_unaligned(in + i)).store_unaligned(out + i);
+      for (size_t i = nv; i < n; ++i) out[i] = tanh_f32(in[i]);
       break;
   }
 }

@@ -1,5 +1,6 @@
 // Loss values are accumulated in double so the reported loss does not depend on summation order.
 #include "core/losses.hpp"
+#include "core/mathfn.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -42,10 +43,7 @@ double bce_with_logits_loss(const float* logits, const float* target, size_t n, 
   for (size_t i = 0; i < n; ++i) {
     double z = logits[i], t = target[i];
     s += std::max(z, 0.0) - z * t + std::log1p(std::exp(-std::fabs(z)));
-    if (grad) {
-      double sig = z >= 0 ? 1.0 / (1.0 + std::exp(-z)) : std::exp(z) / (1.0 + std::exp(z));
-      grad[i] = float((sig - t) / den);
-    }
+    if (grad) grad[i] = float((sigmoid_f32(logits[i]) - target[i]) / den);
   }
   return s / den;
 }
@@ -55,7 +53,7 @@ double kl_divergence(const float* mu, const float* logvar, size_t n, size_t batc
   double s = 0;
   const float k = beta / float(batch);
   for (size_t i = 0; i < n; ++i) {
-    double e = std::exp(double(logvar[i]));
+    double e = exp_f32(logvar[i]);  // float exp: identical in every build
     s += -0.5 * (1.0 + logvar[i] - double(mu[i]) * mu[i] - e);
     if (dmu) dmu[i] += k * mu[i];
     if (dlogvar) dlogvar[i] += k * 0.5f * float(e - 1.0);

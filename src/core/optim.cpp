@@ -10,6 +10,12 @@ Optimizer::Optimizer(const OptimizerConfig& cfg, size_t n) : config(cfg) {
   if (cfg.type == "adam") exp_avg_sq.assign(n, 0.f);
 }
 
+void Optimizer::set_steps(int64_t s) {
+  steps_ = s;
+  beta1_pow_ = beta2_pow_ = 1.0;
+  for (int64_t t = 0; t < s; ++t) beta1_pow_ *= config.beta1, beta2_pow_ *= config.beta2;
+}
+
 void Optimizer::step(float* p, const float* g) {
   ++steps_;
   const size_t n = exp_avg.size();
@@ -27,8 +33,9 @@ void Optimizer::step(float* p, const float* g) {
     return;
   }
   const float b1 = config.beta1, b2 = config.beta2, eps = config.eps;
-  const double bc1 = 1.0 - std::pow(double(b1), double(steps_));
-  const double bc2 = 1.0 - std::pow(double(b2), double(steps_));
+  beta1_pow_ *= b1;
+  beta2_pow_ *= b2;
+  const double bc1 = 1.0 - beta1_pow_, bc2 = 1.0 - beta2_pow_;
   const float step_size = float(lr / bc1);
   const float bc2_sqrt = float(std::sqrt(bc2));
   for (size_t i = 0; i < n; ++i) {

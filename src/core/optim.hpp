@@ -13,12 +13,13 @@ class Optimizer {
   Optimizer(const OptimizerConfig& cfg, size_t n_params);
   void step(float* params, const float* grads);
   int64_t steps() const { return steps_; }
-  void set_steps(int64_t s) { steps_ = s; }
+  void set_steps(int64_t s);  // when resuming from saved state
   OptimizerConfig config;
   std::vector<float> exp_avg, exp_avg_sq;  // Adam moments; SGD keeps its momentum buffer in exp_avg
 
  private:
   int64_t steps_ = 0;
+  double beta1_pow_ = 1.0, beta2_pow_ = 1.0;  // beta^t by repeated multiplication: the same in every build, unlike pow()
 };
 
 }  // namespace aep

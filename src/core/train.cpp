@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/losses.hpp"
+#include "core/mathfn.hpp"
 
 namespace aep {
 
@@ -47,7 +48,7 @@ LossTerms Trainer::forward_backward(const Tensor& input, const Tensor& target, b
     } else {
       for (float& e : eps_) e = rng.normal();
     }
-    for (size_t i = 0; i < z_.size(); ++i) z_.data()[i] = mu.data()[i] + std::exp(0.5f * lv.data()[i]) * eps_.data()[i];
+    for (size_t i = 0; i < z_.size(); ++i) z_.data()[i] = mu.data()[i] + exp_f32(0.5f * lv.data()[i]) * eps_.data()[i];
     code = &z_;
     if (backward) {
       ensure_shape(dmu_, mu.shape());
@@ -99,7 +100,7 @@ LossTerms Trainer::forward_backward(const Tensor& input, const Tensor& target, b
     for (size_t i = 0; i < dcode.size(); ++i) {
       float g = dcode.data()[i];
       dmu_.data()[i] += g;
-      dlogvar_.data()[i] += g * eps_.data()[i] * 0.5f * std::exp(0.5f * lv.data()[i]);
+      dlogvar_.data()[i] += g * eps_.data()[i] * 0.5f * exp_f32(0.5f * lv.data()[i]);
     }
     const Tensor& dh_mu = model.mu.backward(dmu_);
     ensure_shape(dcode_, dh_mu.shape());
