@@ -10,24 +10,29 @@ namespace aep {
 
 std::string default_mnist_dir() { return assets_dir() + "/data/mnist"; }
 
-Dataset load_mnist(const std::string& dir, bool train) {
-  std::string prefix = dir + (train ? "/train" : "/t10k");
-  IdxImages im = read_idx_images(prefix + "-images-idx3-ubyte");
-  IdxLabels lb = read_idx_labels(prefix + "-labels-idx1-ubyte");
+Dataset make_dataset(IdxImages im, IdxLabels lb, const std::string& images_name, const std::string& labels_name,
+                     const std::string& name) {
   if (im.count != lb.count)
-    throw std::runtime_error(prefix + "-labels-idx1-ubyte: holds " + std::to_string(lb.count) + " labels but the images file holds " +
-                             std::to_string(im.count) + " images");
+    throw std::runtime_error(labels_name + ": holds " + std::to_string(lb.count) + " labels but " + images_name +
+                             " holds " + std::to_string(im.count) + " images");
   if (im.rows != 28 || im.cols != 28)
-    throw std::runtime_error(prefix + "-images-idx3-ubyte: images are " + std::to_string(im.rows) + "x" +
-                             std::to_string(im.cols) + "; the models expect 28x28");
+    throw std::runtime_error(images_name + ": images are " + std::to_string(im.rows) + "x" + std::to_string(im.cols) +
+                             "; the models expect 28x28");
+  if (im.count < 2) throw std::runtime_error(images_name + ": needs at least 2 images");
   Dataset d;
-  d.name = std::string(train ? "train" : "test");
+  d.name = name;
   d.count = im.count;
   d.rows = im.rows;
   d.cols = im.cols;
   d.pixels = std::move(im.pixels);
   d.labels = std::move(lb.labels);
   return d;
+}
+
+Dataset load_mnist(const std::string& dir, bool train) {
+  std::string prefix = dir + (train ? "/train" : "/t10k");
+  std::string images = prefix + "-images-idx3-ubyte", labels = prefix + "-labels-idx1-ubyte";
+  return make_dataset(read_idx_images(images), read_idx_labels(labels), images, labels, train ? "train" : "test");
 }
 
 void fill_batch(const Dataset& d, const uint32_t* indices, size_t batch, Normalization norm, Tensor& x) {

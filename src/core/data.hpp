@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "core/idx.hpp"
 #include "core/preset.hpp"
 #include "core/rng.hpp"
 #include "core/tensor.hpp"
@@ -19,6 +20,9 @@ struct Dataset {
   const uint8_t* image(size_t i) const { return pixels.data() + i * rows * cols; }
 };
 
+// Checks that the label and image counts agree and that images are 28x28 (names are for error messages).
+Dataset make_dataset(IdxImages images, IdxLabels labels, const std::string& images_name, const std::string& labels_name,
+                     const std::string& name);
 // Reads DIR/{train,t10k}-images-idx3-ubyte and -labels-idx1-ubyte (raw or .gz); checks that counts agree
 // and that images are 28x28.
 Dataset load_mnist(const std::string& dir, bool train);

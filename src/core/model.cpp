@@ -187,6 +187,13 @@ Tensor Model::sample_prior(size_t n, Rng& rng) {
   return decode(z);
 }
 
+void Model::set_loss(const LossConfig& loss) {
+  if (loss.contractive > 0.f) contractive_layer();
+  if (loss.reconstruction == "bce" && preset_.normalize == Normalization::MinusOneOne)
+    throw std::runtime_error("BCE needs targets in [0, 1]: use MSE with [-1, 1] data");
+  preset_.loss = loss;
+}
+
 Linear& Model::contractive_layer() {
   size_t n = encoder.size();
   const char* need = "the contractive penalty needs an encoder ending in Linear followed by Sigmoid";

@@ -37,6 +37,8 @@ class Model {
   Model& operator=(const Model&) = delete;
 
   const Preset& preset() const { return preset_; }
+  // Changes the loss weights between steps (beta, l1, contractive); throws if the penalty does not fit the model.
+  void set_loss(const LossConfig& loss);
   bool is_vae() const { return preset_.is_vae(); }
   void init(uint64_t seed);  // PyTorch's default initialization schemes, drawn from our seeded RNG
 

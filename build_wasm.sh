@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Builds the WebAssembly targets (engine, tests, CLI, and the playground page) and assembles the static site in
+# build/web/: index.html + aep.js/.css + aep_web.js/.wasm + data/*.gz (MNIST, fetched by scripts/bootstrap.sh).
+# Any static file server can serve build/web (no special headers needed).
+set -euo pipefail
+root=$(cd "$(dirname "$0")" && pwd)
+cd "$root"
+export NODE_PATH=${NODE_PATH:-/usr/share/nodejs}
+cmake --preset wasm-release >/dev/null
+cmake --build --preset wasm-release
+out=build/web
+rm -rf "$out" && mkdir -p "$out/data"
+cp web/*.html web/*.js web/*.css "$out/"
+cp build/wasm-release/aep_web.js build/wasm-release/aep_web.wasm "$out/"
+for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do
+  src=assets/data/mnist/$f.gz
+  [ -f "$src" ] || { echo "build_wasm.sh: $src missing: run scripts/bootstrap.sh" >&2; exit 1; }
+  cp "$src" "$out/data/"
+done
+echo "built $out ($(du -sh "$out" | cut -f1)): serve it with scripts/serve.sh or any static file server"

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Installs what is missing, then runs every test of the project:
+#   1. the doctest suite natively, debug build with AddressSanitizer + UndefinedBehaviorSanitizer;
+#   2. the same suite compiled to WebAssembly (-O3 -msimd128) under node, which also checks that the same
+#      seed trains to the same weights natively and in wasm;
+#   3. the `aep` command line (wasm build under node): 200 training steps of every preset on the real MNIST
+#      (the loss must fall), save + eval round trip, and clear errors for bad input.
+# Prints one line per stage and ends with "N passed, M failed"; exits non-zero if anything failed.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+export NODE_PATH=${NODE_PATH:-/usr/share/nodejs}
+node=(node --no-experimental-fetch)
+logs=$root/build/test-logs
+passed=0 failed=0
+pass() { passed=$((passed + 1)); printf 'PASS  %s\n' "$*"; }
+fail() { failed=$((failed + 1)); printf 'FAIL  %s\n' "$*"; }
+# run NAME LOGFILE CMD...: runs a stage with its output in LOGFILE, shows the tail on failure.
+run() {
+  local name=$1 log=$2; shift 2
+  if "$@" >"$log" 2>&1; then pass "$name"; else fail "$name (log: $log)"; tail -n 30 "$log" | sed 's/^/      /'; fi
+}
+
+bash scripts/bootstrap.sh || { echo "0 passed, 1 failed (bootstrap)"; exit 1; }
+mkdir -p "$logs"
+
+# --- builds ---------------------------------------------------------------------------------------
+build() { cmake --preset "$1" >/dev/null && cmake --build --preset "$1"; }
+run "build native-debug (ASan + UBSan)" "$logs/build-native-debug.log" build native-debug
+run "build wasm-release (-O3 -msimd128)" "$logs/build-wasm-release.log" build wasm-release
+
+# --- unit suites ----------------------------------------------------------------------------------
+det=$logs/determinism-native.safetensors
+rm -f "$det"
+if [ -x build/native-debug/aep_tests ]; then
+  run "doctest suite, native debug + sanitizers" "$logs/unit-native.log" \
+    build/native-debug/aep_tests --no-intro --no-version --aep-determinism-out="$det"
+  grep -E '^\[doctest\] (test cases|assertions)' "$logs/unit-native.log" | sed 's/^/      /'
+else
+  fail "doctest suite, native (not built)"
+fi
+if [ -f build/wasm-release/aep_tests.js ]; then
+  detarg=()
+  [ -f "$det" ] && detarg=(--aep-determinism-in="$det")
+  run "doctest suite, wasm under node (+ native/wasm determinism)" "$logs/unit-wasm.log" \
+    "${node[@]}" build/wasm-release/aep_tests.js --no-intro --no-version --no-colors "${detarg[@]}"
+  grep -E '^\[doctest\] (test cases|assertions)' "$logs/unit-wasm.log" | sed 's/^/      /'
+  [ -f "$det" ] || fail "native/wasm determinism (no native weights to compare with)"
+else
+  fail "doctest suite, wasm (not built)"
+fi
+
+# --- command line: every preset trains --------------------------------------------------------------
+if [ -f build/wasm-release/aep.js ]; then
+  aep=("${node[@]}" build/wasm-release/aep.js)
+  out=$logs/cli
+  mkdir -p "$out"
+  # loss_fell CSV: mean loss of the last 20 steps below 90% of the mean of the first 20, all finite.
+  loss_fell() {
+    awk -F, 'NR > 1 { n++; l[n] = $3; if ($3 != $3 + 0 || $3 ~ /nan|inf/) bad = 1 }
+             END { if (n < 40 || bad) exit 1; for (i = 1; i <= 20; i++) { a += l[i]; b += l[n - i + 1] }
+                   printf "      loss %.5g -> %.5g\n", a / 20, b / 20; exit !(b < 0.9 * a) }' "$1"
+  }
+  for p in assets/presets/*.json; do
+    name=$(basename "$p" .json)
+    if "${aep[@]}" train --preset "$name" --steps 200 --seed 1 --test-samples 1000 \
+         --log "$out/$name.csv" --save "$out/$name.safetensors" >"$out/$name.log" 2>&1 \
+       && loss_fell "$out/$name.csv" > "$out/$name.fell"; then
+      pass "aep train --preset $name --steps 200: loss falls $(sed 's/^ *loss //' "$out/$name.fell")"
+    else
+      fail "aep train --preset $name (log: $out/$name.log)"; tail -n 5 "$out/$name.log" | sed 's/^/      /'
+    fi
+  done
+  run "aep eval --preset conv --weights (saved by train)" "$out/eval.log" \
+    "${aep[@]}" eval --preset conv --weights "$out/conv.safetensors" --test-samples 1000
+  # Bad input: non-zero exit and a message naming the problem, never a crash.
+  expect_error() {  # expect_error NAME PATTERN ARGS...
+    local name=$1 pat=$2; shift 2
+    local o; o=$("${aep[@]}" "$@" 2>&1); local rc=$?
+    if [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -q -- "$pat" <<<"$o"; then pass "error: $name"
+    else fail "error: $name (exit $rc): $o"; fi
+  }
+  expect_error "unknown preset" "no-such-preset" train --preset no-such-preset --steps 1
+  expect_error "weights of another model" "conv" eval --preset linear --weights "$out/conv.safetensors"
+  head -c 100 "$out/conv.safetensors" > "$out/truncated.safetensors"
+  expect_error "truncated weights" "truncated.safetensors" eval --preset conv --weights "$out/truncated.safetensors"
+  expect_error "absurd batch size" "batch" train --preset conv --steps 1 --batch 0
+  expect_error "negative learning rate" "lr" train --preset conv --steps 1 --lr -1
+else
+  fail "aep command line (not built)"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,1365 @@
+// The playground's state and its frame: training in time slices, views refreshed from the model as it learns.
+#include "app/app.hpp"
+
+#include <misc/cpp/imgui_stdlib.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include "core/gemm.hpp"
+#include "core/safetensors.hpp"
+#include "core/weights.hpp"
+
+namespace aep {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr size_t kViewImages = 2000;    // test images encoded for the latent, anomaly and ROC views
+constexpr size_t kEvalImages = 1000;    // test images for the live test loss
+constexpr int kReconCount = 8;          // fixed test digits in the reconstruction panel
+constexpr int kGrid = 15;               // decoded manifold grid side
+const ImU32 kDigitColors[10] = {IM_COL32(31, 119, 180, 255), IM_COL32(255, 127, 14, 255), IM_COL32(44, 160, 44, 255),
+                                IM_COL32(214, 39, 40, 255),  IM_COL32(148, 103, 189, 255), IM_COL32(140, 86, 75, 255),
+                                IM_COL32(227, 119, 194, 255), IM_COL32(127, 127, 127, 255), IM_COL32(188, 189, 34, 255),
+                                IM_COL32(23, 190, 207, 255)};
+const char* kPanelKeys[kPanelCount] = {"model", "data", "training", "recon", "latent",
+                                       "generate", "draw", "anomaly", "inside", "save"};
+const char* kPanelTitles[kPanelCount] = {"Model", "Data & corruption", "Training", "Reconstructions", "Latent space",
+                                         "Generate & interpolate", "Draw", "Anomaly detection", "Inside the model",
+                                         "Save & share"};
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+void help_marker(const char* text) {
+  ImGui::SameLine();
+  ImGui::TextDisabled("(?)");
+  if (ImGui::BeginItemTooltip()) {
+    ImGui::PushTextWrapPos(ImGui::GetFontSize() * 30.f);
+    ImGui::TextUnformatted(text);
+    ImGui::PopTextWrapPos();
+    ImGui::EndTooltip();
+  }
+}
+
+// Mean squared error per image between two [n, 1, 28, 28] tensors.
+void per_image_mse(const Tensor& a, const Tensor& b, size_t n, float* out) {
+  const size_t d = 28 * 28;
+  for (size_t i = 0; i < n; ++i) {
+    double s = 0;
+    for (size_t j = 0; j < d; ++j) {
+      double e = double(a.data()[i * d + j]) - double(b.data()[i * d + j]);
+      s += e * e;
+    }
+    out[i] = float(s / d);
+  }
+}
+
+// Area under the ROC curve: probability that a random positive scores above a random negative (ties count half).
+double roc_auc(const std::vector<float>& pos, const std::vector<float>& neg) {
+  std::vector<std::pair<float, int>> all;
+  for (float v : pos) all.push_back({v, 1});
+  for (float v : neg) all.push_back({v, 0});
+  std::sort(all.begin(), all.end());
+  double rank_sum = 0;
+  for (size_t i = 0; i < all.size();) {
+    size_t j = i;
+    while (j < all.size() && all[j].first == all[i].first) ++j;
+    double avg_rank = (i + j + 1) / 2.0;  // 1-based ranks i+1..j
+    for (size_t k = i; k < j; ++k)
+      if (all[k].second) rank_sum += avg_rank;
+    i = j;
+  }
+  double np = double(pos.size()), nn = double(neg.size());
+  return (rank_sum - np * (np + 1) / 2) / (np * nn);
+}
+
+}  // namespace
+
+const char* panel_key(int id) { return id >= 0 && id < kPanelCount ? kPanelKeys[id] : ""; }
+
+// ---- Picture -------------------------------------------------------------------------------------------------------
+
+void Picture::resize(int width, int height) {
+  w = width, h = height;
+  rgba.assign(size_t(w) * h * 4, 0);
+  for (size_t i = 0; i < rgba.size(); i += 4) rgba[i] = rgba[i + 1] = rgba[i + 2] = 40, rgba[i + 3] = 255;
+  dirty = true;
+}
+
+void Picture::put_digit(int x0, int y0, const float* img, float lo, float hi) {
+  for (int y = 0; y < 28; ++y)
+    for (int x = 0; x < 28; ++x) {
+      int px = x0 + x, py = y0 + y;
+      if (px < 0 || py < 0 || px >= w || py >= h) continue;
+      float v = (img[y * 28 + x] - lo) / (hi - lo);
+      v = std::isfinite(v) ? std::clamp(v, 0.f, 1.f) : 0.f;
+      uint8_t g = uint8_t(v * 255.f + 0.5f);
+      uint8_t* p = &rgba[(size_t(py) * w + px) * 4];
+      p[0] = p[1] = p[2] = g, p[3] = 255;
+    }
+  dirty = true;
+}
+
+ImVec2 Picture::show(const TextureApi& api, float scale) {
+  if (api.create && (!tex || tex_w != w || tex_h != h) && w > 0) {
+    if (tex && api.destroy) api.destroy(tex);
+    tex = api.create(w, h);
+    tex_w = w, tex_h = h;
+    dirty = true;
+  }
+  if (dirty && api.update && tex) api.update(tex, w, h, rgba.data());
+  dirty = false;
+  ImVec2 at = ImGui::GetCursorScreenPos();
+  ImGui::Image(tex, ImVec2(w * scale, h * scale));
+  return at;
+}
+
+// ---- state ---------------------------------------------------------------------------------------------------------
+
+struct App::State {
+  std::vector<Preset> presets;
+  int preset_index = 0;
+  Preset preset;  // the current model's description, with the user's edits
+  std::unique_ptr<Model> model;
+  std::unique_ptr<Trainer> trainer;
+  std::unique_ptr<BatchSampler> sampler;
+  uint64_t seed = 1;
+  bool running = false;
+  size_t step = 0;
+  double samples_per_s = 0, last_train = NAN, last_test = NAN, last_test_kl = NAN;
+  LossCurve curve;
+  std::vector<LossCurve> past;
+  bool log_scale = true, show_recon_kl = true;
+  Tensor input, target;
+  Clock::time_point last_refresh = Clock::now();
+  size_t refreshed_step = size_t(-1);
+  bool views_dirty = true;
+
+  // Views over the first kViewImages test images.
+  size_t n_view = 0, code_dim = 0;
+  std::vector<float> codes, xy, errors;
+  Pca code_pca;
+  bool latent_pca = false;
+  float lx0 = -1, lx1 = 1, ly0 = -1, ly1 = 1;  // visible latent range
+  int hovered = -1;
+  bool have_click = false;
+  float click[2] = {0, 0};
+  Picture recon, preview, manifold, decoded, hover_pic, generated, interp, worst, weights_pic, draw_pad, draw_out;
+  int hover_shown = -1;
+  std::vector<float> code_mean, code_std;  // Gaussian fitted to the codes (generation for a plain AE)
+  int interp_a = 0, interp_b = 1;
+  float threshold = 0;
+  bool threshold_set_by_user = false;  // otherwise it follows the 99th percentile as the model trains
+  uint64_t gen_seed = 1;
+  int traverse_dim = 0, draw_pick = 0;
+  double auc = NAN;
+  std::vector<float> noise_errors;
+  int anomaly_mode = 0;  // 0 noise images, 1 held-out digit (scores of one digit vs the rest)
+  int held_digit = 0;
+  float draw_canvas[28 * 28] = {};
+  float draw_score = NAN;
+  std::vector<float> draw_code;
+  bool draw_dirty = true;
+  double pca_mse = NAN, model_mse = NAN;
+  size_t pca_k = 0;
+
+  // Model panel: the preset as editable JSON.
+  std::string json_text, json_error;
+  bool show_json = false, show_code = false;
+  std::string code_text;
+};
+
+App::App(TextureApi textures) : s_(new State), tex_(textures) {
+  for (bool& b : show_panel) b = true;
+  for (const auto& name : list_presets()) {
+    try {
+      s_->presets.push_back(load_preset(name));
+    } catch (const std::exception& e) {
+      message = e.what();
+    }
+  }
+  if (s_->presets.empty()) throw std::runtime_error("no presets found in " + assets_dir() + "/presets");
+  auto it = std::find_if(s_->presets.begin(), s_->presets.end(), [](const Preset& p) { return p.name == "conv"; });
+  s_->preset_index = it == s_->presets.end() ? 0 : int(it - s_->presets.begin());
+  std::string err;
+  if (!select_preset(s_->presets[s_->preset_index], &err)) throw std::runtime_error(err);
+}
+
+App::~App() = default;
+
+void App::set_data(Dataset train, Dataset test) {
+  train_ = std::move(train);
+  test_ = std::move(test);
+  loading_.clear();
+  bool autostart = s_->running;  // a Train/autostart that came before the data
+  reset_training();
+  s_->running = autostart;
+}
+
+bool App::select_preset(const Preset& p, std::string* error) {
+  try {
+    auto m = std::make_unique<Model>(p);
+    if (p.loss.contractive > 0) m->contractive_layer();
+    s_->preset = p;
+    s_->model = std::move(m);
+    s_->json_text = preset_to_json(p).dump(2);
+    s_->json_error.clear();
+    s_->code_text = pytorch_code(p);
+    reset_training();
+    return true;
+  } catch (const std::exception& e) {
+    if (error) *error = e.what();
+    return false;
+  }
+}
+
+void App::reset_training() {
+  State& s = *s_;
+  if (!s.curve.step.empty()) {
+    s.past.push_back(std::move(s.curve));
+    if (s.past.size() > 4) s.past.erase(s.past.begin());
+  }
+  s.curve = LossCurve();
+  char label[160];
+  std::snprintf(label, sizeof label, "%s, %s lr %g, batch %zu, seed %llu", s.preset.name.c_str(),
+                s.preset.optimizer.type.c_str(), double(s.preset.optimizer.lr), s.preset.training.batch_size,
+                (unsigned long long)s.seed);
+  s.curve.label = label;
+  s.model->init(s.seed);
+  s.trainer = std::make_unique<Trainer>(*s.model, s.seed + 1);
+  s.sampler.reset();
+  if (has_data()) s.sampler = std::make_unique<BatchSampler>(train_.count, s.preset.training.batch_size, true, s.seed + 2);
+  s.step = 0;
+  s.running = false;
+  s.samples_per_s = 0;
+  s.last_train = s.last_test = s.last_test_kl = NAN;
+  s.views_dirty = true;
+  s.draw_dirty = true;
+  s.pca_mse = NAN;
+}
+
+// Hyper-parameters that can change between steps without rebuilding the model.
+void App::apply_hyper_parameters() {
+  State& s = *s_;
+  s.trainer->optimizer.config.lr = s.preset.optimizer.lr;
+  s.trainer->optimizer.config.weight_decay = s.preset.optimizer.weight_decay;
+  s.model->set_loss(s.preset.loss);
+  if (s.sampler && s.sampler->batch_size() != s.preset.training.batch_size) {
+    size_t epoch = s.sampler->epoch;
+    s.sampler = std::make_unique<BatchSampler>(train_.count, s.preset.training.batch_size, true, s.seed + 2 + epoch);
+    s.sampler->epoch = epoch;
+  }
+}
+
+bool App::step_once() {
+  State& s = *s_;
+  size_t n;
+  const uint32_t* idx = s.sampler->next(n);
+  make_batch(train_, idx, n, s.preset, s.trainer->rng, s.input, s.target);
+  try {
+    LossTerms L = s.trainer->train_step(s.input, s.target);
+    ++s.step;
+    s.last_train = L.total;
+    s.curve.step.push_back(float(s.step));
+    s.curve.train.push_back(float(L.total));
+    s.curve.recon.push_back(float(L.reconstruction));
+    s.curve.kl.push_back(float(L.kl));
+    return true;
+  } catch (const DivergenceError& e) {
+    s.running = false;
+    message = std::string("Training stopped: ") + e.what();
+    return false;
+  }
+}
+
+bool App::train_steps(size_t n) {
+  if (!has_data()) {
+    message = "The MNIST data is not loaded yet.";
+    return false;
+  }
+  apply_hyper_parameters();
+  auto t0 = Clock::now();
+  size_t samples = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (!step_once()) return false;
+    samples += s_->input.shape()[0];
+  }
+  double dt = seconds_since(t0);
+  if (dt > 0) s_->samples_per_s = s_->samples_per_s == 0 ? samples / dt : 0.8 * s_->samples_per_s + 0.2 * samples / dt;
+  s_->views_dirty = true;
+  return true;
+}
+
+// ---- views ---------------------------------------------------------------------------------------------------------
+
+void App::refresh_views() {
+  State& s = *s_;
+  if (!has_data()) return;
+  Model& m = *s.model;
+  const Preset& p = s.preset;
+  const float lo = range_min(p.normalize), hi = range_max(p.normalize);
+
+  LossTerms T = evaluate(*s.trainer, test_, kEvalImages);
+  s.last_test = T.total;
+  s.last_test_kl = T.kl;
+  if (s.curve.test_step.empty() || s.curve.test_step.back() != float(s.step)) {
+    s.curve.test_step.push_back(float(s.step));
+    s.curve.test.push_back(float(T.total));
+  }
+
+  // Reconstructions of fixed test digits: input | corrupted | output.
+  {
+    std::vector<uint32_t> idx(kReconCount);
+    for (int i = 0; i < kReconCount; ++i) idx[i] = uint32_t(i * 37 % test_.count);
+    Rng noise(0x5eed);
+    Tensor in, clean;
+    make_batch(test_, idx.data(), kReconCount, p, noise, in, clean);
+    Tensor out = m.reconstruct(in);
+    s.recon.resize(kReconCount * 30 + 2, 3 * 30 + 2);
+    for (int i = 0; i < kReconCount; ++i) {
+      s.recon.put_digit(2 + i * 30, 2, clean.data() + i * 784, lo, hi);
+      s.recon.put_digit(2 + i * 30, 32, in.data() + i * 784, lo, hi);
+      s.recon.put_digit(2 + i * 30, 62, out.data() + i * 784, lo, hi);
+    }
+  }
+
+  // Codes and per-image errors of the view images.
+  s.n_view = std::min(kViewImages, test_.count);
+  s.code_dim = m.code_size();
+  s.codes.assign(s.n_view * s.code_dim, 0.f);
+  s.errors.assign(s.n_view, 0.f);
+  const size_t B = 250;
+  std::vector<uint32_t> idx(B);
+  Tensor x;
+  for (size_t b0 = 0; b0 < s.n_view; b0 += B) {
+    size_t n = std::min(B, s.n_view - b0);
+    for (size_t i = 0; i < n; ++i) idx[i] = uint32_t(b0 + i);
+    fill_batch(test_, idx.data(), n, p.normalize, x);
+    Tensor z = m.encode(x);
+    std::copy(z.data(), z.data() + n * s.code_dim, s.codes.data() + b0 * s.code_dim);
+    Tensor y = m.decode(z);
+    per_image_mse(x, y, n, s.errors.data() + b0);
+  }
+  // 2-D view: the code itself, or its first two principal components.
+  s.latent_pca = s.code_dim != 2;
+  s.xy.assign(s.n_view * 2, 0.f);
+  if (s.latent_pca) {
+    s.code_pca = fit_pca(s.codes.data(), s.n_view, s.code_dim, std::min<size_t>(2, s.code_dim), 1, 30);
+    std::vector<float> c(s.n_view * s.code_pca.k);
+    s.code_pca.project(s.codes.data(), s.n_view, c.data());
+    for (size_t i = 0; i < s.n_view; ++i)
+      for (size_t k = 0; k < s.code_pca.k; ++k) s.xy[i * 2 + k] = c[i * s.code_pca.k + k];
+  } else {
+    s.xy = s.codes;
+  }
+  float x0 = 1e30f, x1 = -1e30f, y0 = 1e30f, y1 = -1e30f;
+  for (size_t i = 0; i < s.n_view; ++i) {
+    float a = s.xy[2 * i], b = s.xy[2 * i + 1];
+    if (!std::isfinite(a) || !std::isfinite(b)) continue;
+    x0 = std::min(x0, a), x1 = std::max(x1, a), y0 = std::min(y0, b), y1 = std::max(y1, b);
+  }
+  if (x1 <= x0) x0 = -1, x1 = 1;
+  if (y1 <= y0) y0 = -1, y1 = 1;
+  float mx = 0.05f * (x1 - x0), my = 0.05f * (y1 - y0);
+  s.lx0 = x0 - mx, s.lx1 = x1 + mx, s.ly0 = y0 - my, s.ly1 = y1 + my;
+  s.hover_shown = -1;
+
+  // A diagonal Gaussian fitted to the codes: how a plain AE "generates".
+  s.code_mean.assign(s.code_dim, 0.f);
+  s.code_std.assign(s.code_dim, 0.f);
+  for (size_t i = 0; i < s.n_view; ++i)
+    for (size_t d = 0; d < s.code_dim; ++d) s.code_mean[d] += s.codes[i * s.code_dim + d] / s.n_view;
+  for (size_t i = 0; i < s.n_view; ++i)
+    for (size_t d = 0; d < s.code_dim; ++d) {
+      float e = s.codes[i * s.code_dim + d] - s.code_mean[d];
+      s.code_std[d] += e * e / s.n_view;
+    }
+  for (float& v : s.code_std) v = std::sqrt(v);
+
+  // Manifold grid over the visible 2-D range (2-D codes only).
+  if (s.code_dim == 2) {
+    Tensor z(m.code_shape(kGrid * kGrid));
+    for (int r = 0; r < kGrid; ++r)
+      for (int c = 0; c < kGrid; ++c) {
+        z.data()[(r * kGrid + c) * 2] = s.lx0 + (s.lx1 - s.lx0) * (c + 0.5f) / kGrid;
+        z.data()[(r * kGrid + c) * 2 + 1] = s.ly1 - (s.ly1 - s.ly0) * (r + 0.5f) / kGrid;
+      }
+    Tensor g = m.decode(z);
+    s.manifold.resize(kGrid * 28, kGrid * 28);
+    for (int i = 0; i < kGrid * kGrid; ++i) s.manifold.put_digit((i % kGrid) * 28, (i / kGrid) * 28, g.data() + i * 784, lo, hi);
+  }
+
+  // Anomaly: threshold default at the 99th percentile; worst digits.
+  {
+    std::vector<float> sorted = s.errors;
+    std::sort(sorted.begin(), sorted.end());
+    if (!s.threshold_set_by_user) s.threshold = sorted[size_t(0.99 * (sorted.size() - 1))];
+    std::vector<uint32_t> order(s.n_view);
+    for (size_t i = 0; i < s.n_view; ++i) order[i] = uint32_t(i);
+    std::partial_sort(order.begin(), order.begin() + std::min<size_t>(16, order.size()), order.end(),
+                      [&](uint32_t a, uint32_t b) { return s.errors[a] > s.errors[b]; });
+    s.worst.resize(8 * 30, 2 * 30);
+    for (int i = 0; i < 16 && i < int(order.size()); ++i) {
+      fill_batch(test_, &order[i], 1, p.normalize, x);
+      s.worst.put_digit((i % 8) * 30, (i / 8) * 30, x.data(), lo, hi);
+    }
+    // Out-of-distribution scores: uniform noise images, or one digit against the others.
+    std::vector<float> pos, neg;
+    if (s.anomaly_mode == 0) {
+      Rng r(99);
+      const size_t n = 500;
+      Tensor noise(m.input_shape(n));
+      for (float& v : noise) v = lo + (hi - lo) * r.uniform();
+      Tensor y = m.reconstruct(noise);
+      s.noise_errors.resize(n);
+      per_image_mse(noise, y, n, s.noise_errors.data());
+      pos = s.noise_errors;
+      neg = s.errors;
+    } else if (!test_.labels.empty()) {
+      for (size_t i = 0; i < s.n_view; ++i) (test_.labels[i] == s.held_digit ? pos : neg).push_back(s.errors[i]);
+    }
+    s.auc = pos.empty() || neg.empty() ? NAN : roc_auc(pos, neg);
+  }
+
+  // First-layer weights as pictures.
+  {
+    const Model::Entry* w = nullptr;
+    for (const auto& e : m.entries)
+      if (e.grad && e.name.size() > 7 && e.name.compare(e.name.size() - 7, 7, ".weight") == 0 && e.shape.size() >= 2) {
+        w = &e;
+        break;
+      }
+    s.weights_pic.resize(0, 0);
+    if (w && w->shape.size() == 2 && w->shape[1] == 784) {
+      int rows = int(std::min<int64_t>(w->shape[0], 32));
+      s.weights_pic.resize(8 * 30, ((rows + 7) / 8) * 30);
+      for (int r = 0; r < rows; ++r) {
+        const float* row = w->value + size_t(r) * 784;
+        float a = *std::min_element(row, row + 784), b = *std::max_element(row, row + 784);
+        s.weights_pic.put_digit((r % 8) * 30, (r / 8) * 30, row, a, b);
+      }
+    } else if (w && w->shape.size() == 4) {
+      // Conv kernels [out, in, k, k] (ConvTranspose2d: [in, out, k, k]), each drawn 6x enlarged.
+      int o = int(std::min<int64_t>(w->shape[0], 32)), in = int(std::min<int64_t>(w->shape[1], 8));
+      int k = int(w->shape[2]), cell = k * 6 + 2;
+      s.weights_pic.resize(in * cell, o * cell);
+      size_t per = size_t(w->shape[1]) * k * k;
+      float a = *std::min_element(w->value, w->value + size_t(w->shape[0]) * per);
+      float b = *std::max_element(w->value, w->value + size_t(w->shape[0]) * per);
+      for (int oi = 0; oi < o; ++oi)
+        for (int ii = 0; ii < in; ++ii)
+          for (int y = 0; y < k * 6; ++y)
+            for (int xx = 0; xx < k * 6; ++xx) {
+              float v = (w->value[oi * per + size_t(ii) * k * k + (y / 6) * k + xx / 6] - a) / (b - a + 1e-12f);
+              uint8_t* px = &s.weights_pic.rgba[((size_t(oi) * cell + y) * s.weights_pic.w + ii * cell + xx) * 4];
+              px[0] = px[1] = px[2] = uint8_t(std::clamp(v, 0.f, 1.f) * 255.f);
+            }
+    }
+    double sum = 0;
+    for (float e : s.errors) sum += e;
+    s.model_mse = s.n_view ? sum / s.n_view : NAN;
+  }
+
+  s.draw_dirty = true;
+  s.generated.w = 0;
+  s.views_dirty = false;
+  s.refreshed_step = s.step;
+  s.last_refresh = Clock::now();
+}
+
+// ---- commands and status ---------------------------------------------------------------------------------------------
+
+json App::command(const json& cmd) {
+  State& s = *s_;
+  std::vector<std::string> errors;
+  if (!cmd.is_object()) return {{"ok", false}, {"errors", {"a command must be a JSON object"}}};
+  auto number = [&](const char* key, double lo, double hi, double& out) {
+    if (!cmd.contains(key)) return false;
+    const json& v = cmd.at(key);
+    double d = v.is_number() ? v.get<double>() : NAN;
+    if (v.is_string()) {  // URL parameters arrive as strings
+      char* end = nullptr;
+      d = std::strtod(v.get<std::string>().c_str(), &end);
+      if (end == v.get<std::string>().c_str() || *end) d = NAN;
+    }
+    if (!(d >= lo && d <= hi)) {
+      char range[96];
+      std::snprintf(range, sizeof range, " must be a number between %g and %g, got ", lo, hi);
+      errors.push_back(key + std::string(range) + v.dump());
+      return false;
+    }
+    out = d;
+    return true;
+  };
+  auto flag = [&](const char* key) {
+    if (!cmd.contains(key)) return -1;
+    const json& v = cmd.at(key);
+    if (v.is_boolean()) return v.get<bool>() ? 1 : 0;
+    if (v == "1" || v == "true" || v == 1) return 1;
+    if (v == "0" || v == "false" || v == 0) return 0;
+    errors.push_back(std::string(key) + " must be true/false or 1/0, got " + v.dump());
+    return -1;
+  };
+  static const char* known[] = {"preset", "lr", "batch", "seed", "beta", "l1", "optimizer", "panels", "compact",
+                                "autostart", "train", "pause", "step", "reset", "corruption", "noise", "epochs"};
+  for (auto it = cmd.begin(); it != cmd.end(); ++it)
+    if (std::find_if(std::begin(known), std::end(known), [&](const char* k) { return it.key() == k; }) == std::end(known))
+      errors.push_back("unknown setting '" + it.key() + "'");
+
+  // Validate everything first; apply only if all is well.
+  Preset p = s.preset;
+  bool new_model = false;
+  int new_index = s.preset_index;
+  if (cmd.contains("preset")) {
+    const json& v = cmd.at("preset");
+    auto it = v.is_string() ? std::find_if(s.presets.begin(), s.presets.end(),
+                                           [&](const Preset& q) { return q.name == v.get<std::string>(); })
+                            : s.presets.end();
+    if (it == s.presets.end()) {
+      std::string names;
+      for (const auto& q : s.presets) names += (names.empty() ? "" : ", ") + q.name;
+      errors.push_back("unknown preset " + v.dump() + " (known: " + names + ")");
+    } else {
+      p = *it;
+      new_model = true;
+      new_index = int(it - s.presets.begin());
+    }
+  }
+  double d;
+  if (number("lr", 1e-6, 10, d)) p.optimizer.lr = float(d);
+  if (number("batch", 1, 4096, d)) p.training.batch_size = size_t(d);
+  if (number("epochs", 1, 1000, d)) p.training.epochs = size_t(d);
+  if (number("beta", 0, 1000, d)) p.loss.beta = float(d);
+  if (number("l1", 0, 100, d)) p.loss.l1 = float(d);
+  if (number("noise", 0, 10, d)) p.corruption.type = d > 0 ? "gaussian" : "none", p.corruption.std = float(d);
+  uint64_t seed = s.seed;
+  if (number("seed", 0, 4294967295.0, d)) seed = uint64_t(d);
+  if (cmd.contains("optimizer")) {
+    const json& v = cmd.at("optimizer");
+    if (v == "adam" || v == "sgd") p.optimizer.type = v.get<std::string>();
+    else errors.push_back("optimizer must be \"adam\" or \"sgd\", got " + v.dump());
+  }
+  if (cmd.contains("corruption")) {
+    static const char* types[] = {"none", "gaussian", "dropout", "salt_pepper", "occlusion", "downsample"};
+    const json& v = cmd.at("corruption");
+    if (v.is_string() && std::find(std::begin(types), std::end(types), v.get<std::string>()) != std::end(types))
+      p.corruption.type = v.get<std::string>();
+    else errors.push_back("corruption must be one of none, gaussian, dropout, salt_pepper, occlusion, downsample, got " + v.dump());
+  }
+  bool panels_given = cmd.contains("panels");
+  bool panels[kPanelCount];
+  if (panels_given) {
+    const json& v = cmd.at("panels");
+    std::string list = v.is_string() ? v.get<std::string>() : "";
+    if (!v.is_string()) errors.push_back("panels must be a comma-separated list like \"training,recon\"");
+    for (bool& b : panels) b = list == "all";
+    size_t pos = 0;
+    while (list != "all" && pos <= list.size() && !list.empty()) {
+      size_t end = list.find(',', pos);
+      std::string key = list.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+      int i = int(std::find(std::begin(kPanelKeys), std::end(kPanelKeys), key) - std::begin(kPanelKeys));
+      if (i < kPanelCount) panels[i] = true;
+      else errors.push_back("unknown panel '" + key + "' (known: model, data, training, recon, latent, generate, draw, anomaly, inside, save, all)");
+      if (end == std::string::npos) break;
+      pos = end + 1;
+    }
+  }
+  int compact_flag = flag("compact"), autostart = flag("autostart"), train = flag("train"), pause = flag("pause"),
+      reset = flag("reset");
+  double steps = 0;
+  number("step", 0, 100000, steps);
+  if (!errors.empty()) return {{"ok", false}, {"errors", errors}};
+
+  bool hyper_changed = p.optimizer.lr != s.preset.optimizer.lr || p.loss.beta != s.preset.loss.beta ||
+                       p.loss.l1 != s.preset.loss.l1 || p.training.batch_size != s.preset.training.batch_size;
+  bool optimizer_changed = p.optimizer.type != s.preset.optimizer.type;
+  if (new_model || optimizer_changed) {
+    std::string err;
+    s.seed = seed;
+    if (!select_preset(p, &err)) return {{"ok", false}, {"errors", {err}}};
+    s.preset_index = new_index;
+  } else {
+    s.preset = p;
+    if (seed != s.seed || reset == 1) {
+      s.seed = seed;
+      reset_training();
+    } else if (hyper_changed) {
+      apply_hyper_parameters();
+    }
+  }
+  if (panels_given) std::copy(std::begin(panels), std::end(panels), show_panel);
+  if (compact_flag >= 0) compact = compact_flag == 1;
+  if (autostart == 1 || train == 1) s.running = true;
+  if (pause == 1) s.running = false;
+  if (steps > 0) train_steps(size_t(steps));
+  return {{"ok", true}};
+}
+
+json App::status() const {
+  const State& s = *s_;
+  auto num = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
+  json panels = json::array();
+  for (int i = 0; i < kPanelCount; ++i)
+    if (show_panel[i]) panels.push_back(kPanelKeys[i]);
+  return {{"preset", s.preset.name},
+          {"step", s.step},
+          {"epoch", s.sampler ? double(s.sampler->epoch) + double(s.sampler->step_in_epoch) / s.sampler->steps_per_epoch() : 0.0},
+          {"trainLoss", num(s.last_train)},
+          {"testLoss", num(s.last_test)},
+          {"samplesPerSec", s.samples_per_s},
+          {"running", s.running},
+          {"dataReady", train_.count > 0},
+          {"lr", s.preset.optimizer.lr},
+          {"batch", s.preset.training.batch_size},
+          {"seed", s.seed},
+          {"beta", s.preset.loss.beta},
+          {"l1", s.preset.loss.l1},
+          {"optimizer", s.preset.optimizer.type},
+          {"corruption", s.preset.corruption.type},
+          {"panels", panels},
+          {"compact", compact},
+          {"simd", simd_arch_name()},
+          {"parameters", s.model->parameter_count()},
+          {"message", message}};
+}
+
+std::vector<uint8_t> App::save_weights_bytes() const {
+  SafeTensors st = model_state(*s_->model, &s_->trainer->optimizer);
+  return serialize_safetensors(st);
+}
+
+void App::load_weights_bytes(const std::vector<uint8_t>& bytes, const std::string& name) {
+  State& s = *s_;
+  SafeTensors st = parse_safetensors(bytes.data(), bytes.size(), name);
+  // A file saved by the engine names its preset: switch to it first if it differs, on a scratch model.
+  auto meta = st.metadata.find("preset");
+  Preset p = s.preset;
+  if (meta != st.metadata.end()) p = parse_preset_text(meta->second, name + " (metadata 'preset')");
+  auto model = std::make_unique<Model>(p);
+  auto trainer = std::make_unique<Trainer>(*model, s.seed + 1);
+  load_state(*model, st, name, &trainer->optimizer);  // throws before anything of ours changed
+  s.running = false;
+  s.preset = p;
+  s.model = std::move(model);
+  s.trainer = std::move(trainer);
+  s.json_text = preset_to_json(p).dump(2);
+  s.code_text = pytorch_code(p);
+  if (has_data()) s.sampler = std::make_unique<BatchSampler>(train_.count, p.training.batch_size, true, s.seed + 2);
+  s.step = size_t(s.trainer->optimizer.steps());
+  s.views_dirty = true;
+  message = "Loaded " + name + ".";
+}
+
+// ---- frame -----------------------------------------------------------------------------------------------------------
+
+void App::frame() {
+  State& s = *s_;
+  ImGuiIO& io = ImGui::GetIO();
+  if (!io.WantTextInput && ImGui::IsKeyPressed(ImGuiKey_Space, false) && has_data()) s.running = !s.running;
+
+  if (s.running && has_data()) {
+    apply_hyper_parameters();
+    auto t0 = Clock::now();
+    size_t samples = 0;
+    while (seconds_since(t0) * 1000 < train_budget_ms) {
+      if (!step_once()) break;
+      samples += s.input.shape()[0];
+      if (s.sampler->epoch >= s.preset.training.epochs) {
+        s.running = false;
+        message = "Finished " + std::to_string(s.preset.training.epochs) + " epoch(s).";
+        break;
+      }
+    }
+    double dt = seconds_since(t0);
+    if (samples && dt > 0)
+      s.samples_per_s = s.samples_per_s == 0 ? samples / dt : 0.9 * s.samples_per_s + 0.1 * samples / dt;
+    s.views_dirty = true;
+  }
+  // Views are refreshed a few times a second while training, at once when idle.
+  if (has_data() && s.views_dirty && (!s.running || seconds_since(s.last_refresh) > 0.7)) refresh_views();
+
+  main_menu();
+  if (show_panel[kPanelModel]) panel_model();
+  if (show_panel[kPanelData]) panel_data();
+  if (show_panel[kPanelTraining]) panel_training();
+  if (show_panel[kPanelRecon]) panel_recon();
+  if (show_panel[kPanelLatent]) panel_latent();
+  if (show_panel[kPanelGenerate]) panel_generate();
+  if (show_panel[kPanelDraw]) panel_draw();
+  if (show_panel[kPanelAnomaly]) panel_anomaly();
+  if (show_panel[kPanelInside]) panel_inside();
+  if (show_panel[kPanelSave]) panel_save();
+}
+
+void App::main_menu() {
+  State& s = *s_;
+  if (compact) return;
+  if (!ImGui::BeginMainMenuBar()) return;
+  ImGui::TextUnformatted("Autoencoder Playground");
+  if (ImGui::BeginMenu("Panels")) {
+    for (int i = 0; i < kPanelCount; ++i) ImGui::MenuItem(kPanelTitles[i], nullptr, &show_panel[i]);
+    ImGui::EndMenu();
+  }
+  ImGui::Separator();
+  if (!loading_.empty()) ImGui::TextUnformatted(loading_.c_str());
+  else ImGui::Text("%s | step %zu | %.0f samples/s | SIMD: %s, 1 thread", s.preset.name.c_str(), s.step, s.samples_per_s,
+                   simd_arch_name());
+  if (!message.empty()) {
+    ImGui::Separator();
+    ImGui::TextColored(ImVec4(1, 0.8f, 0.4f, 1), "%s", message.c_str());
+    if (ImGui::SmallButton("x")) message.clear();
+  }
+  ImGui::EndMainMenuBar();
+}
+
+// Window placement: a 3-column layout, redone whenever the display (browser window) changes size.
+static bool begin_panel(int id, bool* open) {
+  static ImVec2 laid_out[kPanelCount];
+  ImVec2 d = ImGui::GetIO().DisplaySize;
+  float top = ImGui::GetFrameHeight(), colw = d.x / 3, h = d.y - top;
+  struct Slot { int col; float y0, y1; };
+  static const Slot L[kPanelCount] = {
+      {0, 0, 0.40f},    {0, 0.40f, 0.62f}, {1, 0, 0.45f},    {1, 0.45f, 0.64f}, {2, 0, 0.52f},
+      {2, 0.52f, 0.78f}, {1, 0.64f, 1},    {2, 0.78f, 1},    {0, 0.62f, 0.84f}, {0, 0.84f, 1}};
+  ImGuiCond cond = ImGuiCond_FirstUseEver;
+  if (laid_out[id].x != d.x || laid_out[id].y != d.y) cond = ImGuiCond_Always, laid_out[id] = d;
+  ImGui::SetNextWindowPos(ImVec2(L[id].col * colw, top + L[id].y0 * h), cond);
+  ImGui::SetNextWindowSize(ImVec2(colw, (L[id].y1 - L[id].y0) * h), cond);
+  return ImGui::Begin(kPanelTitles[id], open);
+}
+
+// A layer's arguments in a few characters: "1->16 k3 p1", "784->32", "x2", "p=0.5".
+static std::string layer_args(const nlohmann::json& spec) {
+  std::string out;
+  auto add = [&](const std::string& s) { out += (out.empty() ? "" : " ") + s; };
+  auto num = [](const nlohmann::json& v) { return v.is_number_integer() ? std::to_string(v.get<long long>()) : v.dump(); };
+  if (spec.contains("in_features")) add(num(spec["in_features"]) + "->" + num(spec["out_features"]));
+  if (spec.contains("in_channels")) add(num(spec["in_channels"]) + "->" + num(spec["out_channels"]));
+  for (auto it = spec.begin(); it != spec.end(); ++it) {
+    const std::string& k = it.key();
+    if (k == "type" || k == "in_features" || k == "out_features" || k == "in_channels" || k == "out_channels") continue;
+    if (k == "kernel_size") add("k" + num(*it));
+    else if (k == "stride") add("s" + num(*it));
+    else if (k == "padding") add("p" + num(*it));
+    else if (k == "output_padding") add("op" + num(*it));
+    else if (k == "scale_factor") add("x" + num(*it));
+    else if (k == "num_features") add(num(*it));
+    else if (k == "tied_to") add("tied to " + it->get<std::string>());
+    else if (k == "unflattened_size") add(it->dump());
+    else add(k + "=" + (it->is_string() ? it->get<std::string>() : it->dump()));
+  }
+  return out;
+}
+
+void App::panel_model() {
+  State& s = *s_;
+  if (!begin_panel(kPanelModel, &show_panel[kPanelModel])) return ImGui::End();
+  const Preset& cur = s.presets[s.preset_index];
+  ImGui::SetNextItemWidth(-1);
+  if (ImGui::BeginCombo("##preset", (cur.name + ": " + cur.title).c_str())) {
+    for (int i = 0; i < int(s.presets.size()); ++i) {
+      const Preset& p = s.presets[i];
+      if (ImGui::Selectable((p.name + ": " + p.title).c_str(), i == s.preset_index)) {
+        std::string err;
+        if (select_preset(p, &err)) s.preset_index = i;
+        else message = err;
+      }
+      if (ImGui::IsItemHovered() && !p.description.empty()) ImGui::SetTooltip("%s", p.description.c_str());
+    }
+    ImGui::EndCombo();
+  }
+  ImGui::TextWrapped("%s%s%s", s.preset.lesson.empty() ? "" : ("Lesson " + s.preset.lesson + ": ").c_str(),
+                     s.preset.description.c_str(), "");
+  Model& m = *s.model;
+  ImGui::Text("%zu parameters, code %s%s", m.parameter_count(), shape_str(m.code_shape(1)).c_str(),
+              m.is_vae() ? " (VAE latent)" : "");
+  if (ImGui::BeginTable("layers", 4, ImGuiTableFlags_RowBg | ImGuiTableFlags_BordersInnerV | ImGuiTableFlags_SizingStretchProp)) {
+    ImGui::TableSetupColumn("layer", ImGuiTableColumnFlags_WidthStretch, 1.3f);
+    ImGui::TableSetupColumn("arguments", ImGuiTableColumnFlags_WidthStretch, 1.f);
+    ImGui::TableSetupColumn("output");
+    ImGui::TableSetupColumn("params");
+    ImGui::TableHeadersRow();
+    Shape in = m.input_shape(1);
+    Shape enc_out;
+    auto rows = [&](const Sequential& seq, Shape x) {
+      for (size_t i = 0; i < seq.size(); ++i) {
+        const Layer& l = *seq.layers[i];
+        x = l.output_shape(x);
+        size_t params = 0;
+        for (const auto& p : l.params) params += p.numel();
+        ImGui::TableNextRow();
+        ImGui::TableNextColumn();
+        ImGui::Text("%s.%zu %s", seq.prefix.c_str(), i, l.type().c_str());
+        ImGui::TableNextColumn();
+        ImGui::TextUnformatted(layer_args(l.spec()).c_str());
+        ImGui::TableNextColumn();
+        ImGui::TextUnformatted(shape_str(x).c_str());
+        ImGui::TableNextColumn();
+        if (params) ImGui::Text("%zu", params);
+      }
+      return x;
+    };
+    enc_out = rows(m.encoder, in);
+    Shape z = enc_out;
+    if (m.is_vae()) {
+      z = rows(m.mu, enc_out);
+      rows(m.logvar, enc_out);
+    }
+    rows(m.decoder, z);
+    ImGui::EndTable();
+  }
+  if (ImGui::CollapsingHeader("Edit the model (JSON)")) {
+    ImGui::TextDisabled("Layers, loss, optimizer, corruption: the preset format (assets/presets/README.md).");
+    ImGui::InputTextMultiline("##json", &s.json_text, ImVec2(-1, ImGui::GetTextLineHeight() * 14));
+    if (ImGui::Button("Apply")) {
+      try {
+        Preset p = parse_preset_text(s.json_text, "edited model");
+        std::string err;
+        if (select_preset(p, &err)) s.json_error.clear();
+        else s.json_error = err;
+      } catch (const std::exception& e) {
+        s.json_error = e.what();
+      }
+    }
+    ImGui::SameLine();
+    if (ImGui::Button("Revert")) s.json_text = preset_to_json(s.preset).dump(2), s.json_error.clear();
+    if (!s.json_error.empty()) ImGui::TextColored(ImVec4(1, 0.4f, 0.4f, 1), "%s", s.json_error.c_str());
+  }
+  if (ImGui::CollapsingHeader("Show PyTorch code")) {
+    if (ImGui::Button("Copy")) ImGui::SetClipboardText(s.code_text.c_str());
+    ImGui::InputTextMultiline("##code", &s.code_text, ImVec2(-1, ImGui::GetTextLineHeight() * 16),
+                              ImGuiInputTextFlags_ReadOnly);
+  }
+  ImGui::End();
+}
+
+void App::panel_data() {
+  State& s = *s_;
+  if (!begin_panel(kPanelData, &show_panel[kPanelData])) return ImGui::End();
+  if (has_data())
+    ImGui::Text("MNIST: %zu training, %zu test images (%zux%zu, kept as bytes)", train_.count, test_.count, train_.rows, train_.cols);
+  else
+    ImGui::TextUnformatted(loading_.empty() ? "No data loaded." : loading_.c_str());
+  int norm = s.preset.normalize == Normalization::MinusOneOne;
+  const char* norms[] = {"[0, 1]  (pixels / 255)", "[-1, 1]  (Normalize(0.5, 0.5))"};
+  ImGui::SetNextItemWidth(220);
+  if (ImGui::Combo("input range", &norm, norms, 2)) {
+    Preset p = s.preset;
+    p.normalize = norm ? Normalization::MinusOneOne : Normalization::ZeroOne;
+    std::string err;
+    if (!select_preset(p, &err)) message = err;
+  }
+  CorruptionConfig& c = s.preset.corruption;
+  static const char* types[] = {"none", "gaussian", "dropout", "salt_pepper", "occlusion", "downsample"};
+  int t = int(std::find(std::begin(types), std::end(types), c.type) - std::begin(types));
+  ImGui::SetNextItemWidth(220);
+  bool changed = ImGui::Combo("corruption", &t, types, 6);
+  if (changed) c.type = types[t];
+  help_marker("Applied to the input only: the model learns to output the clean digit (denoising, inpainting, "
+              "super-resolution).");
+  if (c.type == "gaussian") changed |= ImGui::SliderFloat("noise sigma", &c.std, 0.f, 2.f);
+  if (c.type == "dropout" || c.type == "salt_pepper") changed |= ImGui::SliderFloat("p", &c.p, 0.f, 0.95f);
+  if (c.type == "occlusion") {
+    int sz = int(c.size);
+    if ((changed |= ImGui::SliderInt("box size", &sz, 1, 28))) c.size = size_t(sz);
+  }
+  if (c.type == "downsample") {
+    int f = int(c.factor);
+    if ((changed |= ImGui::SliderInt("factor", &f, 2, 4))) c.factor = size_t(f);
+  }
+  if (has_data() && (changed || s.preview.w == 0)) {
+    std::vector<uint32_t> idx(8);
+    for (int i = 0; i < 8; ++i) idx[i] = uint32_t(100 + i);
+    Rng r(7);
+    Tensor in, clean;
+    make_batch(test_, idx.data(), 8, s.preset, r, in, clean);
+    float lo = range_min(s.preset.normalize), hi = range_max(s.preset.normalize);
+    s.preview.resize(8 * 30, 60);
+    for (int i = 0; i < 8; ++i) {
+      s.preview.put_digit(i * 30, 0, clean.data() + i * 784, lo, hi);
+      s.preview.put_digit(i * 30, 30, in.data() + i * 784, lo, hi);
+    }
+    if (changed) s.views_dirty = true;
+  }
+  if (s.preview.w) {
+    ImGui::TextDisabled("clean (top) | corrupted (bottom)");
+    s.preview.show(tex_, 1.5f);
+  }
+  ImGui::End();
+}
+
+static void draw_curve(ImDrawList* dl, ImVec2 p0, ImVec2 size, const std::vector<float>& xs, const std::vector<float>& ys,
+                       float x1, float y0, float y1, bool log_scale, ImU32 col, float smooth) {
+  if (xs.empty()) return;
+  auto Y = [&](float v) {
+    float a = log_scale ? std::log10(std::max(v, 1e-12f)) : v;
+    float lo = log_scale ? std::log10(std::max(y0, 1e-12f)) : y0, hi = log_scale ? std::log10(std::max(y1, 1e-12f)) : y1;
+    return p0.y + size.y * (1 - (a - lo) / (hi - lo + 1e-12f));
+  };
+  // At most ~2 points per pixel: average runs of steps, with an exponential smoother for the noisy train loss.
+  size_t n = xs.size(), stride = std::max<size_t>(1, n / size_t(std::max(size.x, 1.f)));
+  std::vector<ImVec2> pts;
+  float ema = ys[0];
+  for (size_t i = 0; i < n; ++i) {
+    ema = smooth > 0 ? smooth * ema + (1 - smooth) * ys[i] : ys[i];
+    if (i % stride == 0 || i + 1 == n)
+      pts.push_back(ImVec2(p0.x + size.x * xs[i] / std::max(x1, 1.f), Y(ema)));
+  }
+  dl->AddPolyline(pts.data(), int(pts.size()), col, 0, 1.5f);
+}
+
+void App::panel_training() {
+  State& s = *s_;
+  if (!begin_panel(kPanelTraining, &show_panel[kPanelTraining])) return ImGui::End();
+  bool can = has_data();
+  if (!can) ImGui::BeginDisabled();
+  if (ImGui::Button(s.running ? "Pause" : "Train", ImVec2(80, 0))) s.running = !s.running;
+  ImGui::SameLine();
+  if (ImGui::Button("Step")) train_steps(1);
+  ImGui::SameLine();
+  if (ImGui::Button("Reset")) reset_training();
+  if (!can) ImGui::EndDisabled();
+  ImGui::SameLine();
+  ImGui::TextDisabled("(Space: train/pause)");
+  double epoch = s.sampler ? s.sampler->epoch + double(s.sampler->step_in_epoch) / s.sampler->steps_per_epoch() : 0;
+  ImGui::Text("step %zu   epoch %.2f / %zu   %.0f samples/s", s.step, epoch, s.preset.training.epochs, s.samples_per_s);
+  ImGui::Text("train loss %.5g   test loss %.5g", s.last_train, s.last_test);
+  if (s.model->is_vae()) ImGui::Text("test KL term %.5g", s.last_test_kl);
+  ImGui::TextDisabled("SIMD: %s, threads: 1", simd_arch_name());
+
+  OptimizerConfig& o = s.preset.optimizer;
+  int opt = o.type == "sgd";
+  ImGui::SetNextItemWidth(100);
+  if (ImGui::Combo("optimizer", &opt, "Adam\0SGD\0")) {
+    Preset p = s.preset;
+    p.optimizer.type = opt ? "sgd" : "adam";
+    if (opt && p.optimizer.momentum == 0) p.optimizer.momentum = 0.9f;
+    std::string err;
+    if (!select_preset(p, &err)) message = err;
+  }
+  ImGui::SameLine();
+  float half = ImGui::GetContentRegionAvail().x * 0.5f;
+  ImGui::SetNextItemWidth(std::max(60.f, half - 110));
+  ImGui::SliderFloat("learning rate", &o.lr, 1e-5f, 1.f, "%.5g", ImGuiSliderFlags_Logarithmic);
+  int batch = int(s.preset.training.batch_size), epochs = int(s.preset.training.epochs), seed = int(s.seed);
+  float w = std::max(60.f, ImGui::GetContentRegionAvail().x * 0.5f - 110);
+  ImGui::SetNextItemWidth(w);
+  if (ImGui::SliderInt("batch size", &batch, 2, 512, "%d", ImGuiSliderFlags_Logarithmic)) s.preset.training.batch_size = size_t(batch);
+  ImGui::SameLine(0, 20);
+  ImGui::SetNextItemWidth(w);
+  if (ImGui::SliderInt("epochs", &epochs, 1, 50)) s.preset.training.epochs = size_t(epochs);
+  ImGui::SetNextItemWidth(w);
+  if (ImGui::InputInt("seed", &seed) && seed >= 0) {
+    s.seed = uint64_t(seed);
+    reset_training();
+  }
+  ImGui::SameLine(0, 20);
+  ImGui::SetNextItemWidth(w);
+  ImGui::SliderFloat("L1 sparsity", &s.preset.loss.l1, 0.f, 1.f, "%.4g", ImGuiSliderFlags_Logarithmic);
+  if (s.model->is_vae()) {
+    ImGui::SetNextItemWidth(w);
+    ImGui::SliderFloat("beta (KL weight)", &s.preset.loss.beta, 0.f, 10.f, "%.3g");
+  }
+
+  ImGui::Checkbox("log scale", &s.log_scale);
+  ImGui::SameLine();
+  ImGui::Checkbox("reconstruction / KL", &s.show_recon_kl);
+  // Loss curves: this run bright, earlier runs faded; train (smoothed) solid, test as a second colour.
+  ImVec2 size(ImGui::GetContentRegionAvail().x, std::max(160.f, ImGui::GetContentRegionAvail().y - 4));
+  ImVec2 p0 = ImGui::GetCursorScreenPos();
+  ImDrawList* dl = ImGui::GetWindowDrawList();
+  dl->AddRectFilled(p0, ImVec2(p0.x + size.x, p0.y + size.y), IM_COL32(20, 20, 24, 255));
+  float x1 = 1, y0 = 1e30f, y1 = -1e30f;
+  auto range = [&](const LossCurve& c) {
+    if (!c.step.empty()) x1 = std::max(x1, c.step.back());
+    for (float v : c.train) if (std::isfinite(v)) y0 = std::min(y0, v), y1 = std::max(y1, v);
+    for (float v : c.test) if (std::isfinite(v)) y0 = std::min(y0, v), y1 = std::max(y1, v);
+  };
+  range(s.curve);
+  for (const auto& c : s.past) range(c);
+  if (y1 > y0) {
+    if (!s.log_scale) y0 = std::min(y0, 0.f);
+    for (const auto& c : s.past) {
+      draw_curve(dl, p0, size, c.step, c.train, x1, y0, y1, s.log_scale, IM_COL32(120, 160, 220, 70), 0.98f);
+      draw_curve(dl, p0, size, c.test_step, c.test, x1, y0, y1, s.log_scale, IM_COL32(240, 160, 80, 70), 0);
+    }
+    draw_curve(dl, p0, size, s.curve.step, s.curve.train, x1, y0, y1, s.log_scale, IM_COL32(120, 170, 255, 255), 0.98f);
+    draw_curve(dl, p0, size, s.curve.test_step, s.curve.test, x1, y0, y1, s.log_scale, IM_COL32(255, 170, 60, 255), 0);
+    if (s.model->is_vae() && s.show_recon_kl) {
+      draw_curve(dl, p0, size, s.curve.step, s.curve.recon, x1, y0, y1, s.log_scale, IM_COL32(120, 220, 120, 200), 0.98f);
+      draw_curve(dl, p0, size, s.curve.step, s.curve.kl, x1, y0, y1, s.log_scale, IM_COL32(220, 120, 220, 200), 0.98f);
+    }
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.4g", y1);
+    dl->AddText(ImVec2(p0.x + 4, p0.y + 2), IM_COL32(200, 200, 200, 255), buf);
+    std::snprintf(buf, sizeof buf, "%.4g", y0);
+    dl->AddText(ImVec2(p0.x + 4, p0.y + size.y - 16), IM_COL32(200, 200, 200, 255), buf);
+    std::snprintf(buf, sizeof buf, "step %.0f", x1);
+    dl->AddText(ImVec2(p0.x + size.x - 90, p0.y + size.y - 16), IM_COL32(200, 200, 200, 255), buf);
+  }
+  float ly = p0.y + 18;
+  dl->AddText(ImVec2(p0.x + size.x - 150, ly), IM_COL32(120, 170, 255, 255), "train (smoothed)");
+  dl->AddText(ImVec2(p0.x + size.x - 150, ly + 14), IM_COL32(255, 170, 60, 255), "test");
+  if (s.model->is_vae() && s.show_recon_kl) {
+    dl->AddText(ImVec2(p0.x + size.x - 150, ly + 28), IM_COL32(120, 220, 120, 255), "reconstruction");
+    dl->AddText(ImVec2(p0.x + size.x - 150, ly + 42), IM_COL32(220, 120, 220, 255), "beta * KL");
+  }
+  ImGui::InvisibleButton("##curves", size);
+  if (ImGui::IsItemHovered() && !s.past.empty()) {
+    ImGui::BeginTooltip();
+    ImGui::Text("now: %s", s.curve.label.c_str());
+    for (const auto& c : s.past) ImGui::TextDisabled("earlier: %s", c.label.c_str());
+    ImGui::EndTooltip();
+  }
+  ImGui::End();
+}
+
+void App::panel_recon() {
+  State& s = *s_;
+  if (!begin_panel(kPanelRecon, &show_panel[kPanelRecon])) return ImGui::End();
+  if (s.recon.w) {
+    ImGui::TextDisabled("rows: input | corrupted input | output");
+    float scale = std::max(1.f, std::floor(ImGui::GetContentRegionAvail().x / s.recon.w));
+    s.recon.show(tex_, scale);
+  } else {
+    ImGui::TextUnformatted("Waiting for data.");
+  }
+  ImGui::End();
+}
+
+void App::panel_latent() {
+  State& s = *s_;
+  if (!begin_panel(kPanelLatent, &show_panel[kPanelLatent])) return ImGui::End();
+  if (s.n_view == 0) {
+    ImGui::TextUnformatted("Waiting for data.");
+    return ImGui::End();
+  }
+  const float lo = range_min(s.preset.normalize), hi = range_max(s.preset.normalize);
+  ImGui::Text("%zu test digits, %s", s.n_view,
+              s.latent_pca ? ("PCA projection of the " + std::to_string(s.code_dim) + "-d code").c_str()
+                           : "2-d code");
+  help_marker("Hover a point to see its digit; click anywhere to decode that point of the plane.");
+  const bool grid = s.code_dim == 2 && s.manifold.w;
+  ImVec2 avail = ImGui::GetContentRegionAvail();
+  float side = std::max(120.f, std::min(grid ? avail.x * 0.5f - 6 : avail.x, avail.y - 70));
+  ImVec2 p0 = ImGui::GetCursorScreenPos();
+  ImDrawList* dl = ImGui::GetWindowDrawList();
+  dl->AddRectFilled(p0, ImVec2(p0.x + side, p0.y + side), IM_COL32(20, 20, 24, 255));
+  auto to_screen = [&](float x, float y) {
+    return ImVec2(p0.x + side * (x - s.lx0) / (s.lx1 - s.lx0), p0.y + side * (1 - (y - s.ly0) / (s.ly1 - s.ly0)));
+  };
+  for (size_t i = 0; i < s.n_view; ++i) {
+    int label = test_.labels.empty() ? 7 : test_.labels[i] % 10;
+    dl->AddCircleFilled(to_screen(s.xy[2 * i], s.xy[2 * i + 1]), 2.f, kDigitColors[label], 6);
+  }
+  if (!s.draw_code.empty() && s.draw_code.size() == s.code_dim) {
+    float dx = s.draw_code[0], dy = s.code_dim > 1 ? s.draw_code[1] : 0;
+    if (s.latent_pca) {
+      float c[2] = {0, 0};
+      s.code_pca.project(s.draw_code.data(), 1, c);
+      dx = c[0], dy = s.code_pca.k > 1 ? c[1] : 0;
+    }
+    ImVec2 q = to_screen(dx, dy);
+    dl->AddCircle(q, 7, IM_COL32(255, 255, 255, 255), 12, 2.f);
+  }
+  if (s.have_click) dl->AddCircle(to_screen(s.click[0], s.click[1]), 5, IM_COL32(255, 255, 0, 255), 12, 2.f);
+  ImGui::InvisibleButton("##latent", ImVec2(side, side));
+  if (grid) {
+    ImGui::SameLine(0, 12);
+    s.manifold.show(tex_, side / s.manifold.w);
+  }
+  for (int d = 0; d < 10; ++d) {
+    if (d) ImGui::SameLine();
+    ImGui::TextColored(ImGui::ColorConvertU32ToFloat4(kDigitColors[d]), "%d", d);
+  }
+  if (grid) {
+    ImGui::SameLine(side + 20);
+    ImGui::TextDisabled("right: the plotted plane decoded on a %dx%d grid", kGrid, kGrid);
+  }
+  Model& m = *s.model;
+  ImVec2 mp = ImGui::GetIO().MousePos;
+  bool inside = mp.x >= p0.x && mp.y >= p0.y && mp.x < p0.x + side && mp.y < p0.y + side && ImGui::IsWindowHovered();
+  if (inside) {
+    int best = -1;
+    float bd = 36.f;
+    for (size_t i = 0; i < s.n_view; ++i) {
+      ImVec2 q = to_screen(s.xy[2 * i], s.xy[2 * i + 1]);
+      float d = (q.x - mp.x) * (q.x - mp.x) + (q.y - mp.y) * (q.y - mp.y);
+      if (d < bd) bd = d, best = int(i);
+    }
+    if (best >= 0) {
+      if (s.hover_shown != best) {
+        Tensor x;
+        uint32_t id = uint32_t(best);
+        fill_batch(test_, &id, 1, s.preset.normalize, x);
+        s.hover_pic.resize(28, 28);
+        s.hover_pic.put_digit(0, 0, x.data(), lo, hi);
+        s.hover_shown = best;
+      }
+      ImGui::BeginTooltip();
+      ImGui::Text("test #%d, digit %d, error %.4f", best, test_.labels.empty() ? -1 : test_.labels[best], s.errors[best]);
+      s.hover_pic.show(tex_, 3);
+      ImGui::EndTooltip();
+    }
+    if (ImGui::IsMouseClicked(0)) {
+      s.click[0] = s.lx0 + (mp.x - p0.x) / side * (s.lx1 - s.lx0);
+      s.click[1] = s.ly0 + (1 - (mp.y - p0.y) / side) * (s.ly1 - s.ly0);
+      s.have_click = true;
+      Tensor z(m.code_shape(1));
+      if (s.latent_pca) {
+        std::vector<float> c(s.code_pca.k, 0.f);
+        for (size_t k = 0; k < s.code_pca.k; ++k) c[k] = s.click[k];
+        s.code_pca.reconstruct(c.data(), 1, z.data());
+      } else {
+        z.data()[0] = s.click[0], z.data()[1] = s.click[1];
+      }
+      Tensor y = m.decode(z);
+      s.decoded.resize(28, 28);
+      s.decoded.put_digit(0, 0, y.data(), lo, hi);
+    }
+  }
+  if (s.have_click && s.decoded.w) {
+    ImGui::Text("decoded at (%.3g, %.3g):", s.click[0], s.click[1]);
+    ImGui::SameLine();
+    s.decoded.show(tex_, 2);
+  }
+
+  if (m.is_vae() && ImGui::CollapsingHeader("Traverse one latent dimension")) {
+    int& dim = s.traverse_dim;
+    ImGui::SliderInt("dimension", &dim, 0, int(s.code_dim) - 1);
+    dim = std::clamp(dim, 0, int(s.code_dim) - 1);
+    const int n = 11;
+    Tensor z(m.code_shape(n));
+    for (int i = 0; i < n; ++i)
+      for (size_t d = 0; d < s.code_dim; ++d) z.data()[i * s.code_dim + d] = d == size_t(dim) ? -3.f + 6.f * i / (n - 1) : 0.f;
+    Tensor y = m.decode(z);
+    s.interp.resize(n * 28, 28);
+    for (int i = 0; i < n; ++i) s.interp.put_digit(i * 28, 0, y.data() + i * 784, lo, hi);
+    ImGui::TextDisabled("z[%d] from -3 to 3, other dimensions 0", dim);
+    s.interp.show(tex_, 1);
+  }
+  ImGui::End();
+}
+
+void App::panel_generate() {
+  State& s = *s_;
+  if (!begin_panel(kPanelGenerate, &show_panel[kPanelGenerate])) return ImGui::End();
+  if (s.n_view == 0) {
+    ImGui::TextUnformatted("Waiting for data.");
+    return ImGui::End();
+  }
+  Model& m = *s.model;
+  const float lo = range_min(s.preset.normalize), hi = range_max(s.preset.normalize);
+  if (ImGui::Button("Sample 16 digits")) ++s.gen_seed, s.generated.w = 0;
+  if (s.generated.w == 0) {  // new samples on request, and the same z redrawn whenever the model changed
+    Rng r(s.gen_seed);
+    Tensor y;
+    if (m.is_vae()) {
+      y = m.sample_prior(16, r);
+    } else {
+      Tensor z(m.code_shape(16));
+      for (size_t i = 0; i < 16; ++i)
+        for (size_t d = 0; d < s.code_dim; ++d) z.data()[i * s.code_dim + d] = s.code_mean[d] + s.code_std[d] * r.normal();
+      y = m.decode(z);
+    }
+    s.generated.resize(8 * 30, 60);
+    for (int i = 0; i < 16; ++i) s.generated.put_digit((i % 8) * 30, (i / 8) * 30, y.data() + i * 784, lo, hi);
+  }
+  ImGui::SameLine();
+  ImGui::TextDisabled(m.is_vae() ? "z ~ N(0, I), decoded" : "z ~ Gaussian fitted to the test codes, decoded");
+  s.generated.show(tex_, 1.5f);
+
+  ImGui::SeparatorText("Interpolate between two test digits");
+  int n_test = int(test_.count);
+  ImGui::SetNextItemWidth(100);
+  bool ch = ImGui::InputInt("from test #", &s.interp_a);
+  ImGui::SameLine();
+  ImGui::SetNextItemWidth(100);
+  ch |= ImGui::InputInt("to test #", &s.interp_b);
+  s.interp_a = std::clamp(s.interp_a, 0, n_test - 1);
+  s.interp_b = std::clamp(s.interp_b, 0, n_test - 1);
+  {
+    const int n = 9;
+    uint32_t id[2] = {uint32_t(s.interp_a), uint32_t(s.interp_b)};
+    Tensor x;
+    fill_batch(test_, id, 2, s.preset.normalize, x);
+    Tensor z2 = m.encode(x);
+    size_t d = s.code_dim;
+    Tensor z(m.code_shape(n));
+    for (int i = 0; i < n; ++i) {
+      float t = float(i) / (n - 1);
+      for (size_t k = 0; k < d; ++k) z.data()[i * d + k] = (1 - t) * z2.data()[k] + t * z2.data()[d + k];
+    }
+    Tensor y = m.decode(z);
+    Picture& P = s.interp;
+    P.resize(n * 28, 56);
+    std::vector<float> mix(784);
+    for (int i = 0; i < n; ++i) {
+      float t = float(i) / (n - 1);
+      P.put_digit(i * 28, 0, y.data() + i * 784, lo, hi);
+      for (int k = 0; k < 784; ++k) mix[k] = (1 - t) * x.data()[k] + t * x.data()[784 + k];
+      P.put_digit(i * 28, 28, mix.data(), lo, hi);
+    }
+    ImGui::TextDisabled("top: decoded latent interpolation; bottom: pixel cross-fade");
+    P.show(tex_, 1.5f);
+  }
+  ImGui::End();
+}
+
+void App::panel_draw() {
+  State& s = *s_;
+  if (!begin_panel(kPanelDraw, &show_panel[kPanelDraw])) return ImGui::End();
+  Model& m = *s.model;
+  const float lo = range_min(s.preset.normalize), hi = range_max(s.preset.normalize);
+  ImGui::TextDisabled("Left mouse draws, right mouse erases (inpainting).");
+  const float cell = 7;
+  ImVec2 p0 = ImGui::GetCursorScreenPos();
+  ImGui::InvisibleButton("##pad", ImVec2(28 * cell, 28 * cell), ImGuiButtonFlags_MouseButtonLeft | ImGuiButtonFlags_MouseButtonRight);
+  ImDrawList* dl = ImGui::GetWindowDrawList();
+  if (ImGui::IsItemActive()) {
+    ImVec2 mp = ImGui::GetIO().MousePos;
+    float cx = (mp.x - p0.x) / cell, cy = (mp.y - p0.y) / cell;
+    bool erase = ImGui::IsMouseDown(1);
+    for (int y = 0; y < 28; ++y)
+      for (int x = 0; x < 28; ++x) {
+        float d2 = (x + 0.5f - cx) * (x + 0.5f - cx) + (y + 0.5f - cy) * (y + 0.5f - cy);
+        float v = erase ? (d2 < 4.f ? 1.f : 0.f) : std::exp(-d2 / 1.2f);
+        float& px = s.draw_canvas[y * 28 + x];
+        px = erase ? px * (1 - v) : std::max(px, std::min(1.f, v * 1.3f));
+      }
+    s.draw_dirty = true;
+  }
+  for (int y = 0; y < 28; ++y)
+    for (int x = 0; x < 28; ++x) {
+      int g = int(s.draw_canvas[y * 28 + x] * 255);
+      dl->AddRectFilled(ImVec2(p0.x + x * cell, p0.y + y * cell), ImVec2(p0.x + (x + 1) * cell, p0.y + (y + 1) * cell),
+                        IM_COL32(g, g, g, 255));
+    }
+  dl->AddRect(p0, ImVec2(p0.x + 28 * cell, p0.y + 28 * cell), IM_COL32(120, 120, 120, 255));
+  ImGui::SameLine();
+  ImGui::BeginGroup();
+  if (ImGui::Button("Clear")) std::fill(std::begin(s.draw_canvas), std::end(s.draw_canvas), 0.f), s.draw_dirty = true;
+  int& pick = s.draw_pick;
+  ImGui::SetNextItemWidth(90);
+  ImGui::InputInt("##pick", &pick);
+  ImGui::SameLine();
+  if (ImGui::Button("Load test #") && has_data()) {
+    pick = std::clamp(pick, 0, int(test_.count) - 1);
+    for (int i = 0; i < 784; ++i) s.draw_canvas[i] = test_.image(size_t(pick))[i] / 255.f;
+    s.draw_dirty = true;
+  }
+  if (ImGui::Button("Erase the bottom half")) {
+    for (int i = 14 * 28; i < 784; ++i) s.draw_canvas[i] = 0;
+    s.draw_dirty = true;
+  }
+  if (ImGui::Button("Down-sample 2x")) {
+    for (int y = 0; y < 28; y += 2)
+      for (int x = 0; x < 28; x += 2) {
+        float a = (s.draw_canvas[y * 28 + x] + s.draw_canvas[y * 28 + x + 1] + s.draw_canvas[(y + 1) * 28 + x] +
+                   s.draw_canvas[(y + 1) * 28 + x + 1]) / 4;
+        s.draw_canvas[y * 28 + x] = s.draw_canvas[y * 28 + x + 1] = s.draw_canvas[(y + 1) * 28 + x] =
+            s.draw_canvas[(y + 1) * 28 + x + 1] = a;
+      }
+    s.draw_dirty = true;
+  }
+  if (s.draw_dirty) {
+    Tensor x(m.input_shape(1));
+    for (int i = 0; i < 784; ++i) x.data()[i] = lo + (hi - lo) * s.draw_canvas[i];
+    Tensor z = m.encode(x);
+    s.draw_code.assign(z.data(), z.data() + z.size());
+    Tensor y = m.decode(z);
+    per_image_mse(x, y, 1, &s.draw_score);
+    s.draw_out.resize(28, 28);
+    s.draw_out.put_digit(0, 0, y.data(), lo, hi);
+    s.draw_dirty = false;
+  }
+  ImGui::Text("reconstruction:");
+  s.draw_out.show(tex_, 4);
+  ImGui::Text("anomaly score (MSE) %.4f", s.draw_score);
+  if (s.threshold > 0) {
+    bool anomalous = s.draw_score > s.threshold;
+    ImGui::TextColored(anomalous ? ImVec4(1, 0.4f, 0.4f, 1) : ImVec4(0.5f, 1, 0.5f, 1), "%s (threshold %.4f)",
+                       anomalous ? "anomaly" : "normal", s.threshold);
+  }
+  ImGui::EndGroup();
+  ImGui::End();
+}
+
+void App::panel_anomaly() {
+  State& s = *s_;
+  if (!begin_panel(kPanelAnomaly, &show_panel[kPanelAnomaly])) return ImGui::End();
+  if (s.errors.empty()) {
+    ImGui::TextUnformatted("Waiting for data.");
+    return ImGui::End();
+  }
+  float emax = *std::max_element(s.errors.begin(), s.errors.end());
+  const int bins = 50;
+  float hist[bins] = {};
+  for (float e : s.errors) hist[std::min(bins - 1, int(e / (emax + 1e-12f) * bins))] += 1;
+  ImGui::Text("Reconstruction error (MSE) of %zu test digits", s.errors.size());
+  ImGui::PlotHistogram("##hist", hist, bins, 0, nullptr, 0, FLT_MAX, ImVec2(-1, 80));
+  ImGui::SetNextItemWidth(-120);
+  if (ImGui::SliderFloat("threshold", &s.threshold, 0.f, emax, "%.4f")) s.threshold_set_by_user = true;
+  size_t above = size_t(std::count_if(s.errors.begin(), s.errors.end(), [&](float e) { return e > s.threshold; }));
+  ImGui::Text("%zu digits (%.1f%%) above the threshold are flagged as anomalies", above, 100.0 * above / s.errors.size());
+  ImGui::TextDisabled("The 16 worst-reconstructed test digits:");
+  s.worst.show(tex_, 1.5f);
+  ImGui::SeparatorText("Separate normal from abnormal");
+  bool ch = ImGui::RadioButton("uniform-noise images", &s.anomaly_mode, 0);
+  ImGui::SameLine();
+  ch |= ImGui::RadioButton("one digit vs the rest", &s.anomaly_mode, 1);
+  if (s.anomaly_mode == 1) {
+    ImGui::SetNextItemWidth(100);
+    ch |= ImGui::SliderInt("digit", &s.held_digit, 0, 9);
+  }
+  if (ch) s.views_dirty = true;
+  ImGui::Text("ROC AUC %.3f", s.auc);
+  help_marker("Area under the ROC curve of the reconstruction error as a score: 1 separates perfectly, 0.5 is "
+              "chance. With 'one digit vs the rest', train on a preset and see whether some digits are harder.");
+  ImGui::End();
+}
+
+void App::panel_inside() {
+  State& s = *s_;
+  if (!begin_panel(kPanelInside, &show_panel[kPanelInside])) return ImGui::End();
+  if (s.weights_pic.w) {
+    ImGui::TextDisabled("First layer's weights (Linear rows as 28x28, conv kernels per output x input channel)");
+    s.weights_pic.show(tex_, 1.5f);
+  }
+  ImGui::SeparatorText("PCA baseline");
+  size_t k = std::min<size_t>(s.code_dim, 784);
+  ImGui::Text("Model: mean squared error per pixel %.5f (%zu test digits)", s.model_mse, s.n_view);
+  if (s.pca_k != k) s.pca_mse = NAN;
+  if (std::isnan(s.pca_mse)) {
+    if (ImGui::Button(("Compute PCA with k = " + std::to_string(k)).c_str()) && has_data()) {
+      Pca p = fit_pca(train_, s.preset.normalize, k, 5000, 1);
+      s.pca_mse = pca_reconstruction_mse(p, test_, s.preset.normalize, kViewImages);
+      s.pca_k = k;
+    }
+  } else {
+    ImGui::Text("PCA, k = %zu components:  %.5f", s.pca_k, s.pca_mse);
+  }
+  ImGui::End();
+}
+
+void App::panel_save() {
+  State& s = *s_;
+  if (!begin_panel(kPanelSave, &show_panel[kPanelSave])) return ImGui::End();
+  if (ImGui::Button("Download weights (.safetensors)")) {
+    download_request_bytes = save_weights_bytes();
+    download_request_name = s.preset.name + "-step" + std::to_string(s.step) + ".safetensors";
+  }
+  help_marker("Names and shapes are the PyTorch state_dict of the 'Show PyTorch code' module; optimizer state is "
+              "under optimizer.* keys.");
+  if (ImGui::Button("Upload weights ...")) upload_requested = true;
+  ImGui::SameLine();
+  ImGui::TextDisabled("or drop a .safetensors file on the page");
+  ImGui::End();
+}
+
+}  // namespace aep

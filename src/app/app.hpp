@@ -1,0 +1,111 @@
+// The playground: every panel drawn from the App state by one platform-free frame(), training in time slices
+// inside frames. Drivers (src/platform) own the window, GL and data loading; tests drive it headless.
+#pragma once
+#include <imgui.h>
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/data.hpp"
+#include "core/model.hpp"
+#include "core/pca.hpp"
+#include "core/train.hpp"
+
+namespace aep {
+
+// Textures come from the driver (OpenGL on desktop and WebGL2); headless tests leave both null.
+struct TextureApi {
+  ImTextureID (*create)(int w, int h) = nullptr;
+  void (*update)(ImTextureID tex, int w, int h, const uint8_t* rgba) = nullptr;
+  void (*destroy)(ImTextureID tex) = nullptr;
+};
+
+// An RGBA picture the app paints digits into and shows with ImGui::Image.
+struct Picture {
+  int w = 0, h = 0;
+  std::vector<uint8_t> rgba;
+  ImTextureID tex = nullptr;
+  int tex_w = 0, tex_h = 0;
+  bool dirty = false;
+  void resize(int width, int height);  // clears to dark grey
+  // A 28x28 image at (x0, y0); values map lo..hi to black..white (clamped).
+  void put_digit(int x0, int y0, const float* img, float lo, float hi);
+  // Uploads if changed and draws at `scale` screen pixels per image pixel; returns the top-left screen point.
+  ImVec2 show(const TextureApi& api, float scale);
+};
+
+struct LossCurve {
+  std::string label;
+  std::vector<float> step, train, recon, kl;  // per training step (train smoothed when drawn)
+  std::vector<float> test_step, test;         // per evaluation
+};
+
+enum PanelId { kPanelModel, kPanelData, kPanelTraining, kPanelRecon, kPanelLatent, kPanelGenerate, kPanelDraw,
+               kPanelAnomaly, kPanelInside, kPanelSave, kPanelCount };
+const char* panel_key(int id);  // "model", "data", ... as used in the URL's panels=
+
+class App {
+ public:
+  explicit App(TextureApi textures = {});
+  ~App();
+
+  // Data from the driver (files natively, bytes fetched by the page on the web).
+  void set_data(Dataset train, Dataset test);
+  bool has_data() const { return train_.count > 0 && test_.count > 0; }
+  void set_status_line(std::string s) { loading_ = std::move(s); }
+
+  // Draws every visible panel and trains for at most train_budget_ms.
+  void frame();
+
+  // The JS API / postMessage / URL parameters: {"preset": "conv", "lr": 0.001, "train": true, ...}.
+  // Applies what is valid, returns {"ok": true} or {"ok": false, "errors": [...]} (nothing invalid is applied).
+  nlohmann::json command(const nlohmann::json& cmd);
+  // {preset, step, epoch, trainLoss, testLoss, samplesPerSec, running, error, ...}
+  nlohmann::json status() const;
+
+  // Weights with optimizer state as safetensors bytes; loading keeps the current model on any error.
+  std::vector<uint8_t> save_weights_bytes() const;
+  void load_weights_bytes(const std::vector<uint8_t>& bytes, const std::string& name);  // throws on bad input
+
+  // Runs n training steps now (tests, the Step button); returns false and sets the error on divergence.
+  bool train_steps(size_t n);
+  void refresh_views();  // test loss, reconstructions, latent codes, anomaly scores
+
+  double train_budget_ms = 20;
+  bool show_panel[kPanelCount];
+  bool compact = false;
+  std::string message;  // last error or notice, shown in the status bar
+  std::string download_request_name;           // set when the user asks to download weights; the driver takes it
+  std::vector<uint8_t> download_request_bytes;
+  bool upload_requested = false;  // the driver opens a file picker for weights
+
+ private:
+  struct State;
+  std::unique_ptr<State> s_;
+  TextureApi tex_;
+  Dataset train_, test_;
+  std::string loading_;
+
+  bool select_preset(const Preset& p, std::string* error);
+  void reset_training();
+  void apply_hyper_parameters();
+  bool step_once();
+  void panel_model();
+  void panel_data();
+  void panel_training();
+  void panel_recon();
+  void panel_latent();
+  void panel_generate();
+  void panel_draw();
+  void panel_anomaly();
+  void panel_inside();
+  void panel_save();
+  void main_menu();
+};
+
+// Equivalent PyTorch code (nn.Module + training loop) for a preset, for the "Show PyTorch code" view.
+std::string pytorch_code(const Preset& p);
+
+}  // namespace aep

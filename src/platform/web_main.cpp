@@ -1,0 +1,165 @@
+// Web driver: GLFW on a WebGL2 canvas, the Emscripten main loop, and the C functions the page calls
+// (web/aep.js): data bytes, weights, the JS API's commands and status.
+#include <GLES3/gl3.h>
+#include <GLFW/glfw3.h>
+#include <emscripten.h>
+#include <emscripten/html5.h>
+#include <imgui.h>
+#include <imgui_impl_glfw.h>
+#include <imgui_impl_opengl3.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+#include "app/app.hpp"
+#include "core/idx.hpp"
+#include "platform/gl_textures.hpp"
+
+namespace {
+
+GLFWwindow* g_window = nullptr;
+std::unique_ptr<aep::App> g_app;
+std::string g_reply;  // the string the last exported call returned; valid until the next call
+
+const char* reply(std::string s) {
+  g_reply = std::move(s);
+  return g_reply.c_str();
+}
+
+// The canvas fills the page: its drawing buffer follows its CSS size times the device pixel ratio (sharp on
+// high-DPI screens); ImGui works in those pixels (GLFW reports the mouse in them too) with scaled-up sizes.
+int g_width = 0, g_height = 0;
+void fit_canvas() {
+  double w = 0, h = 0;
+  emscripten_get_element_css_size("#canvas", &w, &h);
+  double dpr = emscripten_get_device_pixel_ratio();
+  int pw = std::max(1, int(w * dpr + 0.5)), ph = std::max(1, int(h * dpr + 0.5));
+  int cw = 0, ch = 0;
+  emscripten_get_canvas_element_size("#canvas", &cw, &ch);
+  if (pw != cw || ph != ch) emscripten_set_canvas_element_size("#canvas", pw, ph);
+  g_width = pw, g_height = ph;
+}
+
+void main_loop() {
+  fit_canvas();
+  glfwPollEvents();
+  ImGui_ImplOpenGL3_NewFrame();
+  ImGui_ImplGlfw_NewFrame();
+  ImGuiIO& io = ImGui::GetIO();
+  io.DisplaySize = ImVec2(float(g_width), float(g_height));
+  io.DisplayFramebufferScale = ImVec2(1, 1);
+  ImGui::NewFrame();
+  try {
+    g_app->frame();
+  } catch (const std::exception& e) {
+    g_app->message = std::string("Error: ") + e.what();
+  }
+  ImGui::Render();
+  glViewport(0, 0, g_width, g_height);
+  glClearColor(0.08f, 0.08f, 0.1f, 1.f);
+  glClear(GL_COLOR_BUFFER_BIT);
+  ImGui_ImplOpenGL3_RenderDrawData(ImGui::GetDrawData());
+  if (!g_app->download_request_name.empty()) {
+    const auto& b = g_app->download_request_bytes;
+    EM_ASM({ Module.aepDownload(HEAPU8.slice($0, $0 + $1), UTF8ToString($2)); }, b.data(), b.size(),
+           g_app->download_request_name.c_str());
+    g_app->download_request_name.clear();
+    g_app->download_request_bytes.clear();
+  }
+  if (g_app->upload_requested) {
+    EM_ASM({ Module.aepOpenFile(); });
+    g_app->upload_requested = false;
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+// The four MNIST files (raw or gzip) as bytes; returns "" or the error. The page frees the buffers.
+EMSCRIPTEN_KEEPALIVE const char* aep_set_data(const uint8_t* train_images, size_t n_ti, const uint8_t* train_labels,
+                                              size_t n_tl, const uint8_t* test_images, size_t n_si,
+                                              const uint8_t* test_labels, size_t n_sl) {
+  try {
+    using namespace aep;
+    Dataset train = make_dataset(parse_idx_images(train_images, n_ti, "train-images-idx3-ubyte.gz"),
+                                 parse_idx_labels(train_labels, n_tl, "train-labels-idx1-ubyte.gz"),
+                                 "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "train");
+    Dataset test = make_dataset(parse_idx_images(test_images, n_si, "t10k-images-idx3-ubyte.gz"),
+                                parse_idx_labels(test_labels, n_sl, "t10k-labels-idx1-ubyte.gz"),
+                                "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", "test");
+    g_app->set_data(std::move(train), std::move(test));
+    return reply("");
+  } catch (const std::exception& e) {
+    g_app->message = e.what();
+    return reply(e.what());
+  }
+}
+
+EMSCRIPTEN_KEEPALIVE void aep_set_loading(const char* text) { g_app->set_status_line(text); }
+
+// A weights file the user dropped or picked; returns "" or the error (the current model is kept on error).
+EMSCRIPTEN_KEEPALIVE const char* aep_load_weights(const uint8_t* data, size_t n, const char* name) {
+  try {
+    g_app->load_weights_bytes(std::vector<uint8_t>(data, data + n), name);
+    return reply("");
+  } catch (const std::exception& e) {
+    g_app->message = std::string("Could not load ") + name + ": " + e.what();
+    return reply(g_app->message);
+  }
+}
+
+// JSON in, JSON out: {"preset": "vae-mlp", "lr": 0.001, "train": true} -> {"ok": true} or {"ok": false, "errors": [...]}.
+EMSCRIPTEN_KEEPALIVE const char* aep_command(const char* json_text) {
+  try {
+    return reply(g_app->command(nlohmann::json::parse(json_text)).dump());
+  } catch (const std::exception& e) {
+    return reply(nlohmann::json{{"ok", false}, {"errors", {std::string("bad command: ") + e.what()}}}.dump());
+  }
+}
+
+// A notice for the status bar (e.g. URL parameters that were refused).
+EMSCRIPTEN_KEEPALIVE void aep_notice(const char* text) { g_app->message = text; }
+
+EMSCRIPTEN_KEEPALIVE const char* aep_status() { return reply(g_app->status().dump()); }
+
+}  // extern "C"
+
+int main() {
+  setenv("AEP_ASSETS", "/assets", 1);  // presets are embedded there (see CMakeLists.txt)
+  if (!glfwInit()) return 1;
+  glfwWindowHint(GLFW_CLIENT_API, GLFW_OPENGL_ES_API);
+  glfwWindowHint(GLFW_CONTEXT_VERSION_MAJOR, 3);
+  glfwWindowHint(GLFW_CONTEXT_VERSION_MINOR, 0);
+  g_window = glfwCreateWindow(1280, 800, "Autoencoder Playground", nullptr, nullptr);
+  if (!g_window) {
+    EM_ASM({ Module.aepFatal("WebGL2 is not available in this browser, so the playground cannot draw."); });
+    return 1;
+  }
+  glfwMakeContextCurrent(g_window);
+  IMGUI_CHECKVERSION();
+  ImGui::CreateContext();
+  ImGuiIO& io = ImGui::GetIO();
+  io.IniFilename = nullptr;  // window layout is not persisted on the web
+  io.ConfigFlags |= ImGuiConfigFlags_NoMouseCursorChange;  // hiding the cursor would ask the browser for pointer lock
+  ImGui::StyleColorsDark();
+  float dpr = float(emscripten_get_device_pixel_ratio());
+  if (dpr > 1) {
+    ImGui::GetStyle().ScaleAllSizes(dpr);
+    io.FontGlobalScale = dpr;
+  }
+  ImGui_ImplGlfw_InitForOpenGL(g_window, true);
+  ImGui_ImplOpenGL3_Init("#version 300 es");
+  try {
+    g_app = std::make_unique<aep::App>(aep::gl_texture_api());
+  } catch (const std::exception& e) {
+    EM_ASM({ Module.aepFatal(UTF8ToString($0)); }, e.what());
+    return 1;
+  }
+  g_app->set_status_line("Loading MNIST ...");
+  EM_ASM({ if (Module.aepReady) Module.aepReady(); });
+  emscripten_set_main_loop(main_loop, 0, false);
+  return 0;
+}

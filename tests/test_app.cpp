@@ -1,0 +1,191 @@
+// The playground driven headless: ImGui with no window (DisplaySize set, NewFrame/Render, nothing drawn), the
+// real MNIST, and the same App the web page and desktop window run.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <memory>
+#include <imgui.h>
+
+#include "app/app.hpp"
+#include "core/weights.hpp"
+
+namespace aep {
+namespace {
+
+// One ImGui context per test case, with a built font atlas so NewFrame works without a renderer.
+struct Headless {
+  Headless() {
+    ImGui::CreateContext();
+    ImGuiIO& io = ImGui::GetIO();
+    io.IniFilename = nullptr;
+    io.DisplaySize = ImVec2(1400, 900);
+    io.DeltaTime = 1.f / 60;
+    unsigned char* px;
+    int w, h;
+    io.Fonts->GetTexDataAsRGBA32(&px, &w, &h);
+  }
+  ~Headless() { ImGui::DestroyContext(); }
+  void frame(App& app) {
+    ImGui::NewFrame();
+    app.frame();
+    ImGui::Render();
+  }
+  void press_space(App& app) {
+    ImGui::GetIO().AddKeyEvent(ImGuiKey_Space, true);
+    frame(app);
+    ImGui::GetIO().AddKeyEvent(ImGuiKey_Space, false);
+    frame(app);
+  }
+};
+
+const Dataset& mnist(bool train) {
+  static Dataset tr = load_mnist(default_mnist_dir(), true), te = load_mnist(default_mnist_dir(), false);
+  return train ? tr : te;
+}
+
+std::unique_ptr<App> make_app() {
+  auto app = std::make_unique<App>();
+  app->set_data(mnist(true), mnist(false));
+  return app;
+}
+
+double num(const nlohmann::json& j) { return j.is_number() ? j.get<double>() : NAN; }
+
+}  // namespace
+
+TEST_CASE("app: Space starts training inside frames, the loss falls, and every panel draws") {
+  Headless ui;
+  auto app_ptr = make_app();
+  App& app = *app_ptr;
+  REQUIRE(app.command({{"preset", "conv"}, {"seed", 3}})["ok"] == true);
+  ui.frame(app);  // first frame: views of the untrained model
+  double before = num(app.status()["testLoss"]);
+  REQUIRE(std::isfinite(before));
+  app.train_budget_ms = 15;
+  ui.press_space(app);
+  CHECK(app.status()["running"] == true);
+  for (int i = 0; i < 200 && app.status()["step"].get<size_t>() < 150; ++i) ui.frame(app);
+  ui.press_space(app);  // pause: the views refresh at once
+  nlohmann::json st = app.status();
+  CHECK(st["running"] == false);
+  CHECK(st["step"].get<size_t>() >= 150);
+  CHECK(num(st["testLoss"]) < 0.8 * before);
+  CHECK(num(st["samplesPerSec"]) > 0);
+  CHECK(st["message"] == "");
+}
+
+TEST_CASE("app: every preset builds, trains a few steps and draws all panels") {
+  Headless ui;
+  auto app_ptr = make_app();
+  App& app = *app_ptr;
+  for (const auto& name : list_presets()) {
+    INFO(name);
+    REQUIRE(app.command({{"preset", name}})["ok"] == true);
+    CHECK(app.train_steps(3));
+    app.refresh_views();
+    ui.frame(app);
+    nlohmann::json st = app.status();
+    CHECK(st["preset"] == name);
+    CHECK(st["step"] == 3);
+    CHECK(std::isfinite(num(st["testLoss"])));
+  }
+}
+
+TEST_CASE("app: commands are validated as a whole and bad ones change nothing") {
+  auto app_ptr = make_app();
+  App& app = *app_ptr;
+  REQUIRE(app.command({{"preset", "linear"}, {"lr", "0.003"}, {"batch", 32}, {"panels", "training,recon"}})["ok"] == true);
+  nlohmann::json st = app.status();
+  CHECK(st["preset"] == "linear");
+  CHECK(num(st["lr"]) == doctest::Approx(0.003));
+  CHECK(st["batch"] == 32);
+  CHECK(st["panels"] == nlohmann::json::array({"training", "recon"}));
+
+  struct Bad { nlohmann::json cmd; const char* error; };
+  const Bad bad[] = {
+      {{{"preset", "nope"}}, "unknown preset \"nope\""},
+      {{{"lr", -1}}, "lr must be a number between"},
+      {{{"lr", "fast"}}, "lr must be a number between"},
+      {{{"batch", 0}}, "batch must be a number between 1 and 4096"},
+      {{{"seed", "NaN"}}, "seed must be a number"},
+      {{{"panels", "training,bogus"}}, "unknown panel 'bogus'"},
+      {{{"autostart", "maybe"}}, "autostart must be true/false or 1/0"},
+      {{{"colour", "red"}}, "unknown setting 'colour'"},
+      {{{"optimizer", "lbfgs"}}, "optimizer must be \"adam\" or \"sgd\""},
+      {{{"lr", 0.01}, {"batch", -5}}, "batch must be"},  // the valid lr is not applied either
+  };
+  for (const auto& b : bad) {
+    INFO(b.cmd.dump());
+    nlohmann::json r = app.command(b.cmd);
+    CHECK(r["ok"] == false);
+    REQUIRE(r["errors"].is_array());
+    CHECK(r["errors"][0].get<std::string>().find(b.error) != std::string::npos);
+    CHECK(app.status() == st);
+  }
+  CHECK(app.command(nlohmann::json::array())["ok"] == false);
+}
+
+TEST_CASE("app: a bad weights file is refused and the trained model survives; a good one round-trips") {
+  auto app_ptr = make_app();
+  App& app = *app_ptr;
+  REQUIRE(app.command({{"preset", "mlp-128-64"}})["ok"] == true);
+  REQUIRE(app.train_steps(20));
+  std::vector<uint8_t> good = app.save_weights_bytes();
+  std::vector<uint8_t> truncated(good.begin(), good.begin() + good.size() / 2);
+  CHECK_THROWS_WITH(app.load_weights_bytes(truncated, "half.safetensors"), doctest::Contains("half.safetensors"));
+  CHECK(app.save_weights_bytes() == good);
+  std::vector<uint8_t> garbage(100, 0xff);
+  CHECK_THROWS(app.load_weights_bytes(garbage, "garbage.bin"));
+  CHECK(app.save_weights_bytes() == good);
+  // Weights of another model: refused, nothing changes.
+  auto other_ptr = make_app();
+  App& other = *other_ptr;
+  REQUIRE(other.command({{"preset", "conv"}})["ok"] == true);
+  std::vector<uint8_t> conv = other.save_weights_bytes();
+  // conv's file names its own preset in the metadata, so loading it switches the model: that is the intent.
+  app.load_weights_bytes(conv, "conv.safetensors");
+  CHECK(app.status()["preset"] == "conv");
+  CHECK(app.save_weights_bytes() == conv);
+  app.load_weights_bytes(good, "good.safetensors");
+  CHECK(app.status()["preset"] == "mlp-128-64");
+  CHECK(app.status()["step"] == 20);
+  CHECK(app.save_weights_bytes() == good);
+}
+
+TEST_CASE("app: divergence (lr = 10) stops training with a message and keeps finite weights") {
+  auto app_ptr = make_app();
+  App& app = *app_ptr;
+  // The 2-d VAE at lr = 10 turns non-finite within a few steps.
+  REQUIRE(app.command({{"preset", "vae-mlp"}, {"lr", 10}})["ok"] == true);
+  CHECK_FALSE(app.train_steps(300));
+  nlohmann::json st = app.status();
+  CHECK(st["running"] == false);
+  CHECK(st["step"].get<size_t>() < 300);
+  CHECK(st["message"].get<std::string>().find("smaller learning rate") != std::string::npos);
+  CHECK(std::isfinite(num(st["trainLoss"])));
+  std::vector<uint8_t> w = app.save_weights_bytes();
+  SafeTensors t = parse_safetensors(w.data(), w.size(), "w");
+  size_t non_finite = 0;
+  for (const auto& x : t.tensors)
+    if (x.dtype == DType::F32)
+      for (float v : x.as_f32()) non_finite += !std::isfinite(v);
+  CHECK(non_finite == 0);
+  auto adam_ptr = make_app();
+  App& adam = *adam_ptr;
+  REQUIRE(adam.command({{"preset", "linear"}, {"lr", 10}})["ok"] == true);
+  adam.train_steps(300);
+  CHECK(std::isfinite(num(adam.status()["trainLoss"])));
+}
+
+TEST_CASE("app: PyTorch code names the preset's layers") {
+  Preset p = load_preset("tied");
+  std::string code = pytorch_code(p);
+  CHECK(code.find("nn.Linear(in_features=784, out_features=32)") != std::string::npos);
+  CHECK(code.find("TiedLinear(self.encoder[1])") != std::string::npos);
+  CHECK(code.find("torch.optim.Adam") != std::string::npos);
+  std::string vae = pytorch_code(load_preset("vae-mlp"));
+  CHECK(vae.find("self.mu = nn.Sequential(") != std::string::npos);
+  CHECK(vae.find("binary_cross_entropy(out, target, reduction='sum') / len(target)") != std::string::npos);
+}
+
+}  // namespace aep

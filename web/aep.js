@@ -1,0 +1,180 @@
+// Page glue for the playground: checks the browser, loads the engine and MNIST with progress, applies the URL's
+// settings, and offers the JS API (window.aep) and the same over postMessage for a course page that embeds us.
+'use strict';
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const progressText = $('progress-text'), progressBar = $('progress');
+  const DATA = ['train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz', 't10k-images-idx3-ubyte.gz',
+                't10k-labels-idx1-ubyte.gz'];
+
+  function fatal(msg) {
+    const box = $('error');
+    box.textContent = msg;
+    box.hidden = false;
+    $('overlay').classList.add('done');
+  }
+
+  // A tiny module using a v128 instruction: validates only where WebAssembly SIMD is supported.
+  const simdProbe = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0,
+                                    65, 0, 253, 15, 253, 98, 11]);
+  if (typeof WebAssembly !== 'object' || !WebAssembly.validate(simdProbe)) {
+    fatal('This browser does not support WebAssembly SIMD, which the playground needs.\n' +
+          'Chrome/Edge 91+, Firefox 89+ and Safari 16.4+ have it.');
+    return;
+  }
+  if (!document.createElement('canvas').getContext('webgl2')) {
+    fatal('WebGL2 is not available in this browser (or it is switched off), so the playground cannot draw.');
+    return;
+  }
+
+  let ready = false;
+  const queued = [];  // API calls made before the engine is up
+
+  function call(name, ret, types, args) { return Module.ccall(name, ret, types, args); }
+  function command(obj) {
+    if (!ready) return { ok: false, errors: ['the playground is still loading'] };
+    return JSON.parse(call('aep_command', 'string', ['string'], [JSON.stringify(obj)]));
+  }
+  function status() {
+    if (!ready) return { loading: true };
+    return JSON.parse(call('aep_status', 'string', [], []));
+  }
+  function notice(text) { if (ready) call('aep_notice', null, ['string'], [text]); }
+
+  // Settings from the URL (?preset=vae-mlp&lr=0.001&panels=training,latent&autostart=1&compact=1). Each is applied
+  // on its own so one bad value falls back to the default without losing the others.
+  function applyUrl() {
+    const params = new URLSearchParams(location.search);
+    const errors = [];
+    const order = ['preset', 'optimizer', 'seed', 'lr', 'batch', 'epochs', 'beta', 'l1', 'noise', 'corruption',
+                   'panels', 'compact', 'autostart'];
+    const keys = [...params.keys()].sort((a, b) => (order.indexOf(a) + 1 || 99) - (order.indexOf(b) + 1 || 99));
+    for (const key of keys) {
+      const r = command({ [key]: params.get(key) });
+      if (!r.ok) errors.push(...r.errors);
+    }
+    if (errors.length) notice('URL: ' + errors.join('; ') + ' (using the defaults for those)');
+  }
+
+  async function fetchWithProgress(urls) {
+    const sizes = urls.map(() => 0), got = urls.map(() => 0);
+    const show = () => {
+      const total = sizes.reduce((a, b) => a + b, 0), have = got.reduce((a, b) => a + b, 0);
+      progressBar.value = total ? have / total : 0;
+      const text = 'Loading MNIST ' + (have / 1e6).toFixed(1) + ' / ' + (total / 1e6).toFixed(1) + ' MB';
+      progressText.textContent = text;
+      if (ready) call('aep_set_loading', null, ['string'], [text]);
+    };
+    return Promise.all(urls.map(async (url, i) => {
+      const res = await fetch(url);
+      if (!res.ok) throw new Error(url + ': HTTP ' + res.status);
+      sizes[i] = Number(res.headers.get('Content-Length')) || 0;
+      const reader = res.body.getReader(), parts = [];
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        parts.push(value);
+        got[i] += value.length;
+        show();
+      }
+      const out = new Uint8Array(got[i]);
+      let at = 0;
+      for (const p of parts) { out.set(p, at); at += p.length; }
+      return out;
+    }));
+  }
+
+  // Copies bytes into the wasm heap for a call; frees them after.
+  function withHeap(arrays, fn) {
+    const ptrs = arrays.map((a) => { const p = Module._malloc(a.length); Module.HEAPU8.set(a, p); return p; });
+    try { return fn(ptrs); } finally { ptrs.forEach((p) => Module._free(p)); }
+  }
+
+  async function loadData() {
+    const files = await fetchWithProgress(DATA.map((f) => 'data/' + f));
+    progressText.textContent = 'Unpacking MNIST ...';
+    await new Promise((r) => setTimeout(r, 0));
+    const err = withHeap(files, (p) => call('aep_set_data', 'string',
+      ['number', 'number', 'number', 'number', 'number', 'number', 'number', 'number'],
+      [p[0], files[0].length, p[1], files[1].length, p[2], files[2].length, p[3], files[3].length]));
+    if (err) throw new Error(err);
+  }
+
+  function loadWeightsFile(file) {
+    file.arrayBuffer().then((buf) => {
+      const bytes = new Uint8Array(buf);
+      withHeap([bytes], (p) => call('aep_load_weights', 'string', ['number', 'number', 'string'],
+                                    [p[0], bytes.length, file.name]));
+    }, (e) => notice('Could not read ' + file.name + ': ' + e));
+  }
+
+  window.addEventListener('dragover', (e) => e.preventDefault());
+  window.addEventListener('drop', (e) => {
+    e.preventDefault();
+    for (const f of e.dataTransfer.files) loadWeightsFile(f);
+  });
+  $('file').addEventListener('change', (e) => { for (const f of e.target.files) loadWeightsFile(f); e.target.value = ''; });
+
+  // The JS API. Every method returns plain data; nothing here evaluates code.
+  const api = {
+    setConfig: (cfg) => (cfg && typeof cfg === 'object' && !Array.isArray(cfg)) ? command(cfg)
+                                                                                : { ok: false, errors: ['setConfig needs an object'] },
+    start: () => command({ train: true }),
+    pause: () => command({ pause: true }),
+    step: (n) => command({ step: n === undefined ? 1 : n }),
+    reset: () => command({ reset: true }),
+    status,
+    openWeights: () => $('file').click(),
+  };
+  window.aep = api;
+
+  // postMessage from an embedding page: {type: 'aep', id, method: 'setConfig'|'start'|'pause'|'step'|'reset'|'status',
+  // arg}. Replies {type: 'aep-reply', id, result} to the sender.
+  window.addEventListener('message', (e) => {
+    const m = e.data;
+    if (!m || typeof m !== 'object' || m.type !== 'aep') return;
+    const methods = ['setConfig', 'start', 'pause', 'step', 'reset', 'status'];
+    let result;
+    if (typeof m.method !== 'string' || !methods.includes(m.method)) {
+      result = { ok: false, errors: ['unknown method ' + JSON.stringify(m.method) + ' (known: ' + methods.join(', ') + ')'] };
+    } else if (m.method === 'step' && m.arg !== undefined && (typeof m.arg !== 'number' || !(m.arg >= 0 && m.arg <= 100000))) {
+      result = { ok: false, errors: ['step needs a number of steps between 0 and 100000'] };
+    } else {
+      result = api[m.method](m.arg);
+    }
+    if (e.source) e.source.postMessage({ type: 'aep-reply', id: m.id, result }, e.origin === 'null' ? '*' : e.origin);
+  });
+
+  window.Module = {
+    canvas: $('canvas'),
+    print: (t) => console.log(t),
+    printErr: (t) => console.warn(t),
+    aepFatal: fatal,
+    aepDownload: (bytes, name) => {
+      const url = URL.createObjectURL(new Blob([bytes], { type: 'application/octet-stream' }));
+      const a = document.createElement('a');
+      a.href = url;
+      a.download = name;
+      document.body.appendChild(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10000);
+    },
+    aepOpenFile: () => $('file').click(),
+    aepReady: () => {
+      ready = true;
+      $('overlay').classList.add('done');
+      applyUrl();
+      const t0 = performance.now();
+      loadData().then(() => {
+        window.aepTimings = { dataReadyMs: performance.now() };
+        console.log('MNIST ready in ' + ((performance.now() - t0) / 1000).toFixed(2) + ' s');
+      }, (e) => notice('Could not load MNIST: ' + e.message));
+    },
+  };
+  progressText.textContent = 'Loading the engine ...';
+  const s = document.createElement('script');
+  s.src = 'aep_web.js';
+  s.onerror = () => fatal('Could not load aep_web.js: is the page served next to the built files?');
+  document.body.appendChild(s);
+})();
