@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench.hpp"
 #include "core/gemm.hpp"
 #include "core/pca.hpp"
 #include "core/train.hpp"
@@ -31,6 +32,8 @@ const char* kUsage =
     "        [--test-samples N]\n"
     "  eval  --preset NAME|FILE --weights W.safetensors [--data DIR] [--test-samples N]\n"
     "  pca   --k K [--data DIR] [--normalize 0_1|-1_1]   PCA baseline: test reconstruction MSE\n"
+    "  bench [--only A,B,gemm,presets,NAME...] [--seconds S] [--runs N] [--warmup S] [--json FILE]\n"
+    "        [--model-a FILE] [--data DIR]   training speed (batch 64, Adam) and GEMM GFLOP/s\n"
     "DIR holds the MNIST IDX files (raw or .gz) under their standard names; default: the fetched MNIST.\n";
 
 struct UsageError : std::runtime_error {
@@ -213,6 +216,31 @@ int cmd_pca(int argc, char** argv) {
   return 0;
 }
 
+int cmd_bench(int argc, char** argv) {
+  auto o = parse_options(argc, argv, 2, {"--only", "--seconds", "--runs", "--warmup", "--json", "--model-a", "--data"},
+                         {});
+  BenchOptions b;
+  if (o.count("--seconds")) b.seconds = parse_double("--seconds", o["--seconds"], 0.0, 600.0);
+  if (o.count("--warmup")) b.warmup = parse_double("--warmup", o["--warmup"], -1e-12, 600.0);
+  if (o.count("--runs")) b.runs = int(parse_int("--runs", o["--runs"], 1, 1000));
+  if (o.count("--model-a")) b.model_a = o["--model-a"];
+  if (o.count("--data")) b.data_dir = o["--data"];
+  if (o.count("--only")) {
+    std::string s = o["--only"];
+    for (size_t start = 0; start <= s.size();) {
+      size_t end = std::min(s.find(',', start), s.size());
+      if (end > start) b.only.push_back(s.substr(start, end - start));
+      start = end + 1;
+    }
+  }
+  std::vector<BenchRecord> records = run_bench(b, stdout);
+  if (o.count("--json")) {
+    write_bench_json(o["--json"], records);
+    std::printf("wrote %s\n", o["--json"].c_str());
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -226,6 +254,7 @@ int main(int argc, char** argv) {
     if (cmd == "train") return cmd_train(argc, argv);
     if (cmd == "eval") return cmd_eval(argc, argv);
     if (cmd == "pca") return cmd_pca(argc, argv);
+    if (cmd == "bench") return cmd_bench(argc, argv);
     throw UsageError("unknown command '" + cmd + "'");
   } catch (const UsageError& e) {
     std::fprintf(stderr, "aep: %s\n%s", e.what(), kUsage);

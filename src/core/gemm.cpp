@@ -158,6 +158,23 @@ void gemm_reference(bool trans_a, bool trans_b, size_t M, size_t N, size_t K, fl
     }
 }
 
+namespace {
+constexpr size_t kPeakReps = 64;
+}
+
+void gemm_micro_kernel_run() {
+  alignas(64) static float pa[KC * MR], pb[KC * NR], c[MR * NR];
+  static bool filled = false;
+  if (!filled) {
+    for (size_t i = 0; i < KC * MR; ++i) pa[i] = 1e-3f * float(i % 7);
+    for (size_t i = 0; i < KC * NR; ++i) pb[i] = 1e-3f * float(i % 5);
+    filled = true;
+  }
+  for (size_t r = 0; r < kPeakReps; ++r) micro_kernel(KC, pa, pb, 1.f, c, NR, MR, NR);
+}
+
+double gemm_micro_kernel_flops() { return 2.0 * double(kPeakReps) * double(KC) * double(MR) * double(NR); }
+
 const char* simd_arch_name() { return xsimd::default_arch::name(); }
 
 }  // namespace aep

@@ -14,6 +14,11 @@ void gemm(bool trans_a, bool trans_b, size_t M, size_t N, size_t K, float alpha,
 void gemm_reference(bool trans_a, bool trans_b, size_t M, size_t N, size_t K, float alpha, const float* A,
                     size_t lda, const float* B, size_t ldb, float beta, float* C, size_t ldc);
 
+// The micro-kernel alone, for benchmarks: one call runs it many times over one L1-resident pair of packed
+// panels (KC deep) into a small C tile. gemm_micro_kernel_flops() is the work of one call.
+void gemm_micro_kernel_run();
+double gemm_micro_kernel_flops();
+
 // Name of the SIMD instruction set the engine was compiled for ("wasm", "avx512f", "avx2", "sse2", ...).
 const char* simd_arch_name();
 

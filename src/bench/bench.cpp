@@ -1,0 +1,200 @@
+// `aep bench`: times full training steps (forward + backward + Adam on MNIST batches) and the GEMM products
+// of model A, each as the median of several timed runs after a warm-up.
+#include "bench/bench.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+#include "core/gemm.hpp"
+#include "core/train.hpp"
+
+namespace aep {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+#ifdef __EMSCRIPTEN__
+constexpr const char* kSystem = "aep wasm";
+#else
+constexpr const char* kSystem = "aep native";
+#endif
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+struct Timing {
+  double median = 0, spread = 0;
+};
+
+// Calls `work` (which does `units` of work per call) for `warmup` seconds, then `runs` times for `seconds` each;
+// returns units per second, median over the runs.
+Timing measure(const BenchOptions& o, double units, const std::function<void()>& work) {
+  for (auto t0 = Clock::now(); seconds_since(t0) < o.warmup;) work();
+  std::vector<double> rates;
+  for (int r = 0; r < o.runs; ++r) {
+    size_t calls = 0;
+    auto t0 = Clock::now();
+    double el = 0;
+    do {
+      work();
+      ++calls;
+      el = seconds_since(t0);
+    } while (el < o.seconds);
+    rates.push_back(double(calls) * units / el);
+  }
+  std::sort(rates.begin(), rates.end());
+  Timing t;
+  t.median = rates.size() % 2 ? rates[rates.size() / 2] : 0.5 * (rates[rates.size() / 2 - 1] + rates[rates.size() / 2]);
+  t.spread = (rates.back() - rates.front()) / t.median;
+  return t;
+}
+
+// Multiply-add work of one sample's forward pass through the dense and convolution layers; a training step costs
+// about three times this (forward, input gradient, weight gradient).
+double forward_flops_per_sample(Model& m) {
+  double f = 0;
+  Shape shape = m.input_shape(1);
+  auto walk = [&](Sequential& s, Shape in) {
+    for (size_t i = 0; i < s.size(); ++i) {
+      Layer* l = s.layers[i].get();
+      Shape out = l->output_shape(in);
+      if (auto* lin = dynamic_cast<Linear*>(l)) f += 2.0 * double(lin->in_features) * double(lin->out_features);
+      if (auto* c = dynamic_cast<Conv2d*>(l))
+        f += 2.0 * double(c->in_channels * c->kernel_size * c->kernel_size) * double(per_sample(out));
+      if (auto* t = dynamic_cast<ConvTranspose2d*>(l))
+        f += 2.0 * double(t->out_channels * t->kernel_size * t->kernel_size) * double(per_sample(in));
+      in = out;
+    }
+    return in;
+  };
+  Shape code = walk(m.encoder, shape);
+  if (m.is_vae()) {
+    walk(m.logvar, code);
+    code = walk(m.mu, code);
+  }
+  walk(m.decoder, code);
+  return f;
+}
+
+struct Printer {
+  std::FILE* out;
+  void header() {
+    std::fprintf(out, "%-10s %-22s %-34s %12s %9s %7s\n", "system", "arch", "workload", "samples/s", "GFLOP/s",
+                 "spread");
+  }
+  void row(const BenchRecord& r) {
+    char sps[32] = "-", gf[32] = "-";
+    if (r.samples_per_s > 0) std::snprintf(sps, sizeof sps, "%.0f", r.samples_per_s);
+    if (r.gflops > 0) std::snprintf(gf, sizeof gf, "%.1f", r.gflops);
+    std::fprintf(out, "%-10s %-22s %-34s %12s %9s %6.0f%%\n", r.system.c_str(), r.arch.c_str(), r.workload.c_str(),
+                 sps, gf, 100 * r.spread);
+    std::fflush(out);
+  }
+};
+
+BenchRecord train_workload(const BenchOptions& o, const std::string& workload, const Preset& preset_in,
+                           const Dataset& data) {
+  Preset p = preset_in;
+  p.training.batch_size = 64;
+  Model model(p);
+  model.init(1);
+  Trainer trainer(model, 2);
+  BatchSampler sampler(data.count, 64, true, 3);
+  Tensor input, target;
+  auto step = [&] {
+    size_t n;
+    const uint32_t* idx = sampler.next(n);
+    make_batch(data, idx, n, p, trainer.rng, input, target);
+    trainer.train_step(input, target);
+  };
+  Timing t = measure(o, 64.0, step);
+  BenchRecord r{kSystem, simd_arch_name(), workload, t.median, 0, t.spread};
+  r.gflops = 3.0 * forward_flops_per_sample(model) * t.median * 1e-9;
+  return r;
+}
+
+struct GemmCase {
+  const char* name;
+  bool ta, tb;
+  size_t M, N, K;
+};
+
+BenchRecord gemm_workload(const BenchOptions& o, const GemmCase& c) {
+  std::vector<float> A(c.M * c.K), B(c.K * c.N), C(c.M * c.N, 0.f);
+  Rng rng(5);
+  for (float& v : A) v = rng.uniform(-1, 1);
+  for (float& v : B) v = rng.uniform(-1, 1);
+  size_t lda = c.ta ? c.M : c.K, ldb = c.tb ? c.K : c.N;
+  Timing t = measure(o, 2.0 * double(c.M) * double(c.N) * double(c.K) * 1e-9, [&] {
+    gemm(c.ta, c.tb, c.M, c.N, c.K, 1.f, A.data(), lda, B.data(), ldb, 0.f, C.data(), c.N);
+  });
+  return {kSystem, simd_arch_name(), c.name, 0, t.median, t.spread};
+}
+
+bool selected(const BenchOptions& o, const std::string& group) {
+  return o.only.empty() || std::find(o.only.begin(), o.only.end(), group) != o.only.end();
+}
+
+}  // namespace
+
+std::vector<BenchRecord> run_bench(const BenchOptions& o, std::FILE* out) {
+  if (o.runs < 1 || o.seconds <= 0) throw std::runtime_error("bench: --runs must be >= 1 and --seconds > 0");
+  std::vector<BenchRecord> records;
+  Printer pr{out};
+  pr.header();
+  auto add = [&](BenchRecord r) {
+    pr.row(r);
+    records.push_back(std::move(r));
+  };
+
+  if (selected(o, "gemm")) {
+    // Model A's 784x256 layers at batch 64: the forward product and both backward products, both layers.
+    const GemmCase cases[] = {
+        {"gemm x*W^T 64x256x784 (enc fwd)", false, true, 64, 256, 784},
+        {"gemm dy*W 64x784x256 (enc dx)", false, false, 64, 784, 256},
+        {"gemm dy^T*x 256x784x64 (enc dW)", true, false, 256, 784, 64},
+        {"gemm x*W^T 64x784x256 (dec fwd)", false, true, 64, 784, 256},
+        {"gemm dy*W 64x256x784 (dec dx)", false, false, 64, 256, 784},
+        {"gemm dy^T*x 784x256x64 (dec dW)", true, false, 784, 256, 64},
+    };
+    for (const GemmCase& c : cases) add(gemm_workload(o, c));
+    Timing peak = measure(o, gemm_micro_kernel_flops() * 1e-9, [] { gemm_micro_kernel_run(); });
+    add({kSystem, simd_arch_name(), "gemm micro-kernel peak (L1)", 0, peak.median, peak.spread});
+  }
+
+  const bool want_a = selected(o, "A"), want_b = selected(o, "B");
+  bool want_presets = selected(o, "presets");
+  std::vector<std::string> named;
+  for (const std::string& name : list_presets())
+    if (want_presets || std::find(o.only.begin(), o.only.end(), name) != o.only.end()) named.push_back(name);
+  if (!want_a && !want_b && named.empty()) return records;
+
+  Dataset data = load_mnist(o.data_dir.empty() ? default_mnist_dir() : o.data_dir, true);
+  if (want_a) {
+    std::string path = o.model_a.empty() ? assets_dir() + "/../bench/model-a.json" : o.model_a;
+    add(train_workload(o, "train A (mlp 784-256-32-256-784)", load_preset(path), data));
+  }
+  if (want_b) add(train_workload(o, "train B (preset conv)", load_preset("conv"), data));
+  for (const std::string& name : named) add(train_workload(o, "train preset " + name, load_preset(name), data));
+  return records;
+}
+
+void write_bench_json(const std::string& path, const std::vector<BenchRecord>& records) {
+  nlohmann::json j = nlohmann::json::array();
+  for (const BenchRecord& r : records) {
+    nlohmann::json e = {{"system", r.system}, {"arch", r.arch}, {"workload", r.workload}, {"spread", r.spread}};
+    if (r.samples_per_s > 0) e["samples_per_s"] = r.samples_per_s;
+    if (r.gflops > 0) e["gflops"] = r.gflops;
+    j.push_back(e);
+  }
+  std::ofstream f(path);
+  if (!f) throw std::runtime_error(path + ": cannot open for writing");
+  f << nlohmann::json{{"records", j}}.dump(1) << "\n";
+  if (!f) throw std::runtime_error(path + ": write failed");
+}
+
+}  // namespace aep
