@@ -1,0 +1,103 @@
+"""PyTorch peer of `aep bench`: the same models A and B (built from the same preset files by
+tests/reference/aep_torch.py), the same MNIST batches of 64, MSE and Adam, 1 thread; median samples/s of
+several timed runs after a warm-up. bench/run.sh runs it twice: plain, and with glibc's allocator told to
+keep its buffers (MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_), i.e. PyTorch at its best.
+
+usage: /usr/bin/python3 bench/torch_bench.py [--seconds S] [--runs N] [--warmup S] [--system NAME] [--json FILE]
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
+import aep_torch  # noqa: E402
+
+MODELS = [
+    ("train A (mlp 784-256-32-256-784)", os.path.join(ROOT, "bench", "model-a.json")),
+    ("train B (preset conv)", "conv"),
+]
+
+
+def load_train_images(folder):
+    path = os.path.join(folder, "train-images-idx3-ubyte")
+    raw = np.fromfile(path, dtype=np.uint8)
+    if raw[:4].tobytes() != b"\x00\x00\x08\x03":
+        sys.exit(f"{path}: not an IDX image file (run scripts/bootstrap.sh to fetch MNIST)")
+    return torch.from_numpy(raw[16:].reshape(-1, 1, 28, 28).astype(np.float32) / 255.0)
+
+
+def measure(step, warmup, seconds, runs):
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < warmup:
+        step()
+    rates = []
+    for _ in range(runs):
+        calls, t0 = 0, time.perf_counter()
+        while True:
+            step()
+            calls += 1
+            el = time.perf_counter() - t0
+            if el >= seconds:
+                break
+        rates.append(calls * 64 / el)
+    rates.sort()
+    return float(np.median(rates)), (rates[-1] - rates[0]) / float(np.median(rates))
+
+
+def bench_model(preset_ref, images, args):
+    torch.manual_seed(1)
+    preset = aep_torch.load_preset(preset_ref, os.path.join(ROOT, "assets"))
+    model = aep_torch.build_model(preset)
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(3)
+    state = {"perm": torch.randperm(images.shape[0], generator=gen), "pos": 0}
+
+    def step():
+        if state["pos"] + 64 > images.shape[0]:
+            state["perm"], state["pos"] = torch.randperm(images.shape[0], generator=gen), 0
+        x = images[state["perm"][state["pos"]:state["pos"] + 64]]
+        state["pos"] += 64
+        opt.zero_grad()
+        out = model.decoder(model.encoder(x)).reshape(x.shape)
+        loss = F.mse_loss(out, x)
+        loss.backward()
+        opt.step()
+
+    return measure(step, args.warmup, args.seconds, args.runs)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=1.0)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--warmup", type=float, default=0.5)
+    ap.add_argument("--system", default=None, help="label of this run in the table / JSON")
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--data", default=os.path.join(ROOT, "assets", "data", "mnist"))
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    tuned = "MALLOC_MMAP_THRESHOLD_" in os.environ
+    system = args.system or ("pytorch tuned" if tuned else "pytorch")
+    images = load_train_images(args.data)
+    records = []
+    print(f"{'system':<16} {'arch':<22} {'workload':<34} {'samples/s':>12} {'spread':>7}")
+    for workload, ref in MODELS:
+        sps, spread = bench_model(ref, images, args)
+        arch = f"torch {torch.__version__.split('a')[0]}, 1 thread"
+        print(f"{system:<16} {arch:<22} {workload:<34} {sps:12.0f} {100 * spread:6.0f}%", flush=True)
+        records.append({"system": system, "arch": arch, "workload": workload, "samples_per_s": sps, "spread": spread})
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"records": records}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
