@@ -2,6 +2,7 @@
 #include "core/train.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <cmath>
 #include <numeric>
 #include <sstream>
@@ -12,10 +13,15 @@
 namespace aep {
 
 namespace {
+// NaN or Inf anywhere? An integer OR over exponent bits: vectorizes, and needs no float reassociation.
 bool all_finite(const float* p, size_t n) {
-  float acc = 0.f;  // NaN or Inf anywhere makes the sum non-finite (x*0 keeps it from overflowing)
-  for (size_t i = 0; i < n; ++i) acc += p[i] * 0.f;
-  return acc == 0.f;
+  uint32_t acc = 0;
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, p + i, sizeof bits);
+    acc |= uint32_t((bits & 0x7f800000u) == 0x7f800000u);
+  }
+  return acc == 0;
 }
 }  // namespace
 
@@ -117,19 +123,15 @@ LossTerms Trainer::forward_backward(const Tensor& input, const Tensor& target, b
   return L;
 }
 
+// Only what the forward pass changes (BatchNorm's running statistics): the optimizer changes the weights only
+// after checking that the step keeps them finite.
 void Trainer::save_state() {
-  saved_values_ = model.values;
-  saved_avg_ = optimizer.exp_avg;
-  saved_avg_sq_ = optimizer.exp_avg_sq;
-  saved_buffers_ = model.buffer_values;
+  saved_buffers_.assign(model.buffer_values.begin(), model.buffer_values.end());
   saved_counters_.resize(model.counters.size());
   for (size_t i = 0; i < model.counters.size(); ++i) saved_counters_[i] = *model.counters[i].value;
 }
 
 void Trainer::restore_state() {
-  std::copy(saved_values_.begin(), saved_values_.end(), model.values.begin());
-  std::copy(saved_avg_.begin(), saved_avg_.end(), optimizer.exp_avg.begin());
-  std::copy(saved_avg_sq_.begin(), saved_avg_sq_.end(), optimizer.exp_avg_sq.begin());
   std::copy(saved_buffers_.begin(), saved_buffers_.end(), model.buffer_values.begin());
   for (size_t i = 0; i < model.counters.size(); ++i) *model.counters[i].value = saved_counters_[i];
 }
@@ -148,10 +150,8 @@ LossTerms Trainer::train_step(const Tensor& input, const Tensor& target, const T
   LossTerms L = forward_backward(input, target, true, true, eps);
   if (!std::isfinite(L.total)) diverged("the loss");
   if (!all_finite(model.grads.data(), model.grads.size())) diverged("a gradient");
-  optimizer.step(model.values.data(), model.grads.data());
-  if (!all_finite(model.values.data(), model.values.size()) ||
-      !all_finite(model.buffer_values.data(), model.buffer_values.size()))
-    diverged("a weight");
+  if (!all_finite(model.buffer_values.data(), model.buffer_values.size())) diverged("a running statistic");
+  if (!optimizer.try_step(model.values.data(), model.grads.data())) diverged("a weight");
   return L;
 }
 

@@ -42,7 +42,7 @@ class Trainer {
 
  private:
   Tensor z_, eps_, dout_, dcode_, dmu_, dlogvar_, dh_;
-  std::vector<float> saved_values_, saved_avg_, saved_avg_sq_, saved_buffers_;
+  std::vector<float> saved_buffers_;
   std::vector<int64_t> saved_counters_;
   void save_state();
   void restore_state();
