@@ -58,15 +58,19 @@ TEST_CASE("app: Space starts training inside frames, the loss falls, and every p
   auto app_ptr = make_app();
   App& app = *app_ptr;
   REQUIRE(app.command({{"preset", "conv"}, {"seed", 3}})["ok"] == true);
-  ui.frame(app);  // first frame: views of the untrained model
+  // The views (test loss among them) are computed a chunk per frame.
+  for (int i = 0; i < 200 && app.status()["testStep"] != 0; ++i) ui.frame(app);
   double before = num(app.status()["testLoss"]);
   REQUIRE(std::isfinite(before));
   app.train_budget_ms = 15;
   ui.press_space(app);
   CHECK(app.status()["running"] == true);
   for (int i = 0; i < 200 && app.status()["step"].get<size_t>() < 150; ++i) ui.frame(app);
-  ui.press_space(app);  // pause: the views refresh at once
+  ui.press_space(app);  // pause: the views catch up within a few frames
+  size_t steps = app.status()["step"].get<size_t>();
+  for (int i = 0; i < 200 && app.status()["testStep"] != steps; ++i) ui.frame(app);
   nlohmann::json st = app.status();
+  CHECK(st["testStep"] == steps);
   CHECK(st["running"] == false);
   CHECK(st["step"].get<size_t>() >= 150);
   CHECK(num(st["testLoss"]) < 0.8 * before);

@@ -80,6 +80,8 @@ double roc_auc(const std::vector<float>& pos, const std::vector<float>& neg) {
 
 }  // namespace
 
+static void layout_panels(const bool* visible, ImVec2 display, float top);
+
 const char* panel_key(int id) { return id >= 0 && id < kPanelCount ? kPanelKeys[id] : ""; }
 
 // ---- Picture -------------------------------------------------------------------------------------------------------
@@ -131,6 +133,7 @@ struct App::State {
   uint64_t seed = 1;
   bool running = false;
   size_t step = 0;
+  double step_ms = 0, chunk_ms = 0;  // running estimates, to stop a slice before it overruns its budget
   double samples_per_s = 0, last_train = NAN, last_test = NAN, last_test_kl = NAN;
   LossCurve curve;
   std::vector<LossCurve> past;
@@ -168,7 +171,23 @@ struct App::State {
   double pca_mse = NAN, model_mse = NAN;
   size_t pca_k = 0;
 
+  // Views are computed a chunk per frame on a snapshot of the weights, so training goes on meanwhile and no frame
+  // stalls: stage 0 test loss, 1 codes and errors, 2 noise images, then finish().
+  struct ViewJob {
+    bool active = false;
+    int stage = 0;
+    size_t pos = 0, step = 0, n_view = 0, code_dim = 0;
+    std::unique_ptr<Model> model;
+    std::unique_ptr<Trainer> trainer;
+    Rng noise{0x5eed};
+    double total = 0, kl = 0;
+    std::vector<float> codes, errors, noise_errors;
+  } job;
+
   // Model panel: the preset as editable JSON.
+  std::vector<float> frame_ms;  // ring buffer of the last 240 frames' main-thread times
+  size_t frame_pos = 0;
+
   std::string json_text, json_error;
   bool show_json = false, show_code = false;
   std::string code_text;
@@ -230,6 +249,7 @@ void App::reset_training() {
                 s.preset.optimizer.type.c_str(), double(s.preset.optimizer.lr), s.preset.training.batch_size,
                 (unsigned long long)s.seed);
   s.curve.label = label;
+  cancel_views();
   s.model->init(s.seed);
   s.trainer = std::make_unique<Trainer>(*s.model, s.seed + 1);
   s.sampler.reset();
@@ -238,6 +258,7 @@ void App::reset_training() {
   s.running = false;
   s.samples_per_s = 0;
   s.last_train = s.last_test = s.last_test_kl = NAN;
+  s.refreshed_step = size_t(-1);
   s.views_dirty = true;
   s.draw_dirty = true;
   s.pca_mse = NAN;
@@ -298,19 +319,118 @@ bool App::train_steps(size_t n) {
 // ---- views ---------------------------------------------------------------------------------------------------------
 
 void App::refresh_views() {
-  State& s = *s_;
   if (!has_data()) return;
-  Model& m = *s.model;
-  const Preset& p = s.preset;
-  const float lo = range_min(p.normalize), hi = range_max(p.normalize);
-
-  LossTerms T = evaluate(*s.trainer, test_, kEvalImages);
-  s.last_test = T.total;
-  s.last_test_kl = T.kl;
-  if (s.curve.test_step.empty() || s.curve.test_step.back() != float(s.step)) {
-    s.curve.test_step.push_back(float(s.step));
-    s.curve.test.push_back(float(T.total));
+  start_views();
+  while (step_views(1e9)) {
   }
+}
+
+void App::start_views() {
+  State& s = *s_;
+  State::ViewJob& j = s.job;
+  if (!j.model) {
+    j.model = std::make_unique<Model>(s.preset);
+    j.trainer = std::make_unique<Trainer>(*j.model, 0);
+  }
+  j.model->set_loss(s.preset.loss);
+  std::copy(s.model->values.begin(), s.model->values.end(), j.model->values.begin());
+  std::copy(s.model->buffer_values.begin(), s.model->buffer_values.end(), j.model->buffer_values.begin());
+  j.active = true;
+  j.stage = 0;
+  j.pos = 0;
+  j.step = s.step;
+  j.noise = Rng(0x5eed);
+  j.total = j.kl = 0;
+  j.n_view = std::min(kViewImages, test_.count);
+  j.code_dim = j.model->code_size();
+  j.codes.assign(j.n_view * j.code_dim, 0.f);
+  j.errors.assign(j.n_view, 0.f);
+  j.noise_errors.clear();
+  s.views_dirty = false;
+}
+
+// The model changed shape or weights wholesale: drop the running job, its snapshot and the old views.
+void App::cancel_views() {
+  State& s = *s_;
+  s.job.active = false;
+  s.job.trainer.reset();
+  s.job.model.reset();
+  s.n_view = 0;
+  s.code_dim = 0;
+  s.codes.clear();
+  s.errors.clear();
+  s.xy.clear();
+  s.views_dirty = true;
+}
+
+// Works on the view job for about budget_ms (at least one chunk); returns true while there is more to do.
+bool App::step_views(double budget_ms) {
+  State& s = *s_;
+  State::ViewJob& j = s.job;
+  if (!j.active) return false;
+  Model& m = *j.model;
+  const Preset& p = m.preset();
+  const size_t B = 64;
+  std::vector<uint32_t> idx(B);
+  Tensor x, clean;
+  auto t0 = Clock::now();
+  for (;;) {
+    auto tc = Clock::now();
+    if (j.stage == 0) {  // test loss, like evaluate(): eval mode, corruption from a fixed seed
+      size_t n_eval = std::min(kEvalImages, test_.count), n = std::min(B, n_eval - j.pos);
+      for (size_t i = 0; i < n; ++i) idx[i] = uint32_t(j.pos + i);
+      make_batch(test_, idx.data(), n, s.preset, j.noise, x, clean);  // the corruption as set now
+      LossTerms L = j.trainer->forward_backward(x, clean, false, false);
+      j.total += L.total * n / n_eval, j.kl += L.kl * n / n_eval;
+      if ((j.pos += n) >= n_eval) j.stage = 1, j.pos = 0;
+    } else if (j.stage == 1) {  // codes and per-image errors of the view images
+      size_t n = std::min(B, j.n_view - j.pos);
+      for (size_t i = 0; i < n; ++i) idx[i] = uint32_t(j.pos + i);
+      fill_batch(test_, idx.data(), n, p.normalize, x);
+      Tensor z = m.encode(x);
+      std::copy(z.data(), z.data() + n * j.code_dim, j.codes.data() + j.pos * j.code_dim);
+      Tensor y = m.decode(z);
+      per_image_mse(x, y, n, j.errors.data() + j.pos);
+      if ((j.pos += n) >= j.n_view) j.stage = s.anomaly_mode == 0 ? 2 : 3, j.pos = 0;
+    } else if (j.stage == 2) {  // uniform-noise images, the out-of-distribution set of the anomaly panel
+      const size_t total = 500, n = std::min(B, total - j.pos);
+      Rng r(99 + j.pos);
+      const float lo = range_min(p.normalize), hi = range_max(p.normalize);
+      Tensor noise(m.input_shape(n));
+      for (float& v : noise) v = lo + (hi - lo) * r.uniform();
+      Tensor y = m.reconstruct(noise);
+      j.noise_errors.resize(j.pos + n);
+      per_image_mse(noise, y, n, j.noise_errors.data() + j.pos);
+      if ((j.pos += n) >= total) j.stage = 3;
+    } else {
+      finish_views();
+      j.active = false;
+      return false;
+    }
+    s.chunk_ms = 0.8 * s.chunk_ms + 0.2 * seconds_since(tc) * 1000;
+    if (seconds_since(t0) * 1000 + s.chunk_ms > budget_ms) return true;
+  }
+}
+
+// The cheap rest of the views, from the finished job: test-loss point, pictures, projections.
+void App::finish_views() {
+  State& s = *s_;
+  State::ViewJob& j = s.job;
+  Model& m = *j.model;
+  const Preset& p = m.preset();
+  const float lo = range_min(p.normalize), hi = range_max(p.normalize);
+  s.last_test = j.total;
+  s.last_test_kl = j.kl;
+  if (s.curve.test_step.empty() || s.curve.test_step.back() != float(j.step)) {
+    s.curve.test_step.push_back(float(j.step));
+    s.curve.test.push_back(float(j.total));
+  }
+  s.n_view = j.n_view;
+  s.code_dim = j.code_dim;
+  s.codes.swap(j.codes);
+  s.errors.swap(j.errors);
+  s.noise_errors.swap(j.noise_errors);
+  Tensor x;
 
   // Reconstructions of fixed test digits: input | corrupted | output.
   {
@@ -318,7 +438,7 @@ void App::refresh_views() {
     for (int i = 0; i < kReconCount; ++i) idx[i] = uint32_t(i * 37 % test_.count);
     Rng noise(0x5eed);
     Tensor in, clean;
-    make_batch(test_, idx.data(), kReconCount, p, noise, in, clean);
+    make_batch(test_, idx.data(), kReconCount, s.preset, noise, in, clean);
     Tensor out = m.reconstruct(in);
     s.recon.resize(kReconCount * 30 + 2, 3 * 30 + 2);
     for (int i = 0; i < kReconCount; ++i) {
@@ -328,23 +448,6 @@ void App::refresh_views() {
     }
   }
 
-  // Codes and per-image errors of the view images.
-  s.n_view = std::min(kViewImages, test_.count);
-  s.code_dim = m.code_size();
-  s.codes.assign(s.n_view * s.code_dim, 0.f);
-  s.errors.assign(s.n_view, 0.f);
-  const size_t B = 250;
-  std::vector<uint32_t> idx(B);
-  Tensor x;
-  for (size_t b0 = 0; b0 < s.n_view; b0 += B) {
-    size_t n = std::min(B, s.n_view - b0);
-    for (size_t i = 0; i < n; ++i) idx[i] = uint32_t(b0 + i);
-    fill_batch(test_, idx.data(), n, p.normalize, x);
-    Tensor z = m.encode(x);
-    std::copy(z.data(), z.data() + n * s.code_dim, s.codes.data() + b0 * s.code_dim);
-    Tensor y = m.decode(z);
-    per_image_mse(x, y, n, s.errors.data() + b0);
-  }
   // 2-D view: the code itself, or its first two principal components.
   s.latent_pca = s.code_dim != 2;
   s.xy.assign(s.n_view * 2, 0.f);
@@ -411,13 +514,6 @@ void App::refresh_views() {
     // Out-of-distribution scores: uniform noise images, or one digit against the others.
     std::vector<float> pos, neg;
     if (s.anomaly_mode == 0) {
-      Rng r(99);
-      const size_t n = 500;
-      Tensor noise(m.input_shape(n));
-      for (float& v : noise) v = lo + (hi - lo) * r.uniform();
-      Tensor y = m.reconstruct(noise);
-      s.noise_errors.resize(n);
-      per_image_mse(noise, y, n, s.noise_errors.data());
       pos = s.noise_errors;
       neg = s.errors;
     } else if (!test_.labels.empty()) {
@@ -467,8 +563,7 @@ void App::refresh_views() {
 
   s.draw_dirty = true;
   s.generated.w = 0;
-  s.views_dirty = false;
-  s.refreshed_step = s.step;
+  s.refreshed_step = j.step;
   s.last_refresh = Clock::now();
 }
 
@@ -600,8 +695,17 @@ json App::command(const json& cmd) {
   return {{"ok", true}};
 }
 
+void App::record_frame_time(double ms) {
+  State& s = *s_;
+  if (s.frame_ms.size() < 240) s.frame_ms.push_back(float(ms));
+  else s.frame_ms[s.frame_pos++ % 240] = float(ms);
+}
+
 json App::status() const {
   const State& s = *s_;
+  std::vector<float> f = s.frame_ms;
+  std::sort(f.begin(), f.end());
+  auto pct = [&](double q) { return f.empty() ? json(nullptr) : json(f[std::min(f.size() - 1, size_t(q * f.size()))]); };
   auto num = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
   json panels = json::array();
   for (int i = 0; i < kPanelCount; ++i)
@@ -611,7 +715,9 @@ json App::status() const {
           {"epoch", s.sampler ? double(s.sampler->epoch) + double(s.sampler->step_in_epoch) / s.sampler->steps_per_epoch() : 0.0},
           {"trainLoss", num(s.last_train)},
           {"testLoss", num(s.last_test)},
+          {"testStep", s.refreshed_step == size_t(-1) ? json(nullptr) : json(s.refreshed_step)},
           {"samplesPerSec", s.samples_per_s},
+          {"frameMs", {{"p50", pct(0.5)}, {"p95", pct(0.95)}, {"max", pct(1.0)}, {"frames", f.size()}}},
           {"running", s.running},
           {"dataReady", train_.count > 0},
           {"lr", s.preset.optimizer.lr},
@@ -645,6 +751,7 @@ void App::load_weights_bytes(const std::vector<uint8_t>& bytes, const std::strin
   load_state(*model, st, name, &trainer->optimizer);  // throws before anything of ours changed
   s.running = false;
   s.preset = p;
+  cancel_views();
   s.model = std::move(model);
   s.trainer = std::move(trainer);
   s.json_text = preset_to_json(p).dump(2);
@@ -666,24 +773,29 @@ void App::frame() {
     apply_hyper_parameters();
     auto t0 = Clock::now();
     size_t samples = 0;
-    while (seconds_since(t0) * 1000 < train_budget_ms) {
+    for (;;) {  // at least one step, then more while the next one is expected to fit the budget
+      auto ts = Clock::now();
       if (!step_once()) break;
+      s.step_ms = 0.8 * s.step_ms + 0.2 * seconds_since(ts) * 1000;
       samples += s.input.shape()[0];
       if (s.sampler->epoch >= s.preset.training.epochs) {
         s.running = false;
         message = "Finished " + std::to_string(s.preset.training.epochs) + " epoch(s).";
         break;
       }
+      if (seconds_since(t0) * 1000 + s.step_ms > train_budget_ms) break;
     }
     double dt = seconds_since(t0);
     if (samples && dt > 0)
       s.samples_per_s = s.samples_per_s == 0 ? samples / dt : 0.9 * s.samples_per_s + 0.1 * samples / dt;
     s.views_dirty = true;
   }
-  // Views are refreshed a few times a second while training, at once when idle.
-  if (has_data() && s.views_dirty && (!s.running || seconds_since(s.last_refresh) > 0.7)) refresh_views();
+  // Views refresh a few times a second while training, and soon after any change when idle; a chunk per frame.
+  if (has_data() && s.views_dirty && !s.job.active && (!s.running || seconds_since(s.last_refresh) > 0.7)) start_views();
+  if (s.job.active) step_views(s.running ? view_budget_ms : 2 * view_budget_ms);
 
   main_menu();
+  layout_panels(show_panel, ImGui::GetIO().DisplaySize, compact ? 0.f : ImGui::GetFrameHeight());
   if (show_panel[kPanelModel]) panel_model();
   if (show_panel[kPanelData]) panel_data();
   if (show_panel[kPanelTraining]) panel_training();
@@ -717,19 +829,46 @@ void App::main_menu() {
   ImGui::EndMainMenuBar();
 }
 
-// Window placement: a 3-column layout, redone whenever the display (browser window) changes size.
+// Window placement: with every panel shown, a fixed 3-column arrangement; with a subset (an embedded lesson's
+// panels=...), the visible panels tiled in up to 3 columns. Redone whenever the display size or the set changes.
+struct PanelRect { float x, y, w, h; };
+static PanelRect g_rect[kPanelCount];
+static bool g_relayout = true;
+
+static void layout_panels(const bool* visible, ImVec2 d, float top) {
+  static ImVec2 last_size;
+  static bool last_visible[kPanelCount];
+  g_relayout = d.x != last_size.x || d.y != last_size.y || !std::equal(visible, visible + kPanelCount, last_visible);
+  if (!g_relayout) return;
+  last_size = d;
+  std::copy(visible, visible + kPanelCount, last_visible);
+  float h = d.y - top;
+  int n = int(std::count(visible, visible + kPanelCount, true));
+  if (n == kPanelCount) {
+    struct Slot { int col; float y0, y1; };
+    static const Slot L[kPanelCount] = {
+        {0, 0, 0.40f},     {0, 0.40f, 0.62f}, {1, 0, 0.45f}, {1, 0.45f, 0.64f}, {2, 0, 0.52f},
+        {2, 0.52f, 0.78f}, {1, 0.64f, 1},     {2, 0.78f, 1}, {0, 0.62f, 0.84f}, {0, 0.84f, 1}};
+    for (int i = 0; i < kPanelCount; ++i)
+      g_rect[i] = {L[i].col * d.x / 3, top + L[i].y0 * h, d.x / 3, (L[i].y1 - L[i].y0) * h};
+    return;
+  }
+  int cols = n <= 3 ? std::max(n, 1) : n == 4 ? 2 : 3;
+  int rows = (n + cols - 1) / std::max(cols, 1);
+  for (int i = 0, k = 0; i < kPanelCount; ++i) {
+    if (!visible[i]) continue;
+    int c = k / rows, r = k % rows;
+    int in_col = std::min(rows, n - c * rows);  // the last column may hold fewer panels: they grow
+    g_rect[i] = {c * d.x / cols, top + r * h / in_col, d.x / cols, h / in_col};
+    ++k;
+  }
+}
+
 static bool begin_panel(int id, bool* open) {
-  static ImVec2 laid_out[kPanelCount];
-  ImVec2 d = ImGui::GetIO().DisplaySize;
-  float top = ImGui::GetFrameHeight(), colw = d.x / 3, h = d.y - top;
-  struct Slot { int col; float y0, y1; };
-  static const Slot L[kPanelCount] = {
-      {0, 0, 0.40f},    {0, 0.40f, 0.62f}, {1, 0, 0.45f},    {1, 0.45f, 0.64f}, {2, 0, 0.52f},
-      {2, 0.52f, 0.78f}, {1, 0.64f, 1},    {2, 0.78f, 1},    {0, 0.62f, 0.84f}, {0, 0.84f, 1}};
-  ImGuiCond cond = ImGuiCond_FirstUseEver;
-  if (laid_out[id].x != d.x || laid_out[id].y != d.y) cond = ImGuiCond_Always, laid_out[id] = d;
-  ImGui::SetNextWindowPos(ImVec2(L[id].col * colw, top + L[id].y0 * h), cond);
-  ImGui::SetNextWindowSize(ImVec2(colw, (L[id].y1 - L[id].y0) * h), cond);
+  const PanelRect& r = g_rect[id];
+  ImGuiCond cond = g_relayout ? ImGuiCond_Always : ImGuiCond_FirstUseEver;
+  ImGui::SetNextWindowPos(ImVec2(r.x, r.y), cond);
+  ImGui::SetNextWindowSize(ImVec2(r.w, r.h), cond);
   return ImGui::Begin(kPanelTitles[id], open);
 }
 

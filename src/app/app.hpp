@@ -71,15 +71,19 @@ class App {
 
   // Runs n training steps now (tests, the Step button); returns false and sets the error on divergence.
   bool train_steps(size_t n);
-  void refresh_views();  // test loss, reconstructions, latent codes, anomaly scores
+  void refresh_views();  // test loss, reconstructions, latent codes, anomaly scores: all now (tests)
 
-  double train_budget_ms = 20;
+  double train_budget_ms = 20;  // training per frame
+  double view_budget_ms = 8;    // refreshing the views per frame (twice that when not training)
   bool show_panel[kPanelCount];
   bool compact = false;
   std::string message;  // last error or notice, shown in the status bar
   std::string download_request_name;           // set when the user asks to download weights; the driver takes it
   std::vector<uint8_t> download_request_bytes;
-  bool upload_requested = false;  // the driver opens a file picker for weights
+  bool upload_requested = false;
+  // The driver reports how long each whole frame took on the main thread (app + ImGui + GL submission), so the
+  // status can tell the page's frame-time distribution apart from the browser's compositing.
+  void record_frame_time(double ms);  // the driver opens a file picker for weights
 
  private:
   struct State;
@@ -92,6 +96,10 @@ class App {
   void reset_training();
   void apply_hyper_parameters();
   bool step_once();
+  void start_views();
+  bool step_views(double budget_ms);
+  void finish_views();
+  void cancel_views();
   void panel_model();
   void panel_data();
   void panel_training();

@@ -43,6 +43,7 @@ void fit_canvas() {
 }
 
 void main_loop() {
+  double t0 = emscripten_get_now();
   fit_canvas();
   glfwPollEvents();
   ImGui_ImplOpenGL3_NewFrame();
@@ -61,6 +62,7 @@ void main_loop() {
   glClearColor(0.08f, 0.08f, 0.1f, 1.f);
   glClear(GL_COLOR_BUFFER_BIT);
   ImGui_ImplOpenGL3_RenderDrawData(ImGui::GetDrawData());
+  g_app->record_frame_time(emscripten_get_now() - t0);
   if (!g_app->download_request_name.empty()) {
     const auto& b = g_app->download_request_bytes;
     EM_ASM({ Module.aepDownload(HEAPU8.slice($0, $0 + $1), UTF8ToString($2)); }, b.data(), b.size(),

@@ -4,6 +4,7 @@ Usage (Debian's python3-torch, so /usr/bin/python3; run from anywhere):
 
   /usr/bin/python3 tests/reference/train_torch.py --preset NAME [--epochs N | --steps N] [--batch B] [--lr X]
                    [--seed S] [--threads 1] [--test-samples N] [--save-log FILE.csv]
+                   [--init W.safetensors] [--save W.safetensors] [--no-shuffle]
 
 What it reproduces (src/cli/main.cpp cmd_train, src/core/train.cpp, src/core/data.cpp):
 
@@ -35,10 +36,19 @@ Output (stdout), in the engine's format:
 plus torch's version and thread count. Progress goes to stderr as `aep train` prints it without a terminal.
 --save-log writes one CSV row per step with the columns of `aep train --log`:
   step,epoch,loss,reconstruction,kl,penalty,samples_per_s
+
+Like `aep train`: --init loads initial weights from an engine weights file (safetensors with the engine's tensor
+names; model weights only, a file with optimizer state is refused), --save writes the trained weights in that
+format (readable by `aep eval` / `aep train --init`), --no-shuffle takes the batches in dataset order. With the
+same --init file and --no-shuffle, a preset without corruption, Dropout or VAE noise trains deterministically in
+both, so the two step-by-step logs can be compared directly.
 """
 import argparse
+import gzip
+import json
 import math
 import os
+import struct
 import sys
 import time
 
@@ -58,9 +68,17 @@ EVAL_NOISE_SEED = 0x5EED
 
 # ---------------------------------------------------------------------------------------------------- data
 
-def read_idx_images(path):
+def read_file(path):
+    """The raw IDX file, or PATH.gz when only the compressed one is there (the engine accepts both)."""
+    if not os.path.exists(path) and os.path.exists(path + ".gz"):
+        with gzip.open(path + ".gz", "rb") as f:
+            return f.read()
     with open(path, "rb") as f:
-        raw = f.read()
+        return f.read()
+
+
+def read_idx_images(path):
+    raw = read_file(path)
     magic, count, rows, cols = np.frombuffer(raw[:16], dtype=">u4")
     if magic != 2051:
         raise ValueError("%s: not an IDX image file (magic %d)" % (path, magic))
@@ -73,8 +91,7 @@ def read_idx_images(path):
 
 
 def read_idx_labels(path):
-    with open(path, "rb") as f:
-        raw = f.read()
+    raw = read_file(path)
     magic, count = np.frombuffer(raw[:8], dtype=">u4")
     if magic != 2049:
         raise ValueError("%s: not an IDX label file (magic %d)" % (path, magic))
@@ -149,9 +166,9 @@ def corrupt(cfg, normalize, gen, x):
 class BatchSampler:
     """train.cpp BatchSampler: a permutation per epoch, batches of B, a lone last image skipped."""
 
-    def __init__(self, count, batch, gen):
-        self.count, self.batch, self.gen = count, batch, gen
-        self.order = torch.randperm(count, generator=gen)
+    def __init__(self, count, batch, gen, shuffle=True):
+        self.count, self.batch, self.gen, self.shuffle = count, batch, gen, shuffle
+        self.order = torch.randperm(count, generator=gen) if shuffle else torch.arange(count)
         self.pos = 0
         self.epoch = 0
 
@@ -164,12 +181,61 @@ class BatchSampler:
         if left == 0 or (left == 1 and self.count > 1):
             self.pos = 0
             self.epoch += 1
-            self.order = torch.randperm(self.count, generator=self.gen)
+            if self.shuffle:
+                self.order = torch.randperm(self.count, generator=self.gen)
             left = self.count
         n = min(self.batch, left)
         idx = self.order[self.pos:self.pos + n]
         self.pos += n
         return idx
+
+
+# ---------------------------------------------------------------------------------------------------- weights
+
+def write_weights(path, model):
+    """The model's state_dict as an engine weights file (safetensors, F32 / I64 scalars for
+    num_batches_tracked, the engine's tensor names), loadable with `aep train --init` / `aep eval`."""
+    header = {"__metadata__": {"format": "aep-weights-1", "preset": json.dumps(model.preset)}}
+    blobs, offset = [], 0
+    for name, t in model.state_dict().items():
+        a = t.detach().cpu().numpy()
+        if a.dtype == np.float32:
+            dtype, raw = "F32", a.astype("<f4").tobytes()
+        elif a.dtype == np.int64:
+            dtype, raw = "I64", a.astype("<i8").tobytes()
+        else:
+            raise TypeError("%s: unsupported dtype %s" % (name, a.dtype))
+        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    hb = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    hb += b" " * (-len(hb) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(hb)))
+        f.write(hb)
+        for b in blobs:
+            f.write(b)
+
+
+def read_weights(path, model):
+    """Load an engine weights file (`aep train --save`, or write_weights) into the model, all tensors
+    required (like the engine's load_weights). Optimizer state in the file is not supported here."""
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n].decode("utf-8"))
+    header.pop("__metadata__", None)
+    if "optimizer.step" in header:
+        raise SystemExit("%s: holds optimizer state; train_torch.py only loads model weights" % path)
+    state = {}
+    for name, e in header.items():
+        if name.startswith("optimizer."):
+            continue
+        a, b = e["data_offsets"]
+        dt = {"F32": "<f4", "I64": "<i8"}[e["dtype"]]
+        arr = np.frombuffer(data[8 + n + a:8 + n + b], dtype=dt).reshape(e["shape"]).copy()
+        state[name] = torch.from_numpy(arr)
+    model.load_state_dict(state, strict=True)
 
 
 # ---------------------------------------------------------------------------------------------------- training
@@ -216,9 +282,9 @@ def format_loss(what, terms, is_vae):
 
 
 def fmt_time(s):
-    s = int(round(max(0.0, s)))
-    return "%dh%02dm%02ds" % (s // 3600, s // 60 % 60, s % 60) if s >= 3600 else (
-        "%dm%02ds" % (s // 60, s % 60) if s >= 60 else "%ds" % s)
+    """main.cpp fmt_time: minutes:seconds, rounded to the second."""
+    t = int(max(0.0, s) + 0.5)
+    return "%d:%02d" % (t // 60, t % 60)
 
 
 def main(argv=None):
@@ -233,6 +299,9 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     ap.add_argument("--test-samples", type=int, default=0, help="evaluate on the first N test images (default all)")
     ap.add_argument("--save-log", metavar="FILE.csv", help="per-step CSV log (columns of aep train --log)")
+    ap.add_argument("--init", metavar="W.safetensors", help="initial weights (engine format, as aep train --init)")
+    ap.add_argument("--save", metavar="W.safetensors", help="save the trained weights (engine format)")
+    ap.add_argument("--no-shuffle", action="store_true", help="batches in dataset order (as aep train --no-shuffle)")
     a = ap.parse_args(argv)
     for name in ("epochs", "steps", "batch", "threads"):
         v = getattr(a, name)
@@ -240,6 +309,10 @@ def main(argv=None):
             ap.error("--%s must be at least 1" % name)
     if a.test_samples < 0:
         ap.error("--test-samples must be at least 1")
+    if a.batch is not None and a.batch > 4096:
+        ap.error("--batch must be at most 4096 (as aep train)")
+    if a.lr is not None and not (0.0 < a.lr <= 10.0):
+        ap.error("--lr must be in (0, 10] (as aep train)")
 
     torch.set_num_threads(a.threads)
     preset = aep_torch.load_preset(a.preset, os.path.join(REPO, "assets"))
@@ -251,12 +324,14 @@ def main(argv=None):
 
     torch.manual_seed(a.seed)
     model = aep_torch.build_model(preset)
+    if a.init:
+        read_weights(a.init, model)
     optimizer, opt_kind, lr = make_optimizer(preset, model.parameters(), a.lr)
     corrupt_gen = torch.Generator().manual_seed(a.seed + 1)
     sampler_gen = torch.Generator().manual_seed(a.seed + 2)
 
     train_u8, test_u8 = load_mnist(True), load_mnist(False)
-    sampler = BatchSampler(len(train_u8), batch, sampler_gen)
+    sampler = BatchSampler(len(train_u8), batch, sampler_gen, shuffle=not a.no_shuffle)
     total = a.steps or sampler.steps_per_epoch() * epochs
     n_params = sum(p.numel() for p in model.parameters())
     malloc = " ".join("%s=%s" % (k, os.environ[k]) for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
@@ -301,6 +376,9 @@ def main(argv=None):
         log.close()
     print("trained %d steps in %.1f s (%.0f samples/s)" % (total, train_s, samples / train_s), flush=True)
     print(format_loss("test loss", evaluate(model, test_u8, a.test_samples), model.is_vae), flush=True)
+    if a.save:
+        write_weights(a.save, model)
+        print("saved %s" % a.save, flush=True)
     return 0
 
 

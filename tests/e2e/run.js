@@ -1,0 +1,168 @@
+// End-to-end tests of the playground page in Debian's Chromium (software WebGL2): load, train every preset,
+// URL parameters, the embedding example over postMessage, a malformed upload, frame times, network requests.
+// Usage: node tests/e2e/run.js [--presets a,b] [--steps N]; screenshots and timings go to build/test-logs/e2e/.
+// Prints "PASS/FAIL name" lines and ends with "N passed, M failed"; exits non-zero on any failure.
+'use strict';
+const fs = require('fs');
+const path = require('path');
+const { serve, launch, waitReady } = require('./lib');
+
+const root = path.join(__dirname, '../..');
+const out = path.join(root, 'build/test-logs/e2e');
+fs.mkdirSync(out, { recursive: true });
+const args = process.argv.slice(2);
+const opt = (name, def) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : def; };
+const STEPS = Number(opt('--steps', 100));
+
+let passed = 0, failed = 0;
+function check(name, ok, detail = '') {
+  if (ok) passed++; else failed++;
+  console.log((ok ? 'PASS  ' : 'FAIL  ') + name + (detail ? '  ' + detail : ''));
+}
+const status = (page) => page.evaluate(() => window.aep.status());
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor(page, pred, ms) {
+  const t0 = Date.now();
+  for (;;) {
+    const s = await status(page);
+    if (pred(s)) return s;
+    if (Date.now() - t0 > ms) return s;
+    await sleep(200);
+  }
+}
+
+(async () => {
+  const { server, url } = await serve(path.join(root, 'build/web'));
+  const browser = await launch();
+  const foreign = [];
+  const newPage = async (size = { width: 1400, height: 900 }) => {
+    const page = await browser.newPage({ viewport: size });
+    page.errors = [];
+    page.on('pageerror', (e) => page.errors.push(e.message));
+    page.on('request', (r) => { if (!r.url().startsWith(url) && !r.url().startsWith('blob:') && !r.url().startsWith('data:')) foreign.push(r.url()); });
+    return page;
+  };
+  try {
+    // --- load: timings, memory ---------------------------------------------------------------------
+    const page = await newPage();
+    const t0 = Date.now();
+    await page.goto(url);
+    await page.waitForFunction(() => window.aep && !window.aep.status().loading, null, { timeout: 60000 });
+    const firstFrame = Date.now() - t0;
+    await waitReady(page);
+    const dataReady = Date.now() - t0;
+    const st0 = await status(page);
+    check('page loads, engine up and MNIST ready', st0.dataReady === true && st0.simd === 'wasm',
+          `first frame ${firstFrame} ms, data ready ${dataReady} ms, preset ${st0.preset}`);
+    const mem = await page.evaluate(() => performance.memory ? performance.memory.usedJSHeapSize : null);
+    const wasmBytes = fs.statSync(path.join(root, 'build/web/aep_web.wasm')).size;
+    const total = fs.readdirSync(path.join(root, 'build/web')).concat(
+      fs.readdirSync(path.join(root, 'build/web/data')).map((f) => 'data/' + f))
+      .map((f) => fs.statSync(path.join(root, 'build/web', f))).filter((s) => s.isFile()).reduce((a, s) => a + s.size, 0);
+    const heap = await page.evaluate(() => window.Module && Module.HEAPU8 ? Module.HEAPU8.length : null);
+    fs.writeFileSync(path.join(out, 'load.json'), JSON.stringify({ firstFrameMs: firstFrame, dataReadyMs: dataReady,
+      wasmBytes, totalDownloadBytes: total, wasmHeapBytes: heap, jsHeapUsedBytes: mem }, null, 1));
+    console.log(`      .wasm ${(wasmBytes / 1e6).toFixed(2)} MB, download ${(total / 1e6).toFixed(1)} MB, wasm heap ${(heap / 1e6).toFixed(0)} MB`);
+
+    // --- frame times while training ----------------------------------------------------------------
+    await page.evaluate(() => window.aep.setConfig({ preset: 'conv' }));
+    await page.evaluate(() => window.aep.start());
+    const frames = await page.evaluate(() => new Promise((resolve) => {
+      const dts = [];
+      let last = performance.now();
+      const end = last + 5000;
+      function tick(t) { dts.push(t - last); last = t; if (t < end) requestAnimationFrame(tick); else resolve(dts); }
+      requestAnimationFrame(tick);
+    }));
+    await page.evaluate(() => window.aep.pause());
+    frames.sort((a, b) => a - b);
+    const q = (p) => frames[Math.min(frames.length - 1, Math.floor(p * frames.length))];
+    fs.writeFileSync(path.join(out, 'frames.json'), JSON.stringify({ n: frames.length, p50: q(0.5), p95: q(0.95), max: frames[frames.length - 1] }));
+    check('frame time while training conv (informational: p95 < 50 ms wanted)', frames.length > 10,
+          `${frames.length} frames in 5 s, p50 ${q(0.5).toFixed(1)} ms, p95 ${q(0.95).toFixed(1)} ms, max ${frames[frames.length - 1].toFixed(1)} ms`);
+
+    // --- every preset trains ---------------------------------------------------------------------------
+    const presets = opt('--presets', null) ? opt('--presets').split(',') :
+      fs.readdirSync(path.join(root, 'assets/presets')).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5)).sort();
+    for (const name of presets) {
+      const r = await page.evaluate((n) => window.aep.setConfig({ preset: n, seed: 1 }), name);
+      const before = await waitFor(page, (s) => s.preset === name && s.testStep === 0, 30000);
+      const t1 = Date.now();
+      await page.evaluate(() => window.aep.start());
+      let s = await waitFor(page, (x) => x.step >= STEPS || !x.running, 180000);
+      await page.evaluate(() => window.aep.pause());
+      const steps = s.step;
+      s = await waitFor(page, (x) => !x.running && x.testStep === steps, 30000);
+      const secs = (Date.now() - t1) / 1000;
+      check(`preset ${name}: ${steps} steps in the page, test loss falls`,
+            r.ok && steps >= STEPS && s.testLoss < 0.95 * before.testLoss && s.message === '',
+            `${before.testLoss.toPrecision(5)} -> ${s.testLoss === null ? 'null' : s.testLoss.toPrecision(5)} in ${secs.toFixed(1)} s` +
+            (s.message ? ` message: ${s.message}` : ''));
+      if (name === 'vae-mlp' || name === 'conv') await page.screenshot({ path: path.join(out, `preset-${name}.png`) });
+    }
+    check('no page errors', page.errors.length === 0, page.errors.slice(0, 3).join(' | '));
+
+    // --- a malformed weights file is refused, the model survives -------------------------------------
+    const stBefore = await status(page);
+    await page.setInputFiles('#file', { name: 'broken.safetensors', mimeType: 'application/octet-stream',
+                                        buffer: Buffer.from([8, 0, 0, 0, 0, 0, 0, 0, 123, 34, 120]) });
+    const stAfter = await waitFor(page, (x) => x.message.includes('broken.safetensors'), 10000);
+    check('malformed upload: clear error, model unchanged',
+          stAfter.message.includes('Could not load broken.safetensors') && stAfter.step === stBefore.step && stAfter.preset === stBefore.preset,
+          stAfter.message);
+    await page.screenshot({ path: path.join(out, 'bad-upload.png') });
+    await page.close();
+
+    // --- URL parameters -----------------------------------------------------------------------------
+    const p2 = await newPage({ width: 1000, height: 700 });
+    await p2.goto(url + '?preset=vae-mlp&lr=0.002&batch=32&panels=training,latent&compact=1');
+    await waitReady(p2);
+    let s2 = await status(p2);
+    check('URL parameters set preset, lr, batch, panels, compact',
+          s2.preset === 'vae-mlp' && Math.abs(s2.lr - 0.002) < 1e-6 && s2.batch === 32 &&
+          JSON.stringify(s2.panels) === '["training","latent"]' && s2.compact === true && s2.message === '',
+          JSON.stringify({ preset: s2.preset, lr: s2.lr, batch: s2.batch, panels: s2.panels, message: s2.message }));
+    await p2.screenshot({ path: path.join(out, 'url-params.png') });
+    await p2.goto(url + '?preset=nope&lr=abc&batch=48&panels=training,bogus');
+    await waitReady(p2);
+    s2 = await status(p2);
+    check('bad URL parameters: message, defaults kept, good ones applied',
+          s2.preset === 'conv' && Math.abs(s2.lr - 0.001) < 1e-6 && s2.batch === 48 && s2.panels.length === 10 &&
+          s2.message.includes('unknown preset "nope"') && s2.message.includes('lr must be a number') && s2.message.includes("unknown panel 'bogus'"),
+          s2.message);
+    await p2.screenshot({ path: path.join(out, 'url-bad.png') });
+    await p2.close();
+
+    // --- the embedding example: two iframes, postMessage --------------------------------------------
+    const p3 = await newPage({ width: 1200, height: 1400 });
+    await p3.goto(url + 'embed-example.html');
+    const vae = p3.frame({ url: /preset=vae-mlp/ }), conv = p3.frame({ url: /preset=conv/ });
+    await waitReady(vae);
+    await waitReady(conv);
+    const ask = (m, a) => p3.evaluate(([m, a]) => window.lesson.ask(m, a), [m, a]);
+    const sv = await ask('status');
+    const sc = await conv.evaluate(() => window.aep.status());
+    check('embed example: two playgrounds configured differently',
+          sv.preset === 'vae-mlp' && sc.preset === 'conv' && JSON.stringify(sc.panels) === '["training","recon"]' && sc.compact === true,
+          `vae: ${sv.preset} ${JSON.stringify(sv.panels)}; conv: ${sc.preset} ${JSON.stringify(sc.panels)}`);
+    const r1 = await ask('setConfig', { lr: 0.0005 });
+    const r2 = await ask('evalCode', 'alert(1)');
+    const r3 = await ask('setConfig', { lr: 'lots' });
+    const sv2 = await waitFor(vae, (x) => x.step > 0, 30000);
+    check('embed example: the lesson drives the VAE over postMessage, bad messages refused',
+          r1.ok === true && r2.ok === false && r3.ok === false && Math.abs(sv2.lr - 0.0005) < 1e-7 && sv2.step > 0,
+          `setConfig ${JSON.stringify(r1)}, unknown method ${JSON.stringify(r2)}, bad lr ${JSON.stringify(r3)}, step ${sv2.step}`);
+    await p3.screenshot({ path: path.join(out, 'embed-example.png') });
+    await p3.close();
+
+    check('no requests outside the page\'s own origin', foreign.length === 0, foreign.slice(0, 3).join(' '));
+  } catch (e) {
+    check('end-to-end run', false, e.stack || String(e));
+  } finally {
+    await browser.close();
+    server.close();
+  }
+  console.log(`${passed} passed, ${failed} failed`);
+  process.exit(failed ? 1 : 0);
+})();
