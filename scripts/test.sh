@@ -4,7 +4,11 @@
 #   2. the same suite compiled to WebAssembly (-O3 -msimd128) under node, which also checks that the same
 #      seed trains to the same weights natively and in wasm;
 #   3. the `aep` command line (wasm build under node): 200 training steps of every preset on the real MNIST
-#      (the loss must fall), save + eval round trip, and clear errors for bad input.
+#      (the loss must fall), save + eval round trip, and clear errors for bad input;
+#   4. the playground page in Debian's Chromium (tests/e2e/run.js): every preset trains in the page, URL
+#      parameters, the embedding example over postMessage, a malformed upload, frame times;
+#   5. the desktop app under Xvfb: trains a few hundred frames and writes a screenshot.
+# Logs and screenshots: build/test-logs/.
 # Prints one line per stage and ends with "N passed, M failed"; exits non-zero if anything failed.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,13 +25,13 @@ run() {
   if "$@" >"$log" 2>&1; then pass "$name"; else fail "$name (log: $log)"; tail -n 30 "$log" | sed 's/^/      /'; fi
 }
 
-bash scripts/bootstrap.sh || { echo "0 passed, 1 failed (bootstrap)"; exit 1; }
+bash scripts/bootstrap.sh --browser || { echo "0 passed, 1 failed (bootstrap)"; exit 1; }
 mkdir -p "$logs"
 
 # --- builds ---------------------------------------------------------------------------------------
 build() { cmake --preset "$1" >/dev/null && cmake --build --preset "$1"; }
 run "build native-debug (ASan + UBSan)" "$logs/build-native-debug.log" build native-debug
-run "build wasm-release (-O3 -msimd128)" "$logs/build-wasm-release.log" build wasm-release
+run "build wasm-release (-O3 -msimd128) and the page (build_wasm.sh)" "$logs/build-wasm-release.log" bash build_wasm.sh
 
 # --- unit suites ----------------------------------------------------------------------------------
 det=$logs/determinism-native.safetensors
@@ -88,6 +92,33 @@ if [ -f build/wasm-release/aep.js ]; then
   expect_error "negative learning rate" "lr" train --preset conv --steps 1 --lr -1
 else
   fail "aep command line (not built)"
+fi
+
+# --- the page in Chromium -----------------------------------------------------------------------------
+if [ -f build/web/aep_web.wasm ]; then
+  node tests/e2e/run.js > "$logs/e2e.log" 2>&1; rc=$?
+  grep -E '^(PASS|FAIL|      )' "$logs/e2e.log"
+  np=$(grep -c '^PASS' "$logs/e2e.log"); nf=$(grep -c '^FAIL' "$logs/e2e.log")
+  passed=$((passed + np)); failed=$((failed + nf))
+  if [ $rc -ne 0 ] && [ "$nf" -eq 0 ]; then fail "end-to-end run stopped early (log: $logs/e2e.log)"; tail -n 5 "$logs/e2e.log"; fi
+else
+  fail "end-to-end tests (page not built)"
+fi
+
+# --- the desktop app under Xvfb ------------------------------------------------------------------------
+if [ -x build/native-debug/aep_desktop ]; then
+  shot=$logs/desktop.png
+  rm -f "$shot"
+  if ASAN_OPTIONS=detect_leaks=0 xvfb-run -a -s "-screen 0 1400x900x24" build/native-debug/aep_desktop \
+       --preset conv --train --frames 120 --screenshot "$shot" > "$logs/desktop.log" 2>&1 \
+     && grep -q '"running":true' "$logs/desktop.log" && [ -s "$shot" ] \
+     && ! grep -q '"step":0,' "$logs/desktop.log"; then
+    pass "desktop app under Xvfb trains and draws (screenshot: $shot)"
+  else
+    fail "desktop app under Xvfb (log: $logs/desktop.log)"; tail -n 5 "$logs/desktop.log" | sed 's/^/      /'
+  fi
+else
+  fail "desktop app (not built: is libglfw3-dev installed?)"
 fi
 
 echo "$passed passed, $failed failed"

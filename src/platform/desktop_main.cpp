@@ -1,22 +1,78 @@
 // Desktop driver: a GLFW + OpenGL 3 window around the same App the web page runs.
 // Options: --frames N (quit after N frames), --train (start training), --preset NAME, --data DIR,
-// --budget MS (training time per frame).
+// --budget MS (training time per frame), --screenshot FILE.png (the window's last frame, for tests).
 #include <GLFW/glfw3.h>
 #include <imgui.h>
 #include <imgui_impl_glfw.h>
 #include <imgui_impl_opengl3.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "app/app.hpp"
 #include "core/idx.hpp"
 #include "platform/gl_textures.hpp"
 
+namespace {
+
+// A PNG of RGB rows, bottom-up as glReadPixels gives them, with stored (uncompressed) deflate blocks: no zlib needed.
+bool write_png(const char* path, int w, int h, const std::vector<uint8_t>& rgb) {
+  std::vector<uint8_t> raw;  // filter byte 0 + row, top row first
+  for (int y = h - 1; y >= 0; --y) {
+    raw.push_back(0);
+    raw.insert(raw.end(), rgb.begin() + size_t(y) * w * 3, rgb.begin() + size_t(y + 1) * w * 3);
+  }
+  std::vector<uint8_t> z = {0x78, 0x01};
+  for (size_t pos = 0; pos < raw.size() || pos == 0;) {
+    size_t n = std::min<size_t>(65535, raw.size() - pos);
+    z.push_back(pos + n == raw.size() ? 1 : 0);
+    z.push_back(uint8_t(n)), z.push_back(uint8_t(n >> 8)), z.push_back(uint8_t(~n)), z.push_back(uint8_t(~n >> 8));
+    z.insert(z.end(), raw.begin() + pos, raw.begin() + pos + n);
+    pos += n;
+    if (n == 0) break;
+  }
+  uint32_t a = 1, b = 0;
+  for (uint8_t c : raw) a = (a + c) % 65521, b = (b + a) % 65521;
+  for (int i = 3; i >= 0; --i) z.push_back(uint8_t(((b << 16) | a) >> (8 * i)));
+  auto crc = [](const uint8_t* p, size_t n) {
+    uint32_t c = 0xffffffffu;
+    for (size_t i = 0; i < n; ++i) {
+      c ^= p[i];
+      for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1)));
+    }
+    return ~c;
+  };
+  std::FILE* f = std::fopen(path, "wb");
+  if (!f) return false;
+  auto chunk = [&](const char* type, const std::vector<uint8_t>& data) {
+    std::vector<uint8_t> c(type, type + 4);
+    c.insert(c.end(), data.begin(), data.end());
+    uint8_t len[4] = {uint8_t(data.size() >> 24), uint8_t(data.size() >> 16), uint8_t(data.size() >> 8), uint8_t(data.size())};
+    uint32_t k = crc(c.data(), c.size());
+    uint8_t kc[4] = {uint8_t(k >> 24), uint8_t(k >> 16), uint8_t(k >> 8), uint8_t(k)};
+    std::fwrite(len, 1, 4, f);
+    std::fwrite(c.data(), 1, c.size(), f);
+    std::fwrite(kc, 1, 4, f);
+  };
+  const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  std::fwrite(sig, 1, 8, f);
+  std::vector<uint8_t> ihdr = {uint8_t(w >> 24), uint8_t(w >> 16), uint8_t(w >> 8), uint8_t(w),
+                               uint8_t(h >> 24), uint8_t(h >> 16), uint8_t(h >> 8), uint8_t(h), 8, 2, 0, 0, 0};
+  chunk("IHDR", ihdr);
+  chunk("IDAT", z);
+  chunk("IEND", {});
+  return std::fclose(f) == 0;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   long frames = -1;
+  std::string screenshot;
   nlohmann::json cmd = nlohmann::json::object();
   std::string data_dir = aep::default_mnist_dir();
   double budget = 20;
@@ -28,8 +84,10 @@ int main(int argc, char** argv) {
     else if (a == "--preset" && has_value) cmd["preset"] = argv[++i];
     else if (a == "--data" && has_value) data_dir = argv[++i];
     else if (a == "--budget" && has_value) budget = std::atof(argv[++i]);
+    else if (a == "--screenshot" && has_value) screenshot = argv[++i];
     else {
-      std::fprintf(stderr, "usage: aep_desktop [--preset NAME] [--train] [--data DIR] [--frames N] [--budget MS]\n");
+      std::fprintf(stderr, "usage: aep_desktop [--preset NAME] [--train] [--data DIR] [--frames N] [--budget MS] "
+                           "[--screenshot FILE.png]\n");
       return 2;
     }
   }
@@ -77,6 +135,7 @@ int main(int argc, char** argv) {
     nlohmann::json r = app.command(cmd);
     if (!r["ok"].get<bool>()) std::fprintf(stderr, "aep_desktop: %s\n", r.dump().c_str());
     for (long f = 0; !glfwWindowShouldClose(window) && (frames < 0 || f < frames); ++f) {
+      double t0 = glfwGetTime();
       glfwPollEvents();
       ImGui_ImplOpenGL3_NewFrame();
       ImGui_ImplGlfw_NewFrame();
@@ -93,6 +152,13 @@ int main(int argc, char** argv) {
       glClearColor(0.08f, 0.08f, 0.1f, 1.f);
       glClear(GL_COLOR_BUFFER_BIT);
       ImGui_ImplOpenGL3_RenderDrawData(ImGui::GetDrawData());
+      if (!screenshot.empty() && frames >= 0 && f == frames - 1) {
+        std::vector<uint8_t> rgb(size_t(w) * h * 3);
+        glPixelStorei(GL_PACK_ALIGNMENT, 1);
+        glReadPixels(0, 0, w, h, GL_RGB, GL_UNSIGNED_BYTE, rgb.data());
+        if (!write_png(screenshot.c_str(), w, h, rgb)) std::fprintf(stderr, "aep_desktop: cannot write %s\n", screenshot.c_str());
+      }
+      app.record_frame_time((glfwGetTime() - t0) * 1000);
       glfwSwapBuffers(window);
       if (!app.download_request_name.empty()) {
         // The desktop "download" writes next to the working directory.
