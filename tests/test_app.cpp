@@ -193,3 +193,49 @@ TEST_CASE("app: PyTorch code names the preset's layers") {
 }
 
 }  // namespace aep
+
+namespace aep {
+
+TEST_CASE("app: an autosaved session comes back whole; a corrupt or foreign one is refused and changes nothing") {
+  auto a_ptr = make_app();
+  App& a = *a_ptr;
+  REQUIRE(a.command({{"preset", "sparse"}, {"seed", 5}, {"lr", 0.002}})["ok"] == true);
+  REQUIRE(a.train_steps(25));
+  a.refresh_views();
+  std::vector<uint8_t> session = a.session_bytes();
+  nlohmann::json st = a.status();
+
+  auto b_ptr = make_app();
+  App& b = *b_ptr;
+  b.restore_session(session);
+  nlohmann::json sb = b.status();
+  CHECK(sb["preset"] == "sparse");
+  CHECK(sb["step"] == 25);
+  CHECK(sb["seed"] == 5);
+  CHECK(num(sb["lr"]) == doctest::Approx(0.002));
+  CHECK(num(sb["trainLoss"]) == doctest::Approx(num(st["trainLoss"])));
+  CHECK(b.session_bytes().size() > 0);
+  // Same weights and optimizer state: the next steps match exactly.
+  std::vector<uint8_t> wa = a.save_weights_bytes(), wb = b.save_weights_bytes();
+  CHECK(wa == wb);
+
+  auto c_ptr = make_app();
+  App& c = *c_ptr;
+  REQUIRE(c.command({{"preset", "linear"}})["ok"] == true);
+  REQUIRE(c.train_steps(3));
+  std::vector<uint8_t> before = c.save_weights_bytes();
+  std::vector<uint8_t> truncated(session.begin(), session.begin() + session.size() - 10);
+  CHECK_THROWS_WITH(c.restore_session(truncated), doctest::Contains("autosave"));
+  CHECK_THROWS_WITH(c.restore_session(before), doctest::Contains("not a playground session"));
+  // Another version's session: same bytes with the version string changed (same length, so offsets stay valid).
+  std::string text(session.begin(), session.end());
+  size_t at = text.find("aep-session-1");
+  REQUIRE(at != std::string::npos);
+  text[at + 12] = '0';
+  CHECK_THROWS_WITH(c.restore_session(std::vector<uint8_t>(text.begin(), text.end())), doctest::Contains("another version"));
+  CHECK(c.save_weights_bytes() == before);
+  CHECK(c.status()["preset"] == "linear");
+  CHECK(c.status()["step"] == 3);
+}
+
+}  // namespace aep

@@ -108,6 +108,59 @@
     }, (e) => notice('Could not read ' + file.name + ': ' + e));
   }
 
+  // --- autosave: the session (weights, optimizer, settings, curves) in IndexedDB, one per page configuration ----
+  const sessionKey = location.pathname + location.search;
+  function idb(mode, fn) {
+    return new Promise((resolve, reject) => {
+      if (!window.indexedDB) return reject(new Error('IndexedDB is not available'));
+      const open = indexedDB.open('aep', 1);
+      open.onupgradeneeded = () => open.result.createObjectStore('sessions');
+      open.onerror = () => reject(open.error);
+      open.onsuccess = () => {
+        const tx = open.result.transaction('sessions', mode);
+        const req = fn(tx.objectStore('sessions'));
+        tx.oncomplete = () => { open.result.close(); resolve(req && req.result); };
+        tx.onerror = tx.onabort = () => { open.result.close(); reject(tx.error); };
+      };
+    });
+  }
+  let savedAt = '';
+  async function saveSession(force) {
+    if (!ready) return false;
+    const st = status();
+    if (!st.dataReady) return false;
+    const mark = st.step + '|' + call('aep_config_query', 'string', [], []);
+    if (!force && mark === savedAt) return false;
+    const ptr = call('aep_session_save', 'number', [], []), n = call('aep_session_size', 'number', [], []);
+    if (!n) return false;
+    const bytes = Module.HEAPU8.slice(ptr, ptr + n);
+    await idb('readwrite', (s) => s.put({ version: 1, saved: Date.now(), bytes }, sessionKey));
+    savedAt = mark;
+    return true;
+  }
+  async function restoreSession() {
+    let rec;
+    try {
+      rec = await idb('readonly', (s) => s.get(sessionKey));
+    } catch (e) {
+      notice('Autosave is off: ' + e.message);
+      return;
+    }
+    if (!rec) return;
+    let err = '';
+    if (!rec.bytes || !(rec.bytes instanceof Uint8Array)) err = 'the saved record is not a session';
+    else err = withHeap([rec.bytes], (p) => call('aep_session_restore', 'string', ['number', 'number'], [p[0], rec.bytes.length]));
+    if (err) {
+      // Reported once and set aside under another key, never retried on the next load.
+      await idb('readwrite', (s) => { s.put(rec, sessionKey + '#set-aside-' + Date.now()); return s.delete(sessionKey); }).catch(() => {});
+      notice('Your autosaved session could not be restored (' + err + '); it was set aside and training starts fresh.');
+    } else {
+      savedAt = status().step + '|' + call('aep_config_query', 'string', [], []);
+    }
+  }
+  setInterval(() => { saveSession(false).catch((e) => notice('Autosave failed: ' + e.message)); }, 5000);
+  document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'hidden') saveSession(false).catch(() => {}); });
+
   window.addEventListener('dragover', (e) => e.preventDefault());
   window.addEventListener('drop', (e) => {
     e.preventDefault();
@@ -124,7 +177,9 @@
     step: (n) => command({ step: n === undefined ? 1 : n }),
     reset: () => command({ reset: true }),
     status,
+    link: () => ready ? location.origin + location.pathname + '?' + call('aep_config_query', 'string', [], []) : null,
     openWeights: () => $('file').click(),
+    saveSession: () => saveSession(true),
   };
   window.aep = api;
 
@@ -161,12 +216,22 @@
       setTimeout(() => URL.revokeObjectURL(url), 10000);
     },
     aepOpenFile: () => $('file').click(),
+    aepCopyLink: (query) => {
+      const link = location.origin + location.pathname + '?' + query;
+      window.aepLastLink = link;
+      const done = () => notice('Link copied: ' + link);
+      if (navigator.clipboard && navigator.clipboard.writeText) {
+        navigator.clipboard.writeText(link).then(done, () => notice('Link (copy it by hand): ' + link));
+      } else {
+        notice('Link (copy it by hand): ' + link);
+      }
+    },
     aepReady: () => {
       ready = true;
       $('overlay').classList.add('done');
       applyUrl();
       const t0 = performance.now();
-      loadData().then(() => {
+      loadData().then(restoreSession).then(() => {
         window.aepTimings = { dataReadyMs: performance.now() };
         console.log('MNIST ready in ' + ((performance.now() - t0) / 1000).toFixed(2) + ' s');
       }, (e) => notice('Could not load MNIST: ' + e.message));

@@ -734,6 +734,28 @@ json App::status() const {
           {"message", message}};
 }
 
+std::string App::config_query() const {
+  const State& s = *s_;
+  std::string q = "preset=" + s.preset.name;
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "&lr=%g", double(s.preset.optimizer.lr));
+  q += buf;
+  q += "&optimizer=" + s.preset.optimizer.type + "&batch=" + std::to_string(s.preset.training.batch_size) +
+       "&epochs=" + std::to_string(s.preset.training.epochs) + "&seed=" + std::to_string(s.seed);
+  if (s.model->is_vae()) std::snprintf(buf, sizeof buf, "&beta=%g", double(s.preset.loss.beta)), q += buf;
+  if (s.preset.loss.l1 > 0) std::snprintf(buf, sizeof buf, "&l1=%g", double(s.preset.loss.l1)), q += buf;
+  if (s.preset.corruption.type == "gaussian") std::snprintf(buf, sizeof buf, "&noise=%g", double(s.preset.corruption.std)), q += buf;
+  else q += "&corruption=" + s.preset.corruption.type;
+  if (std::count(show_panel, show_panel + kPanelCount, true) != kPanelCount) {
+    std::string list;
+    for (int i = 0; i < kPanelCount; ++i)
+      if (show_panel[i]) list += (list.empty() ? "" : ",") + std::string(kPanelKeys[i]);
+    q += "&panels=" + list;
+  }
+  if (compact) q += "&compact=1";
+  return q;
+}
+
 std::vector<uint8_t> App::save_weights_bytes() const {
   SafeTensors st = model_state(*s_->model, &s_->trainer->optimizer);
   return serialize_safetensors(st);
@@ -759,7 +781,79 @@ void App::load_weights_bytes(const std::vector<uint8_t>& bytes, const std::strin
   if (has_data()) s.sampler = std::make_unique<BatchSampler>(train_.count, p.training.batch_size, true, s.seed + 2);
   s.step = size_t(s.trainer->optimizer.steps());
   s.views_dirty = true;
+  for (const auto& q : s.presets)
+    if (q.name == p.name) s.preset_index = int(&q - s.presets.data());
   message = "Loaded " + name + ".";
+}
+
+// ---- session (autosave) ----------------------------------------------------------------------------------------------
+
+namespace {
+constexpr const char* kSessionVersion = "aep-session-1";
+
+// At most n points of a curve, evenly spaced (the autosave stays small however long the run).
+json thin(const std::vector<float>& v, size_t n) {
+  json a = json::array();
+  size_t stride = std::max<size_t>(1, (v.size() + n - 1) / n);
+  for (size_t i = 0; i < v.size(); i += stride) a.push_back(std::isfinite(v[i]) ? json(v[i]) : json(nullptr));
+  return a;
+}
+std::vector<float> floats(const json& a, const char* what) {
+  if (!a.is_array()) throw std::runtime_error(std::string("session: '") + what + "' must be an array");
+  std::vector<float> v;
+  for (const auto& x : a) {
+    if (!x.is_number() && !x.is_null()) throw std::runtime_error(std::string("session: '") + what + "' holds a non-number");
+    v.push_back(x.is_number() ? x.get<float>() : NAN);
+  }
+  return v;
+}
+}  // namespace
+
+std::vector<uint8_t> App::session_bytes() const {
+  const State& s = *s_;
+  SafeTensors st = model_state(*s.model, &s.trainer->optimizer);
+  const LossCurve& c = s.curve;
+  json curve = {{"label", c.label}, {"step", thin(c.step, 2000)}, {"train", thin(c.train, 2000)},
+                {"recon", thin(c.recon, 2000)}, {"kl", thin(c.kl, 2000)},
+                {"test_step", thin(c.test_step, 2000)}, {"test", thin(c.test, 2000)}};
+  st.metadata["aep_session"] = json{{"version", kSessionVersion}, {"seed", s.seed}, {"step", s.step},
+                                    {"epoch", s.sampler ? s.sampler->epoch : 0}, {"curve", curve}}.dump();
+  return serialize_safetensors(st);
+}
+
+void App::restore_session(const std::vector<uint8_t>& bytes) {
+  State& s = *s_;
+  SafeTensors st = parse_safetensors(bytes.data(), bytes.size(), "autosave");
+  auto it = st.metadata.find("aep_session");
+  if (it == st.metadata.end()) throw std::runtime_error("autosave: not a playground session");
+  json meta = json::parse(it->second, nullptr, false);
+  if (meta.is_discarded() || !meta.is_object()) throw std::runtime_error("autosave: the session description is not JSON");
+  if (meta.value("version", "") != kSessionVersion)
+    throw std::runtime_error("autosave: saved by another version of the playground (" + meta.value("version", "?") + ")");
+  if (!meta.contains("seed") || !meta["seed"].is_number_unsigned() || !meta.contains("step") ||
+      !meta["step"].is_number_unsigned() || !meta.contains("curve") || !meta["curve"].is_object())
+    throw std::runtime_error("autosave: seed, step or curve missing");
+  const json& c = meta["curve"];
+  LossCurve curve;
+  curve.label = c.value("label", "");
+  curve.step = floats(c.value("step", json::array()), "step");
+  curve.train = floats(c.value("train", json::array()), "train");
+  curve.recon = floats(c.value("recon", json::array()), "recon");
+  curve.kl = floats(c.value("kl", json::array()), "kl");
+  curve.test_step = floats(c.value("test_step", json::array()), "test_step");
+  curve.test = floats(c.value("test", json::array()), "test");
+  if (curve.train.size() != curve.step.size() || curve.recon.size() != curve.step.size() ||
+      curve.kl.size() != curve.step.size() || curve.test.size() != curve.test_step.size())
+    throw std::runtime_error("autosave: the loss curves have different lengths");
+  uint64_t seed = meta["seed"].get<uint64_t>();
+  size_t epoch = meta.value("epoch", size_t(0));
+  load_weights_bytes(bytes, "autosave");  // validates and swaps the model in, or throws having changed nothing
+  s.seed = seed;
+  s.curve = std::move(curve);
+  s.step = meta["step"].get<size_t>();
+  if (s.sampler) s.sampler->epoch = epoch;
+  s.last_train = s.curve.train.empty() ? NAN : s.curve.train.back();
+  message = "Restored your autosaved session: " + s.preset.name + " at step " + std::to_string(s.step) + ".";
 }
 
 // ---- frame -----------------------------------------------------------------------------------------------------------
@@ -1498,6 +1592,10 @@ void App::panel_save() {
   if (ImGui::Button("Upload weights ...")) upload_requested = true;
   ImGui::SameLine();
   ImGui::TextDisabled("or drop a .safetensors file on the page");
+  if (ImGui::Button("Copy link")) link_request = config_query();
+  help_marker("A link that opens the playground with these settings (preset, hyper-parameters, seed, panels): "
+              "for a course page's iframe or to share.");
+  ImGui::TextWrapped("?%s", config_query().c_str());
   ImGui::End();
 }
 

@@ -69,6 +69,11 @@ class App {
   std::vector<uint8_t> save_weights_bytes() const;
   void load_weights_bytes(const std::vector<uint8_t>& bytes, const std::string& name);  // throws on bad input
 
+  // The whole session (weights, optimizer state, preset, seed, step, loss curves) for the browser's autosave, and
+  // back. restore_session throws on anything malformed or from another version, changing nothing.
+  std::vector<uint8_t> session_bytes() const;
+  void restore_session(const std::vector<uint8_t>& bytes);
+
   // Runs n training steps now (tests, the Step button); returns false and sets the error on divergence.
   bool train_steps(size_t n);
   void refresh_views();  // test loss, reconstructions, latent codes, anomaly scores: all now (tests)
@@ -81,6 +86,9 @@ class App {
   std::string download_request_name;           // set when the user asks to download weights; the driver takes it
   std::vector<uint8_t> download_request_bytes;
   bool upload_requested = false;
+  std::string link_request;  // URL query of the current settings, for the driver to put on the clipboard
+  // The current settings as URL parameters ("preset=conv&lr=0.001&..."), the page's "Copy link".
+  std::string config_query() const;
   // The driver reports how long each whole frame took on the main thread (app + ImGui + GL submission), so the
   // status can tell the page's frame-time distribution apart from the browser's compositing.
   void record_frame_time(double ms);  // the driver opens a file picker for weights

@@ -169,6 +169,11 @@ int main(int argc, char** argv) {
         }
         app.download_request_name.clear();
       }
+      if (!app.link_request.empty()) {
+        ImGui::SetClipboardText(app.link_request.c_str());
+        app.message = "Copied the settings as URL parameters: ?" + app.link_request;
+        app.link_request.clear();
+      }
       if (app.upload_requested) {
         app.message = "On the desktop, drop a .safetensors file on the window to load it.";
         app.upload_requested = false;

@@ -70,6 +70,10 @@ void main_loop() {
     g_app->download_request_name.clear();
     g_app->download_request_bytes.clear();
   }
+  if (!g_app->link_request.empty()) {
+    EM_ASM({ Module.aepCopyLink(UTF8ToString($0)); }, g_app->link_request.c_str());
+    g_app->link_request.clear();
+  }
   if (g_app->upload_requested) {
     EM_ASM({ Module.aepOpenFile(); });
     g_app->upload_requested = false;
@@ -124,6 +128,31 @@ EMSCRIPTEN_KEEPALIVE const char* aep_command(const char* json_text) {
 
 // A notice for the status bar (e.g. URL parameters that were refused).
 EMSCRIPTEN_KEEPALIVE void aep_notice(const char* text) { g_app->message = text; }
+
+// The session for the page's autosave (IndexedDB): aep_session_save() fills a buffer, returns its address;
+// aep_session_size() its length (valid until the next save).
+std::vector<uint8_t> g_session;
+EMSCRIPTEN_KEEPALIVE const uint8_t* aep_session_save() {
+  try {
+    g_session = g_app->session_bytes();
+  } catch (const std::exception&) {
+    g_session.clear();
+  }
+  return g_session.data();
+}
+EMSCRIPTEN_KEEPALIVE size_t aep_session_size() { return g_session.size(); }
+
+// Restores an autosaved session; returns "" or the reason it was refused (nothing changed then).
+EMSCRIPTEN_KEEPALIVE const char* aep_session_restore(const uint8_t* data, size_t n) {
+  try {
+    g_app->restore_session(std::vector<uint8_t>(data, data + n));
+    return reply("");
+  } catch (const std::exception& e) {
+    return reply(e.what());
+  }
+}
+
+EMSCRIPTEN_KEEPALIVE const char* aep_config_query() { return reply(g_app->config_query()); }
 
 EMSCRIPTEN_KEEPALIVE const char* aep_status() { return reply(g_app->status().dump()); }
 

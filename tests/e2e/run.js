@@ -114,6 +114,45 @@ async function waitFor(page, pred, ms) {
     await page.screenshot({ path: path.join(out, 'bad-upload.png') });
     await page.close();
 
+    // --- autosave: survives a reload; a corrupt one is reported once and set aside ------------------------
+    const p4 = await newPage({ width: 1200, height: 800 });
+    const q4 = url + '?preset=mlp-128-64&seed=7';
+    await p4.goto(q4);
+    await waitReady(p4);
+    await p4.evaluate(() => window.aep.step(30));
+    const saved = await p4.evaluate(() => window.aep.saveSession());
+    const link = await p4.evaluate(() => window.aep.link());
+    await p4.reload();
+    await waitReady(p4);
+    let s4 = await waitFor(p4, (x) => x.message.includes('Restored'), 20000);
+    check('autosave: the trained model comes back after a reload',
+          saved === true && s4.step === 30 && s4.preset === 'mlp-128-64' && s4.seed === 7 && s4.message.includes('Restored'),
+          `step ${s4.step}, ${s4.message}`);
+    check('Copy link: the settings as URL parameters', link.includes('preset=mlp-128-64') && link.includes('seed=7'), link);
+    await p4.evaluate((key) => new Promise((resolve, reject) => {
+      const open = indexedDB.open('aep', 1);
+      open.onsuccess = () => {
+        const tx = open.result.transaction('sessions', 'readwrite');
+        tx.objectStore('sessions').put({ version: 1, saved: Date.now(), bytes: new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9]) }, key);
+        tx.oncomplete = () => resolve();
+        tx.onerror = () => reject(tx.error);
+      };
+    }), new URL(q4).pathname + new URL(q4).search);
+    await p4.reload();
+    await waitReady(p4);
+    s4 = await waitFor(p4, (x) => x.message.includes('could not be restored'), 20000);
+    await p4.evaluate(() => window.aep.step(2));
+    const s4b = await status(p4);
+    check('autosave: a corrupt session is reported and set aside, the page keeps working',
+          s4.message.includes('could not be restored') && s4b.step === 2 && p4.errors.length === 0, s4.message);
+    await p4.screenshot({ path: path.join(out, 'autosave-corrupt.png') });
+    await p4.reload();
+    await waitReady(p4);
+    await sleep(1500);
+    const s4c = await status(p4);
+    check('autosave: the set-aside session is not retried on the next load', !s4c.message.includes('could not be restored'), s4c.message);
+    await p4.close();
+
     // --- URL parameters -----------------------------------------------------------------------------
     const p2 = await newPage({ width: 1000, height: 700 });
     await p2.goto(url + '?preset=vae-mlp&lr=0.002&batch=32&panels=training,latent&compact=1');
