@@ -17,4 +17,9 @@ for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte 
   [ -f "$src" ] || { echo "build_wasm.sh: $src missing: run scripts/bootstrap.sh" >&2; exit 1; }
   cp "$src" "$out/data/"
 done
+# Fashion-MNIST test images (Debian's dataset-fashion-mnist) for the anomaly panel; fetched only when asked for.
+fashion=/usr/share/datasets/fashion-mnist
+for f in t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do
+  [ -f "$fashion/$f.gz" ] && cp "$fashion/$f.gz" "$out/data/fashion-$f.gz"
+done
 echo "built $out ($(du -sh "$out" | cut -f1)): serve it with scripts/serve.sh or any static file server"

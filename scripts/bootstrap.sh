@@ -20,7 +20,7 @@ log() { printf '[bootstrap] %s\n' "$*"; }
 
 # --- Debian packages (bookworm) ---------------------------------------------------------------
 pkgs=(emscripten cmake ninja-build g++ clang libclang-rt-14-dev nodejs
-      libglfw3-dev libgl-dev xz-utils ca-certificates python3 gzip)
+      libglfw3-dev libgl-dev xz-utils ca-certificates python3 gzip dataset-fashion-mnist)
 [ $want_torch = 1 ] && pkgs+=(python3-torch python3-numpy)
 [ $want_browser = 1 ] && pkgs+=(chromium xvfb xauth)
 missing=()

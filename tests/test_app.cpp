@@ -2,6 +2,7 @@
 // real MNIST, and the same App the web page and desktop window run.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <imgui.h>
@@ -45,6 +46,8 @@ const Dataset& mnist(bool train) {
 
 std::unique_ptr<App> make_app() {
   auto app = std::make_unique<App>();
+  app->view_images = 400;  // fewer than the page's 2000/1000: the suite also runs under the sanitizers
+  app->eval_images = 400;
   app->set_data(mnist(true), mnist(false));
   return app;
 }
@@ -127,6 +130,20 @@ TEST_CASE("app: commands are validated as a whole and bad ones change nothing") 
     CHECK(app.status() == st);
   }
   CHECK(app.command(nlohmann::json::array())["ok"] == false);
+  // Code size and a held-out digit, as a lesson would set them.
+  REQUIRE(app.command({{"preset", "mlp-128-64"}, {"code", 2}, {"holdout", 3}})["ok"] == true);
+  st = app.status();
+  CHECK(st["codeSize"] == 2);
+  CHECK(st["holdout"] == 3);
+  size_t threes = size_t(std::count(mnist(true).labels.begin(), mnist(true).labels.end(), 3));
+  CHECK(threes > 5000);
+  CHECK(st["trainImages"] == 60000 - threes);
+  CHECK(app.train_steps(5));
+  CHECK(app.command({{"preset", "conv"}, {"code", 8}})["ok"] == true);
+  CHECK(app.status()["codeSize"] == 8 * 7 * 7);
+  CHECK(app.command({{"holdout", -1}})["ok"] == true);
+  CHECK(app.status()["trainImages"] == 60000);
+  CHECK(app.command({{"holdout", 12}})["ok"] == false);
 }
 
 TEST_CASE("app: a bad weights file is refused and the trained model survives; a good one round-trips") {
@@ -179,6 +196,35 @@ TEST_CASE("app: divergence (lr = 10) stops training with a message and keeps fin
   REQUIRE(adam.command({{"preset", "linear"}, {"lr", 10}})["ok"] == true);
   adam.train_steps(300);
   CHECK(std::isfinite(num(adam.status()["trainLoss"])));
+}
+
+TEST_CASE("app: a user's own IDX files replace a set once images and labels are both in; bad files change nothing") {
+  auto app_ptr = make_app();
+  App& app = *app_ptr;
+  const std::string dir = default_mnist_dir();
+  std::vector<uint8_t> images = read_file(dir + "/t10k-images-idx3-ubyte.gz");
+  std::vector<uint8_t> labels = read_file(dir + "/t10k-labels-idx1-ubyte.gz");
+  // Only the first 1000 test images: cut the raw file and fix its count.
+  std::vector<uint8_t> raw = read_file(dir + "/t10k-images-idx3-ubyte");
+  raw.resize(16 + 1000 * 784);
+  raw[4] = 0, raw[5] = 0, raw[6] = 0x03, raw[7] = 0xe8;
+  CHECK_THROWS_WITH(app.load_data_file({1, 2, 3}, "junk-test.idx"), doctest::Contains("junk-test.idx"));
+  app.load_data_file(raw, "my-test-images.idx");
+  CHECK(app.message.find("drop the matching labels") != std::string::npos);
+  CHECK_THROWS_WITH(app.load_data_file(labels, "my-test-labels.gz"), doctest::Contains("10000 labels"));
+  std::vector<uint8_t> raw_labels = read_file(dir + "/t10k-labels-idx1-ubyte");
+  raw_labels.resize(8 + 1000);
+  raw_labels[4] = 0, raw_labels[5] = 0, raw_labels[6] = 0x03, raw_labels[7] = 0xe8;
+  app.load_data_file(raw, "my-test-images.idx");
+  app.load_data_file(raw_labels, "my-test-labels.idx");
+  CHECK(app.message == "Now using 1000 test images from my-test-images.idx.");
+  CHECK(app.train_steps(2));
+  app.refresh_views();
+  CHECK(std::isfinite(num(app.status()["testLoss"])));
+  // Whole MNIST test files, gzipped, bring the full set back.
+  app.load_data_file(images, "t10k-images-idx3-ubyte.gz");
+  app.load_data_file(labels, "t10k-labels-idx1-ubyte.gz");
+  CHECK(app.message == "Now using 10000 test images from t10k-images-idx3-ubyte.gz.");
 }
 
 TEST_CASE("app: PyTorch code names the preset's layers") {

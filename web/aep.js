@@ -56,12 +56,12 @@
     if (errors.length) notice('URL: ' + errors.join('; ') + ' (using the defaults for those)');
   }
 
-  async function fetchWithProgress(urls) {
+  async function fetchWithProgress(urls, label = 'MNIST') {
     const sizes = urls.map(() => 0), got = urls.map(() => 0);
     const show = () => {
       const total = sizes.reduce((a, b) => a + b, 0), have = got.reduce((a, b) => a + b, 0);
       progressBar.value = total ? have / total : 0;
-      const text = 'Loading MNIST ' + (have / 1e6).toFixed(1) + ' / ' + (total / 1e6).toFixed(1) + ' MB';
+      const text = 'Loading ' + label + ' ' + (have / 1e6).toFixed(1) + ' / ' + (total / 1e6).toFixed(1) + ' MB';
       progressText.textContent = text;
       if (ready) call('aep_set_loading', null, ['string'], [text]);
     };
@@ -100,11 +100,13 @@
     if (err) throw new Error(err);
   }
 
+  // A dropped or picked file: weights (.safetensors) or a dataset file (IDX, raw or .gz). Nothing leaves the page.
   function loadWeightsFile(file) {
+    const weights = /\.safetensors$/i.test(file.name);
     file.arrayBuffer().then((buf) => {
       const bytes = new Uint8Array(buf);
-      withHeap([bytes], (p) => call('aep_load_weights', 'string', ['number', 'number', 'string'],
-                                    [p[0], bytes.length, file.name]));
+      withHeap([bytes], (p) => call(weights ? 'aep_load_weights' : 'aep_load_data_file', 'string',
+                                    ['number', 'number', 'string'], [p[0], bytes.length, file.name]));
     }, (e) => notice('Could not read ' + file.name + ': ' + e));
   }
 
@@ -216,6 +218,13 @@
       setTimeout(() => URL.revokeObjectURL(url), 10000);
     },
     aepOpenFile: () => $('file').click(),
+    aepLoadOod: () => {
+      fetchWithProgress(['data/fashion-t10k-images-idx3-ubyte.gz', 'data/fashion-t10k-labels-idx1-ubyte.gz'], 'Fashion-MNIST').then((f) => {
+        call('aep_set_loading', null, ['string'], ['']);
+        withHeap(f, (p) => call('aep_set_ood', 'string', ['number', 'number', 'number', 'number'],
+                                [p[0], f[0].length, p[1], f[1].length]));
+      }, (e) => notice('Could not load Fashion-MNIST: ' + e.message));
+    },
     aepCopyLink: (query) => {
       const link = location.origin + location.pathname + '?' + query;
       window.aepLastLink = link;

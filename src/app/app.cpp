@@ -19,8 +19,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr size_t kViewImages = 2000;    // test images encoded for the latent, anomaly and ROC views
-constexpr size_t kEvalImages = 1000;    // test images for the live test loss
 constexpr int kReconCount = 8;          // fixed test digits in the reconstruction panel
 constexpr int kGrid = 15;               // decoded manifold grid side
 const ImU32 kDigitColors[10] = {IM_COL32(31, 119, 180, 255), IM_COL32(255, 127, 14, 255), IM_COL32(44, 160, 44, 255),
@@ -81,6 +79,7 @@ double roc_auc(const std::vector<float>& pos, const std::vector<float>& neg) {
 }  // namespace
 
 static void layout_panels(const bool* visible, ImVec2 display, float top);
+static bool with_code_size(Preset& p, size_t d);
 
 const char* panel_key(int id) { return id >= 0 && id < kPanelCount ? kPanelKeys[id] : ""; }
 
@@ -139,11 +138,12 @@ struct App::State {
   std::vector<LossCurve> past;
   bool log_scale = true, show_recon_kl = true;
   Tensor input, target;
+  std::vector<uint32_t> batch_idx;
   Clock::time_point last_refresh = Clock::now();
   size_t refreshed_step = size_t(-1);
   bool views_dirty = true;
 
-  // Views over the first kViewImages test images.
+  // Views over the first view_images test images.
   size_t n_view = 0, code_dim = 0;
   std::vector<float> codes, xy, errors;
   Pca code_pca;
@@ -162,8 +162,12 @@ struct App::State {
   int traverse_dim = 0, draw_pick = 0;
   double auc = NAN;
   std::vector<float> noise_errors;
-  int anomaly_mode = 0;  // 0 noise images, 1 held-out digit (scores of one digit vs the rest)
+  int anomaly_mode = 0;  // 0 noise images, 1 one digit vs the rest (held out of training or not), 2 Fashion-MNIST
   int held_digit = 0;
+  int held_out = -1;              // digit left out of the training set, -1 none
+  std::vector<uint32_t> train_map;  // training images used (all, or all but the held-out digit)
+  std::vector<ImVec2> roc;          // ROC curve points (false positive rate, true positive rate)
+  int code_edit = 0;
   float draw_canvas[28 * 28] = {};
   float draw_score = NAN;
   std::vector<float> draw_code;
@@ -183,6 +187,10 @@ struct App::State {
     double total = 0, kl = 0;
     std::vector<float> codes, errors, noise_errors;
   } job;
+  IdxImages pending_images[2];  // a user's own IDX files, [0] train, [1] test, until images and labels are both in
+  IdxLabels pending_labels[2];
+  std::string pending_names[2][2];
+  Dataset ood;  // Fashion-MNIST test images, loaded when the anomaly panel asks for them
 
   // Model panel: the preset as editable JSON.
   std::vector<float> frame_ms;  // ring buffer of the last 240 frames' main-thread times
@@ -253,7 +261,8 @@ void App::reset_training() {
   s.model->init(s.seed);
   s.trainer = std::make_unique<Trainer>(*s.model, s.seed + 1);
   s.sampler.reset();
-  if (has_data()) s.sampler = std::make_unique<BatchSampler>(train_.count, s.preset.training.batch_size, true, s.seed + 2);
+  rebuild_train_map();
+  if (has_data()) s.sampler = std::make_unique<BatchSampler>(s.train_map.size(), s.preset.training.batch_size, true, s.seed + 2);
   s.step = 0;
   s.running = false;
   s.samples_per_s = 0;
@@ -264,6 +273,61 @@ void App::reset_training() {
   s.pca_mse = NAN;
 }
 
+void App::rebuild_train_map() {
+  State& s = *s_;
+  s.train_map.clear();
+  for (size_t i = 0; i < train_.count; ++i)
+    if (s.held_out < 0 || train_.labels.empty() || train_.labels[i] != s.held_out) s.train_map.push_back(uint32_t(i));
+}
+
+void App::load_data_file(const std::vector<uint8_t>& bytes, const std::string& name) {
+  State& s = *s_;
+  std::string lower = name;
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  const int set = lower.find("t10k") != std::string::npos || lower.find("test") != std::string::npos;
+  const char* set_name = set ? "test" : "training";
+  bool is_images = true;
+  try {
+    s.pending_images[set] = parse_idx_images(bytes.data(), bytes.size(), name);
+    s.pending_names[set][0] = name;
+  } catch (const std::exception& e_images) {
+    try {
+      s.pending_labels[set] = parse_idx_labels(bytes.data(), bytes.size(), name);
+      s.pending_names[set][1] = name;
+      is_images = false;
+    } catch (const std::exception& e_labels) {
+      throw std::runtime_error(std::string(e_images.what()) + "; as a label file: " + e_labels.what());
+    }
+  }
+  IdxImages& im = s.pending_images[set];
+  IdxLabels& lb = s.pending_labels[set];
+  if (im.count == 0 || lb.count == 0) {
+    message = std::string("Got ") + set_name + (is_images ? " images" : " labels") + " from " + name + " (" +
+              std::to_string(is_images ? im.count : lb.count) + "); drop the matching " +
+              (is_images ? "labels" : "images") + " file too (names with 't10k' or 'test' count as the test set).";
+    return;
+  }
+  // Either way the pair is used up: on a mismatch the user drops both files again.
+  IdxImages images = std::move(im);
+  IdxLabels labels = std::move(lb);
+  im = IdxImages();
+  lb = IdxLabels();
+  Dataset d = make_dataset(std::move(images), std::move(labels), s.pending_names[set][0], s.pending_names[set][1],
+                           set ? "test" : "train");
+  message = std::string("Now using ") + std::to_string(d.count) + " " + set_name + " images from " +
+            s.pending_names[set][0] + ".";
+  if (set) test_ = std::move(d);
+  else train_ = std::move(d);
+  s.held_out = -1;
+  reset_training();
+}
+
+void App::set_ood(Dataset d) {
+  s_->ood = std::move(d);
+  ood_requested = false;
+  s_->views_dirty = true;
+}
+
 // Hyper-parameters that can change between steps without rebuilding the model.
 void App::apply_hyper_parameters() {
   State& s = *s_;
@@ -272,7 +336,7 @@ void App::apply_hyper_parameters() {
   s.model->set_loss(s.preset.loss);
   if (s.sampler && s.sampler->batch_size() != s.preset.training.batch_size) {
     size_t epoch = s.sampler->epoch;
-    s.sampler = std::make_unique<BatchSampler>(train_.count, s.preset.training.batch_size, true, s.seed + 2 + epoch);
+    s.sampler = std::make_unique<BatchSampler>(s.train_map.size(), s.preset.training.batch_size, true, s.seed + 2 + epoch);
     s.sampler->epoch = epoch;
   }
 }
@@ -280,8 +344,11 @@ void App::apply_hyper_parameters() {
 bool App::step_once() {
   State& s = *s_;
   size_t n;
-  const uint32_t* idx = s.sampler->next(n);
-  make_batch(train_, idx, n, s.preset, s.trainer->rng, s.input, s.target);
+  const uint32_t* pos = s.sampler->next(n);
+  std::vector<uint32_t>& idx = s.batch_idx;
+  idx.resize(n);
+  for (size_t i = 0; i < n; ++i) idx[i] = s.train_map[pos[i]];
+  make_batch(train_, idx.data(), n, s.preset, s.trainer->rng, s.input, s.target);
   try {
     LossTerms L = s.trainer->train_step(s.input, s.target);
     ++s.step;
@@ -341,7 +408,7 @@ void App::start_views() {
   j.step = s.step;
   j.noise = Rng(0x5eed);
   j.total = j.kl = 0;
-  j.n_view = std::min(kViewImages, test_.count);
+  j.n_view = std::min(view_images, test_.count);
   j.code_dim = j.model->code_size();
   j.codes.assign(j.n_view * j.code_dim, 0.f);
   j.errors.assign(j.n_view, 0.f);
@@ -377,7 +444,7 @@ bool App::step_views(double budget_ms) {
   for (;;) {
     auto tc = Clock::now();
     if (j.stage == 0) {  // test loss, like evaluate(): eval mode, corruption from a fixed seed
-      size_t n_eval = std::min(kEvalImages, test_.count), n = std::min(B, n_eval - j.pos);
+      size_t n_eval = std::min(eval_images, test_.count), n = std::min(B, n_eval - j.pos);
       for (size_t i = 0; i < n; ++i) idx[i] = uint32_t(j.pos + i);
       make_batch(test_, idx.data(), n, s.preset, j.noise, x, clean);  // the corruption as set now
       LossTerms L = j.trainer->forward_backward(x, clean, false, false);
@@ -391,13 +458,20 @@ bool App::step_views(double budget_ms) {
       std::copy(z.data(), z.data() + n * j.code_dim, j.codes.data() + j.pos * j.code_dim);
       Tensor y = m.decode(z);
       per_image_mse(x, y, n, j.errors.data() + j.pos);
-      if ((j.pos += n) >= j.n_view) j.stage = s.anomaly_mode == 0 ? 2 : 3, j.pos = 0;
-    } else if (j.stage == 2) {  // uniform-noise images, the out-of-distribution set of the anomaly panel
-      const size_t total = 500, n = std::min(B, total - j.pos);
-      Rng r(99 + j.pos);
+      bool outliers = s.anomaly_mode == 0 || (s.anomaly_mode == 2 && s.ood.count > 0);
+      if ((j.pos += n) >= j.n_view) j.stage = outliers ? 2 : 3, j.pos = 0;
+    } else if (j.stage == 2) {  // the out-of-distribution set of the anomaly panel: noise or Fashion-MNIST images
+      const bool fashion = s.anomaly_mode == 2 && s.ood.count > 0;
+      const size_t total = fashion ? std::min<size_t>(1000, s.ood.count) : 500, n = std::min(B, total - j.pos);
       const float lo = range_min(p.normalize), hi = range_max(p.normalize);
       Tensor noise(m.input_shape(n));
-      for (float& v : noise) v = lo + (hi - lo) * r.uniform();
+      if (fashion) {
+        for (size_t i = 0; i < n; ++i) idx[i] = uint32_t(j.pos + i);
+        fill_batch(s.ood, idx.data(), n, p.normalize, noise);
+      } else {
+        Rng r(99 + j.pos);
+        for (float& v : noise) v = lo + (hi - lo) * r.uniform();
+      }
       Tensor y = m.reconstruct(noise);
       j.noise_errors.resize(j.pos + n);
       per_image_mse(noise, y, n, j.noise_errors.data() + j.pos);
@@ -513,13 +587,27 @@ void App::finish_views() {
     }
     // Out-of-distribution scores: uniform noise images, or one digit against the others.
     std::vector<float> pos, neg;
-    if (s.anomaly_mode == 0) {
+    if (s.anomaly_mode != 1) {
       pos = s.noise_errors;
       neg = s.errors;
     } else if (!test_.labels.empty()) {
       for (size_t i = 0; i < s.n_view; ++i) (test_.labels[i] == s.held_digit ? pos : neg).push_back(s.errors[i]);
     }
     s.auc = pos.empty() || neg.empty() ? NAN : roc_auc(pos, neg);
+    // ROC curve: sweep the threshold down through every score.
+    s.roc.clear();
+    if (!pos.empty() && !neg.empty()) {
+      std::vector<std::pair<float, int>> all;
+      for (float v : pos) all.push_back({v, 1});
+      for (float v : neg) all.push_back({v, 0});
+      std::sort(all.begin(), all.end(), [](auto& a, auto& b) { return a.first > b.first; });
+      size_t tp = 0, fp = 0, stride = std::max<size_t>(1, all.size() / 200);
+      s.roc.push_back(ImVec2(0, 0));
+      for (size_t i = 0; i < all.size(); ++i) {
+        (all[i].second ? tp : fp)++;
+        if (i % stride == 0 || i + 1 == all.size()) s.roc.push_back(ImVec2(float(fp) / neg.size(), float(tp) / pos.size()));
+      }
+    }
   }
 
   // First-layer weights as pictures.
@@ -578,9 +666,10 @@ json App::command(const json& cmd) {
     const json& v = cmd.at(key);
     double d = v.is_number() ? v.get<double>() : NAN;
     if (v.is_string()) {  // URL parameters arrive as strings
+      const std::string& text = v.get_ref<const std::string&>();
       char* end = nullptr;
-      d = std::strtod(v.get<std::string>().c_str(), &end);
-      if (end == v.get<std::string>().c_str() || *end) d = NAN;
+      d = std::strtod(text.c_str(), &end);
+      if (end == text.c_str() || *end) d = NAN;
     }
     if (!(d >= lo && d <= hi)) {
       char range[96];
@@ -601,7 +690,8 @@ json App::command(const json& cmd) {
     return -1;
   };
   static const char* known[] = {"preset", "lr", "batch", "seed", "beta", "l1", "optimizer", "panels", "compact",
-                                "autostart", "train", "pause", "step", "reset", "corruption", "noise", "epochs"};
+                                "autostart", "train", "pause", "step", "reset", "corruption", "noise", "epochs", "code",
+                                "holdout", "anomaly"};
   for (auto it = cmd.begin(); it != cmd.end(); ++it)
     if (std::find_if(std::begin(known), std::end(known), [&](const char* k) { return it.key() == k; }) == std::end(known))
       errors.push_back("unknown setting '" + it.key() + "'");
@@ -634,6 +724,20 @@ json App::command(const json& cmd) {
   if (number("noise", 0, 10, d)) p.corruption.type = d > 0 ? "gaussian" : "none", p.corruption.std = float(d);
   uint64_t seed = s.seed;
   if (number("seed", 0, 4294967295.0, d)) seed = uint64_t(d);
+  if (number("code", 1, 4096, d)) {
+    if (with_code_size(p, size_t(d))) new_model = true;
+    else errors.push_back("code: this model's code size cannot be changed here (edit its layers instead)");
+  }
+  int anomaly = s.anomaly_mode;
+  if (cmd.contains("anomaly")) {
+    const json& v = cmd.at("anomaly");
+    if (v == "noise") anomaly = 0;
+    else if (v == "digit") anomaly = 1;
+    else if (v == "fashion") anomaly = 2;
+    else errors.push_back("anomaly must be \"noise\", \"digit\" or \"fashion\", got " + v.dump());
+  }
+  int holdout = s.held_out;
+  if (number("holdout", -1, 9, d)) holdout = int(d);
   if (cmd.contains("optimizer")) {
     const json& v = cmd.at("optimizer");
     if (v == "adam" || v == "sgd") p.optimizer.type = v.get<std::string>();
@@ -673,6 +777,12 @@ json App::command(const json& cmd) {
   bool hyper_changed = p.optimizer.lr != s.preset.optimizer.lr || p.loss.beta != s.preset.loss.beta ||
                        p.loss.l1 != s.preset.loss.l1 || p.training.batch_size != s.preset.training.batch_size;
   bool optimizer_changed = p.optimizer.type != s.preset.optimizer.type;
+  if (holdout != s.held_out) s.held_out = holdout, new_model = true;
+  if (anomaly != s.anomaly_mode) {
+    s.anomaly_mode = anomaly;
+    s.views_dirty = true;
+    if (anomaly == 2 && s.ood.count == 0) ood_requested = true;
+  }
   if (new_model || optimizer_changed) {
     std::string err;
     s.seed = seed;
@@ -731,6 +841,12 @@ json App::status() const {
           {"compact", compact},
           {"simd", simd_arch_name()},
           {"parameters", s.model->parameter_count()},
+          {"codeSize", s.model->code_size()},
+          {"holdout", s.held_out},
+          {"trainImages", s.train_map.size()},
+          {"anomaly", s.anomaly_mode == 0 ? "noise" : s.anomaly_mode == 1 ? "digit" : "fashion"},
+          {"anomalyAuc", num(s.auc)},
+          {"oodImages", s.ood.count},
           {"message", message}};
 }
 
@@ -778,7 +894,8 @@ void App::load_weights_bytes(const std::vector<uint8_t>& bytes, const std::strin
   s.trainer = std::move(trainer);
   s.json_text = preset_to_json(p).dump(2);
   s.code_text = pytorch_code(p);
-  if (has_data()) s.sampler = std::make_unique<BatchSampler>(train_.count, p.training.batch_size, true, s.seed + 2);
+  rebuild_train_map();
+  if (has_data()) s.sampler = std::make_unique<BatchSampler>(s.train_map.size(), p.training.batch_size, true, s.seed + 2);
   s.step = size_t(s.trainer->optimizer.steps());
   s.views_dirty = true;
   for (const auto& q : s.presets)
@@ -966,6 +1083,34 @@ static bool begin_panel(int id, bool* open) {
   return ImGui::Begin(kPanelTitles[id], open);
 }
 
+// The same model with another code size: the last encoder (or mu/logvar) Linear/Conv2d producing the code, the
+// BatchNorm after it and the first decoder layer consuming it all change together. False if no such layers.
+static bool with_code_size(Preset& p, size_t d) {
+  auto resize_last = [&](nlohmann::json& seq) {
+    for (size_t i = seq.size(); i-- > 0;) {
+      nlohmann::json& l = seq[i];
+      const std::string t = l["type"];
+      if (t == "Linear" || t == "Conv2d") {
+        l[t == "Linear" ? "out_features" : "out_channels"] = d;
+        for (size_t k = i + 1; k < seq.size(); ++k)
+          if (seq[k]["type"] == "BatchNorm1d" || seq[k]["type"] == "BatchNorm2d") seq[k]["num_features"] = d;
+        return true;
+      }
+      if (t == "ConvTranspose2d" || t == "Unflatten" || t == "Upsample") return false;
+    }
+    return false;
+  };
+  bool ok = p.is_vae() ? resize_last(p.mu) && resize_last(p.logvar) : resize_last(p.encoder);
+  if (!ok) return false;
+  for (auto& l : p.decoder) {
+    const std::string t = l["type"];
+    if (t == "Linear") return l["in_features"] = d, true;
+    if (t == "Conv2d" || t == "ConvTranspose2d") return l["in_channels"] = d, true;
+    if (t == "Unflatten") return false;
+  }
+  return false;
+}
+
 // A layer's arguments in a few characters: "1->16 k3 p1", "784->32", "x2", "p=0.5".
 static std::string layer_args(const nlohmann::json& spec) {
   std::string out;
@@ -1046,6 +1191,23 @@ void App::panel_model() {
     rows(m.decoder, z);
     ImGui::EndTable();
   }
+  {
+    // Code size: under- vs over-complete codes (lesson 002), a 2-d code to plot directly, a wider conv code.
+    Preset p = s.preset;
+    size_t cur = m.code_shape(1)[1];
+    int d = int(cur);
+    bool can = with_code_size(p, cur);
+    if (!can) ImGui::BeginDisabled();
+    ImGui::SetNextItemWidth(120);
+    if (ImGui::InputInt(m.code_shape(1)[2] > 1 ? "code channels" : "code size", &d) && d >= 1 && d <= 4096 && size_t(d) != cur) {
+      p = s.preset;
+      std::string err;
+      if (with_code_size(p, size_t(d)) && !select_preset(p, &err)) message = err;
+    }
+    if (!can) ImGui::EndDisabled();
+    help_marker("Changes the layer that makes the code and the first decoder layer together (2 = plot the code "
+                "directly; larger than the input = over-complete). Training starts over.");
+  }
   if (ImGui::CollapsingHeader("Edit the model (JSON)")) {
     ImGui::TextDisabled("Layers, loss, optimizer, corruption: the preset format (assets/presets/README.md).");
     ImGui::InputTextMultiline("##json", &s.json_text, ImVec2(-1, ImGui::GetTextLineHeight() * 14));
@@ -1075,9 +1237,12 @@ void App::panel_data() {
   State& s = *s_;
   if (!begin_panel(kPanelData, &show_panel[kPanelData])) return ImGui::End();
   if (has_data())
-    ImGui::Text("MNIST: %zu training, %zu test images (%zux%zu, kept as bytes)", train_.count, test_.count, train_.rows, train_.cols);
+    ImGui::Text("%zu training, %zu test images (%zux%zu, kept as bytes)", train_.count, test_.count, train_.rows, train_.cols);
   else
     ImGui::TextUnformatted(loading_.empty() ? "No data loaded." : loading_.c_str());
+  if (ImGui::Button("Use your own IDX files ...")) upload_requested = true;
+  help_marker("Pick or drop IDX files (raw or .gz) like MNIST's: images and labels, for the training set or the test "
+              "set (file names with 't10k' or 'test'). 28x28 images only.");
   int norm = s.preset.normalize == Normalization::MinusOneOne;
   const char* norms[] = {"[0, 1]  (pixels / 255)", "[-1, 1]  (Normalize(0.5, 0.5))"};
   ImGui::SetNextItemWidth(220);
@@ -1087,6 +1252,14 @@ void App::panel_data() {
     std::string err;
     if (!select_preset(p, &err)) message = err;
   }
+  int held = s.held_out + 1;
+  ImGui::SetNextItemWidth(220);
+  if (ImGui::Combo("leave out of training", &held, "nothing\0digit 0\0digit 1\0digit 2\0digit 3\0digit 4\0digit 5\0"
+                                                     "digit 6\0digit 7\0digit 8\0digit 9\0")) {
+    s.held_out = held - 1;
+    reset_training();
+  }
+  help_marker("Train without one digit, then ask the anomaly panel whether its reconstruction error gives it away.");
   CorruptionConfig& c = s.preset.corruption;
   static const char* types[] = {"none", "gaussian", "dropout", "salt_pepper", "occlusion", "downsample"};
   int t = int(std::find(std::begin(types), std::end(types), c.type) - std::begin(types));
@@ -1543,17 +1716,46 @@ void App::panel_anomaly() {
   ImGui::TextDisabled("The 16 worst-reconstructed test digits:");
   s.worst.show(tex_, 1.5f);
   ImGui::SeparatorText("Separate normal from abnormal");
-  bool ch = ImGui::RadioButton("uniform-noise images", &s.anomaly_mode, 0);
+  bool ch = ImGui::RadioButton("noise images", &s.anomaly_mode, 0);
   ImGui::SameLine();
   ch |= ImGui::RadioButton("one digit vs the rest", &s.anomaly_mode, 1);
+  ImGui::SameLine();
+  ch |= ImGui::RadioButton("Fashion-MNIST", &s.anomaly_mode, 2);
   if (s.anomaly_mode == 1) {
     ImGui::SetNextItemWidth(100);
     ch |= ImGui::SliderInt("digit", &s.held_digit, 0, 9);
+    ImGui::SameLine();
+    if (s.held_out == s.held_digit) {
+      ImGui::TextDisabled("(held out of training)");
+    } else if (ImGui::SmallButton("hold it out of training")) {
+      s.held_out = s.held_digit;
+      reset_training();
+      message = "Training now leaves out every " + std::to_string(s.held_out) + ": train, then see how well its "
+                "reconstruction error separates it from the other digits.";
+    }
+  }
+  if (s.anomaly_mode == 2 && s.ood.count == 0) {
+    ood_requested = true;
+    ImGui::TextDisabled("loading Fashion-MNIST test images ...");
   }
   if (ch) s.views_dirty = true;
-  ImGui::Text("ROC AUC %.3f", s.auc);
-  help_marker("Area under the ROC curve of the reconstruction error as a score: 1 separates perfectly, 0.5 is "
-              "chance. With 'one digit vs the rest', train on a preset and see whether some digits are harder.");
+  const char* what = s.anomaly_mode == 0 ? "uniform-noise images" : s.anomaly_mode == 2 ? "Fashion-MNIST images"
+                                                                   : "the chosen digit";
+  ImGui::Text("ROC AUC %.3f  (%s vs test digits)", s.auc, what);
+  help_marker("The reconstruction error as an anomaly score. The ROC curve plots the share of anomalies caught "
+              "(up) against the share of normal digits wrongly flagged (right) as the threshold falls; its area is 1 "
+              "for perfect separation and 0.5 for chance.");
+  if (!s.roc.empty()) {
+    float side = std::min(160.f, ImGui::GetContentRegionAvail().x);
+    ImVec2 p0 = ImGui::GetCursorScreenPos();
+    ImDrawList* dl = ImGui::GetWindowDrawList();
+    dl->AddRectFilled(p0, ImVec2(p0.x + side, p0.y + side), IM_COL32(20, 20, 24, 255));
+    dl->AddLine(ImVec2(p0.x, p0.y + side), ImVec2(p0.x + side, p0.y), IM_COL32(90, 90, 90, 255));
+    std::vector<ImVec2> pts;
+    for (ImVec2 r : s.roc) pts.push_back(ImVec2(p0.x + r.x * side, p0.y + (1 - r.y) * side));
+    dl->AddPolyline(pts.data(), int(pts.size()), IM_COL32(255, 200, 60, 255), 0, 2.f);
+    ImGui::Dummy(ImVec2(side, side));
+  }
   ImGui::End();
 }
 
@@ -1571,7 +1773,7 @@ void App::panel_inside() {
   if (std::isnan(s.pca_mse)) {
     if (ImGui::Button(("Compute PCA with k = " + std::to_string(k)).c_str()) && has_data()) {
       Pca p = fit_pca(train_, s.preset.normalize, k, 5000, 1);
-      s.pca_mse = pca_reconstruction_mse(p, test_, s.preset.normalize, kViewImages);
+      s.pca_mse = pca_reconstruction_mse(p, test_, s.preset.normalize, view_images);
       s.pca_k = k;
     }
   } else {

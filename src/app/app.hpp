@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/data.hpp"
+#include "core/idx.hpp"
 #include "core/model.hpp"
 #include "core/pca.hpp"
 #include "core/train.hpp"
@@ -68,6 +69,9 @@ class App {
   // Weights with optimizer state as safetensors bytes; loading keeps the current model on any error.
   std::vector<uint8_t> save_weights_bytes() const;
   void load_weights_bytes(const std::vector<uint8_t>& bytes, const std::string& name);  // throws on bad input
+  // A user's own IDX file (images or labels, raw or .gz; 't10k'/'test' in the name means the test set). Once both
+  // halves of a set are in, they replace it. Throws on bad input, changing nothing.
+  void load_data_file(const std::vector<uint8_t>& bytes, const std::string& name);
 
   // The whole session (weights, optimizer state, preset, seed, step, loss curves) for the browser's autosave, and
   // back. restore_session throws on anything malformed or from another version, changing nothing.
@@ -79,13 +83,17 @@ class App {
   void refresh_views();  // test loss, reconstructions, latent codes, anomaly scores: all now (tests)
 
   double train_budget_ms = 20;  // training per frame
-  double view_budget_ms = 8;    // refreshing the views per frame (twice that when not training)
+  double view_budget_ms = 8;
+  size_t view_images = 2000;  // test images encoded for the latent, anomaly and ROC views
+  size_t eval_images = 1000;  // test images behind the live test loss    // refreshing the views per frame (twice that when not training)
   bool show_panel[kPanelCount];
   bool compact = false;
   std::string message;  // last error or notice, shown in the status bar
   std::string download_request_name;           // set when the user asks to download weights; the driver takes it
   std::vector<uint8_t> download_request_bytes;
   bool upload_requested = false;
+  bool ood_requested = false;  // the anomaly panel wants Fashion-MNIST: the driver loads it and calls set_ood
+  void set_ood(Dataset fashion_test);
   std::string link_request;  // URL query of the current settings, for the driver to put on the clipboard
   // The current settings as URL parameters ("preset=conv&lr=0.001&..."), the page's "Copy link".
   std::string config_query() const;
@@ -104,6 +112,7 @@ class App {
   void reset_training();
   void apply_hyper_parameters();
   bool step_once();
+  void rebuild_train_map();
   void start_views();
   bool step_views(double budget_ms);
   void finish_views();

@@ -126,7 +126,10 @@ int main(int argc, char** argv) {
       auto* a = static_cast<aep::App*>(glfwGetWindowUserPointer(w));
       for (int i = 0; i < n; ++i) {
         try {
-          a->load_weights_bytes(aep::read_file(paths[i]), paths[i]);
+          std::string path = paths[i];
+          bool weights = path.size() > 12 && path.compare(path.size() - 12, 12, ".safetensors") == 0;
+          if (weights) a->load_weights_bytes(aep::read_file(path), path);
+          else a->load_data_file(aep::read_file(path), path);
         } catch (const std::exception& e) {
           a->message = std::string("Could not load ") + paths[i] + ": " + e.what();
         }
@@ -173,6 +176,15 @@ int main(int argc, char** argv) {
         ImGui::SetClipboardText(app.link_request.c_str());
         app.message = "Copied the settings as URL parameters: ?" + app.link_request;
         app.link_request.clear();
+      }
+      if (app.ood_requested) {
+        const char* dir = "/usr/share/datasets/fashion-mnist";  // Debian's dataset-fashion-mnist
+        try {
+          app.set_ood(aep::load_mnist(dir, false));
+        } catch (const std::exception& e) {
+          app.message = std::string("Fashion-MNIST: ") + e.what() + " (apt-get install dataset-fashion-mnist)";
+          app.ood_requested = false;
+        }
       }
       if (app.upload_requested) {
         app.message = "On the desktop, drop a .safetensors file on the window to load it.";

@@ -74,6 +74,11 @@ void main_loop() {
     EM_ASM({ Module.aepCopyLink(UTF8ToString($0)); }, g_app->link_request.c_str());
     g_app->link_request.clear();
   }
+  static bool ood_started = false;
+  if (g_app->ood_requested && !ood_started) {
+    ood_started = true;
+    EM_ASM({ Module.aepLoadOod(); });
+  }
   if (g_app->upload_requested) {
     EM_ASM({ Module.aepOpenFile(); });
     g_app->upload_requested = false;
@@ -104,12 +109,37 @@ EMSCRIPTEN_KEEPALIVE const char* aep_set_data(const uint8_t* train_images, size_
   }
 }
 
+// Fashion-MNIST test images and labels (gzip), for the anomaly panel's out-of-distribution mode.
+EMSCRIPTEN_KEEPALIVE const char* aep_set_ood(const uint8_t* images, size_t n_images, const uint8_t* labels, size_t n_labels) {
+  try {
+    using namespace aep;
+    g_app->set_ood(make_dataset(parse_idx_images(images, n_images, "fashion-t10k-images-idx3-ubyte.gz"),
+                                parse_idx_labels(labels, n_labels, "fashion-t10k-labels-idx1-ubyte.gz"),
+                                "fashion-t10k-images-idx3-ubyte.gz", "fashion-t10k-labels-idx1-ubyte.gz", "fashion"));
+    return reply("");
+  } catch (const std::exception& e) {
+    g_app->message = std::string("Fashion-MNIST: ") + e.what();
+    return reply(e.what());
+  }
+}
+
 EMSCRIPTEN_KEEPALIVE void aep_set_loading(const char* text) { g_app->set_status_line(text); }
 
 // A weights file the user dropped or picked; returns "" or the error (the current model is kept on error).
 EMSCRIPTEN_KEEPALIVE const char* aep_load_weights(const uint8_t* data, size_t n, const char* name) {
   try {
     g_app->load_weights_bytes(std::vector<uint8_t>(data, data + n), name);
+    return reply("");
+  } catch (const std::exception& e) {
+    g_app->message = std::string("Could not load ") + name + ": " + e.what();
+    return reply(g_app->message);
+  }
+}
+
+// A user's IDX file (images or labels, raw or gzip); returns "" or the error (nothing changes on error).
+EMSCRIPTEN_KEEPALIVE const char* aep_load_data_file(const uint8_t* data, size_t n, const char* name) {
+  try {
+    g_app->load_data_file(std::vector<uint8_t>(data, data + n), name);
     return reply("");
   } catch (const std::exception& e) {
     g_app->message = std::string("Could not load ") + name + ": " + e.what();
