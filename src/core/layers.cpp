@@ -1,4 +1,5 @@
-// Forward and backward of every layer. Dense and convolution layers go through gemm(); the rest are single
+// Forward and backward of every layer. Dense layers and general convolutions go through gemm(), stride-1 and
+// kernel == stride convolutions through direct kernels (conv_kernels.hpp); the rest are single
 // passes over contiguous memory that the compiler vectorizes (Sigmoid and Tanh use mathfn.hpp's exp).
 #include "core/layers.hpp"
 
@@ -10,6 +11,7 @@
 #include <stdexcept>
 #include <xsimd/xsimd.hpp>
 
+#include "core/conv_kernels.hpp"
 #include "core/gemm.hpp"
 #include "core/mathfn.hpp"
 
@@ -283,11 +285,37 @@ Shape Conv2d::output_shape(const Shape& in) const {
   return {in[0], out_channels, g.OH, g.OW};
 }
 
+// Stride 1: direct kernel over the padded image (conv_kernels.hpp). Weights packed [Cin * k * k][Cout].
 void Conv2d::forward(const Tensor& x, Tensor& y, const RunContext&) {
   const Shape& in = x.shape();
   ConvGeometry g = geometry(in);
   const size_t B = in[0], plane = g.OH * g.OW, ckk = in_channels * kernel_size * kernel_size;
   ensure_shape(y, {B, out_channels, g.OH, g.OW});
+  if (stride == 1) {
+    FlatConv f = flat_conv(g.H + 2 * padding, g.W + 2 * padding, kernel_size);
+    wpk_.resize(ckk * out_channels);
+    for (size_t co = 0; co < out_channels; ++co)
+      for (size_t t = 0; t < ckk; ++t) wpk_[t * out_channels + co] = params[0].value[co * ckk + t];
+    pad_.resize(in_channels * f.in_plane);
+    flat_.resize(out_channels * f.out_plane);
+    for (size_t b = 0; b < B; ++b) {
+      pad_image(sample(x, b), in_channels, g.H, g.W, padding, f, pad_.data());
+      conv_s1_flat(pad_.data(), in_channels, wpk_.data(), out_channels, f, flat_.data());
+      float* yb = sample(y, b);
+      for (size_t co = 0; co < out_channels; ++co) {
+        float bias = has_bias ? params[1].value[co] : 0.f;
+        for (size_t oh = 0; oh < g.OH; ++oh) {
+          const float* src = flat_.data() + co * f.out_plane + oh * f.Wp;
+          float* dst = yb + (co * g.OH + oh) * g.OW;
+          if (has_bias)
+            for (size_t ow = 0; ow < g.OW; ++ow) dst[ow] = src[ow] + bias;
+          else
+            std::memcpy(dst, src, g.OW * sizeof(float));
+        }
+      }
+    }
+    return;
+  }
   col_.resize(ckk * plane);
   for (size_t b = 0; b < B; ++b) {
     im2col(sample(x, b), g, col_.data());
@@ -297,11 +325,61 @@ void Conv2d::forward(const Tensor& x, Tensor& y, const RunContext&) {
   if (has_bias) add_channel_bias(y.data(), params[1].value, B, out_channels, plane);
 }
 
+// dst[c][i * g.Wp + j] = img[c][i][j] for i < g.OH, j < g.OW; zero elsewhere (planes of g.out_plane floats).
+static void to_flat_grid(const float* img, size_t C, const FlatConv& g, float* dst) {
+  for (size_t c = 0; c < C; ++c) {
+    float* d = dst + c * g.out_plane;
+    std::fill(d, d + g.out_plane, 0.f);
+    for (size_t i = 0; i < g.OH; ++i) std::memcpy(d + i * g.Wp, img + (c * g.OH + i) * g.OW, g.OW * sizeof(float));
+  }
+}
+
+// dW[a][c][ki][kj] += sum over the grid of grid[a][o] * padded[c][o + ki * Wp + kj]: the weight gradient of a
+// stride-1 convolution whose output gradient (Conv2d) or input (ConvTranspose2d) lies on the flat grid.
+static void flat_weight_grad(const float* grid, size_t A, const float* padded, size_t C, const FlatConv& g,
+                             float* dW) {
+  const size_t k = g.k;
+  for (size_t a = 0; a < A; ++a)
+    for (size_t c = 0; c < C; ++c)
+      for (size_t ki = 0; ki < k; ++ki)
+        for (size_t kj = 0; kj < k; ++kj)
+          dW[((a * C + c) * k + ki) * k + kj] +=
+              dot16(grid + a * g.out_plane, padded + c * g.in_plane + ki * g.Wp + kj, g.out_plane);
+}
+
 void Conv2d::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor& dx) {
   const Shape& in = x.shape();
   ConvGeometry g = geometry(in);
   const size_t B = in[0], plane = g.OH * g.OW, ckk = in_channels * kernel_size * kernel_size;
   ensure_shape(dx, in);
+  if (stride == 1) {
+    // dx: the full correlation of dy (padded by k - 1 - padding) with the flipped kernel, W as [Cout * k * k][Cin].
+    const size_t k = kernel_size, pb = k - 1 - padding;
+    FlatConv f = flat_conv(g.H + 2 * padding, g.W + 2 * padding, k);
+    FlatConv fb = flat_conv(g.OH + 2 * pb, g.OW + 2 * pb, k);
+    wpk_.resize(ckk * out_channels);
+    for (size_t co = 0; co < out_channels; ++co)
+      for (size_t ci = 0; ci < in_channels; ++ci)
+        for (size_t q = 0; q < k; ++q)
+          for (size_t r = 0; r < k; ++r)
+            wpk_[((co * k + q) * k + r) * in_channels + ci] =
+                params[0].value[((co * in_channels + ci) * k + (k - 1 - q)) * k + (k - 1 - r)];
+    pad_.resize(std::max(in_channels * f.in_plane, out_channels * fb.in_plane));
+    flat_.resize(std::max(out_channels * f.out_plane, in_channels * fb.out_plane));
+    for (size_t b = 0; b < B; ++b) {
+      pad_image(sample(dy, b), out_channels, g.OH, g.OW, pb, fb, pad_.data());
+      conv_s1_flat(pad_.data(), out_channels, wpk_.data(), in_channels, fb, flat_.data());
+      float* dxb = sample(dx, b);
+      for (size_t ci = 0; ci < in_channels; ++ci)
+        for (size_t i = 0; i < g.H; ++i)
+          std::memcpy(dxb + (ci * g.H + i) * g.W, flat_.data() + ci * fb.out_plane + i * fb.Wp, g.W * sizeof(float));
+      pad_image(sample(x, b), in_channels, g.H, g.W, padding, f, pad_.data());
+      to_flat_grid(sample(dy, b), out_channels, f, flat_.data());
+      flat_weight_grad(flat_.data(), out_channels, pad_.data(), in_channels, f, params[0].grad);
+    }
+    if (has_bias) accumulate_channel_sums(dy.data(), params[1].grad, B, out_channels, plane);
+    return;
+  }
   std::fill(dx.begin(), dx.end(), 0.f);
   col_.resize(ckk * plane);
   dcol_.resize(ckk * plane);
@@ -361,6 +439,31 @@ void ConvTranspose2d::forward(const Tensor& x, Tensor& y, const RunContext&) {
   ConvGeometry g = geometry(in);
   const size_t B = in[0], hw = in[2] * in[3], okk = out_channels * kernel_size * kernel_size;
   ensure_shape(y, {B, out_channels, g.H, g.W});
+  if (direct()) {
+    // kernel_size == stride: windows do not overlap. col[tap][ij] = sum over ci (in order) of W[ci][tap] * x[ci][ij],
+    // then each output pixel is one col entry (+ bias): y[co][i * k + a][j * k + c] = col[(co, a, c)][i * W + j].
+    const size_t k = kernel_size, IW = in[3];
+    col_.resize(okk * hw);
+    for (size_t b = 0; b < B; ++b) {
+      const float* xb = sample(x, b);
+      std::fill(col_.begin(), col_.end(), 0.f);
+      for (size_t t = 0; t < okk; ++t)
+        for (size_t ci = 0; ci < in_channels; ++ci) axpy(params[0].value[ci * okk + t], xb + ci * hw, col_.data() + t * hw, hw);
+      float* yb = sample(y, b);
+      for (size_t co = 0; co < out_channels; ++co) {
+        float bias = has_bias ? params[1].value[co] : 0.f;
+        for (size_t a = 0; a < k; ++a)
+          for (size_t c = 0; c < k; ++c) {
+            const float* src = col_.data() + ((co * k + a) * k + c) * hw;
+            for (size_t i = 0; i < in[2]; ++i) {
+              float* dst = yb + (co * g.H + i * k + a) * g.W + c;
+              for (size_t j = 0; j < IW; ++j) dst[j * k] = src[i * IW + j] + bias;
+            }
+          }
+      }
+    }
+    return;
+  }
   std::fill(y.begin(), y.end(), 0.f);
   col_.resize(okk * hw);
   for (size_t b = 0; b < B; ++b) {
@@ -376,6 +479,40 @@ void ConvTranspose2d::backward(const Tensor& x, const Tensor&, const Tensor& dy,
   ConvGeometry g = geometry(in);
   const size_t B = in[0], hw = in[2] * in[3], okk = out_channels * kernel_size * kernel_size;
   ensure_shape(dx, in);
+  if (direct()) {
+    // Gather dy into per-tap planes (zero-padded to a multiple of 16), then dx[ci] = sum over taps of W[ci][tap] *
+    // plane, and dW[ci][tap] += dot(x[ci], plane).
+    const size_t k = kernel_size, IW = in[3], hwr = (hw + 15) / 16 * 16;
+    col_.assign(okk * hwr, 0.f);
+    xs_.assign(in_channels * hwr, 0.f);
+    for (size_t b = 0; b < B; ++b) {
+      const float* dyb = sample(dy, b);
+      for (size_t co = 0; co < out_channels; ++co)
+        for (size_t a = 0; a < k; ++a)
+          for (size_t c = 0; c < k; ++c) {
+            float* dst = col_.data() + ((co * k + a) * k + c) * hwr;
+            for (size_t i = 0; i < in[2]; ++i) {
+              const float* src = dyb + (co * g.H + i * k + a) * g.W + c;
+              for (size_t j = 0; j < IW; ++j) dst[i * IW + j] = src[j * k];
+            }
+          }
+      const float* xb = sample(x, b);
+      float* dxb = sample(dx, b);
+      for (size_t ci = 0; ci < in_channels; ++ci) {
+        std::memcpy(xs_.data() + ci * hwr, xb + ci * hw, hw * sizeof(float));
+        float* d = dxb + ci * hw;
+        std::fill(d, d + hw, 0.f);
+        const float* w = params[0].value + ci * okk;
+        float* dw = params[0].grad + ci * okk;
+        for (size_t t = 0; t < okk; ++t) {
+          axpy(w[t], col_.data() + t * hwr, d, hw);
+          dw[t] += dot16(xs_.data() + ci * hwr, col_.data() + t * hwr, hwr);
+        }
+      }
+    }
+    if (has_bias) accumulate_channel_sums(dy.data(), params[1].grad, B, out_channels, g.H * g.W);
+    return;
+  }
   col_.resize(okk * hw);
   for (size_t b = 0; b < B; ++b) {
     im2col(sample(dy, b), g, col_.data());

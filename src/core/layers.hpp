@@ -101,6 +101,7 @@ class Conv2d : public Layer {
  private:
   ConvGeometry geometry(const Shape& in) const;
   std::vector<float> col_, dcol_;
+  std::vector<float> pad_, flat_, wpk_;  // direct stride-1 kernels (conv_kernels.hpp)
 };
 
 class ConvTranspose2d : public Layer {
@@ -114,7 +115,8 @@ class ConvTranspose2d : public Layer {
 
  private:
   ConvGeometry geometry(const Shape& in) const;  // image = this layer's output
-  std::vector<float> col_;
+  bool direct() const { return kernel_size == stride && padding == 0 && output_padding == 0; }
+  std::vector<float> col_, xs_;  // direct kernel_size == stride path: per-tap planes, padded input copy
 };
 
 class MaxPool2d : public Layer {

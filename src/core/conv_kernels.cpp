@@ -1,0 +1,93 @@
+// Direct convolution kernels (see conv_kernels.hpp): a register tile of 4 output channels x 2 vectors of
+// positions, accumulated with separate multiply and add (no FMA, as in gemm.cpp).
+#include "core/conv_kernels.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <xsimd/xsimd.hpp>
+
+namespace aep {
+
+namespace {
+
+using batch = xsimd::batch<float>;
+constexpr size_t W = batch::size;
+static_assert(kFlatRound % (2 * W) == 0 && kFlatRound % 16 == 0, "kFlatRound must hold whole vector pairs");
+
+size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
+
+template <size_t COB>
+void conv_s1_tile(const float* in, size_t Cin, const float* w, size_t Cout, size_t co0, const FlatConv& g, float* out,
+                  size_t o) {
+  batch acc[COB][2];
+  for (size_t c = 0; c < COB; ++c) acc[c][0] = acc[c][1] = batch(0.f);
+  const size_t k = g.k, Wp = g.Wp;
+  for (size_t ci = 0; ci < Cin; ++ci) {
+    const float* src = in + ci * g.in_plane + o;
+    for (size_t ki = 0; ki < k; ++ki)
+      for (size_t kj = 0; kj < k; ++kj) {
+        const float* s = src + ki * Wp + kj;
+        batch x0 = batch::load_unaligned(s), x1 = batch::load_unaligned(s + W);
+        const float* wt = w + ((ci * k + ki) * k + kj) * Cout + co0;
+        for (size_t c = 0; c < COB; ++c) {
+          batch wc(wt[c]);
+          acc[c][0] = acc[c][0] + wc * x0;
+          acc[c][1] = acc[c][1] + wc * x1;
+        }
+      }
+  }
+  for (size_t c = 0; c < COB; ++c) {
+    float* dst = out + (co0 + c) * g.out_plane + o;
+    acc[c][0].store_unaligned(dst);
+    acc[c][1].store_unaligned(dst + W);
+  }
+}
+
+}  // namespace
+
+FlatConv flat_conv(size_t Hp, size_t Wp, size_t k) {
+  FlatConv g{Hp, Wp, k, Hp - k + 1, Wp - k + 1, 0, 0};
+  g.out_plane = round_up(g.OH * Wp, kFlatRound);
+  g.in_plane = round_up(g.out_plane + (k - 1) * Wp + k - 1, 16);
+  return g;
+}
+
+void pad_image(const float* img, size_t C, size_t H, size_t Wd, size_t pad, const FlatConv& g, float* dst) {
+  for (size_t c = 0; c < C; ++c) {
+    float* d = dst + c * g.in_plane;
+    std::fill(d, d + g.in_plane, 0.f);
+    for (size_t i = 0; i < H; ++i) std::memcpy(d + (i + pad) * g.Wp + pad, img + (c * H + i) * Wd, Wd * sizeof(float));
+  }
+}
+
+void conv_s1_flat(const float* in, size_t Cin, const float* w, size_t Cout, const FlatConv& g, float* out) {
+  for (size_t o = 0; o < g.out_plane; o += 2 * W) {
+    size_t co = 0;
+    for (; co + 4 <= Cout; co += 4) conv_s1_tile<4>(in, Cin, w, Cout, co, g, out, o);
+    for (; co < Cout; ++co) conv_s1_tile<1>(in, Cin, w, Cout, co, g, out, o);
+  }
+}
+
+float dot16(const float* a, const float* b, size_t n) {
+  constexpr size_t R = 16 / W > 0 ? 16 / W : 1;
+  static_assert(16 % W == 0, "dot16 needs a vector width dividing 16");
+  batch acc[R];
+  for (size_t r = 0; r < R; ++r) acc[r] = batch(0.f);
+  for (size_t i = 0; i < n; i += 16)
+    for (size_t r = 0; r < R; ++r)
+      acc[r] = acc[r] + batch::load_unaligned(a + i + r * W) * batch::load_unaligned(b + i + r * W);
+  alignas(64) float lanes[16];
+  for (size_t r = 0; r < R; ++r) acc[r].store_aligned(lanes + r * W);
+  float s = 0.f;
+  for (size_t l = 0; l < 16; ++l) s += lanes[l];
+  return s;
+}
+
+void axpy(float s, const float* x, float* y, size_t n) {
+  const size_t nv = n - n % W;
+  batch vs(s);
+  for (size_t i = 0; i < nv; i += W) (batch::load_unaligned(y + i) + vs * batch::load_unaligned(x + i)).store_unaligned(y + i);
+  for (size_t i = nv; i < n; ++i) y[i] += s * x[i];
+}
+
+}  // namespace aep

@@ -1,0 +1,35 @@
+// Direct SIMD kernels for the small-channel convolutions of the conv presets, where im2col + GEMM spends more
+// time copying than multiplying. Every output is a sum in one fixed order (never split by SIMD width), so
+// native and WebAssembly builds give identical results.
+#pragma once
+#include <cstddef>
+
+namespace aep {
+
+// Geometry of a stride-1 convolution computed over a zero-padded image "flat": rows of the padded image are
+// Wp wide, and output position o = oh * Wp + ow reads input o + ki * Wp + kj. The columns ow >= OW of each
+// output row are computed too and ignored: no row tails, one long vector loop per plane.
+struct FlatConv {
+  size_t Hp, Wp, k;  // padded image and kernel size
+  size_t OH, OW;     // valid output (Hp - k + 1, Wp - k + 1)
+  size_t out_plane;  // floats per output channel: OH * Wp rounded up to a multiple of kFlatRound
+  size_t in_plane;   // floats per input channel: room for every read of the rounded output
+};
+constexpr size_t kFlatRound = 32;  // a multiple of two SIMD vectors of every arch, and of dot16's 16 lanes
+FlatConv flat_conv(size_t Hp, size_t Wp, size_t k);
+
+// dst[c][(i + pad) * Wp + j + pad] = img[c][i][j], zero elsewhere; dst holds C planes of g.in_plane floats.
+void pad_image(const float* img, size_t C, size_t H, size_t W, size_t pad, const FlatConv& g, float* dst);
+
+// out[co][o] = sum over ci, ki, kj (in that order, from 0) of w[((ci * k + ki) * k + kj) * Cout + co] *
+// in[ci][o + ki * Wp + kj], for o < g.out_plane. in: [Cin][g.in_plane]; out: [Cout][g.out_plane].
+void conv_s1_flat(const float* in, size_t Cin, const float* w, size_t Cout, const FlatConv& g, float* out);
+
+// sum a[i] * b[i] for i < n (n a multiple of 16) as 16 interleaved partial sums added up in lane order: the same
+// rounding whatever the SIMD width.
+float dot16(const float* a, const float* b, size_t n);
+
+// y[i] += s * x[i]
+void axpy(float s, const float* x, float* y, size_t n);
+
+}  // namespace aep

@@ -1,0 +1,178 @@
+// Fast kernels against plain reference loops (double accumulation): the direct stride-1 convolution, the
+// fixed-lane dot product, Conv2d / ConvTranspose2d layers on the shapes that take the direct paths, and the
+// optimizer's check-before-commit step.
+#include <doctest/doctest.h>
+
+#include <cfloat>
+
+#include "core/conv_kernels.hpp"
+#include "core/optim.hpp"
+#include "test_util.hpp"
+
+using namespace aep;
+using namespace aep::test;
+using nlohmann::json;
+
+namespace {
+
+double worst_diff(const float* a, const std::vector<double>& ref) {
+  double w = 0;
+  for (size_t i = 0; i < ref.size(); ++i) w = std::max(w, std::fabs(double(a[i]) - ref[i]) / std::max(1.0, std::fabs(ref[i])));
+  return w;
+}
+
+// y = conv(x, W) + bias with PyTorch's Conv2d semantics; also dx, dW, db for a given dy.
+struct ConvRef {
+  std::vector<double> y, dx, dW, db;
+};
+ConvRef conv2d_reference(const Tensor& x, const float* W, const float* bias, const Tensor& dy, size_t Cout, size_t k,
+                         size_t s, size_t p) {
+  const size_t B = x.shape()[0], Cin = x.shape()[1], H = x.shape()[2], Wd = x.shape()[3];
+  const size_t OH = (H + 2 * p - k) / s + 1, OW = (Wd + 2 * p - k) / s + 1;
+  ConvRef r{std::vector<double>(B * Cout * OH * OW), std::vector<double>(x.size()), std::vector<double>(Cout * Cin * k * k),
+            std::vector<double>(Cout)};
+  for (size_t b = 0; b < B; ++b)
+    for (size_t co = 0; co < Cout; ++co)
+      for (size_t oh = 0; oh < OH; ++oh)
+        for (size_t ow = 0; ow < OW; ++ow) {
+          size_t yi = ((b * Cout + co) * OH + oh) * OW + ow;
+          double acc = bias[co], g = dy.data()[yi];
+          r.db[co] += g;
+          for (size_t ci = 0; ci < Cin; ++ci)
+            for (size_t ki = 0; ki < k; ++ki)
+              for (size_t kj = 0; kj < k; ++kj) {
+                long ih = long(oh * s + ki) - long(p), iw = long(ow * s + kj) - long(p);
+                if (ih < 0 || iw < 0 || ih >= long(H) || iw >= long(Wd)) continue;
+                size_t xi = ((b * Cin + ci) * H + size_t(ih)) * Wd + size_t(iw), wi = ((co * Cin + ci) * k + ki) * k + kj;
+                acc += double(W[wi]) * x.data()[xi];
+                r.dx[xi] += double(W[wi]) * g;
+                r.dW[wi] += double(x.data()[xi]) * g;
+              }
+          r.y[yi] = acc;
+        }
+  return r;
+}
+
+// PyTorch's ConvTranspose2d (W: [Cin, Cout, k, k]), output_padding 0.
+ConvRef conv_transpose2d_reference(const Tensor& x, const float* W, const float* bias, const Tensor& dy, size_t Cout,
+                                   size_t k, size_t s, size_t p) {
+  const size_t B = x.shape()[0], Cin = x.shape()[1], H = x.shape()[2], Wd = x.shape()[3];
+  const size_t OH = (H - 1) * s + k - 2 * p, OW = (Wd - 1) * s + k - 2 * p;
+  ConvRef r{std::vector<double>(B * Cout * OH * OW), std::vector<double>(x.size()), std::vector<double>(Cin * Cout * k * k),
+            std::vector<double>(Cout)};
+  for (size_t b = 0; b < B; ++b)
+    for (size_t co = 0; co < Cout; ++co)
+      for (size_t i = 0; i < OH * OW; ++i) {
+        r.y[(b * Cout + co) * OH * OW + i] = bias[co];
+        r.db[co] += dy.data()[(b * Cout + co) * OH * OW + i];
+      }
+  for (size_t b = 0; b < B; ++b)
+    for (size_t ci = 0; ci < Cin; ++ci)
+      for (size_t ih = 0; ih < H; ++ih)
+        for (size_t iw = 0; iw < Wd; ++iw)
+          for (size_t co = 0; co < Cout; ++co)
+            for (size_t ki = 0; ki < k; ++ki)
+              for (size_t kj = 0; kj < k; ++kj) {
+                long oh = long(ih * s + ki) - long(p), ow = long(iw * s + kj) - long(p);
+                if (oh < 0 || ow < 0 || oh >= long(OH) || ow >= long(OW)) continue;
+                size_t xi = ((b * Cin + ci) * H + ih) * Wd + iw, wi = ((ci * Cout + co) * k + ki) * k + kj;
+                size_t yi = ((b * Cout + co) * OH + size_t(oh)) * OW + size_t(ow);
+                r.y[yi] += double(W[wi]) * x.data()[xi];
+                r.dx[xi] += double(W[wi]) * dy.data()[yi];
+                r.dW[wi] += double(x.data()[xi]) * dy.data()[yi];
+              }
+  return r;
+}
+
+void check_layer(const json& spec, const Shape& in, bool transposed) {
+  Rng rng(11);
+  BoundLayer L(spec, &rng);
+  Tensor x = random_tensor(in, rng), y, dx;
+  RunContext ctx;
+  L.layer->forward(x, y, ctx);
+  Tensor dy = random_tensor(y.shape(), rng);
+  L.layer->backward(x, y, dy, dx);
+  size_t Cout = spec.at("out_channels"), k = spec.at("kernel_size");
+  size_t s = spec.value("stride", 1), p = spec.value("padding", 0);
+  ConvRef r = transposed ? conv_transpose2d_reference(x, L.values[0].data(), L.values[1].data(), dy, Cout, k, s, p)
+                         : conv2d_reference(x, L.values[0].data(), L.values[1].data(), dy, Cout, k, s, p);
+  INFO(spec.dump() << " on " << shape_str(in));
+  REQUIRE(y.size() == r.y.size());
+  CHECK(worst_diff(y.data(), r.y) < 1e-5);
+  CHECK(worst_diff(dx.data(), r.dx) < 1e-5);
+  CHECK(worst_diff(L.grads[0].data(), r.dW) < 1e-4);
+  CHECK(worst_diff(L.grads[1].data(), r.db) < 1e-4);
+}
+
+}  // namespace
+
+TEST_CASE("conv_s1_flat matches a plain convolution on the padded grid") {
+  Rng rng(3);
+  const size_t cases[][5] = {{1, 16, 3, 30, 30}, {16, 4, 3, 16, 16}, {3, 5, 2, 7, 9}, {2, 1, 5, 9, 8}, {4, 6, 1, 5, 5}};
+  for (auto& c : cases) {
+    size_t Cin = c[0], Cout = c[1], k = c[2], Hp = c[3], Wp = c[4];
+    FlatConv g = flat_conv(Hp, Wp, k);
+    std::vector<float> in(Cin * g.in_plane, 0.f), w(Cin * k * k * Cout), out(Cout * g.out_plane);
+    for (size_t ci = 0; ci < Cin; ++ci)
+      for (size_t i = 0; i < Hp * Wp; ++i) in[ci * g.in_plane + i] = rng.uniform(-1, 1);
+    for (float& v : w) v = rng.uniform(-1, 1);
+    conv_s1_flat(in.data(), Cin, w.data(), Cout, g, out.data());
+    double worst = 0;
+    for (size_t co = 0; co < Cout; ++co)
+      for (size_t oh = 0; oh < g.OH; ++oh)
+        for (size_t ow = 0; ow < g.OW; ++ow) {
+          double acc = 0;
+          for (size_t ci = 0; ci < Cin; ++ci)
+            for (size_t ki = 0; ki < k; ++ki)
+              for (size_t kj = 0; kj < k; ++kj)
+                acc += double(w[((ci * k + ki) * k + kj) * Cout + co]) * in[ci * g.in_plane + (oh + ki) * Wp + ow + kj];
+          worst = std::max(worst, std::fabs(acc - out[co * g.out_plane + oh * Wp + ow]));
+        }
+    INFO("Cin=" << Cin << " Cout=" << Cout << " k=" << k << " " << Hp << "x" << Wp);
+    CHECK(worst < 1e-5);
+  }
+}
+
+TEST_CASE("dot16 matches a double-precision dot product") {
+  Rng rng(4);
+  for (size_t n : {16, 32, 784, 1024}) {
+    std::vector<float> a(n), b(n);
+    double ref = 0;
+    for (size_t i = 0; i < n; ++i) {
+      a[i] = rng.uniform(-1, 1);
+      b[i] = rng.uniform(-1, 1);
+      ref += double(a[i]) * b[i];
+    }
+    CHECK(std::fabs(dot16(a.data(), b.data(), n) - ref) < 1e-5 * std::sqrt(double(n)));
+  }
+}
+
+TEST_CASE("direct convolution paths match reference loops (forward, input, weight and bias gradients)") {
+  // Stride 1 (direct kernel) and stride 2 (im2col + GEMM), both models' small-channel shapes.
+  check_layer({{"type", "Conv2d"}, {"in_channels", 1}, {"out_channels", 16}, {"kernel_size", 3}, {"padding", 1}}, {3, 1, 28, 28}, false);
+  check_layer({{"type", "Conv2d"}, {"in_channels", 16}, {"out_channels", 4}, {"kernel_size", 3}, {"padding", 1}}, {2, 16, 14, 14}, false);
+  check_layer({{"type", "Conv2d"}, {"in_channels", 3}, {"out_channels", 5}, {"kernel_size", 2}}, {2, 3, 6, 7}, false);
+  check_layer({{"type", "Conv2d"}, {"in_channels", 2}, {"out_channels", 3}, {"kernel_size", 5}, {"padding", 2}}, {2, 2, 9, 8}, false);
+  check_layer({{"type", "Conv2d"}, {"in_channels", 32}, {"out_channels", 1}, {"kernel_size", 3}, {"padding", 1}}, {2, 32, 10, 10}, false);
+  check_layer({{"type", "Conv2d"}, {"in_channels", 4}, {"out_channels", 8}, {"kernel_size", 3}, {"stride", 2}, {"padding", 1}}, {2, 4, 14, 14}, false);
+  // kernel_size == stride (direct) and the general transposed convolution.
+  check_layer({{"type", "ConvTranspose2d"}, {"in_channels", 4}, {"out_channels", 16}, {"kernel_size", 2}, {"stride", 2}}, {3, 4, 7, 7}, true);
+  check_layer({{"type", "ConvTranspose2d"}, {"in_channels", 16}, {"out_channels", 1}, {"kernel_size", 2}, {"stride", 2}}, {2, 16, 14, 14}, true);
+  check_layer({{"type", "ConvTranspose2d"}, {"in_channels", 3}, {"out_channels", 2}, {"kernel_size", 3}, {"stride", 3}}, {2, 3, 4, 5}, true);
+  check_layer({{"type", "ConvTranspose2d"}, {"in_channels", 3}, {"out_channels", 4}, {"kernel_size", 3}, {"stride", 1}, {"padding", 1}}, {2, 3, 6, 6}, true);
+}
+
+TEST_CASE("try_step refuses a step that would overflow and changes nothing") {
+  OptimizerConfig c;  // Adam
+  Optimizer o(c, 3);
+  std::vector<float> p = {1.f, 2.f, 3.f}, g = {0.1f, 1e30f, -0.2f};  // g^2 overflows the second moment
+  std::vector<float> p0 = p;
+  CHECK_FALSE(o.try_step(p.data(), g.data()));
+  CHECK(p == p0);
+  CHECK(o.exp_avg == std::vector<float>(3, 0.f));
+  CHECK(o.steps() == 0);
+  g[1] = 0.3f;
+  CHECK(o.try_step(p.data(), g.data()));
+  CHECK(o.steps() == 1);
+  CHECK(p[0] < p0[0]);
+}
