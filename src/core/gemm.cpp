@@ -15,8 +15,21 @@ namespace {
 
 using batch = xsimd::batch<float>;
 constexpr size_t W = batch::size;
-constexpr size_t MR = 4;
-constexpr size_t NR = 2 * W;
+// Register tile MR rows x NV vectors. WebAssembly (16 vector registers in V8 on x86): 2 x 4 vectors of f32x4 did
+// best (issue 5's measurements, and 2x4 vs 4x2 here); natively 8 x 2 vectors (16 of the 32 AVX-512 registers)
+// measured a little ahead of 4 x 2, 6 x 2 and 4 x 4 (bench: `aep bench --only gemm`).
+// Each C element is still summed over k in order, so the tile shape never changes results.
+#ifdef AEP_GEMM_MR
+constexpr size_t MR = AEP_GEMM_MR;
+constexpr size_t NV = AEP_GEMM_NV;
+#elif defined(__EMSCRIPTEN__)
+constexpr size_t MR = 2;
+constexpr size_t NV = 4;
+#else
+constexpr size_t MR = 8;
+constexpr size_t NV = 2;
+#endif
+constexpr size_t NR = NV * W;
 constexpr size_t KC = 256;
 constexpr size_t MC = 128;
 
@@ -26,18 +39,25 @@ inline float at(const float* X, size_t ld, bool trans, size_t row, size_t col) {
   return trans ? X[col * ld + row] : X[row * ld + col];
 }
 
-// packed[(j / NR) * kc * NR + k * NR + j % NR] = op(B)[k0 + k, j], zero beyond N.
+// packed[(j / NR) * kc * NR + k * NR + j % NR] = op(B)[k0 + k, j], zero beyond N. Source rows are read
+// contiguously in both layouts; the scattered writes stay inside one L1-sized panel.
 void pack_b(bool trans_b, const float* B, size_t ldb, size_t k0, size_t kc, size_t N, float* packed) {
   for (size_t jp = 0; jp < N; jp += NR) {
     float* dst = packed + (jp / NR) * kc * NR;
     size_t nr = std::min(NR, N - jp);
+    if (trans_b) {  // op(B)[k, j] = B[j, k]
+      for (size_t j = 0; j < nr; ++j) {
+        const float* src = B + (jp + j) * ldb + k0;
+        for (size_t k = 0; k < kc; ++k) dst[k * NR + j] = src[k];
+      }
+      for (size_t j = nr; j < NR; ++j)
+        for (size_t k = 0; k < kc; ++k) dst[k * NR + j] = 0.f;
+      continue;
+    }
     for (size_t k = 0; k < kc; ++k) {
       float* row = dst + k * NR;
-      if (!trans_b && nr == NR) {
-        std::memcpy(row, B + (k0 + k) * ldb + jp, NR * sizeof(float));
-        continue;
-      }
-      for (size_t j = 0; j < nr; ++j) row[j] = at(B, ldb, trans_b, k0 + k, jp + j);
+      const float* src = B + (k0 + k) * ldb + jp;
+      std::memcpy(row, src, nr * sizeof(float));
       for (size_t j = nr; j < NR; ++j) row[j] = 0.f;
     }
   }
@@ -48,57 +68,51 @@ void pack_a(bool trans_a, const float* A, size_t lda, size_t i0, size_t mc, size
   for (size_t ip = 0; ip < mc; ip += MR) {
     float* dst = packed + (ip / MR) * kc * MR;
     size_t mr = std::min(MR, mc - ip);
-    for (size_t k = 0; k < kc; ++k) {
-      float* col = dst + k * MR;
-      for (size_t r = 0; r < mr; ++r) col[r] = at(A, lda, trans_a, i0 + ip + r, k0 + k);
-      for (size_t r = mr; r < MR; ++r) col[r] = 0.f;
+    if (trans_a) {  // op(A)[i, k] = A[k, i]: MR neighbours in one row of A
+      for (size_t k = 0; k < kc; ++k) {
+        const float* src = A + (k0 + k) * lda + i0 + ip;
+        float* col = dst + k * MR;
+        for (size_t r = 0; r < mr; ++r) col[r] = src[r];
+        for (size_t r = mr; r < MR; ++r) col[r] = 0.f;
+      }
+      continue;
     }
+    for (size_t r = 0; r < mr; ++r) {
+      const float* src = A + (i0 + ip + r) * lda + k0;
+      for (size_t k = 0; k < kc; ++k) dst[k * MR + r] = src[k];
+    }
+    for (size_t r = mr; r < MR; ++r)
+      for (size_t k = 0; k < kc; ++k) dst[k * MR + r] = 0.f;
   }
 }
 
 // C[0:mr, 0:nr] += alpha * (pa panel) * (pb panel) over kc.
 void micro_kernel(size_t kc, const float* pa, const float* pb, float alpha, float* C, size_t ldc, size_t mr,
                   size_t nr) {
-  batch c00(0.f), c01(0.f), c10(0.f), c11(0.f), c20(0.f), c21(0.f), c30(0.f), c31(0.f);
+  batch c[MR][NV];
+  for (size_t r = 0; r < MR; ++r)
+    for (size_t v = 0; v < NV; ++v) c[r][v] = batch(0.f);
   for (size_t k = 0; k < kc; ++k) {
-    batch b0 = batch::load_aligned(pb + k * NR);
-    batch b1 = batch::load_aligned(pb + k * NR + W);
+    batch b[NV];
+    for (size_t v = 0; v < NV; ++v) b[v] = batch::load_aligned(pb + k * NR + v * W);
     const float* a = pa + k * MR;
-    batch a0(a[0]), a1(a[1]), a2(a[2]), a3(a[3]);
-    c00 = c00 + a0 * b0;
-    c01 = c01 + a0 * b1;
-    c10 = c10 + a1 * b0;
-    c11 = c11 + a1 * b1;
-    c20 = c20 + a2 * b0;
-    c21 = c21 + a2 * b1;
-    c30 = c30 + a3 * b0;
-    c31 = c31 + a3 * b1;
+    for (size_t r = 0; r < MR; ++r) {
+      batch ar(a[r]);
+      for (size_t v = 0; v < NV; ++v) c[r][v] = c[r][v] + ar * b[v];
+    }
   }
   batch va(alpha);
   if (mr == MR && nr == NR) {
-    float* r0 = C;
-    float* r1 = C + ldc;
-    float* r2 = C + 2 * ldc;
-    float* r3 = C + 3 * ldc;
-    (va * c00 + batch::load_unaligned(r0)).store_unaligned(r0);
-    (va * c01 + batch::load_unaligned(r0 + W)).store_unaligned(r0 + W);
-    (va * c10 + batch::load_unaligned(r1)).store_unaligned(r1);
-    (va * c11 + batch::load_unaligned(r1 + W)).store_unaligned(r1 + W);
-    (va * c20 + batch::load_unaligned(r2)).store_unaligned(r2);
-    (va * c21 + batch::load_unaligned(r2 + W)).store_unaligned(r2 + W);
-    (va * c30 + batch::load_unaligned(r3)).store_unaligned(r3);
-    (va * c31 + batch::load_unaligned(r3 + W)).store_unaligned(r3 + W);
+    for (size_t r = 0; r < MR; ++r)
+      for (size_t v = 0; v < NV; ++v) {
+        float* dst = C + r * ldc + v * W;
+        (va * c[r][v] + batch::load_unaligned(dst)).store_unaligned(dst);
+      }
     return;
   }
   alignas(64) float tile[MR * NR];
-  (va * c00).store_aligned(tile + 0 * NR);
-  (va * c01).store_aligned(tile + 0 * NR + W);
-  (va * c10).store_aligned(tile + 1 * NR);
-  (va * c11).store_aligned(tile + 1 * NR + W);
-  (va * c20).store_aligned(tile + 2 * NR);
-  (va * c21).store_aligned(tile + 2 * NR + W);
-  (va * c30).store_aligned(tile + 3 * NR);
-  (va * c31).store_aligned(tile + 3 * NR + W);
+  for (size_t r = 0; r < MR; ++r)
+    for (size_t v = 0; v < NV; ++v) (va * c[r][v]).store_aligned(tile + r * NR + v * W);
   for (size_t r = 0; r < mr; ++r)
     for (size_t j = 0; j < nr; ++j) C[r * ldc + j] += tile[r * NR + j];
 }
