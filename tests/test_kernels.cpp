@@ -147,6 +147,48 @@ TEST_CASE("dot16 matches a double-precision dot product") {
   }
 }
 
+TEST_CASE("sum16 matches a double-precision sum, tails included") {
+  Rng rng(6);
+  for (size_t n : {1, 5, 16, 17, 196, 784}) {
+    std::vector<float> x(n);
+    double ref = 0;
+    for (float& v : x) ref += v = rng.uniform(-1, 1);
+    CHECK(std::fabs(sum16(x.data(), n) - ref) < 1e-5 * std::sqrt(double(n)));
+  }
+}
+
+TEST_CASE("MaxPool2d 2x2 matches a reference: ties keep the first, NaN propagates (the last NaN in a window)") {
+  Rng rng(8);
+  BoundLayer L(json{{"type", "MaxPool2d"}, {"kernel_size", 2}});
+  Tensor x = random_tensor({2, 3, 5, 7}, rng), y, dx;
+  for (size_t i = 0; i < x.size(); i += 5) x.data()[i] = x.data()[i + 1];  // ties
+  x.data()[1] = std::nanf("");  // window (0, 0) of the first plane holds indices 0, 1, 7, 8: two NaNs
+  x.data()[8] = std::nanf("");
+  x.data()[40] = std::nanf("");
+  L.layer->forward(x, y, RunContext{});
+  Tensor dy = random_tensor(y.shape(), rng);
+  L.layer->backward(x, y, dy, dx);
+  std::vector<double> ry(y.size()), rdx(x.size(), 0.0);
+  for (size_t bc = 0; bc < 6; ++bc)
+    for (size_t oh = 0; oh < 2; ++oh)
+      for (size_t ow = 0; ow < 3; ++ow) {
+        size_t best = bc * 35 + 2 * oh * 7 + 2 * ow;
+        for (size_t i = 0; i < 2; ++i)
+          for (size_t j = 0; j < 2; ++j) {
+            size_t idx = bc * 35 + (2 * oh + i) * 7 + 2 * ow + j;
+            float v = x.data()[idx], m = x.data()[best];
+            if (v > m || std::isnan(v)) best = idx;
+          }
+        ry[bc * 6 + oh * 3 + ow] = x.data()[best];
+        rdx[best] += dy.data()[bc * 6 + oh * 3 + ow];
+      }
+  for (size_t i = 0; i < y.size(); ++i) {
+    INFO("output " << i);
+    CHECK((std::isnan(ry[i]) ? std::isnan(y.data()[i]) : double(y.data()[i]) == ry[i]));
+  }
+  CHECK(worst_diff(dx.data(), rdx) == 0.0);
+}
+
 TEST_CASE("direct convolution paths match reference loops (forward, input, weight and bias gradients)") {
   // Stride 1 (direct kernel) and stride 2 (im2col + GEMM), both models' small-channel shapes.
   check_layer({{"type", "Conv2d"}, {"in_channels", 1}, {"out_channels", 16}, {"kernel_size", 3}, {"padding", 1}}, {3, 1, 28, 28}, false);

@@ -69,7 +69,7 @@ void conv_s1_flat(const float* in, size_t Cin, const float* w, size_t Cout, cons
 }
 
 float dot16(const float* a, const float* b, size_t n) {
-  constexpr size_t R = 16 / W > 0 ? 16 / W : 1;
+  constexpr size_t R = 16 / W;
   static_assert(16 % W == 0, "dot16 needs a vector width dividing 16");
   batch acc[R];
   for (size_t r = 0; r < R; ++r) acc[r] = batch(0.f);
@@ -80,6 +80,23 @@ float dot16(const float* a, const float* b, size_t n) {
   for (size_t r = 0; r < R; ++r) acc[r].store_aligned(lanes + r * W);
   float s = 0.f;
   for (size_t l = 0; l < 16; ++l) s += lanes[l];
+  return s;
+}
+
+float sum16(const float* x, size_t n) {
+  constexpr size_t R = 16 / W;
+  const size_t n16 = n - n % 16;
+  float s = 0.f;
+  if (n16) {
+    batch acc[R];
+    for (size_t r = 0; r < R; ++r) acc[r] = batch(0.f);
+    for (size_t i = 0; i < n16; i += 16)
+      for (size_t r = 0; r < R; ++r) acc[r] = acc[r] + batch::load_unaligned(x + i + r * W);
+    alignas(64) float lanes[16];
+    for (size_t r = 0; r < R; ++r) acc[r].store_aligned(lanes + r * W);
+    for (size_t l = 0; l < 16; ++l) s += lanes[l];
+  }
+  for (size_t i = n16; i < n; ++i) s += x[i];
   return s;
 }
 

@@ -29,6 +29,10 @@ void conv_s1_flat(const float* in, size_t Cin, const float* w, size_t Cout, cons
 // rounding whatever the SIMD width.
 float dot16(const float* a, const float* b, size_t n);
 
+// sum x[i] for i < n: 16 interleaved partial sums over the first n - n % 16 elements, added up in lane order,
+// then the rest in order. The same rounding whatever the SIMD width.
+float sum16(const float* x, size_t n);
+
 // y[i] += s * x[i]
 void axpy(float s, const float* x, float* y, size_t n);
 

@@ -126,10 +126,7 @@ void add_channel_bias(float* y, const float* bias, size_t batch, size_t channels
 void accumulate_channel_sums(const float* dy, float* dbias, size_t batch, size_t channels, size_t plane) {
   for (size_t b = 0; b < batch; ++b)
     for (size_t c = 0; c < channels; ++c) {
-      const float* p = dy + (b * channels + c) * plane;
-      float s = 0.f;
-      for (size_t i = 0; i < plane; ++i) s += p[i];
-      dbias[c] += s;
+      dbias[c] += sum16(dy + (b * channels + c) * plane, plane);
     }
 }
 
@@ -547,6 +544,26 @@ void MaxPool2d::forward(const Tensor& x, Tensor& y, const RunContext&) {
   ensure_shape(y, out);
   argmax_.resize(numel(out));
   const size_t H = in[2], W = in[3], OH = out[2], OW = out[3];
+  if (kernel_size == 2 && stride == 2) {  // the conv presets' pooling, unrolled; same tie and NaN rules as below
+    for (size_t bc = 0; bc < in[0] * in[1]; ++bc) {
+      const float* src = x.data() + bc * H * W;
+      float* dst = y.data() + bc * OH * OW;
+      uint32_t* arg = argmax_.data() + bc * OH * OW;
+      const uint32_t base = uint32_t(bc * H * W);
+      for (size_t oh = 0; oh < OH; ++oh) {
+        const size_t r0 = 2 * oh * W, r1 = r0 + W;
+        for (size_t ow = 0; ow < OW; ++ow) {
+          size_t best = r0 + 2 * ow;
+          float m = src[best];
+          for (size_t idx : {r0 + 2 * ow + 1, r1 + 2 * ow, r1 + 2 * ow + 1})
+            if (src[idx] > m || src[idx] != src[idx]) m = src[idx], best = idx;
+          dst[oh * OW + ow] = m;
+          arg[oh * OW + ow] = base + uint32_t(best);
+        }
+      }
+    }
+    return;
+  }
   for (size_t bc = 0; bc < in[0] * in[1]; ++bc) {
     const float* src = x.data() + bc * H * W;
     float* dst = y.data() + bc * OH * OW;
