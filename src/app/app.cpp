@@ -666,7 +666,7 @@ json App::command(const json& cmd) {
     const json& v = cmd.at(key);
     double d = v.is_number() ? v.get<double>() : NAN;
     if (v.is_string()) {  // URL parameters arrive as strings
-      const std::string& text = v.get_ref<const std::string&>();
+      const std::string text = v.get<std::string>();  // a named copy: end points into it below
       char* end = nullptr;
       d = std::strtod(text.c_str(), &end);
       if (end == text.c_str() || *end) d = NAN;
