@@ -436,6 +436,34 @@ void ConvTranspose2d::forward(const Tensor& x, Tensor& y, const RunContext&) {
   ConvGeometry g = geometry(in);
   const size_t B = in[0], hw = in[2] * in[3], okk = out_channels * kernel_size * kernel_size;
   ensure_shape(y, {B, out_channels, g.H, g.W});
+  if (stride == 1) {
+    // A stride-1 convolution of x padded by k - 1 - padding with the flipped kernel, packed [Cin * k * k][Cout].
+    const size_t k = kernel_size;
+    FlatConv f = flat_conv(in[2] + 2 * (k - 1 - padding), in[3] + 2 * (k - 1 - padding), k);
+    wpk_.resize(in_channels * okk);
+    for (size_t ci = 0; ci < in_channels; ++ci)
+      for (size_t co = 0; co < out_channels; ++co)
+        for (size_t q = 0; q < k; ++q)
+          for (size_t r = 0; r < k; ++r)
+            wpk_[((ci * k + q) * k + r) * out_channels + co] =
+                params[0].value[((ci * out_channels + co) * k + (k - 1 - q)) * k + (k - 1 - r)];
+    pad_.resize(in_channels * f.in_plane);
+    flat_.resize(out_channels * f.out_plane);
+    for (size_t b = 0; b < B; ++b) {
+      pad_image(sample(x, b), in_channels, in[2], in[3], k - 1 - padding, f, pad_.data());
+      conv_s1_flat(pad_.data(), in_channels, wpk_.data(), out_channels, f, flat_.data());
+      float* yb = sample(y, b);
+      for (size_t co = 0; co < out_channels; ++co) {
+        float bias = has_bias ? params[1].value[co] : 0.f;
+        for (size_t oh = 0; oh < g.H; ++oh) {
+          const float* src = flat_.data() + co * f.out_plane + oh * f.Wp;
+          float* dst = yb + (co * g.H + oh) * g.W;
+          for (size_t ow = 0; ow < g.W; ++ow) dst[ow] = src[ow] + bias;
+        }
+      }
+    }
+    return;
+  }
   if (direct()) {
     // kernel_size == stride: windows do not overlap. col[tap][ij] = sum over ci (in order) of W[ci][tap] * x[ci][ij],
     // then each output pixel is one col entry (+ bias): y[co][i * k + a][j * k + c] = col[(co, a, c)][i * W + j].
@@ -476,6 +504,28 @@ void ConvTranspose2d::backward(const Tensor& x, const Tensor&, const Tensor& dy,
   ConvGeometry g = geometry(in);
   const size_t B = in[0], hw = in[2] * in[3], okk = out_channels * kernel_size * kernel_size;
   ensure_shape(dx, in);
+  if (stride == 1) {
+    // dx: a stride-1 convolution of dy padded by `padding`, W packed [Cout * k * k][Cin]; dW from the flat grid.
+    const size_t k = kernel_size;
+    FlatConv f = flat_conv(g.H + 2 * padding, g.W + 2 * padding, k);
+    wpk_.resize(in_channels * okk);
+    for (size_t ci = 0; ci < in_channels; ++ci)
+      for (size_t t = 0; t < okk; ++t) wpk_[t * in_channels + ci] = params[0].value[ci * okk + t];
+    pad_.resize(out_channels * f.in_plane);
+    flat_.resize(in_channels * f.out_plane);
+    for (size_t b = 0; b < B; ++b) {
+      pad_image(sample(dy, b), out_channels, g.H, g.W, padding, f, pad_.data());
+      conv_s1_flat(pad_.data(), out_channels, wpk_.data(), in_channels, f, flat_.data());
+      float* dxb = sample(dx, b);
+      for (size_t ci = 0; ci < in_channels; ++ci)
+        for (size_t i = 0; i < in[2]; ++i)
+          std::memcpy(dxb + (ci * in[2] + i) * in[3], flat_.data() + ci * f.out_plane + i * f.Wp, in[3] * sizeof(float));
+      to_flat_grid(sample(x, b), in_channels, f, flat_.data());
+      flat_weight_grad(flat_.data(), in_channels, pad_.data(), out_channels, f, params[0].grad);
+    }
+    if (has_bias) accumulate_channel_sums(dy.data(), params[1].grad, B, out_channels, g.H * g.W);
+    return;
+  }
   if (direct()) {
     // Gather dy into per-tap planes (zero-padded to a multiple of 16), then dx[ci] = sum over taps of W[ci][tap] *
     // plane, and dW[ci][tap] += dot(x[ci], plane).

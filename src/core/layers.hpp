@@ -116,7 +116,8 @@ class ConvTranspose2d : public Layer {
  private:
   ConvGeometry geometry(const Shape& in) const;  // image = this layer's output
   bool direct() const { return kernel_size == stride && padding == 0 && output_padding == 0; }
-  std::vector<float> col_, xs_;  // direct kernel_size == stride path: per-tap planes, padded input copy
+  std::vector<float> col_, xs_;         // direct kernel_size == stride path: per-tap planes, padded input copy
+  std::vector<float> pad_, flat_, wpk_;  // stride 1: the direct stride-1 convolution kernels
 };
 
 class MaxPool2d : public Layer {
