@@ -108,7 +108,15 @@ void check_total_size(size_t size, size_t header_bytes, uint64_t payload, const 
                        " extra bytes after the last item)");
 }
 
-IdxImages parse_raw_images(const uint8_t* data, size_t size, const std::string& name) {
+// The payload after a validated header. An inflated buffer (`owned`) is moved rather than copied, so a large
+// .gz file needs its inflated size once in memory, not twice.
+std::vector<uint8_t> take_payload(const uint8_t* data, size_t size, size_t header_bytes, std::vector<uint8_t>* owned) {
+    if (owned == nullptr) return std::vector<uint8_t>(data + header_bytes, data + size);
+    owned->erase(owned->begin(), owned->begin() + std::ptrdiff_t(header_bytes));
+    return std::move(*owned);
+}
+
+IdxImages parse_raw_images(const uint8_t* data, size_t size, const std::string& name, std::vector<uint8_t>* owned) {
     const std::vector<uint32_t> dims = read_dims(data, size, name, kImages);
     IdxImages out;
     out.count = dims[0];
@@ -122,27 +130,27 @@ IdxImages parse_raw_images(const uint8_t* data, size_t size, const std::string& 
     check_count(out.count, name, "images");
     const uint64_t payload = uint64_t(out.count) * out.rows * out.cols;  // <= 1e7 * 4096^2, fits easily
     check_total_size(size, 16, payload, name, std::to_string(out.count) + " images of " + shape + " pixels");
-    out.pixels.assign(data + 16, data + size);
+    out.pixels = take_payload(data, size, 16, owned);
     return out;
 }
 
-IdxLabels parse_raw_labels(const uint8_t* data, size_t size, const std::string& name) {
+IdxLabels parse_raw_labels(const uint8_t* data, size_t size, const std::string& name, std::vector<uint8_t>* owned) {
     const std::vector<uint32_t> dims = read_dims(data, size, name, kLabels);
     IdxLabels out;
     out.count = dims[0];
     check_count(out.count, name, "labels");
     check_total_size(size, 8, out.count, name, std::to_string(out.count) + " one-byte labels");
-    out.labels.assign(data + 8, data + size);
+    out.labels = take_payload(data, size, 8, owned);
     return out;
 }
 
 // Calls parse on the raw bytes, inflating first when the buffer is gzip.
 template <class Parse>
 auto parse_maybe_gzipped(const uint8_t* data, size_t size, const std::string& name, Parse parse) {
-    if (!is_gzip(data, size)) return parse(data, size, name);
-    const std::vector<uint8_t> raw = gunzip(data, size, name, kMaxInflatedBytes);
+    if (!is_gzip(data, size)) return parse(data, size, name, nullptr);
+    std::vector<uint8_t> raw = gunzip(data, size, name, kMaxInflatedBytes);
     // Sizes in later messages refer to the inflated data, so say so.
-    return parse(raw.data(), raw.size(), name + " (after gunzip)");
+    return parse(raw.data(), raw.size(), name + " (after gunzip)", &raw);
 }
 
 bool can_open(const std::string& path, int& error) {

@@ -9,6 +9,8 @@
 #include <stdexcept>
 
 #include "core/idx.hpp"
+#include "core/layers.hpp"
+#include "core/utf8.hpp"
 
 #ifndef AEP_DEFAULT_ASSETS_DIR
 #define AEP_DEFAULT_ASSETS_DIR "assets"
@@ -20,10 +22,21 @@ using nlohmann::json;
 
 namespace {
 
+// A valid preset nests 4 levels deep (preset, layer list, layer, unflattened_size). The cap keeps hostile input
+// away from nlohmann::json's recursive copy, compare and dump, which would overflow the stack.
+constexpr int kMaxJsonDepth = 16;
+
+// A JSON value for an error message: ASCII-only and cut short, so a huge value cannot make a huge message.
+std::string brief(const json& v) {
+  std::string s = v.dump(-1, ' ', true);
+  if (s.size() > 80) s = s.substr(0, 77) + "...";
+  return s;
+}
+
 class Section {
  public:
   Section(const json& j, std::string where) : j_(j), where_(std::move(where)) {
-    if (!j_.is_object()) fail("must be a JSON object, got " + j_.dump());
+    if (!j_.is_object()) fail("must be a JSON object, got " + brief(j_));
   }
   [[noreturn]] void fail(const std::string& msg) const { throw std::runtime_error(where_ + ": " + msg); }
   bool has(const char* k) {
@@ -33,23 +46,23 @@ class Section {
   std::string str(const char* k, const std::string& def, std::initializer_list<const char*> allowed = {}) {
     if (!has(k)) return def;
     const json& v = j_.at(k);
-    if (!v.is_string()) fail("'" + std::string(k) + "' must be a string, got " + v.dump());
+    if (!v.is_string()) fail("'" + std::string(k) + "' must be a string, got " + brief(v));
     std::string s = v.get<std::string>();
     if (allowed.size() && std::none_of(allowed.begin(), allowed.end(), [&](const char* a) { return s == a; })) {
       std::string list;
       for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
-      fail("'" + std::string(k) + "' must be one of " + list + ", got \"" + s + "\"");
+      fail("'" + std::string(k) + "' must be one of " + list + ", got \"" + shorten_utf8(s) + "\"");
     }
     return s;
   }
   double num(const char* k, double def, double lo, double hi, bool lo_open = false) {
     if (!has(k)) return def;
     const json& v = j_.at(k);
-    if (!v.is_number()) fail("'" + std::string(k) + "' must be a number, got " + v.dump());
+    if (!v.is_number()) fail("'" + std::string(k) + "' must be a number, got " + brief(v));
     double x = v.get<double>();
     if (!(lo_open ? x > lo : x >= lo) || !(x <= hi)) {
       std::ostringstream o;
-      o << "'" << k << "' must be in " << (lo_open ? "(" : "[") << lo << ", " << hi << "], got " << v.dump();
+      o << "'" << k << "' must be in " << (lo_open ? "(" : "[") << lo << ", " << hi << "], got " << brief(v);
       fail(o.str());
     }
     return x;
@@ -59,12 +72,12 @@ class Section {
     const json& v = j_.at(k);
     if (!v.is_number_integer() || v.get<long long>() < (long long)lo || v.get<long long>() > (long long)hi)
       fail("'" + std::string(k) + "' must be an integer between " + std::to_string(lo) + " and " +
-           std::to_string(hi) + ", got " + v.dump());
+           std::to_string(hi) + ", got " + brief(v));
     return v.get<size_t>();
   }
   bool boolean(const char* k, bool def) {
     if (!has(k)) return def;
-    if (!j_.at(k).is_boolean()) fail("'" + std::string(k) + "' must be true or false, got " + j_.at(k).dump());
+    if (!j_.at(k).is_boolean()) fail("'" + std::string(k) + "' must be true or false, got " + brief(j_.at(k)));
     return j_.at(k).get<bool>();
   }
   const json& sub(const char* k) {
@@ -73,7 +86,7 @@ class Section {
   }
   void done() const {
     for (auto it = j_.begin(); it != j_.end(); ++it)
-      if (!used_.count(it.key())) fail("unknown key '" + it.key() + "'");
+      if (!used_.count(it.key())) fail("unknown key '" + shorten_utf8(it.key()) + "'");
   }
   const std::string& where() const { return where_; }
 
@@ -92,6 +105,14 @@ json layer_list(Section& s, const char* key, bool required) {
   if (!v.is_array()) s.fail(std::string("'") + key + "' must be a list of layers");
   if (required && v.empty()) s.fail(std::string("'") + key + "' must list at least one layer");
   if (v.size() > 64) s.fail(std::string("'") + key + "' has " + std::to_string(v.size()) + " layers; at most 64");
+  // The Model builds the layers again; building them here too names the file in the message for a bad layer.
+  for (size_t i = 0; i < v.size(); ++i) {
+    try {
+      make_layer(v[i]);
+    } catch (const std::exception& e) {
+      s.fail(std::string(key) + "." + std::to_string(i) + ": " + shorten_utf8(e.what(), 300));
+    }
+  }
   return v;
 }
 
@@ -163,11 +184,27 @@ Preset parse_preset(const json& j, const std::string& source) {
 }
 
 Preset parse_preset_text(const std::string& text, const std::string& source) {
+  // Checked first so that every name and message built from the text is valid UTF-8.
+  const size_t bad = find_invalid_utf8(text);
+  if (bad != std::string::npos)
+    throw std::runtime_error(source + ": not valid UTF-8 (bad byte at offset " + std::to_string(bad) + ")");
+  // nlohmann::json keeps the last of duplicate keys silently; a preset with two "encoder" lists is ambiguous.
+  std::vector<std::set<std::string>> open_objects;
+  auto callback = [&](int depth, json::parse_event_t event, json& parsed) {
+    if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) &&
+        depth >= kMaxJsonDepth)
+      throw std::runtime_error(source + ": JSON is nested more than " + std::to_string(kMaxJsonDepth) + " levels deep");
+    if (event == json::parse_event_t::object_start) open_objects.emplace_back();
+    if (event == json::parse_event_t::object_end) open_objects.pop_back();
+    if (event == json::parse_event_t::key && !open_objects.back().insert(parsed.get<std::string>()).second)
+      throw std::runtime_error(source + ": duplicate key '" + shorten_utf8(parsed.get<std::string>()) + "'");
+    return true;
+  };
   json j;
   try {
-    j = json::parse(text);
+    j = json::parse(text, callback);
   } catch (const json::exception& e) {
-    throw std::runtime_error(source + ": not valid JSON: " + e.what());
+    throw std::runtime_error(source + ": not valid JSON: " + shorten_utf8(e.what(), 200));
   }
   return parse_preset(j, source);
 }

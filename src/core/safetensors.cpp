@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/idx.hpp"  // read_file
+#include "core/utf8.hpp"
 
 namespace aep {
 namespace {
@@ -28,12 +29,19 @@ const char* const kMetadataKey = "__metadata__";
 
 size_t itemsize(DType dtype) { return dtype == DType::F32 ? 4 : 8; }
 
-std::string quoted(const std::string& tensor) { return "tensor '" + tensor + "'"; }
+std::string quoted(const std::string& tensor) { return "tensor '" + shorten_utf8(tensor) + "'"; }
 
 std::string shape_string(const std::vector<int64_t>& shape) {
     std::string s = "[";
     for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
     return s + "]";
+}
+
+// A JSON value for an error message: ASCII-only and cut short, so a hostile header cannot make a huge message.
+std::string brief(const json& v) {
+    std::string s = v.dump(-1, ' ', true);
+    if (s.size() > 80) s = s.substr(0, 77) + "...";
+    return s;
 }
 
 std::string range_string(uint64_t begin, uint64_t end) {
@@ -73,37 +81,6 @@ uint64_t load_le(const uint8_t* p, size_t n) {
     return v;
 }
 
-// Offset of the first byte that breaks strict UTF-8 (overlongs, surrogates, > U+10FFFF), or npos.
-size_t find_invalid_utf8(const uint8_t* s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        const uint8_t c = s[i];
-        if (c < 0x80) {
-            ++i;
-            continue;
-        }
-        size_t len = 0;
-        uint32_t cp = 0, min = 0;
-        if ((c & 0xE0) == 0xC0) {
-            len = 2, cp = c & 0x1Fu, min = 0x80;
-        } else if ((c & 0xF0) == 0xE0) {
-            len = 3, cp = c & 0x0Fu, min = 0x800;
-        } else if ((c & 0xF8) == 0xF0) {
-            len = 4, cp = c & 0x07u, min = 0x10000;
-        } else {
-            return i;
-        }
-        if (n - i < len) return i;
-        for (size_t k = 1; k < len; ++k) {
-            if ((s[i + k] & 0xC0) != 0x80) return i;
-            cp = (cp << 6) | (s[i + k] & 0x3Fu);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
-        i += len;
-    }
-    return std::string::npos;
-}
-
 // nlohmann::json silently keeps the last of duplicate keys, which would let two tensors share a name unnoticed;
 // the parser callback sees every key, so duplicates are caught there (along with absurd nesting).
 json parse_header_json(const uint8_t* p, size_t n, const std::string& name) {
@@ -116,15 +93,15 @@ json parse_header_json(const uint8_t* p, size_t n, const std::string& name) {
         if (event == json::parse_event_t::object_end) open_objects.pop_back();
         if (event == json::parse_event_t::key && !open_objects.back().insert(parsed.get<std::string>()).second) {
             const std::string key = parsed.get<std::string>();
-            if (open_objects.size() == 1) fail(name, "duplicate tensor name '" + key + "' in header");
-            fail(name, "duplicate key '" + key + "' in header");
+            if (open_objects.size() == 1) fail(name, "duplicate tensor name '" + shorten_utf8(key) + "' in header");
+            fail(name, "duplicate key '" + shorten_utf8(key) + "' in header");
         }
         return true;
     };
     try {
         return json::parse(p, p + n, callback);
     } catch (const json::exception& e) {
-        fail(name, std::string("header is not valid JSON: ") + e.what());
+        fail(name, "header is not valid JSON: " + shorten_utf8(e.what(), 200));
     }
 }
 
@@ -140,19 +117,19 @@ uint64_t non_negative_int(const json& v, const std::string& where, const std::st
         if (s < 0) throw std::runtime_error(where + ": " + what + " is negative (" + std::to_string(s) + ")");
         return uint64_t(s);  // "-0"
     }
-    throw std::runtime_error(where + ": " + what + " must be a non-negative integer, got " + v.dump());
+    throw std::runtime_error(where + ": " + what + " must be a non-negative integer, got " + brief(v));
 }
 
 DType parse_dtype(const json& v, const std::string& where) {
-    if (!v.is_string()) throw std::runtime_error(where + ": dtype must be a string, got " + v.dump());
+    if (!v.is_string()) throw std::runtime_error(where + ": dtype must be a string, got " + brief(v));
     const std::string s = v.get<std::string>();
     if (s == "F32") return DType::F32;
     if (s == "I64") return DType::I64;
-    throw std::runtime_error(where + ": dtype " + s + " is not supported (expected F32 or I64)");
+    throw std::runtime_error(where + ": dtype " + shorten_utf8(s) + " is not supported (expected F32 or I64)");
 }
 
 std::vector<int64_t> parse_shape(const json& v, const std::string& where) {
-    if (!v.is_array()) throw std::runtime_error(where + ": shape must be an array, got " + v.dump());
+    if (!v.is_array()) throw std::runtime_error(where + ": shape must be an array, got " + brief(v));
     if (v.size() > kMaxRank)
         throw std::runtime_error(where + ": shape has rank " + std::to_string(v.size()) + ", more than the supported " +
                                  std::to_string(kMaxRank));
@@ -174,7 +151,7 @@ void check_entry_keys(const json& v, const std::string& where) {
         throw std::runtime_error(where + ": header entry must be an object with dtype, shape and data_offsets");
     for (const auto& item : v.items())
         if (item.key() != "dtype" && item.key() != "shape" && item.key() != "data_offsets")
-            throw std::runtime_error(where + ": unexpected key '" + item.key() + "' (expected dtype, shape, data_offsets)");
+            throw std::runtime_error(where + ": unexpected key '" + shorten_utf8(item.key()) + "' (expected dtype, shape, data_offsets)");
     for (const char* key : {"dtype", "shape", "data_offsets"})
         if (!v.contains(key)) throw std::runtime_error(where + ": missing \"" + key + "\"");
 }
@@ -188,7 +165,7 @@ Entry parse_entry(const std::string& tensor, const json& v, uint64_t buffer_size
     e.shape = parse_shape(v.at("shape"), where);
     const json& offsets = v.at("data_offsets");
     if (!offsets.is_array() || offsets.size() != 2)
-        throw std::runtime_error(where + ": data_offsets must be an array [begin, end], got " + offsets.dump());
+        throw std::runtime_error(where + ": data_offsets must be an array [begin, end], got " + brief(offsets));
     e.begin = non_negative_int(offsets[0], where, "data_offsets[0]");
     e.end = non_negative_int(offsets[1], where, "data_offsets[1]");
     if (e.begin > e.end)
@@ -205,12 +182,12 @@ Entry parse_entry(const std::string& tensor, const json& v, uint64_t buffer_size
 }
 
 std::map<std::string, std::string> parse_metadata(const json& v, const std::string& name) {
-    if (!v.is_object()) fail(name, std::string(kMetadataKey) + " must be an object mapping strings to strings, got " + v.dump());
+    if (!v.is_object()) fail(name, std::string(kMetadataKey) + " must be an object mapping strings to strings, got " + brief(v));
     std::map<std::string, std::string> out;
     for (const auto& item : v.items()) {
         if (!item.value().is_string())
-            fail(name, std::string(kMetadataKey) + " value for key '" + item.key() + "' is not a string (got " +
-                           item.value().dump() + ")");
+            fail(name, std::string(kMetadataKey) + " value for key '" + shorten_utf8(item.key()) + "' is not a string (got " +
+                           brief(item.value()) + ")");
         out[item.key()] = item.value().get<std::string>();
     }
     return out;
@@ -222,12 +199,12 @@ void check_coverage(const std::vector<Entry>& sorted, uint64_t buffer_size, cons
     const Entry* prev = nullptr;
     for (const Entry& e : sorted) {
         if (e.begin < cursor)
-            fail(name, "tensors '" + prev->name + "' " + range_string(prev->begin, prev->end) + " and '" + e.name + "' " +
+            fail(name, "tensors '" + shorten_utf8(prev->name) + "' " + range_string(prev->begin, prev->end) + " and '" + shorten_utf8(e.name) + "' " +
                            range_string(e.begin, e.end) + " overlap");
         if (e.begin > cursor)
             fail(name, "hole of " + std::to_string(e.begin - cursor) + " unused bytes " +
-                           (prev ? "between tensors '" + prev->name + "' and '" + e.name + "'"
-                                 : "before the first tensor '" + e.name + "'"));
+                           (prev ? "between tensors '" + shorten_utf8(prev->name) + "' and '" + shorten_utf8(e.name) + "'"
+                                 : "before the first tensor '" + shorten_utf8(e.name) + "'"));
         cursor = e.end;
         prev = &e;
     }

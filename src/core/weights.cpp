@@ -6,9 +6,23 @@
 #include <set>
 #include <stdexcept>
 
+#include "core/utf8.hpp"
+
 namespace aep {
 
 namespace {
+// Far beyond any real run (1000 epochs of MNIST at batch size 1 is 6e7 steps), and small enough that
+// Optimizer::set_steps, which multiplies its way to beta^t one step at a time, stays well under a second.
+constexpr int64_t kMaxOptimizerSteps = 100000000;
+
+// Variances (BatchNorm running_var, Adam's exp_avg_sq) go under a square root: a negative one means NaN later.
+bool holds_variance(const std::string& key) {
+  const auto ends_with = [&](const std::string& suffix) {
+    return key.size() >= suffix.size() && key.compare(key.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  return ends_with(".running_var") || key.rfind("optimizer.exp_avg_sq.", 0) == 0;
+}
+
 std::string shape_text(const std::vector<int64_t>& s) {
   std::string t = "[";
   for (size_t i = 0; i < s.size(); ++i) t += (i ? ", " : "") + std::to_string(s[i]);
@@ -52,6 +66,9 @@ void load_state(Model& m, const SafeTensors& st, const std::string& name, Optimi
     std::vector<float> v = t->as_f32();
     for (size_t i = 0; i < v.size(); ++i)
       if (!std::isfinite(v[i])) fail("tensor '" + key + "' holds NaN or infinite values (element " + std::to_string(i) + ")");
+    if (holds_variance(key))
+      for (size_t i = 0; i < v.size(); ++i)
+        if (v[i] < 0.f) fail("tensor '" + key + "' is a variance but holds a negative value (element " + std::to_string(i) + ")");
     std::copy(v.begin(), v.end(), dst);
   };
   auto fetch_i64 = [&](const std::string& key, int64_t& dst) {
@@ -76,6 +93,9 @@ void load_state(Model& m, const SafeTensors& st, const std::string& name, Optimi
     avg.assign(m.values.size(), 0.f);
     if (!opt->exp_avg_sq.empty()) avg_sq.assign(m.values.size(), 0.f);
     fetch_i64("optimizer.step", steps);
+    if (steps > kMaxOptimizerSteps)
+      fail("tensor 'optimizer.step' is " + std::to_string(steps) + ", more than the limit of " +
+           std::to_string(kMaxOptimizerSteps) + " steps - is the file corrupt?");
     for (const auto& e : m.entries) {
       if (!e.grad) continue;
       size_t off = size_t(e.value - m.values.data());
@@ -86,7 +106,7 @@ void load_state(Model& m, const SafeTensors& st, const std::string& name, Optimi
   for (const auto& t : st.tensors) {
     if (expected.count(t.name)) continue;
     if (t.name.rfind("optimizer.", 0) == 0) continue;  // optimizer state not asked for, or of another optimizer
-    fail("unexpected tensor '" + t.name + "' - was this file saved from a different model?");
+    fail("unexpected tensor '" + shorten_utf8(t.name) + "' - was this file saved from a different model?");
   }
   // Copy into the existing buffers: every layer points into them.
   std::copy(values.begin(), values.end(), m.values.begin());
