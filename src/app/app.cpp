@@ -154,6 +154,7 @@ struct App::State {
   float click[2] = {0, 0};
   Picture recon, preview, manifold, decoded, hover_pic, generated, interp, worst, weights_pic, draw_pad, draw_out;
   int hover_shown = -1;
+  float recon_err[kReconCount] = {};  // per-image MSE against the clean digit
   std::vector<float> code_mean, code_std;  // Gaussian fitted to the codes (generation for a plain AE)
   int interp_a = 0, interp_b = 1;
   float threshold = 0;
@@ -514,6 +515,7 @@ void App::finish_views() {
     Tensor in, clean;
     make_batch(test_, idx.data(), kReconCount, s.preset, noise, in, clean);
     Tensor out = m.reconstruct(in);
+    per_image_mse(clean, out, kReconCount, s.recon_err);
     s.recon.resize(kReconCount * 30 + 2, 3 * 30 + 2);
     for (int i = 0; i < kReconCount; ++i) {
       s.recon.put_digit(2 + i * 30, 2, clean.data() + i * 784, lo, hi);
@@ -1431,7 +1433,25 @@ void App::panel_recon() {
   if (s.recon.w) {
     ImGui::TextDisabled("rows: input | corrupted input | output");
     float scale = std::max(1.f, std::floor(ImGui::GetContentRegionAvail().x / s.recon.w));
-    s.recon.show(tex_, scale);
+    ImVec2 at = s.recon.show(tex_, scale);
+    ImGui::TextDisabled("per-image MSE against the clean digit:");
+    if (30 * scale >= ImGui::CalcTextSize("0.0000 ").x) {  // under each digit when there is room
+      ImDrawList* dl = ImGui::GetWindowDrawList();
+      for (int i = 0; i < kReconCount; ++i) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.4f", s.recon_err[i]);
+        dl->AddText(ImVec2(at.x + (2 + i * 30) * scale, ImGui::GetCursorScreenPos().y), IM_COL32(220, 220, 220, 255), buf);
+      }
+      ImGui::Dummy(ImVec2(s.recon.w * scale, ImGui::GetTextLineHeight()));
+    } else {
+      std::string list;
+      for (int i = 0; i < kReconCount; ++i) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%s%.4f", i ? "  " : "", s.recon_err[i]);
+        list += buf;
+      }
+      ImGui::TextWrapped("%s", list.c_str());
+    }
   } else {
     ImGui::TextUnformatted("Waiting for data.");
   }
