@@ -495,6 +495,15 @@ std::vector<Case> malformed_cases() {
        "the decoder must produce 784 values per image (28x28), but gives [2, 100]"},
       {"model too many parameters", P::Model, preset(kFlatten + ", " + linear(784, 1048576), linear(1048576, 784)),
        "the model has 1645216528 parameters; the limit is 67108864"},
+      // In wasm (32-bit size_t) the [4096, 1048576] weight once counted as 0 elements: the model was accepted and
+      // training read outside memory. The 2^20 inputs come from 8x8 upsampled twice to 512x512, 4 channels.
+      {"model whose parameter count wraps 32 bits", P::Model,
+       preset(kFlatten + ", " + linear(784, 64) + R"(, {"type": "Unflatten", "unflattened_size": [1, 8, 8]},
+                {"type": "Upsample", "scale_factor": 8}, {"type": "Upsample", "scale_factor": 8},
+                {"type": "Conv2d", "in_channels": 1, "out_channels": 4, "kernel_size": 1}, )" + kFlatten + ", " +
+                  linear(1048576, 4096),
+              linear(4096, 784)),
+       "the model has 4298233688 parameters; the limit is 67108864"},
       {"model tied to a layer that is not Linear", P::Model,
        preset(kFlatten + ", " + linear(784, 8), R"({"type": "Linear", "in_features": 8, "out_features": 784, "tied_to": "encoder.0"})"),
        "decoder.0 (Linear): 'tied_to' names \"encoder.0\", which is not a Linear layer"},

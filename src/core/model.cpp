@@ -104,20 +104,27 @@ Shape Model::code_shape(size_t batch) const {
 
 void Model::bind() {
   // Sizes first, then point every slot into the two buffers (which never reallocate afterwards).
-  size_t n_params = 0, n_buffers = 0;
+  // Counted in 64 bits from the shapes: size_t is 32 bits in WebAssembly, where a [4096, 1048576] weight would
+  // wrap to 0 elements and pass the limit below (then the layer reads far outside the buffer).
+  const auto numel64 = [](const ParamSlot& p) {
+    uint64_t n = 1;
+    for (int64_t d : p.shape) n *= uint64_t(d);  // every dimension < 2^21 and rank <= 4: no overflow
+    return n;
+  };
+  uint64_t n_params = 0, n_buffers = 0;
   std::vector<Sequential*> parts = {&encoder, &mu, &logvar, &decoder};
   for (Sequential* s : parts)
     for (auto& l : s->layers) {
-      for (auto& p : l->params) n_params += p.numel();
-      for (auto& b : l->buffers) n_buffers += b.numel();
+      for (auto& p : l->params) n_params += numel64(p);
+      for (auto& b : l->buffers) n_buffers += numel64(b);
     }
-  constexpr size_t kMaxParams = size_t(64) << 20;  // 256 MB of float32: more would not fit a browser tab
+  constexpr uint64_t kMaxParams = uint64_t(64) << 20;  // 256 MB of float32: more would not fit a browser tab
   if (n_params > kMaxParams)
     throw std::runtime_error("the model has " + std::to_string(n_params) + " parameters; the limit is " +
                              std::to_string(kMaxParams));
-  values.assign(n_params, 0.f);
-  grads.assign(n_params, 0.f);
-  buffer_values.assign(n_buffers, 0.f);
+  values.assign(size_t(n_params), 0.f);
+  grads.assign(size_t(n_params), 0.f);
+  buffer_values.assign(size_t(n_buffers), 0.f);
   entries.clear();
   counters.clear();
   size_t po = 0, bo = 0;
