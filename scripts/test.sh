@@ -7,7 +7,8 @@
 #      (the loss must fall), save + eval round trip, and clear errors for bad input;
 #   4. the playground page in Debian's Chromium (tests/e2e/run.js): every preset trains in the page, URL
 #      parameters, the embedding example over postMessage, a malformed upload, frame times;
-#   5. the desktop app under Xvfb: trains a few hundred frames and writes a screenshot.
+#   5. the desktop app under Xvfb: trains a few hundred frames and writes a screenshot;
+#   6. libFuzzer on every parser for a few seconds each (tests/fuzz/run.sh).
 # Logs and screenshots: build/test-logs/.
 # Prints one line per stage and ends with "N passed, M failed"; exits non-zero if anything failed.
 set -uo pipefail
@@ -67,10 +68,14 @@ if [ -f build/wasm-release/aep.js ]; then
   }
   for p in assets/presets/*.json; do
     name=$(basename "$p" .json)
-    if "${aep[@]}" train --preset "$name" --steps 200 --seed 1 --test-samples 1000 \
+    steps=200
+    # fully-conv: after ~30 steps its activations fill with subnormal floats, which x86 runs ~10x slower natively
+    # and ~20x slower in wasm (measured: same losses, 10x faster with flush-to-zero). Known issue; 60 steps here.
+    [ "$name" = fully-conv ] && steps=60
+    if "${aep[@]}" train --preset "$name" --steps $steps --seed 1 --test-samples 1000 \
          --log "$out/$name.csv" --save "$out/$name.safetensors" >"$out/$name.log" 2>&1 \
        && loss_fell "$out/$name.csv" > "$out/$name.fell"; then
-      pass "aep train --preset $name --steps 200: loss falls $(sed 's/^ *loss //' "$out/$name.fell")"
+      pass "aep train --preset $name --steps $steps: loss falls $(sed 's/^ *loss //' "$out/$name.fell")"
     else
       fail "aep train --preset $name (log: $out/$name.log)"; tail -n 5 "$out/$name.log" | sed 's/^/      /'
     fi
@@ -93,6 +98,11 @@ if [ -f build/wasm-release/aep.js ]; then
 else
   fail "aep command line (not built)"
 fi
+
+# --- fuzzing the parsers briefly (tests/fuzz/run.sh 600 for the long run) -------------------------------
+run "libFuzzer: IDX, gzip, safetensors, presets, ${AEP_FUZZ_SECONDS:-5} s each" "$logs/fuzz.log" \
+  bash tests/fuzz/run.sh "${AEP_FUZZ_SECONDS:-5}"
+grep -E '^ *fuzz_' "$logs/fuzz.log" | sed 's/^ */      /'
 
 # --- the page in Chromium -----------------------------------------------------------------------------
 if [ -f build/web/aep_web.wasm ]; then
