@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <memory>
 #include <imgui.h>
 
@@ -238,7 +239,6 @@ TEST_CASE("app: PyTorch code names the preset's layers") {
   CHECK(vae.find("binary_cross_entropy(out, target, reduction='sum') / len(target)") != std::string::npos);
 }
 
-}  // namespace aep
 
 namespace aep {
 
@@ -282,6 +282,36 @@ TEST_CASE("app: an autosaved session comes back whole; a corrupt or foreign one 
   CHECK(c.save_weights_bytes() == before);
   CHECK(c.status()["preset"] == "linear");
   CHECK(c.status()["step"] == 3);
+}
+
+}  // namespace aep
+
+TEST_CASE("app: a batch size that would exceed the memory budget is refused, the model and its training kept") {
+  auto app_ptr = make_app();
+  App& app = *app_ptr;
+  REQUIRE(app.command({{"preset", "fully-conv"}})["ok"] == true);
+  REQUIRE(app.train_steps(2));
+  nlohmann::json st = app.status();
+  CHECK(num(st["trainingBytes"]) > 0);
+  CHECK(num(st["trainingBytes"]) < num(st["memoryLimitBytes"]));
+  std::vector<uint8_t> before = app.save_weights_bytes();
+  // fully-conv keeps ~0.57 MB of activations per image, x3 with gradients and workspace: 4096 images need ~7 GB.
+  nlohmann::json r = app.command({{"batch", 4096}});
+  CHECK(r["ok"] == false);
+  CHECK(r.dump().find("would need about") != std::string::npos);
+  CHECK(r.dump().find("use a batch size of at most") != std::string::npos);
+  CHECK(app.status()["batch"] == 64);
+  CHECK(app.save_weights_bytes() == before);
+  CHECK(app.status()["step"] == 2);
+  // The batch the message suggests is accepted, and training goes on with it.
+  const std::string m = r.dump();
+  const size_t at = m.find("at most ") + 8;
+  const int fit = std::atoi(m.c_str() + at);
+  CHECK(fit > 64);
+  CHECK(fit < 4096);
+  CHECK(app.command({{"batch", 128}})["ok"] == true);
+  CHECK(app.train_steps(1));
+  CHECK(app.status()["step"] == 3);
 }
 
 }  // namespace aep

@@ -504,6 +504,23 @@ std::vector<Case> malformed_cases() {
                   linear(1048576, 4096),
               linear(4096, 784)),
        "the model has 4298233688 parameters; the limit is 67108864"},
+      {"model with a huge Unflatten", P::Model,
+       preset(kFlatten + ", " + linear(784, 8), linear(8, 784) + R"(, {"type": "Unflatten", "unflattened_size": [4096, 4096, 4096]})"),
+       "decoder.1 (Unflatten): Unflatten to [4096, 4096, 4096] needs 68719476736 features per sample, got [2, 784]"},
+      // 28x28 upsampled 8x three times is 14336x14336 per channel (and 2^31 bytes per image).
+      {"model whose activations are too large", P::Model,
+       preset(kFlatten + ", " + linear(784, 8), linear(8, 784) + R"(, {"type": "Unflatten", "unflattened_size": [1, 28, 28]},
+                {"type": "Upsample", "scale_factor": 8}, {"type": "Upsample", "scale_factor": 8},
+                {"type": "Upsample", "scale_factor": 8})"),
+       "decoder.4 (Upsample): the output would hold 205520896 values per image; the limit is 16777216"},
+      // 409,112 parameters (x4 with gradients and Adam moments), 101,144 activations per image (x3 with gradients
+      // and workspace) + 4 x 784 for the batch's input and target: 4 * (1636448 + 4096 * 306568) bytes.
+      {"model too large for memory at its batch size", P::Model,
+       preset(R"({"type": "Conv2d", "in_channels": 1, "out_channels": 64, "kernel_size": 3, "padding": 1}, )" + kFlatten +
+                  ", " + linear(50176, 8),
+              linear(8, 784), R"("training": {"batch_size": 4096})"),
+       "training this model at batch size 4096 would need about 4797 MB of memory; the limit is 1024 MB - use a batch "
+       "size of at most 870 or a smaller model"},
       {"model tied to a layer that is not Linear", P::Model,
        preset(kFlatten + ", " + linear(784, 8), R"({"type": "Linear", "in_features": 8, "out_features": 784, "tied_to": "encoder.0"})"),
        "decoder.0 (Linear): 'tied_to' names \"encoder.0\", which is not a Linear layer"},

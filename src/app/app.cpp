@@ -336,6 +336,13 @@ void App::apply_hyper_parameters() {
   s.trainer->optimizer.config.weight_decay = s.preset.optimizer.weight_decay;
   s.model->set_loss(s.preset.loss);
   if (s.sampler && s.sampler->batch_size() != s.preset.training.batch_size) {
+    try {
+      s.model->check_memory(s.preset.training.batch_size);
+    } catch (const std::exception& e) {
+      message = std::string("Batch size not changed: ") + e.what();
+      s.preset.training.batch_size = s.sampler->batch_size();
+      return;
+    }
     size_t epoch = s.sampler->epoch;
     s.sampler = std::make_unique<BatchSampler>(s.train_map.size(), s.preset.training.batch_size, true, s.seed + 2 + epoch);
     s.sampler->epoch = epoch;
@@ -774,6 +781,13 @@ json App::command(const json& cmd) {
       reset = flag("reset");
   double steps = 0;
   number("step", 0, 100000, steps);
+  if (!new_model && p.training.batch_size != s.preset.training.batch_size) {
+    try {
+      s.model->check_memory(p.training.batch_size);
+    } catch (const std::exception& e) {
+      errors.push_back(e.what());
+    }
+  }
   if (!errors.empty()) return {{"ok", false}, {"errors", errors}};
 
   bool hyper_changed = p.optimizer.lr != s.preset.optimizer.lr || p.loss.beta != s.preset.loss.beta ||
@@ -829,6 +843,9 @@ json App::status() const {
           {"testLoss", num(s.last_test)},
           {"testStep", s.refreshed_step == size_t(-1) ? json(nullptr) : json(s.refreshed_step)},
           {"samplesPerSec", s.samples_per_s},
+          {"memoryBytes", memory_bytes ? json(memory_bytes) : json(nullptr)},
+          {"trainingBytes", s.model->training_bytes(s.preset.training.batch_size)},
+          {"memoryLimitBytes", Model::kMemoryBudget},
           {"frameMs", {{"p50", pct(0.5)}, {"p95", pct(0.95)}, {"max", pct(1.0)}, {"frames", f.size()}}},
           {"running", s.running},
           {"dataReady", train_.count > 0},
@@ -1339,6 +1356,13 @@ void App::panel_training() {
   ImGui::Text("train loss %.5g   test loss %.5g", s.last_train, s.last_test);
   if (s.model->is_vae()) ImGui::Text("test KL term %.5g", s.last_test_kl);
   ImGui::TextDisabled("SIMD: %s, threads: 1", simd_arch_name());
+  const double mb = 1 << 20;
+  ImGui::TextDisabled("memory: training needs ~%.0f MB (limit %.0f MB)", s.model->training_bytes(s.preset.training.batch_size) / mb,
+                      Model::kMemoryBudget / mb);
+  if (memory_bytes) {
+    ImGui::SameLine();
+    ImGui::TextDisabled("| in use: %.0f MB", memory_bytes / mb);
+  }
 
   OptimizerConfig& o = s.preset.optimizer;
   int opt = o.type == "sgd";

@@ -99,7 +99,10 @@ class App {
   std::string config_query() const;
   // The driver reports how long each whole frame took on the main thread (app + ImGui + GL submission), so the
   // status can tell the page's frame-time distribution apart from the browser's compositing.
-  void record_frame_time(double ms);  // the driver opens a file picker for weights
+  void record_frame_time(double ms);
+  // The driver reports the process's memory (the wasm heap in the page) for the Training panel and status();
+  // 0 means unknown.
+  uint64_t memory_bytes = 0;
 
  private:
   struct State;

@@ -178,7 +178,7 @@ int cmd_train(int argc, char** argv) {
   double train_s = std::chrono::duration<double>(Clock::now() - t0).count();
   if (log) std::fclose(log);
   std::printf("trained %zu steps in %.1f s (%.0f samples/s)\n", total, train_s, samples / train_s);
-  LossTerms T = evaluate(trainer, test, test_samples);
+  LossTerms T = evaluate(trainer, test, test_samples, std::min<size_t>(500, model.max_batch()));
   print_loss("test loss", T, model.is_vae());
   if (o.count("--save")) {
     save_weights(o["--save"], model, o.count("--save-optimizer") ? &trainer.optimizer : nullptr);
@@ -196,7 +196,7 @@ int cmd_eval(int argc, char** argv) {
   Trainer trainer(model, 0);
   Dataset test = load_mnist(o.count("--data") ? o["--data"] : default_mnist_dir(), false);
   size_t n = o.count("--test-samples") ? size_t(parse_int("--test-samples", o["--test-samples"], 1, 1 << 24)) : 0;
-  print_loss("test loss", evaluate(trainer, test, n), model.is_vae());
+  print_loss("test loss", evaluate(trainer, test, n, std::min<size_t>(500, model.max_batch())), model.is_vae());
   return 0;
 }
 

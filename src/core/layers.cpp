@@ -913,8 +913,8 @@ Reshape::Reshape(const json& spec) : Layer(spec) {
 
 Shape Reshape::output_shape(const Shape& in) const {
   if (flatten_) return {in[0], per_sample(in), 1, 1};
-  size_t want = target_[0] * target_[1] * target_[2];
-  if (per_sample(in) != want)
+  uint64_t want = uint64_t(target_[0]) * target_[1] * target_[2];  // up to 2^36: would wrap in 32-bit size_t
+  if (uint64_t(in[1]) * in[2] * in[3] != want)
     fail("Unflatten to [" + std::to_string(target_[0]) + ", " + std::to_string(target_[1]) + ", " +
          std::to_string(target_[2]) + "] needs " + std::to_string(want) + " features per sample, got " + shape_str(in));
   return {in[0], target_[0], target_[1], target_[2]};

@@ -1,6 +1,7 @@
 // Building, binding and running models described by presets.
 #include "core/model.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -22,14 +23,22 @@ void Sequential::build(const json& specs, const std::string& pfx) {
   grads_.resize(layers.size());
 }
 
-Shape Sequential::infer(const Shape& in) const {
+Shape Sequential::infer(const Shape& in, uint64_t* activations) const {
   Shape s = in;
   for (size_t i = 0; i < layers.size(); ++i) {
+    std::string where = prefix + "." + std::to_string(i) + " (" + layers[i]->type() + "): ";
     try {
       s = layers[i]->output_shape(s);
     } catch (const std::exception& e) {
-      throw std::runtime_error(prefix + "." + std::to_string(i) + " (" + layers[i]->type() + "): " + e.what());
+      throw std::runtime_error(where + e.what());
     }
+    // Every dimension of the input was bounded by this check one layer earlier, so the layer's own size arithmetic
+    // (at most a factor 8 per dimension) cannot have wrapped in 32-bit size_t; the product is taken in 64 bits.
+    uint64_t n = uint64_t(s[1]) * s[2] * s[3];
+    if (n > Sequential::kMaxActivation || s[2] > kMaxActivation || s[3] > kMaxActivation)
+      throw std::runtime_error(where + "the output would hold " + std::to_string(n) +
+                               " values per image; the limit is " + std::to_string(kMaxActivation));
+    if (activations) *activations += n;
   }
   return s;
 }
@@ -60,6 +69,7 @@ Model::Model(const Preset& preset) : preset_(preset) {
   resolve_ties();
   check_shapes();
   bind();
+  check_memory(preset_.training.batch_size);
 }
 
 void Model::resolve_ties() {
@@ -85,16 +95,43 @@ void Model::resolve_ties() {
 }
 
 void Model::check_shapes() {
-  Shape code = encoder.infer(input_shape(2));
+  uint64_t& acts = activations_per_sample_;
+  acts = 0;
+  Shape code = encoder.infer(input_shape(2), &acts);
   if (is_vae()) {
-    Shape m = mu.infer(code), lv = logvar.infer(code);
+    Shape m = mu.infer(code, &acts), lv = logvar.infer(code, &acts);
+    acts += 2 * per_sample(m);  // z and eps
     if (m != lv)
       throw std::runtime_error("the mu head gives " + shape_str(m) + " but the logvar head gives " + shape_str(lv));
     code = m;
   }
-  Shape out = decoder.infer(code);
+  Shape out = decoder.infer(code, &acts);
   if (per_sample(out) != kImageSide * kImageSide)
     throw std::runtime_error("the decoder must produce 784 values per image (28x28), but gives " + shape_str(out));
+}
+
+uint64_t Model::training_bytes(size_t batch) const {
+  const uint64_t image = kImageSide * kImageSide;
+  const uint64_t params = 4 * uint64_t(values.size()) + buffer_values.size();
+  const uint64_t per_image = 3 * activations_per_sample_ + 4 * image;  // outputs, gradients, workspace; batch I/O
+  return sizeof(float) * (params + uint64_t(batch) * per_image);
+}
+
+void Model::check_memory(size_t batch) const {
+  uint64_t need = training_bytes(batch);
+  if (need <= kMemoryBudget) return;
+  auto mb = [](uint64_t b) { return std::to_string((b + (1 << 20) - 1) >> 20) + " MB"; };
+  size_t fit = max_batch();
+  throw std::runtime_error("training this model at batch size " + std::to_string(batch) + " would need about " +
+                           mb(need) + " of memory; the limit is " + mb(kMemoryBudget) + " - " +
+                           (fit > 0 ? "use a batch size of at most " + std::to_string(fit) + " or a smaller model"
+                                    : "use fewer channels or features"));
+}
+
+size_t Model::max_batch() const {
+  const uint64_t one = training_bytes(1), base = training_bytes(0);
+  if (one > kMemoryBudget) return 0;
+  return size_t(std::min<uint64_t>(4096, (kMemoryBudget - base) / (one - base)));
 }
 
 Shape Model::code_shape(size_t batch) const {

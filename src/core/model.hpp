@@ -15,7 +15,10 @@ namespace aep {
 class Sequential {
  public:
   void build(const nlohmann::json& specs, const std::string& prefix);
-  Shape infer(const Shape& in) const;  // output shape; throws "encoder.3 (Conv2d): ..." on mismatch
+  // Output shape; throws "encoder.3 (Conv2d): ..." on a mismatch or when a layer's output would hold more than
+  // kMaxActivation values per sample. activations (optional) receives the sum of every layer's per-sample output.
+  Shape infer(const Shape& in, uint64_t* activations = nullptr) const;
+  static constexpr uint64_t kMaxActivation = uint64_t(1) << 24;  // 64 MB per sample and layer
   const Tensor& forward(const Tensor& x, const RunContext& ctx);
   // dy is the gradient w.r.t. the output of layer end-1 (end defaults to all layers); returns d input.
   const Tensor& backward(const Tensor& dy, size_t end = size_t(-1));
@@ -47,6 +50,16 @@ class Model {
   Shape code_shape(size_t batch) const;  // encoder output (AE) or latent z (VAE)
   size_t code_size() const { return per_sample(code_shape(1)); }
   size_t parameter_count() const { return values.size(); }
+
+  // Memory for training at a batch size, estimated from the shapes: parameters, gradients and Adam's two moments,
+  // plus per sample the input and target, every layer's output, its gradient and conv workspace. Computed in 64 bits.
+  uint64_t training_bytes(size_t batch) const;
+  // What one model may use, so that a browser tab (4 GB of wasm address space at most, usually much less) never
+  // runs out of memory mid-training: refused with a message instead.
+  static constexpr uint64_t kMemoryBudget = uint64_t(1) << 30;
+  // Throws "training ... needs about N MB at batch B; the limit is ..." when training_bytes(batch) > kMemoryBudget.
+  void check_memory(size_t batch) const;
+  size_t max_batch() const;  // largest batch (<= 4096) within the budget; 0 if none
   void zero_grad();
 
   // Eval-mode inference. x: [B, 1, 28, 28]. encode gives the code (VAE: the mean mu); decode gives [B, 1, 28, 28].
@@ -78,6 +91,7 @@ class Model {
 
  private:
   void check_shapes();
+  uint64_t activations_per_sample_ = 0;
   void bind();
   void resolve_ties();
   Preset preset_;

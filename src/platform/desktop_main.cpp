@@ -13,11 +13,23 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "app/app.hpp"
 #include "core/idx.hpp"
 #include "platform/gl_textures.hpp"
 
 namespace {
+
+// Resident set size from /proc (Linux); 0 elsewhere.
+uint64_t resident_bytes() {
+  unsigned long long pages_total = 0, pages_resident = 0;
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (!f) return 0;
+  int got = std::fscanf(f, "%llu %llu", &pages_total, &pages_resident);
+  std::fclose(f);
+  return got == 2 ? uint64_t(pages_resident) * uint64_t(sysconf(_SC_PAGESIZE)) : 0;
+}
 
 // A PNG of RGB rows, bottom-up as glReadPixels gives them, with stored (uncompressed) deflate blocks: no zlib needed.
 bool write_png(const char* path, int w, int h, const std::vector<uint8_t>& rgb) {
@@ -162,6 +174,7 @@ int main(int argc, char** argv) {
         if (!write_png(screenshot.c_str(), w, h, rgb)) std::fprintf(stderr, "aep_desktop: cannot write %s\n", screenshot.c_str());
       }
       app.record_frame_time((glfwGetTime() - t0) * 1000);
+      if (f % 30 == 0) app.memory_bytes = resident_bytes();
       glfwSwapBuffers(window);
       if (!app.download_request_name.empty()) {
         // The desktop "download" writes next to the working directory.

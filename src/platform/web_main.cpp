@@ -3,6 +3,7 @@
 #include <GLES3/gl3.h>
 #include <GLFW/glfw3.h>
 #include <emscripten.h>
+#include <emscripten/heap.h>
 #include <emscripten/html5.h>
 #include <imgui.h>
 #include <imgui_impl_glfw.h>
@@ -63,6 +64,7 @@ void main_loop() {
   glClear(GL_COLOR_BUFFER_BIT);
   ImGui_ImplOpenGL3_RenderDrawData(ImGui::GetDrawData());
   g_app->record_frame_time(emscripten_get_now() - t0);
+  g_app->memory_bytes = emscripten_get_heap_size();
   if (!g_app->download_request_name.empty()) {
     const auto& b = g_app->download_request_bytes;
     EM_ASM({ Module.aepDownload(HEAPU8.slice($0, $0 + $1), UTF8ToString($2)); }, b.data(), b.size(),
