@@ -202,6 +202,7 @@
     if (e.source) e.source.postMessage({ type: 'aep-reply', id: m.id, result }, e.origin === 'null' ? '*' : e.origin);
   });
 
+  $('canvas').addEventListener('contextmenu', (e) => e.preventDefault());
   window.Module = {
     canvas: $('canvas'),
     print: (t) => console.log(t),

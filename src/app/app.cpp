@@ -4,6 +4,7 @@
 #include <misc/cpp/imgui_stdlib.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -368,7 +369,9 @@ bool App::step_once() {
     return true;
   } catch (const DivergenceError& e) {
     s.running = false;
-    message = std::string("Training stopped: ") + e.what();
+    message = e.what();  // "training stopped at step N: ... Try a smaller learning rate ..."
+    if (!message.empty()) message[0] = char(std::toupper((unsigned char)message[0]));
+    message += " Reset starts again from fresh weights.";
     return false;
   }
 }

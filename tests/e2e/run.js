@@ -35,11 +35,12 @@ async function waitFor(page, pred, ms) {
 (async () => {
   const { server, url } = await serve(path.join(root, 'build/web'));
   const browser = await launch();
-  const foreign = [];
+  const foreign = [], cspViolations = [];
   const newPage = async (size = { width: 1400, height: 900 }) => {
     const page = await browser.newPage({ viewport: size });
     page.errors = [];
     page.on('pageerror', (e) => page.errors.push(e.message));
+    page.on('console', (m) => { if (/Content.Security.Policy/i.test(m.text())) cspViolations.push(m.text()); });
     page.on('request', (r) => { if (!r.url().startsWith(url) && !r.url().startsWith('blob:') && !r.url().startsWith('data:')) foreign.push(r.url()); });
     return page;
   };
@@ -125,6 +126,52 @@ async function waitFor(page, pred, ms) {
           stAfter.message.includes('Could not load broken.safetensors') && stAfter.step === stBefore.step && stAfter.preset === stBefore.preset,
           stAfter.message);
     await page.screenshot({ path: path.join(out, 'bad-upload.png') });
+
+    // --- Content-Security-Policy: in force, and eval is refused ---------------------------------------
+    // (page.evaluate itself runs outside the policy, so the probes go through the DOM and a string timer.)
+    const seenBefore = cspViolations.length;
+    const csp = await page.evaluate(() => new Promise((resolve) => {
+      const m = document.querySelector('meta[http-equiv="Content-Security-Policy"]');
+      const refused = [];
+      document.addEventListener('securitypolicyviolation', (e) => refused.push(e.violatedDirective));
+      const s = document.createElement('script');
+      s.textContent = 'window.aepInlineRan = true';
+      document.body.appendChild(s);
+      setTimeout('window.aepStringTimerRan = true', 0);  // eslint-disable-line no-implied-eval
+      setTimeout(() => resolve({ policy: m ? m.content : '', inline: !!window.aepInlineRan,
+                                 timer: !!window.aepStringTimerRan, refused }), 300);
+    }));
+    cspViolations.length = seenBefore;  // these two were meant to be refused
+    check('CSP: a strict policy is in force; inline script and string eval are refused',
+          csp.policy.includes("default-src 'none'") && csp.policy.includes("script-src 'self' 'wasm-unsafe-eval'") &&
+          !csp.policy.includes('unsafe-inline') && !csp.inline && !csp.timer && csp.refused.length >= 2,
+          `inline ran: ${csp.inline}, string timer ran: ${csp.timer}, refused: ${csp.refused.join(', ')}; policy: ${csp.policy}`);
+
+    // --- divergence: lr = 10 stops training, keeps the last good weights, says what to try ----------------
+    await page.evaluate(() => window.aep.setConfig({ preset: 'vae-mlp', seed: 1, lr: 10 }));
+    await page.evaluate(() => window.aep.step(300));
+    const sd = await waitFor(page, (x) => !x.running && x.message.includes('Training stopped at step'), 60000);
+    await page.screenshot({ path: path.join(out, 'divergence.png') });
+    await page.evaluate(() => window.aep.setConfig({ lr: 0.001, reset: 1 }));
+    await page.evaluate(() => window.aep.step(5));
+    const sd2 = await waitFor(page, (x) => x.step === 5, 30000);
+    check('divergence (lr = 10): training stops with advice, the last good (finite) weights kept; lr 0.001 + Reset trains',
+          sd.step < 300 && sd.message.includes('smaller learning rate') && sd.message.includes('Reset starts again') && Number.isFinite(sd.trainLoss) &&
+          sd2.step === 5 && Number.isFinite(sd2.trainLoss) && sd2.trainLoss < 1000,
+          `stopped at step ${sd.step} (last loss ${sd.trainLoss.toPrecision(4)}): ${sd.message}; after Reset ${sd2.step} steps, loss ${sd2.trainLoss}`);
+
+    // --- memory: reported, and a batch beyond the budget is refused before anything is allocated -----------
+    await page.evaluate(() => window.aep.setConfig({ preset: 'fully-conv', seed: 1 }));
+    await page.evaluate(() => window.aep.step(2));
+    const sm = await waitFor(page, (x) => x.preset === 'fully-conv' && x.step === 2, 60000);
+    const big = await page.evaluate(() => window.aep.setConfig({ batch: 4096 }));
+    await page.evaluate(() => window.aep.step(1));
+    const sm2 = await waitFor(page, (x) => x.step === 3, 60000);
+    check('memory: the page reports it; a batch that would exceed the budget is refused, training goes on',
+          sm.memoryBytes > 0 && sm.trainingBytes < sm.memoryLimitBytes && big.ok === false &&
+          String(big.errors).includes('would need about') && sm2.batch === 64 && sm2.step === 3 && page.errors.length === 0,
+          `heap ${(sm.memoryBytes / 2 ** 20).toFixed(0)} MB, training ~${(sm.trainingBytes / 2 ** 20).toFixed(0)} MB of ` +
+          `${(sm.memoryLimitBytes / 2 ** 20).toFixed(0)} MB; batch 4096: ${big.errors}`);
     await page.close();
 
     // --- autosave: survives a reload; a corrupt one is reported once and set aside ------------------------
@@ -209,6 +256,7 @@ async function waitFor(page, pred, ms) {
     await p3.close();
 
     check('no requests outside the page\'s own origin', foreign.length === 0, foreign.slice(0, 3).join(' '));
+    check('no Content-Security-Policy violations on any page', cspViolations.length === 0, cspViolations.slice(0, 3).join(' | '));
   } catch (e) {
     check('end-to-end run', false, e.stack || String(e));
   } finally {
