@@ -884,7 +884,7 @@ void ActivationLayer::backward(const Tensor& x, const Tensor& y, const Tensor& d
       for (size_t i = 0; i < n; ++i) d[i] = in[i] > 0.f ? g[i] : g[i] * negative_slope;
       break;
     case Activation::Sigmoid:
-      for (size_t i = 0; i < n; ++i) d[i] = g[i] * out[i] * (1.f - out[i]);
+      for (size_t i = 0; i < n; ++i) d[i] = flush_tiny_gradient(g[i] * out[i] * (1.f - out[i]));  // see mathfn.hpp
       break;
     case Activation::Tanh:
       for (size_t i = 0; i < n; ++i) d[i] = g[i] * (1.f - out[i] * out[i]);
