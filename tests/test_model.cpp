@@ -497,3 +497,50 @@ TEST_CASE("PCA finds the principal axes and its error is the discarded variance"
   }
   CHECK_THROWS_WITH(fit_pca(nullptr, 1, 4, 2), doctest::Contains("at least 2 samples"));
 }
+
+TEST_CASE("chain_layer_sizes: a hand-edited layer list chains again") {
+  Preset p = load_preset(preset_path("linear"));  // Flatten, Linear 784->32, ReLU, BatchNorm1d | Linear 32->784, Sigmoid
+  CHECK(chain_layer_sizes(p) == 0);                // a valid preset is left alone
+  // Resize the code: the BatchNorm and the decoder's first Linear follow.
+  p.encoder[1]["out_features"] = 37;
+  CHECK_THROWS_WITH(Model{p}, doctest::Contains("expects 32"));
+  CHECK(chain_layer_sizes(p) == 2);
+  CHECK(p.encoder[3]["num_features"] == 37);
+  CHECK(p.decoder[0]["in_features"] == 37);
+  CHECK(Model(p).code_size() == 37);
+  // Add a hidden Linear 64 + ReLU in front of the code layer.
+  p.encoder.insert(p.encoder.begin() + 1, default_layer_spec("ReLU"));
+  p.encoder.insert(p.encoder.begin() + 1, default_layer_spec("Linear"));
+  CHECK(chain_layer_sizes(p) == 2);  // the new Linear takes 784, the old one now takes 64
+  CHECK(p.encoder[1]["in_features"] == 784);
+  CHECK(p.encoder[3]["in_features"] == 64);
+  CHECK(Model(p).parameter_count() == (784 * 64 + 64) + (64 * 37 + 37) + 2 * 37 + (37 * 784 + 784));
+  // Removing the Flatten cannot be chained: the Linear gets an image, and the model says where.
+  p.encoder.erase(p.encoder.begin());
+  chain_layer_sizes(p);
+  CHECK_THROWS_WITH(Model{p}, doctest::Contains("encoder.0 (Linear): Linear expects a flat input"));
+}
+
+TEST_CASE("chain_layer_sizes: conv channels, BatchNorm and Unflatten follow a resized layer") {
+  Preset p = load_preset(preset_path("conv"));
+  const size_t before = Model(p).parameter_count();
+  p.encoder[0]["out_channels"] = 24;  // Conv 1->16 becomes 1->24; the next Conv must take 24
+  CHECK(chain_layer_sizes(p) == 1);
+  CHECK(p.encoder[3]["in_channels"] == 24);
+  CHECK(Model(p).parameter_count() == before + 8 * 9 + 8 + 8 * 4 * 9);
+  p.encoder.insert(p.encoder.begin() + 1, default_layer_spec("BatchNorm2d"));
+  chain_layer_sizes(p);
+  CHECK(p.encoder[1]["num_features"] == 24);
+  CHECK_NOTHROW(Model{p});
+  // A dense decoder's Unflatten takes its channel count from what reaches it.
+  Preset d = load_preset(preset_path("conv-dense"));
+  bool has_unflatten = false;
+  for (const auto& l : d.decoder) has_unflatten |= l["type"] == "Unflatten";
+  REQUIRE(has_unflatten);
+  CHECK_NOTHROW(Model{d});
+  CHECK(chain_layer_sizes(d) == 0);
+  for (const auto& t : layer_types()) {
+    INFO(t);
+    CHECK_NOTHROW(make_layer(default_layer_spec(t)));
+  }
+}

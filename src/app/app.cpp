@@ -199,6 +199,11 @@ struct App::State {
   size_t frame_pos = 0;
 
   std::string json_text, json_error;
+  // Model panel: the layer editor works on a draft (a copy of the preset until edited); Apply builds it.
+  Preset draft;
+  std::unique_ptr<Model> draft_model;  // null while the edited draft does not build
+  std::string draft_error;
+  bool draft_edited = false;
   bool show_json = false, show_code = false;
   std::string code_text;
 };
@@ -239,6 +244,7 @@ bool App::select_preset(const Preset& p, std::string* error) {
     s_->json_text = preset_to_json(p).dump(2);
     s_->json_error.clear();
     s_->code_text = pytorch_code(p);
+    s_->draft_edited = false;  // a new model replaces any unapplied layer edits
     reset_training();
     return true;
   } catch (const std::exception& e) {
@@ -916,6 +922,7 @@ void App::load_weights_bytes(const std::vector<uint8_t>& bytes, const std::strin
   s.trainer = std::move(trainer);
   s.json_text = preset_to_json(p).dump(2);
   s.code_text = pytorch_code(p);
+  s.draft_edited = false;
   rebuild_train_map();
   if (has_data()) s.sampler = std::make_unique<BatchSampler>(s.train_map.size(), p.training.batch_size, true, s.seed + 2);
   s.step = size_t(s.trainer->optimizer.steps());
@@ -1133,27 +1140,164 @@ static bool with_code_size(Preset& p, size_t d) {
   return false;
 }
 
-// A layer's arguments in a few characters: "1->16 k3 p1", "784->32", "x2", "p=0.5".
-static std::string layer_args(const nlohmann::json& spec) {
-  std::string out;
-  auto add = [&](const std::string& s) { out += (out.empty() ? "" : " ") + s; };
-  auto num = [](const nlohmann::json& v) { return v.is_number_integer() ? std::to_string(v.get<long long>()) : v.dump(); };
-  if (spec.contains("in_features")) add(num(spec["in_features"]) + "->" + num(spec["out_features"]));
-  if (spec.contains("in_channels")) add(num(spec["in_channels"]) + "->" + num(spec["out_channels"]));
-  for (auto it = spec.begin(); it != spec.end(); ++it) {
-    const std::string& k = it.key();
-    if (k == "type" || k == "in_features" || k == "out_features" || k == "in_channels" || k == "out_channels") continue;
-    if (k == "kernel_size") add("k" + num(*it));
-    else if (k == "stride") add("s" + num(*it));
-    else if (k == "padding") add("p" + num(*it));
-    else if (k == "output_padding") add("op" + num(*it));
-    else if (k == "scale_factor") add("x" + num(*it));
-    else if (k == "num_features") add(num(*it));
-    else if (k == "tied_to") add("tied to " + it->get<std::string>());
-    else if (k == "unflattened_size") add(it->dump());
-    else add(k + "=" + (it->is_string() ? it->get<std::string>() : it->dump()));
+// The layer list as an editor on a draft of the preset: remove (x), add after (+), change integer arguments and
+// activations; input sizes follow automatically (chain_layer_sizes). Output shapes and parameter counts come from
+// the draft's model, so they update as you edit; an error names (and colours) the row it comes from. Apply starts
+// training over with the edited model.
+void App::layer_editor() {
+  State& s = *s_;
+  if (!s.draft_edited) s.draft = s.preset;
+  bool changed = false;
+  const Model* shown = s.draft_edited ? s.draft_model.get() : s.model.get();
+  std::string bad_row;  // "decoder.2" when the draft's error comes from that layer
+  size_t sp = s.draft_error.find(" (");
+  if (sp != std::string::npos && s.draft_error.find(' ') == sp) bad_row = s.draft_error.substr(0, sp);
+  static const char* kActivations[] = {"ReLU", "LeakyReLU", "Sigmoid", "Tanh"};
+  auto add_menu = [&](nlohmann::json& list, size_t at) {
+    if (ImGui::SmallButton("+")) ImGui::OpenPopup("add");
+    if (ImGui::IsItemHovered()) ImGui::SetTooltip("Add a layer here");
+    if (ImGui::BeginPopup("add")) {
+      for (const std::string& t : layer_types())
+        if (ImGui::MenuItem(t.c_str())) {
+          list.insert(list.begin() + std::ptrdiff_t(at), default_layer_spec(t));
+          changed = true;
+        }
+      ImGui::EndPopup();
+    }
+  };
+  const ImGuiTableFlags flags = ImGuiTableFlags_RowBg | ImGuiTableFlags_BordersInnerV | ImGuiTableFlags_SizingStretchProp;
+  if (ImGui::BeginTable("layers", 4, flags)) {
+    ImGui::TableSetupColumn("layer", ImGuiTableColumnFlags_WidthStretch, 1.1f);
+    ImGui::TableSetupColumn("arguments (drag or type)", ImGuiTableColumnFlags_WidthStretch, 1.7f);
+    ImGui::TableSetupColumn("output");
+    ImGui::TableSetupColumn("params");
+    ImGui::TableHeadersRow();
+    auto rows = [&](nlohmann::json& list, const char* prefix, const Sequential* seq, Shape x) {
+      ImGui::PushID(prefix);
+      ImGui::TableNextRow();
+      ImGui::TableNextColumn();
+      add_menu(list, 0);
+      ImGui::SameLine();
+      ImGui::TextDisabled("%s", prefix);
+      bool done = false;
+      for (size_t i = 0; i < list.size() && !done; ++i) {
+        nlohmann::json& spec = list[i];
+        const std::string row = std::string(prefix) + "." + std::to_string(i);
+        const std::string type = spec.value("type", std::string("?"));
+        // Shapes from the model built from the draft, until an edit in this frame makes them stale.
+        const Layer* l = !changed && seq && i < seq->size() ? seq->layers[i].get() : nullptr;
+        try {
+          if (l) x = l->output_shape(x);
+        } catch (const std::exception&) {
+          l = nullptr;
+        }
+        ImGui::PushID(int(i));
+        ImGui::TableNextRow();
+        if (row == bad_row) ImGui::TableSetBgColor(ImGuiTableBgTarget_RowBg0, IM_COL32(120, 30, 30, 200));
+        ImGui::TableNextColumn();
+        ImGui::AlignTextToFramePadding();
+        if (list.size() > 1) {
+          if (ImGui::SmallButton("x")) list.erase(list.begin() + std::ptrdiff_t(i)), changed = done = true;
+          if (ImGui::IsItemHovered()) ImGui::SetTooltip("Remove this layer");
+          ImGui::SameLine();
+        }
+        add_menu(list, i + 1);
+        ImGui::SameLine();
+        if (done) {
+          ImGui::PopID();
+          break;
+        }
+        const bool is_act = std::find(std::begin(kActivations), std::end(kActivations), type) != std::end(kActivations);
+        if (is_act) {
+          ImGui::SetNextItemWidth(std::max(70.f, ImGui::GetContentRegionAvail().x));
+          if (ImGui::BeginCombo("##act", (std::to_string(i) + " " + type).c_str())) {
+            for (const char* a : kActivations)
+              if (ImGui::Selectable(a, type == a) && type != a) spec = default_layer_spec(a), changed = true;
+            ImGui::EndCombo();
+          }
+        } else {
+          ImGui::Text("%zu %s", i, type.c_str());
+        }
+        ImGui::TableNextColumn();
+        // Integer arguments as small drag fields; input sizes are chained, so they are shown, not edited.
+        bool first = true;
+        for (auto it = spec.begin(); it != spec.end(); ++it) {
+          const std::string& key = it.key();
+          if (key == "type") continue;
+          const bool chained = key == "in_features" || key == "in_channels" || key == "num_features";
+          if (!first) ImGui::SameLine();
+          first = false;
+          if (it->is_number_integer() && !chained) {
+            int v = int(std::clamp<long long>(it->get<long long>(), 0, 1 << 20));
+            ImGui::TextDisabled("%s", key.c_str());
+            ImGui::SameLine(0, 4);
+            ImGui::SetNextItemWidth(ImGui::CalcTextSize("00000").x + 8);
+            if (ImGui::DragInt(("##" + key).c_str(), &v, 0.2f, 0, 1 << 20, "%d", ImGuiSliderFlags_AlwaysClamp) &&
+                v != it->get<long long>())
+              *it = v, changed = true;
+          } else if (key == "unflattened_size" && it->is_array() && it->size() == 3 && (*it)[0].is_number_integer() &&
+                     (*it)[1].is_number_integer() && (*it)[2].is_number_integer()) {
+            int v[3] = {(*it)[0].get<int>(), (*it)[1].get<int>(), (*it)[2].get<int>()};
+            ImGui::TextDisabled("C, H, W");
+            ImGui::SameLine(0, 4);
+            ImGui::SetNextItemWidth(3 * (ImGui::CalcTextSize("0000").x + 8));
+            if (ImGui::DragInt3("##chw", v, 0.2f, 1, 4096, "%d", ImGuiSliderFlags_AlwaysClamp))
+              *it = {v[0], v[1], v[2]}, changed = true;
+          } else {
+            ImGui::TextDisabled("%s %s", key.c_str(), it->dump().c_str());
+          }
+        }
+        ImGui::TableNextColumn();
+        ImGui::TextUnformatted(l ? shape_str(x).c_str() : "?");
+        ImGui::TableNextColumn();
+        size_t params = 0;
+        if (l)
+          for (const auto& p : l->params) params += p.numel();
+        if (params) ImGui::Text("%zu", params);
+        ImGui::PopID();
+      }
+      ImGui::PopID();
+      return x;
+    };
+    Shape x = {1, 1, Model::kImageSide, Model::kImageSide};
+    x = rows(s.draft.encoder, "encoder", shown ? &shown->encoder : nullptr, x);
+    if (s.draft.is_vae()) {
+      rows(s.draft.logvar, "logvar", shown ? &shown->logvar : nullptr, x);
+      x = rows(s.draft.mu, "mu", shown ? &shown->mu : nullptr, x);
+    }
+    rows(s.draft.decoder, "decoder", shown ? &shown->decoder : nullptr, x);
+    ImGui::EndTable();
   }
-  return out;
+  if (changed) {
+    s.draft_edited = true;
+    chain_layer_sizes(s.draft);
+    try {
+      s.draft_model = std::make_unique<Model>(s.draft);
+      s.draft_error.clear();
+    } catch (const std::exception& e) {
+      s.draft_model.reset();
+      s.draft_error = e.what();
+    }
+  }
+  if (!s.draft_edited) return;
+  if (!s.draft_model) ImGui::TextColored(ImVec4(1, 0.4f, 0.4f, 1), "%s", s.draft_error.c_str());
+  else ImGui::TextColored(ImVec4(0.5f, 0.9f, 0.5f, 1), "Edited: %zu parameters, code %s", s.draft_model->parameter_count(),
+                          shape_str(s.draft_model->code_shape(1)).c_str());
+  if (!s.draft_model) ImGui::BeginDisabled();
+  if (ImGui::Button("Apply the edited layers (training starts over)")) {
+    Preset p = s.draft;
+    if (p.title.rfind("edited: ", 0) != 0) p.title = "edited: " + p.title;
+    std::string err;
+    if (select_preset(p, &err)) s.draft_model.reset();
+    else s.draft_error = err;
+  }
+  if (!s.draft_model) ImGui::EndDisabled();
+  ImGui::SameLine();
+  if (ImGui::Button("Discard edits")) {
+    s.draft_model.reset();
+    s.draft_error.clear();
+    s.draft_edited = false;
+  }
 }
 
 void App::panel_model() {
@@ -1175,44 +1319,10 @@ void App::panel_model() {
   }
   ImGui::TextWrapped("%s%s%s", s.preset.lesson.empty() ? "" : ("Lesson " + s.preset.lesson + ": ").c_str(),
                      s.preset.description.c_str(), "");
-  Model& m = *s.model;
-  ImGui::Text("%zu parameters, code %s%s", m.parameter_count(), shape_str(m.code_shape(1)).c_str(),
-              m.is_vae() ? " (VAE latent)" : "");
-  if (ImGui::BeginTable("layers", 4, ImGuiTableFlags_RowBg | ImGuiTableFlags_BordersInnerV | ImGuiTableFlags_SizingStretchProp)) {
-    ImGui::TableSetupColumn("layer", ImGuiTableColumnFlags_WidthStretch, 1.3f);
-    ImGui::TableSetupColumn("arguments", ImGuiTableColumnFlags_WidthStretch, 1.f);
-    ImGui::TableSetupColumn("output");
-    ImGui::TableSetupColumn("params");
-    ImGui::TableHeadersRow();
-    Shape in = m.input_shape(1);
-    Shape enc_out;
-    auto rows = [&](const Sequential& seq, Shape x) {
-      for (size_t i = 0; i < seq.size(); ++i) {
-        const Layer& l = *seq.layers[i];
-        x = l.output_shape(x);
-        size_t params = 0;
-        for (const auto& p : l.params) params += p.numel();
-        ImGui::TableNextRow();
-        ImGui::TableNextColumn();
-        ImGui::Text("%s.%zu %s", seq.prefix.c_str(), i, l.type().c_str());
-        ImGui::TableNextColumn();
-        ImGui::TextUnformatted(layer_args(l.spec()).c_str());
-        ImGui::TableNextColumn();
-        ImGui::TextUnformatted(shape_str(x).c_str());
-        ImGui::TableNextColumn();
-        if (params) ImGui::Text("%zu", params);
-      }
-      return x;
-    };
-    enc_out = rows(m.encoder, in);
-    Shape z = enc_out;
-    if (m.is_vae()) {
-      z = rows(m.mu, enc_out);
-      rows(m.logvar, enc_out);
-    }
-    rows(m.decoder, z);
-    ImGui::EndTable();
-  }
+  ImGui::Text("%zu parameters, code %s%s", s.model->parameter_count(), shape_str(s.model->code_shape(1)).c_str(),
+              s.model->is_vae() ? " (VAE latent)" : "");
+  layer_editor();  // may replace s.model (Apply)
+  const Model& m = *s.model;
   {
     // Code size: under- vs over-complete codes (lesson 002), a 2-d code to plot directly, a wider conv code.
     Preset p = s.preset;

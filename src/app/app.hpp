@@ -121,6 +121,7 @@ class App {
   void finish_views();
   void cancel_views();
   void panel_model();
+  void layer_editor();
   void panel_data();
   void panel_training();
   void panel_recon();

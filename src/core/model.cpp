@@ -59,6 +59,74 @@ const Tensor& Sequential::backward(const Tensor& dy, size_t end) {
   return grads_[0];
 }
 
+namespace {
+
+// Walks one layer list from the input shape x; false at the first layer that does not fit.
+bool chain_list(json& list, Shape& x, size_t& changed) {
+  if (!list.is_array()) return false;
+  for (json& spec : list) {
+    if (!spec.is_object() || !spec.contains("type") || !spec.at("type").is_string()) return false;
+    const std::string t = spec.at("type").get<std::string>();
+    auto set = [&](const char* key, size_t v) {
+      if (!spec.contains(key) || !spec.at(key).is_number_unsigned() || spec.at(key).get<size_t>() != v) {
+        spec[key] = v;
+        ++changed;
+      }
+    };
+    const uint64_t flat = uint64_t(x[1]) * x[2] * x[3];
+    if (t == "Linear" && x[2] == 1 && x[3] == 1) set("in_features", x[1]);
+    else if (t == "Conv2d" || t == "ConvTranspose2d") set("in_channels", x[1]);
+    else if (t == "BatchNorm1d" || t == "BatchNorm2d") set("num_features", x[1]);
+    else if (t == "Unflatten" && spec.contains("unflattened_size")) {
+      json& u = spec.at("unflattened_size");
+      if (u.is_array() && u.size() == 3 && u[1].is_number_unsigned() && u[2].is_number_unsigned()) {
+        uint64_t hw = u[1].get<uint64_t>() * u[2].get<uint64_t>();
+        if (hw > 0 && flat % hw == 0 && flat / hw <= 4096 && (!u[0].is_number_unsigned() || u[0].get<uint64_t>() != flat / hw)) {
+          u[0] = flat / hw;
+          ++changed;
+        }
+      }
+    }
+    try {
+      x = make_layer(spec)->output_shape(x);
+    } catch (const std::exception&) {
+      return false;
+    }
+    if (uint64_t(x[1]) * x[2] * x[3] > Sequential::kMaxActivation) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+size_t chain_layer_sizes(Preset& p) {
+  size_t changed = 0;
+  Shape x = {1, 1, Model::kImageSide, Model::kImageSide};
+  if (!chain_list(p.encoder, x, changed)) return changed;
+  if (p.is_vae()) {
+    Shape lv = x;
+    chain_list(p.logvar, lv, changed);
+    if (!chain_list(p.mu, x, changed)) return changed;
+  }
+  chain_list(p.decoder, x, changed);
+  return changed;
+}
+
+json default_layer_spec(const std::string& type) {
+  if (type == "Linear") return {{"type", type}, {"in_features", 1}, {"out_features", 64}};
+  if (type == "Conv2d")
+    return {{"type", type}, {"in_channels", 1}, {"out_channels", 16}, {"kernel_size", 3}, {"padding", 1}};
+  if (type == "ConvTranspose2d")
+    return {{"type", type}, {"in_channels", 1}, {"out_channels", 16}, {"kernel_size", 2}, {"stride", 2}};
+  if (type == "MaxPool2d") return {{"type", type}, {"kernel_size", 2}};
+  if (type == "Upsample") return {{"type", type}, {"scale_factor", 2}};
+  if (type == "BatchNorm1d" || type == "BatchNorm2d") return {{"type", type}, {"num_features", 1}};
+  if (type == "Dropout") return {{"type", type}, {"p", 0.2}};
+  if (type == "LeakyReLU") return {{"type", type}, {"negative_slope", 0.01}};
+  if (type == "Unflatten") return {{"type", type}, {"unflattened_size", {16, 7, 7}}};
+  return {{"type", type}};
+}
+
 Model::Model(const Preset& preset) : preset_(preset) {
   encoder.build(preset_.encoder, "encoder");
   decoder.build(preset_.decoder, "decoder");

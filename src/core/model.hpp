@@ -33,6 +33,14 @@ class Sequential {
   std::vector<Tensor> acts_, grads_;
 };
 
+// For layer lists edited by hand (a layer added, removed or resized): sets each layer's input-size arguments
+// (Linear in_features, Conv in_channels, BatchNorm num_features, Unflatten's channel count when the rest divides)
+// from the shape that reaches it, through encoder, heads and decoder. Stops quietly at the first layer that cannot
+// take its input (building the Model then reports it). Returns how many arguments changed.
+size_t chain_layer_sizes(Preset& p);
+// A layer of the given type with sensible arguments for an editor's "add layer" (input sizes are then chained).
+nlohmann::json default_layer_spec(const std::string& type);
+
 class Model {
  public:
   explicit Model(const Preset& preset);  // builds and checks every shape; call init() or load weights next
