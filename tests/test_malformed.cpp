@@ -470,7 +470,7 @@ std::vector<Case> malformed_cases() {
       {"preset huge layer size", P::Preset, preset(kFlatten + ", " + linear(784, 1000000000000LL), linear(8, 784)),
        "preset.json: encoder.1: Linear: 'out_features' must be between 1 and 1048576, got 1000000000000"},
       {"preset layer size 2^64-1", P::Preset, preset(kFlatten + R"(, {"type": "Linear", "in_features": 784, "out_features": 18446744073709551615})", linear(8, 784)),
-       "preset.json: encoder.1: Linear: 'out_features' must be between 1 and 1048576"},
+       "preset.json: encoder.1: Linear: 'out_features' must be between 1 and 1048576, got 18446744073709551615"},
       {"preset fractional layer size", P::Preset, preset(kFlatten + R"(, {"type": "Linear", "in_features": 784, "out_features": 2.5})", linear(8, 784)),
        "preset.json: encoder.1: Linear: 'out_features' must be an integer, got 2.5"},
       {"preset negative Unflatten size", P::Preset, preset(kFlatten, linear(8, 784) + R"(, {"type": "Unflatten", "unflattened_size": [1, -28, 28]})"),

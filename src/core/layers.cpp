@@ -4,6 +4,7 @@
 #include "core/layers.hpp"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstring>
 #include <set>
@@ -51,10 +52,12 @@ class Args {
     const json& v = j_.at(key);
     if (!v.is_number_integer())
       fail(type_ + ": '" + key + "' must be an integer, got " + v.dump());
-    long long x = v.get<long long>();
+    // Values above 2^63 are stored unsigned (nlohmann); echo them as written, not wrapped to a negative number.
+    const bool huge = v.is_number_unsigned() && v.get<unsigned long long>() > (unsigned long long)LLONG_MAX;
+    long long x = huge ? LLONG_MAX : v.get<long long>();
     if (x < (long long)lo || x > (long long)hi)
       fail(type_ + ": '" + key + "' must be between " + std::to_string(lo) + " and " + std::to_string(hi) +
-           ", got " + std::to_string(x));
+           ", got " + v.dump());
     return size_t(x);
   }
   float number(const char* key, double lo, double hi, double def, bool hi_open = false) {
