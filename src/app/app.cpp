@@ -196,6 +196,7 @@ struct App::State {
 
   // Model panel: the preset as editable JSON.
   std::vector<float> frame_ms;  // ring buffer of the last 240 frames' main-thread times
+  std::vector<float> app_ms;    // the same frames' time in App::frame + ImGui::Render alone (NaN if not given)
   size_t frame_pos = 0;
 
   std::string json_text, json_error;
@@ -830,17 +831,28 @@ json App::command(const json& cmd) {
   return {{"ok", true}};
 }
 
-void App::record_frame_time(double ms) {
+void App::record_frame_time(double ms, double app_ms) {
   State& s = *s_;
-  if (s.frame_ms.size() < 240) s.frame_ms.push_back(float(ms));
-  else s.frame_ms[s.frame_pos++ % 240] = float(ms);
+  if (s.frame_ms.size() < 240) {
+    s.frame_ms.push_back(float(ms));
+    s.app_ms.push_back(float(app_ms));
+  } else {
+    s.frame_ms[s.frame_pos % 240] = float(ms);
+    s.app_ms[s.frame_pos++ % 240] = float(app_ms);
+  }
 }
 
 json App::status() const {
   const State& s = *s_;
-  std::vector<float> f = s.frame_ms;
+  std::vector<float> f = s.frame_ms, a;
   std::sort(f.begin(), f.end());
-  auto pct = [&](double q) { return f.empty() ? json(nullptr) : json(f[std::min(f.size() - 1, size_t(q * f.size()))]); };
+  for (float x : s.app_ms)
+    if (std::isfinite(x)) a.push_back(x);
+  std::sort(a.begin(), a.end());
+  auto pct_of = [](const std::vector<float>& v, double q) {
+    return v.empty() ? json(nullptr) : json(v[std::min(v.size() - 1, size_t(q * v.size()))]);
+  };
+  auto pct = [&](double q) { return pct_of(f, q); };
   auto num = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
   json panels = json::array();
   for (int i = 0; i < kPanelCount; ++i)
@@ -855,7 +867,8 @@ json App::status() const {
           {"memoryBytes", memory_bytes ? json(memory_bytes) : json(nullptr)},
           {"trainingBytes", s.model->training_bytes(s.preset.training.batch_size)},
           {"memoryLimitBytes", Model::kMemoryBudget},
-          {"frameMs", {{"p50", pct(0.5)}, {"p95", pct(0.95)}, {"max", pct(1.0)}, {"frames", f.size()}}},
+          {"frameMs", {{"p50", pct(0.5)}, {"p95", pct(0.95)}, {"max", pct(1.0)}, {"frames", f.size()},
+                       {"appP50", pct_of(a, 0.5)}, {"appP95", pct_of(a, 0.95)}}},
           {"running", s.running},
           {"dataReady", train_.count > 0},
           {"lr", s.preset.optimizer.lr},

@@ -3,6 +3,7 @@
 #pragma once
 #include <imgui.h>
 
+#include <cmath>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -99,7 +100,8 @@ class App {
   std::string config_query() const;
   // The driver reports how long each whole frame took on the main thread (app + ImGui + GL submission), so the
   // status can tell the page's frame-time distribution apart from the browser's compositing.
-  void record_frame_time(double ms);
+  // app_ms: the part spent in App::frame() and ImGui::Render() (the rest is GL submission and event handling).
+  void record_frame_time(double ms, double app_ms = NAN);
   // The driver reports the process's memory (the wasm heap in the page) for the Training panel and status();
   // 0 means unknown.
   uint64_t memory_bytes = 0;

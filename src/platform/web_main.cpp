@@ -59,11 +59,12 @@ void main_loop() {
     g_app->message = std::string("Error: ") + e.what();
   }
   ImGui::Render();
+  const double app_ms = emscripten_get_now() - t0;
   glViewport(0, 0, g_width, g_height);
   glClearColor(0.08f, 0.08f, 0.1f, 1.f);
   glClear(GL_COLOR_BUFFER_BIT);
   ImGui_ImplOpenGL3_RenderDrawData(ImGui::GetDrawData());
-  g_app->record_frame_time(emscripten_get_now() - t0);
+  g_app->record_frame_time(emscripten_get_now() - t0, app_ms);
   g_app->memory_bytes = emscripten_get_heap_size();
   if (!g_app->download_request_name.empty()) {
     const auto& b = g_app->download_request_bytes;
