@@ -11,6 +11,7 @@
 
 #include "core/gemm.hpp"
 #include "core/train.hpp"
+#include "core/umap.hpp"
 
 namespace aep {
 
@@ -135,6 +136,41 @@ BenchRecord gemm_workload(const BenchOptions& o, const GemmCase& c) {
   return {kSystem, simd_arch_name(), c.name, 0, t.median, t.spread};
 }
 
+// UMAP of n points in d dimensions (ten Gaussian clusters, like a model's codes) to 2-D, start to finish; a row
+// of points per second, then the seconds of one run split by stage.
+BenchRecord umap_workload(const BenchOptions& o, size_t n, size_t d, std::string& stage_line) {
+  Rng rng(9);
+  std::vector<float> centres(10 * d), x(n * d);
+  for (float& c : centres) c = rng.normal();
+  for (size_t i = 0; i < n; ++i)
+    for (size_t j = 0; j < d; ++j) x[i * d + j] = centres[(i % 10) * d + j] + rng.normal();
+  Umap u;
+  Timing t = measure(o, double(n), [&] {
+    u.begin(x.data(), n, d);
+    while (!u.step(1e9)) {
+    }
+  });
+  BenchRecord r{kSystem, simd_arch_name(), "umap " + std::to_string(n) + " x " + std::to_string(d) + " -> 2", t.median,
+                0, t.spread};
+  std::vector<std::pair<std::string, double>> stages;
+  u.begin(x.data(), n, d);
+  for (bool done = false; !done;) {
+    std::string stage = u.stage_name();
+    auto t0 = Clock::now();
+    done = u.step(0);
+    if (stages.empty() || stages.back().first != stage) stages.push_back({stage, 0});
+    stages.back().second += seconds_since(t0);
+  }
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%-10s one run %.3f s, by stage:", "", double(n) / t.median);
+  stage_line = buf;
+  for (const auto& s : stages) {
+    std::snprintf(buf, sizeof buf, " %s %.3f", s.first.c_str(), s.second);
+    stage_line += buf;
+  }
+  return r;
+}
+
 bool selected(const BenchOptions& o, const std::string& group) {
   return o.only.empty() || std::find(o.only.begin(), o.only.end(), group) != o.only.end();
 }
@@ -164,6 +200,15 @@ std::vector<BenchRecord> run_bench(const BenchOptions& o, std::FILE* out) {
     for (const GemmCase& c : cases) add(gemm_workload(o, c));
     Timing peak = measure(o, gemm_micro_kernel_flops() * 1e-9, [] { gemm_micro_kernel_run(); });
     add({kSystem, simd_arch_name(), "gemm micro-kernel peak (L1)", 0, peak.median, peak.spread});
+  }
+
+  if (selected(o, "umap")) {
+    // The Latent panel's case: 2000 test codes of the 32x7x7 conv preset (lesson 000), and smaller codes.
+    for (size_t d : {1568, 196, 32}) {
+      std::string stage_line;
+      add(umap_workload(o, 2000, d, stage_line));
+      std::fprintf(out, "%s\n", stage_line.c_str());
+    }
   }
 
   const bool want_a = selected(o, "A"), want_b = selected(o, "B");

@@ -11,7 +11,7 @@ struct BenchOptions {
   double seconds = 1.0;  // length of one timed run
   int runs = 5;          // timed runs per workload; the median is reported
   double warmup = 0.5;   // untimed seconds before the runs
-  std::vector<std::string> only;  // workload groups: "A", "B", "gemm", "presets", or a preset name; empty: all
+  std::vector<std::string> only;  // workload groups: "A", "B", "gemm", "umap", "presets", or a preset name; empty: all
   std::string model_a;   // preset file of model A (default: bench/model-a.json of the source tree)
   std::string data_dir;  // MNIST folder (default: the fetched MNIST)
 };

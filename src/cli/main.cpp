@@ -32,7 +32,7 @@ const char* kUsage =
     "        [--test-samples N]\n"
     "  eval  --preset NAME|FILE --weights W.safetensors [--data DIR] [--test-samples N]\n"
     "  pca   --k K [--data DIR] [--normalize 0_1|-1_1]   PCA baseline: test reconstruction MSE\n"
-    "  bench [--only A,B,gemm,presets,NAME...] [--seconds S] [--runs N] [--warmup S] [--json FILE]\n"
+    "  bench [--only A,B,gemm,umap,presets,NAME...] [--seconds S] [--runs N] [--warmup S] [--json FILE]\n"
     "        [--model-a FILE] [--data DIR]   training speed (batch 64, Adam) and GEMM GFLOP/s\n"
     "DIR holds the MNIST IDX files (raw or .gz) under their standard names; default: the fetched MNIST.\n";
 

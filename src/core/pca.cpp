@@ -53,9 +53,7 @@ void symmetric_eigen(std::vector<double> A, size_t n, std::vector<double>& value
   }
 }
 
-namespace {
-// Orthonormalizes the columns of Q [dim, p] in place (modified Gram-Schmidt, twice for stability).
-void orthonormalize(std::vector<float>& Q, size_t dim, size_t p) {
+void orthonormalize_columns(std::vector<float>& Q, size_t dim, size_t p) {
   for (int pass = 0; pass < 2; ++pass)
     for (size_t j = 0; j < p; ++j) {
       for (size_t i = 0; i < j; ++i) {
@@ -69,7 +67,6 @@ void orthonormalize(std::vector<float>& Q, size_t dim, size_t p) {
       for (size_t r = 0; r < dim; ++r) Q[r * p + j] = norm > 1e-20 ? float(Q[r * p + j] / norm) : 0.f;
     }
 }
-}  // namespace
 
 Pca fit_pca(const float* X, size_t n, size_t dim, size_t k, uint64_t seed, size_t iterations) {
   if (n < 2) throw std::runtime_error("PCA needs at least 2 samples");
@@ -92,11 +89,11 @@ Pca fit_pca(const float* X, size_t n, size_t dim, size_t k, uint64_t seed, size_
   std::vector<float> Q(dim * p), Z(dim * p);
   Rng rng(seed);
   for (float& q : Q) q = rng.normal();
-  orthonormalize(Q, dim, p);
+  orthonormalize_columns(Q, dim, p);
   for (size_t it = 0; it < iterations; ++it) {
     gemm(false, false, dim, p, dim, 1.f, C.data(), dim, Q.data(), p, 0.f, Z.data(), p);
     Q.swap(Z);
-    orthonormalize(Q, dim, p);
+    orthonormalize_columns(Q, dim, p);
   }
   // Rayleigh-Ritz: T = Q^T C Q, rotate Q by T's eigenvectors.
   gemm(false, false, dim, p, dim, 1.f, C.data(), dim, Q.data(), p, 0.f, Z.data(), p);

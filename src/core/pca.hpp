@@ -28,5 +28,7 @@ double pca_reconstruction_mse(const Pca& pca, const Dataset& d, Normalization no
 // Eigen-decomposition of a small symmetric matrix A [n, n] (cyclic Jacobi): eigenvalues descending,
 // eigenvectors as the rows of vecs [n, n].
 void symmetric_eigen(std::vector<double> A, size_t n, std::vector<double>& values, std::vector<double>& vecs);
+// Orthonormalizes the columns of Q [dim, p] in place (modified Gram-Schmidt, twice for stability).
+void orthonormalize_columns(std::vector<float>& Q, size_t dim, size_t p);
 
 }  // namespace aep
