@@ -69,9 +69,6 @@ if [ -f build/wasm-release/aep.js ]; then
   for p in assets/presets/*.json; do
     name=$(basename "$p" .json)
     steps=200
-    # fully-conv: after ~30 steps its activations fill with subnormal floats, which x86 runs ~10x slower natively
-    # and ~20x slower in wasm (measured: same losses, 10x faster with flush-to-zero). Known issue; 60 steps here.
-    [ "$name" = fully-conv ] && steps=60
     if "${aep[@]}" train --preset "$name" --steps $steps --seed 1 --test-samples 1000 \
          --log "$out/$name.csv" --save "$out/$name.safetensors" >"$out/$name.log" 2>&1 \
        && loss_fell "$out/$name.csv" > "$out/$name.fell"; then

@@ -96,8 +96,7 @@ async function waitFor(page, pred, ms) {
       const before = await waitFor(page, (s) => s.preset === name && s.testStep === 0, 30000);
       const t1 = Date.now();
       await page.evaluate(() => window.aep.start());
-      // fully-conv slows ~20x in wasm once its activations turn subnormal (~step 30; a known issue): fewer steps.
-      const target = name === 'fully-conv' ? 40 : STEPS;
+      const target = STEPS;
       let s = await waitFor(page, (x) => x.step >= target || !x.running, 180000);
       await page.evaluate(() => window.aep.pause());
       const steps = s.step;
