@@ -314,4 +314,43 @@ TEST_CASE("app: a batch size that would exceed the memory budget is refused, the
   CHECK(app.status()["step"] == 3);
 }
 
+TEST_CASE("app: the Latent panel's UMAP view embeds the test codes in slices within frames, digits together") {
+  Headless ui;
+  auto app_ptr = make_app();
+  App& app = *app_ptr;
+  REQUIRE(app.command({{"preset", "conv"}, {"seed", 2}, {"panels", "latent"}})["ok"] == true);  // a 4x7x7 code
+  REQUIRE(app.train_steps(40));
+  CHECK(app.command({{"latent", "tsne"}})["ok"] == false);
+  REQUIRE(app.command({{"latent", "umap"}})["ok"] == true);
+  CHECK(app.config_query().find("latent=umap") != std::string::npos);
+  std::string kind;
+  int frames = 0;
+  for (; frames < 3000 && app.latent_points(&kind).empty(); ++frames) ui.frame(app);
+  CHECK(kind == "umap");
+  CHECK(frames > 3);  // the codes, then the UMAP, a slice per frame
+  const std::vector<float> xy = app.latent_points();
+  const std::vector<uint8_t>& labels = mnist(false).labels;
+  REQUIRE(xy.size() == 2 * 400);
+  for (float v : xy) REQUIRE(std::isfinite(v));
+  // Codes of the same digit lie closer together than codes in general.
+  double same = 0, all = 0;
+  size_t n_same = 0, n_all = 0;
+  for (size_t i = 0; i < 400; ++i)
+    for (size_t j = i + 1; j < 400; ++j) {
+      double d = std::hypot(xy[2 * i] - xy[2 * j], xy[2 * i + 1] - xy[2 * j + 1]);
+      all += d, ++n_all;
+      if (labels[i] == labels[j]) same += d, ++n_same;
+    }
+  INFO("mean distance, same digit " << same / n_same << ", any two " << all / n_all);
+  CHECK(same / n_same < 0.6 * all / n_all);
+
+  // More training: the views refresh and a new embedding of the new codes replaces this one.
+  REQUIRE(app.train_steps(5));
+  for (frames = 0; frames < 3000 && app.latent_points() == xy; ++frames) ui.frame(app);
+  CHECK(app.latent_points() != xy);
+  REQUIRE(app.command({{"latent", "pca"}})["ok"] == true);
+  CHECK(app.latent_points(&kind).size() == 2 * 400);
+  CHECK(kind == "pca");
+}
+
 }  // namespace aep

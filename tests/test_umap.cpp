@@ -81,6 +81,42 @@ TEST_CASE("umap: ten Gaussian clusters in 50-d stay separate in 2-D, far better 
   CHECK(umap_score > pca_score + 0.1);
 }
 
+TEST_CASE("umap: a refresh from the last layout keeps its shape") {
+  const size_t n = 600, d = 30;
+  std::vector<int> labels;
+  std::vector<float> x = gaussian_clusters(n, d, 6, 1.f, 21, labels);
+  std::vector<float> first = run_umap(x, n, d, UmapParams{}, 1e9);
+  // The codes move a little (as between two refreshes of a training model).
+  Rng rng(4);
+  for (float& v : x) v += 0.2f * rng.normal();
+  UmapParams p;
+  p.n_epochs = 60;
+  p.learning_rate = 0.5f;
+  p.seed = 7;
+  Umap u;
+  u.begin(x.data(), n, d, p, first.data());
+  CHECK(u.has_layout());
+  CHECK(u.embedding() == first);
+  while (!u.step(1e9)) {
+  }
+  const std::vector<float>& again = u.embedding();
+  CHECK(knn5_agreement(again, labels) > 0.95);
+  // Each cluster's centre stays where it was, relative to the spread of the centres.
+  auto centres = [&](const std::vector<float>& xy) {
+    std::vector<double> c(12, 0.0);
+    for (size_t i = 0; i < n; ++i) c[2 * labels[i]] += xy[2 * i] / (n / 6), c[2 * labels[i] + 1] += xy[2 * i + 1] / (n / 6);
+    return c;
+  };
+  std::vector<double> a = centres(first), b = centres(again);
+  double moved = 0, spread = 0;
+  for (int c = 0; c < 6; ++c) {
+    moved = std::max(moved, std::hypot(a[2 * c] - b[2 * c], a[2 * c + 1] - b[2 * c + 1]));
+    for (int e = 0; e < 6; ++e) spread = std::max(spread, std::hypot(a[2 * c] - a[2 * e], a[2 * c + 1] - a[2 * e + 1]));
+  }
+  INFO("largest centre move " << moved << ", largest distance between centres " << spread);
+  CHECK(moved < 0.15 * spread);
+}
+
 TEST_CASE("umap: the neighbour search is exact across distance tiles") {
   const size_t n = 700, d = 100, k = 15;  // two tiles of rows: diagonal and off-diagonal tiles both run
   std::vector<int> labels;
@@ -178,6 +214,13 @@ TEST_CASE("umap: bad input is refused with a message, and the object stays idle"
       {&x, 20, 4, zero_epochs, "n_epochs >= 1"},
       {&x, 20, 4, bad_b, "0 < b <= 1"},
   };
+  const std::vector<float> bad_start(40, NAN);
+  {
+    Umap u;
+    CHECK_THROWS_WITH_AS(u.begin(x.data(), 20, 4, UmapParams{}, bad_start.data()),
+                         doctest::Contains("start layout of point 0 is not finite"), std::invalid_argument);
+    CHECK(!u.running());
+  }
   for (const Bad& b : bad) {
     INFO(b.error);
     Umap u;

@@ -11,6 +11,7 @@
 
 #include "core/gemm.hpp"
 #include "core/safetensors.hpp"
+#include "core/umap.hpp"
 #include "core/weights.hpp"
 
 namespace aep {
@@ -150,6 +151,14 @@ struct App::State {
   Pca code_pca;
   bool latent_pca = false;
   float lx0 = -1, lx1 = 1, ly0 = -1, ly1 = 1;  // visible latent range
+  // UMAP view of a code larger than 2-d: computed a slice per frame from the finished views' codes; the last
+  // finished embedding stays on show while the next one computes.
+  bool latent_umap = false;  // the view chosen for codes larger than 2-d: UMAP, else PCA
+  Umap umap;
+  size_t umap_codes_step = size_t(-1);  // training step of the codes the running (or last) UMAP started from
+  std::vector<float> umap_xy;           // [umap_n, 2], the last finished embedding
+  size_t umap_n = 0, umap_step = 0;     // its points and the training step of its codes
+  float ux0 = -1, ux1 = 1, uy0 = -1, uy1 = 1;  // its plot range
   int hovered = -1;
   bool have_click = false;
   float click[2] = {0, 0};
@@ -403,11 +412,66 @@ bool App::train_steps(size_t n) {
 
 // ---- views ---------------------------------------------------------------------------------------------------------
 
+// The box around n 2-d points (xy: [n, 2]) with a 5% margin; non-finite points are left out.
+static void plot_range(const std::vector<float>& xy, size_t n, float& x0, float& x1, float& y0, float& y1) {
+  x0 = y0 = 1e30f, x1 = y1 = -1e30f;
+  for (size_t i = 0; i < n; ++i) {
+    float a = xy[2 * i], b = xy[2 * i + 1];
+    if (!std::isfinite(a) || !std::isfinite(b)) continue;
+    x0 = std::min(x0, a), x1 = std::max(x1, a), y0 = std::min(y0, b), y1 = std::max(y1, b);
+  }
+  if (x1 <= x0) x0 = -1, x1 = 1;
+  if (y1 <= y0) y0 = -1, y1 = 1;
+  float mx = 0.05f * (x1 - x0), my = 0.05f * (y1 - y0);
+  x0 -= mx, x1 += mx, y0 -= my, y1 += my;
+}
+
 void App::refresh_views() {
   if (!has_data()) return;
   start_views();
   while (step_views(1e9)) {
   }
+  while (umap_due()) step_umap(1e9);
+}
+
+const std::vector<float>& App::latent_points(std::string* kind) const {
+  const State& s = *s_;
+  const bool umap = s.code_dim > 2 && s.latent_umap;
+  if (kind) *kind = s.code_dim == 2 ? "code" : umap ? "umap" : "pca";
+  return umap ? s.umap_xy : s.xy;
+}
+
+// The UMAP view wants an embedding of the current codes (and the panel is open to show it).
+bool App::umap_due() const {
+  const State& s = *s_;
+  if (!s.latent_umap || s.code_dim <= 2 || s.n_view == 0 || !show_panel[kPanelLatent]) return false;
+  return s.umap.running() || s.umap_codes_step != s.refreshed_step;
+}
+
+// A slice of the UMAP of the view codes: started from the newest codes whenever the last one is done, so the
+// embedding follows training a refresh or so behind; a finished one replaces the one on show. A refresh starts
+// from the embedding on show and runs fewer, gentler epochs: the layout keeps its shape (islands stay where the
+// learner saw them) and is ready sooner.
+void App::step_umap(double budget_ms) {
+  State& s = *s_;
+  if (!s.umap.running()) {
+    s.umap_codes_step = s.refreshed_step;  // tried once per refresh, even if it fails
+    const bool refresh = s.umap_n == s.n_view;
+    UmapParams p;
+    if (refresh) p.n_epochs = 60, p.learning_rate = 0.5f;
+    try {
+      s.umap.begin(s.codes.data(), s.n_view, s.code_dim, p, refresh ? s.umap_xy.data() : nullptr);
+    } catch (const std::exception& e) {
+      message = std::string("UMAP view: ") + e.what();
+      return;
+    }
+  }
+  if (!s.umap.step(budget_ms)) return;
+  s.umap_xy = s.umap.embedding();
+  s.umap_n = s.umap.size();
+  s.umap_step = s.umap_codes_step;
+  plot_range(s.umap_xy, s.umap_n, s.ux0, s.ux1, s.uy0, s.uy1);
+  s.hover_shown = -1;
 }
 
 void App::start_views() {
@@ -445,6 +509,10 @@ void App::cancel_views() {
   s.codes.clear();
   s.errors.clear();
   s.xy.clear();
+  s.umap.clear();
+  s.umap_xy.clear();
+  s.umap_n = 0;
+  s.umap_codes_step = size_t(-1);
   s.views_dirty = true;
 }
 
@@ -553,16 +621,7 @@ void App::finish_views() {
   } else {
     s.xy = s.codes;
   }
-  float x0 = 1e30f, x1 = -1e30f, y0 = 1e30f, y1 = -1e30f;
-  for (size_t i = 0; i < s.n_view; ++i) {
-    float a = s.xy[2 * i], b = s.xy[2 * i + 1];
-    if (!std::isfinite(a) || !std::isfinite(b)) continue;
-    x0 = std::min(x0, a), x1 = std::max(x1, a), y0 = std::min(y0, b), y1 = std::max(y1, b);
-  }
-  if (x1 <= x0) x0 = -1, x1 = 1;
-  if (y1 <= y0) y0 = -1, y1 = 1;
-  float mx = 0.05f * (x1 - x0), my = 0.05f * (y1 - y0);
-  s.lx0 = x0 - mx, s.lx1 = x1 + mx, s.ly0 = y0 - my, s.ly1 = y1 + my;
+  plot_range(s.xy, s.n_view, s.lx0, s.lx1, s.ly0, s.ly1);
   s.hover_shown = -1;
 
   // A diagonal Gaussian fitted to the codes: how a plain AE "generates".
@@ -710,7 +769,7 @@ json App::command(const json& cmd) {
   };
   static const char* known[] = {"preset", "lr", "batch", "seed", "beta", "l1", "optimizer", "panels", "compact",
                                 "autostart", "train", "pause", "step", "reset", "corruption", "noise", "epochs", "code",
-                                "holdout", "anomaly"};
+                                "holdout", "anomaly", "latent"};
   for (auto it = cmd.begin(); it != cmd.end(); ++it)
     if (std::find_if(std::begin(known), std::end(known), [&](const char* k) { return it.key() == k; }) == std::end(known))
       errors.push_back("unknown setting '" + it.key() + "'");
@@ -754,6 +813,12 @@ json App::command(const json& cmd) {
     else if (v == "digit") anomaly = 1;
     else if (v == "fashion") anomaly = 2;
     else errors.push_back("anomaly must be \"noise\", \"digit\" or \"fashion\", got " + v.dump());
+  }
+  bool latent_umap = s.latent_umap;
+  if (cmd.contains("latent")) {
+    const json& v = cmd.at("latent");
+    if (v == "pca" || v == "umap") latent_umap = v == "umap";
+    else errors.push_back("latent must be \"pca\" or \"umap\" (the Latent panel's view of codes larger than 2-d), got " + v.dump());
   }
   int holdout = s.held_out;
   if (number("holdout", -1, 9, d)) holdout = int(d);
@@ -823,6 +888,7 @@ json App::command(const json& cmd) {
       apply_hyper_parameters();
     }
   }
+  s.latent_umap = latent_umap;
   if (panels_given) std::copy(std::begin(panels), std::end(panels), show_panel);
   if (compact_flag >= 0) compact = compact_flag == 1;
   if (autostart == 1 || train == 1) s.running = true;
@@ -910,6 +976,7 @@ std::string App::config_query() const {
     q += "&panels=" + list;
   }
   if (compact) q += "&compact=1";
+  if (s.latent_umap) q += "&latent=umap";
   return q;
 }
 
@@ -1046,6 +1113,7 @@ void App::frame() {
   // Views refresh a few times a second while training, and soon after any change when idle; a chunk per frame.
   if (has_data() && s.views_dirty && !s.job.active && (!s.running || seconds_since(s.last_refresh) > 0.7)) start_views();
   if (s.job.active) step_views(s.running ? view_budget_ms : 2 * view_budget_ms);
+  if (umap_due()) step_umap(s.running ? view_budget_ms : 2 * view_budget_ms);  // as much again for the UMAP view
 
   main_menu();
   layout_panels(show_panel, ImGui::GetIO().DisplaySize, compact ? 0.f : ImGui::GetFrameHeight());
@@ -1616,10 +1684,47 @@ void App::panel_latent() {
     return ImGui::End();
   }
   const float lo = range_min(s.preset.normalize), hi = range_max(s.preset.normalize);
-  ImGui::Text("%zu test digits, %s", s.n_view,
-              s.latent_pca ? ("PCA projection of the " + std::to_string(s.code_dim) + "-d code").c_str()
-                           : "2-d code");
-  help_marker("Hover a point to see its digit; click anywhere to decode that point of the plane.");
+  // Codes larger than 2-d: their PCA plane (a linear map, so any point of it decodes) or a UMAP embedding (only
+  // neighbourhoods mean something: nothing to decode).
+  const bool umap = s.code_dim > 2 && s.latent_umap;
+  if (s.code_dim > 2) {
+    ImGui::AlignTextToFramePadding();
+    ImGui::TextUnformatted("view");
+    ImGui::SameLine();
+    if (ImGui::RadioButton("PCA", !s.latent_umap)) s.latent_umap = false;
+    ImGui::SameLine();
+    if (ImGui::RadioButton("UMAP", s.latent_umap)) s.latent_umap = true;
+    help_marker("PCA: the plane of the two directions along which the codes vary most. A linear view, so digits "
+                "often overlap; click any point of it to decode it.\n\n"
+                "UMAP: a 2-d layout, computed here from the codes, that keeps each code's nearest neighbours near "
+                "(as in lesson 000). Digits the encoder tells apart form separate islands, but the axes and the "
+                "distances between islands mean nothing, and a point of it cannot be decoded: click-to-decode "
+                "works in the PCA view. Recomputed from the newest codes as the model trains.");
+  }
+  // The points on show: the UMAP view keeps its last finished embedding while the next computes (the first time,
+  // the layout as it converges).
+  const std::vector<float>* xy = &s.xy;
+  size_t n = s.n_view;
+  float x0 = s.lx0, x1 = s.lx1, y0 = s.ly0, y1 = s.ly1;
+  if (umap && s.umap_n) {
+    xy = &s.umap_xy, n = s.umap_n;
+    x0 = s.ux0, x1 = s.ux1, y0 = s.uy0, y1 = s.uy1;
+  } else if (umap) {
+    xy = &s.umap.embedding();
+    n = s.umap.has_layout() ? s.umap.size() : 0;
+    plot_range(*xy, n, x0, x1, y0, y1);
+  }
+  const std::string code = std::to_string(s.code_dim) + "-d code";
+  if (!s.latent_pca) ImGui::Text("%zu test digits, 2-d code", s.n_view);
+  else if (!umap) ImGui::Text("%zu test digits, PCA projection of the %s", s.n_view, code.c_str());
+  else if (s.umap_n) ImGui::Text("%zu test digits, UMAP of the %s at step %zu", s.umap_n, code.c_str(), s.umap_step);
+  else ImGui::Text("%zu test digits, UMAP of the %s", s.n_view, code.c_str());
+  if (umap && s.umap.running()) {
+    ImGui::SameLine();
+    ImGui::TextDisabled("  UMAP: computing... %d%%", int(100 * s.umap.progress()));
+  }
+  help_marker(umap ? "Hover a point to see its digit. A UMAP layout cannot be decoded: use the PCA view to click-decode."
+                   : "Hover a point to see its digit; click anywhere to decode that point of the plane.");
   const bool grid = s.code_dim == 2 && s.manifold.w;
   ImVec2 avail = ImGui::GetContentRegionAvail();
   float side = std::max(120.f, std::min(grid ? avail.x * 0.5f - 6 : avail.x, avail.y - 70));
@@ -1627,13 +1732,15 @@ void App::panel_latent() {
   ImDrawList* dl = ImGui::GetWindowDrawList();
   dl->AddRectFilled(p0, ImVec2(p0.x + side, p0.y + side), IM_COL32(20, 20, 24, 255));
   auto to_screen = [&](float x, float y) {
-    return ImVec2(p0.x + side * (x - s.lx0) / (s.lx1 - s.lx0), p0.y + side * (1 - (y - s.ly0) / (s.ly1 - s.ly0)));
+    return ImVec2(p0.x + side * (x - x0) / (x1 - x0), p0.y + side * (1 - (y - y0) / (y1 - y0)));
   };
-  for (size_t i = 0; i < s.n_view; ++i) {
+  for (size_t i = 0; i < n; ++i) {
     int label = test_.labels.empty() ? 7 : test_.labels[i] % 10;
-    dl->AddCircleFilled(to_screen(s.xy[2 * i], s.xy[2 * i + 1]), 2.f, kDigitColors[label], 6);
+    dl->AddCircleFilled(to_screen((*xy)[2 * i], (*xy)[2 * i + 1]), 2.f, kDigitColors[label], 6);
   }
-  if (!s.draw_code.empty() && s.draw_code.size() == s.code_dim) {
+  if (umap && n == 0)
+    dl->AddText(ImVec2(p0.x + 8, p0.y + 8), IM_COL32(160, 160, 160, 255), "computing the first UMAP...");
+  if (!umap && !s.draw_code.empty() && s.draw_code.size() == s.code_dim) {
     float dx = s.draw_code[0], dy = s.code_dim > 1 ? s.draw_code[1] : 0;
     if (s.latent_pca) {
       float c[2] = {0, 0};
@@ -1643,7 +1750,7 @@ void App::panel_latent() {
     ImVec2 q = to_screen(dx, dy);
     dl->AddCircle(q, 7, IM_COL32(255, 255, 255, 255), 12, 2.f);
   }
-  if (s.have_click) dl->AddCircle(to_screen(s.click[0], s.click[1]), 5, IM_COL32(255, 255, 0, 255), 12, 2.f);
+  if (!umap && s.have_click) dl->AddCircle(to_screen(s.click[0], s.click[1]), 5, IM_COL32(255, 255, 0, 255), 12, 2.f);
   ImGui::InvisibleButton("##latent", ImVec2(side, side));
   if (grid) {
     ImGui::SameLine(0, 12);
@@ -1663,8 +1770,8 @@ void App::panel_latent() {
   if (inside) {
     int best = -1;
     float bd = 36.f;
-    for (size_t i = 0; i < s.n_view; ++i) {
-      ImVec2 q = to_screen(s.xy[2 * i], s.xy[2 * i + 1]);
+    for (size_t i = 0; i < n; ++i) {
+      ImVec2 q = to_screen((*xy)[2 * i], (*xy)[2 * i + 1]);
       float d = (q.x - mp.x) * (q.x - mp.x) + (q.y - mp.y) * (q.y - mp.y);
       if (d < bd) bd = d, best = int(i);
     }
@@ -1678,11 +1785,13 @@ void App::panel_latent() {
         s.hover_shown = best;
       }
       ImGui::BeginTooltip();
-      ImGui::Text("test #%d, digit %d, error %.4f", best, test_.labels.empty() ? -1 : test_.labels[best], s.errors[best]);
+      ImGui::Text("test #%d, digit %d, error %.4f", best, test_.labels.empty() ? -1 : test_.labels[best],
+                  size_t(best) < s.errors.size() ? s.errors[best] : NAN);
       s.hover_pic.show(tex_, 3);
+      if (umap) ImGui::TextDisabled("(UMAP view: no click-to-decode; use PCA)");
       ImGui::EndTooltip();
     }
-    if (ImGui::IsMouseClicked(0)) {
+    if (!umap && ImGui::IsMouseClicked(0)) {
       s.click[0] = s.lx0 + (mp.x - p0.x) / side * (s.lx1 - s.lx0);
       s.click[1] = s.ly0 + (1 - (mp.y - p0.y) / side) * (s.ly1 - s.ly0);
       s.have_click = true;
@@ -1699,7 +1808,7 @@ void App::panel_latent() {
       s.decoded.put_digit(0, 0, y.data(), lo, hi);
     }
   }
-  if (s.have_click && s.decoded.w) {
+  if (!umap && s.have_click && s.decoded.w) {
     ImGui::Text("decoded at (%.3g, %.3g):", s.click[0], s.click[1]);
     ImGui::SameLine();
     s.decoded.show(tex_, 2);

@@ -81,7 +81,10 @@ class App {
 
   // Runs n training steps now (tests, the Step button); returns false and sets the error on divergence.
   bool train_steps(size_t n);
-  void refresh_views();  // test loss, reconstructions, latent codes, anomaly scores: all now (tests)
+  void refresh_views();  // test loss, reconstructions, latent codes, anomaly scores (and a wanted UMAP): all now (tests)
+  // The Latent panel's scatter as shown, [n, 2] for test images 0..n-1 (empty while there is none yet), and what
+  // it is: "code" (a 2-d code itself), "pca" or "umap" (the last finished embedding).
+  const std::vector<float>& latent_points(std::string* kind = nullptr) const;
 
   double train_budget_ms = 20;  // training per frame
   double view_budget_ms = 8;
@@ -122,6 +125,8 @@ class App {
   bool step_views(double budget_ms);
   void finish_views();
   void cancel_views();
+  bool umap_due() const;
+  void step_umap(double budget_ms);
   void panel_model();
   void layer_editor();
   void panel_data();

@@ -58,7 +58,7 @@ float clip4(float g) { return std::clamp(g, -4.f, 4.f); }
 
 void Umap::clear() { *this = Umap(); }
 
-void Umap::begin(const float* x, size_t n, size_t d, const UmapParams& params) {
+void Umap::begin(const float* x, size_t n, size_t d, const UmapParams& params, const float* start) {
   std::vector<float> keep = std::move(x_);  // its pages, already touched: a refresh need not fault them in again
   clear();
   x_ = std::move(keep);
@@ -76,10 +76,15 @@ void Umap::begin(const float* x, size_t n, size_t d, const UmapParams& params) {
     if (!std::isfinite(x[i]))
       throw std::invalid_argument("UMAP: point " + std::to_string(i / d) + ", dimension " + std::to_string(i % d) +
                                   " is not finite (" + std::to_string(x[i]) + ")");
+  for (size_t i = 0; start && i < n * 2; ++i)
+    if (!std::isfinite(start[i]))
+      throw std::invalid_argument("UMAP: the start layout of point " + std::to_string(i / 2) + " is not finite");
   p_ = params;
   n_ = n, d_ = d, k_ = k;
   x_.assign(x, x + n * d);
-  embedding_.assign(n * 2, 0.f);
+  if (start) embedding_.assign(start, start + n * 2);
+  else embedding_.assign(n * 2, 0.f);
+  given_start_ = start != nullptr;
   rng_.reseed(params.seed + 1);
   tile_ = tile_side(d);
   const size_t blocks = (n + tile_ - 1) / tile_;
@@ -88,8 +93,9 @@ void Umap::begin(const float* x, size_t n, size_t d, const UmapParams& params) {
     for (size_t j = i; j < blocks; ++j)
       tiles += double(std::min(tile_, n - i * tile_)) * double(std::min(tile_, n - j * tile_)) * double(d + kTileOverhead);
   const double nk = double(n) * double(k);
-  work_total_ = kCentreWork * n * d + kPcaWork * double(kPcaProducts) * n * d * std::min(kPcaColumns, std::min(n, d)) + tiles +
-                nk * kSigmaWork + nk * kGraphWork + nk * double(p_.n_epochs) * kOptimizeWork;
+  const double pca = start ? 0 : kPcaWork * double(kPcaProducts) * n * d * std::min(kPcaColumns, std::min(n, d));
+  work_total_ = kCentreWork * n * d + pca + tiles + nk * kSigmaWork + nk * kGraphWork +
+                nk * double(p_.n_epochs) * kOptimizeWork;
   stage_ = Stage::Centre;
 }
 
@@ -159,6 +165,7 @@ void Umap::centre() {
   work_done_ += kCentreWork * double(row1 - row0) * d_ / 2;
   if (++part_ < 2 * blocks) return;
   mean_ = {};
+  if (given_start_) return start_neighbors();
   const size_t p = std::min(kPcaColumns, std::min(n_, d_));
   Rng rng(p_.seed);
   z_.resize(d_ * p);  // the random start Omega
@@ -227,6 +234,10 @@ void Umap::start_layout(size_t p) {
   }
   y_ = {};
   z_ = {};
+  start_neighbors();
+}
+
+void Umap::start_neighbors() {
   stage_ = Stage::Neighbors;
   tile_i_ = tile_j_ = 0;
   gram_tile_.assign(tile_ * tile_, 0.f);

@@ -28,8 +28,9 @@ struct UmapParams {
 class Umap {
  public:
   // Starts on x: [n, d] row-major, copied. Throws std::invalid_argument on n <= n_neighbors, d == 0, a value that
-  // is not finite, or parameters out of range; a failed begin() leaves the object idle.
-  void begin(const float* x, size_t n, size_t d, const UmapParams& params = {});
+  // is not finite, or parameters out of range; a failed begin() leaves the object idle. A start layout [n, 2]
+  // (e.g. the embedding of the same points' earlier codes) replaces the PCA start, so a refresh keeps its shape.
+  void begin(const float* x, size_t n, size_t d, const UmapParams& params = {}, const float* start = nullptr);
   // Works for about budget_ms (at least one unit: a distance tile, a chunk of points or edges); returns true once
   // the embedding is finished (and at once when idle or done).
   bool step(double budget_ms);
@@ -37,7 +38,8 @@ class Umap {
 
   bool running() const { return stage_ != Stage::Idle && stage_ != Stage::Done; }
   bool done() const { return stage_ == Stage::Done; }
-  bool has_layout() const { return stage_ >= Stage::Neighbors; }  // embedding() holds the start or better
+  // embedding() holds the start layout or better
+  bool has_layout() const { return stage_ >= Stage::Neighbors || (given_start_ && stage_ != Stage::Idle); }
   double progress() const;  // 0..1 of the estimated work; 1 when done
   // "idle", "centre", "pca", "neighbors", "sigmas", "graph", "optimize" or "done".
   const char* stage_name() const;
@@ -52,6 +54,7 @@ class Umap {
   void centre();
   void pca_unit();
   void start_layout(size_t p);
+  void start_neighbors();
   void neighbors_unit();
   void sigmas_unit();
   void build_graph();
@@ -59,6 +62,7 @@ class Umap {
 
   UmapParams p_;
   Stage stage_ = Stage::Idle;
+  bool given_start_ = false;
   size_t n_ = 0, d_ = 0, k_ = 0;
   size_t pos_ = 0, part_ = 0;      // progress within the stage: PCA product and row block; point; edge
   double work_done_ = 0, work_total_ = 0, last_unit_ms_ = 0;  // work in rough multiply-add counts
