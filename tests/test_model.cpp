@@ -498,6 +498,34 @@ TEST_CASE("PCA finds the principal axes and its error is the discarded variance"
   CHECK_THROWS_WITH(fit_pca(nullptr, 1, 4, 2), doctest::Contains("at least 2 samples"));
 }
 
+TEST_CASE("randomized PCA finds the same top components as the covariance PCA in many dimensions") {
+  // 600 points in 300-d: two strong directions (sd 5 and 3), a weaker one (2) and noise (1).
+  const size_t n = 600, dim = 300;
+  Rng rng(12);
+  std::vector<float> dirs(3 * dim), X(n * dim);
+  for (float& v : dirs) v = rng.normal();
+  for (size_t i = 0; i < n; ++i) {
+    const double a = 5 * rng.normal(), b = 3 * rng.normal(), c = 2 * rng.normal();
+    for (size_t j = 0; j < dim; ++j)
+      X[i * dim + j] = float((a * dirs[j] + b * dirs[dim + j] + c * dirs[2 * dim + j]) / std::sqrt(double(dim)) +
+                             rng.normal() + 0.5);
+  }
+  Pca exact = fit_pca(X.data(), n, dim, 2), fast = fit_pca_randomized(X.data(), n, dim, 2);
+  for (size_t c = 0; c < 2; ++c) {
+    double dot = 0, norm = 0;
+    for (size_t j = 0; j < dim; ++j) {
+      dot += double(exact.components[c * dim + j]) * fast.components[c * dim + j];
+      norm += double(fast.components[c * dim + j]) * fast.components[c * dim + j];
+    }
+    INFO("component " << c);
+    CHECK(std::fabs(dot) > 0.99);
+    CHECK(norm == doctest::Approx(1).epsilon(0.01));
+    CHECK(fast.explained_variance[c] == doctest::Approx(exact.explained_variance[c]).epsilon(0.03));
+  }
+  CHECK(fast.mean == exact.mean);
+  CHECK_THROWS_WITH(fit_pca_randomized(X.data(), n, dim, 0), doctest::Contains("k must be between 1 and 300"));
+}
+
 TEST_CASE("chain_layer_sizes: a hand-edited layer list chains again") {
   Preset p = load_preset(preset_path("linear"));  // Flatten, Linear 784->32, ReLU, BatchNorm1d | Linear 32->784, Sigmoid
   CHECK(chain_layer_sizes(p) == 0);                // a valid preset is left alone

@@ -121,6 +121,55 @@ Pca fit_pca(const float* X, size_t n, size_t dim, size_t k, uint64_t seed, size_
   return pca;
 }
 
+Pca fit_pca_randomized(const float* X, size_t n, size_t dim, size_t k, uint64_t seed, size_t power_iterations) {
+  if (n < 2) throw std::runtime_error("PCA needs at least 2 samples");
+  if (k == 0 || k > dim) throw std::runtime_error("PCA: k must be between 1 and " + std::to_string(dim));
+  Pca pca;
+  pca.dim = dim;
+  pca.k = k;
+  std::vector<double> mean(dim, 0.0);
+  for (size_t i = 0; i < n; ++i)
+    for (size_t j = 0; j < dim; ++j) mean[j] += X[i * dim + j];
+  pca.mean.resize(dim);
+  for (size_t j = 0; j < dim; ++j) pca.mean[j] = float(mean[j] / double(n));
+  std::vector<float> Xc(n * dim);
+  for (size_t i = 0; i < n; ++i)
+    for (size_t j = 0; j < dim; ++j) Xc[i * dim + j] = X[i * dim + j] - pca.mean[j];
+
+  const size_t p = std::min(k + 10, std::min(n, dim));
+  std::vector<float> Z(dim * p), Y(n * p);  // Z: [dim, p], Y: [n, p]
+  Rng rng(seed);
+  for (float& z : Z) z = rng.normal();
+  for (size_t it = 0;; ++it) {
+    gemm(false, false, n, p, dim, 1.f, Xc.data(), dim, Z.data(), p, 0.f, Y.data(), p);  // Y = Xc Z
+    orthonormalize_columns(Y, n, p);
+    if (it == power_iterations) break;
+    gemm(true, false, dim, p, n, 1.f, Xc.data(), dim, Y.data(), p, 0.f, Z.data(), p);  // Z = Xc^T Y
+    orthonormalize_columns(Z, dim, p);
+  }
+  // Xc ~ Y B with B = Y^T Xc [p, dim]; B B^T = U S^2 U^T; the components are the rows of S^-1 U^T B.
+  std::vector<float> B(p * dim), T(p * p);
+  gemm(true, false, p, dim, n, 1.f, Y.data(), p, Xc.data(), dim, 0.f, B.data(), dim);
+  gemm(false, true, p, p, dim, 1.f, B.data(), dim, B.data(), dim, 0.f, T.data(), p);
+  std::vector<double> Td(p * p), vals, vecs;
+  for (size_t a = 0; a < p; ++a)
+    for (size_t b = 0; b < p; ++b) Td[a * p + b] = 0.5 * (double(T[a * p + b]) + T[b * p + a]);
+  symmetric_eigen(Td, p, vals, vecs);
+  pca.components.assign(k * dim, 0.f);
+  pca.explained_variance.assign(k, 0.f);
+  for (size_t c = 0; c < k && c < p; ++c) {
+    const double s2 = std::max(vals[c], 0.0);
+    pca.explained_variance[c] = float(s2 / double(n - 1));
+    if (s2 <= 0) continue;
+    for (size_t r = 0; r < dim; ++r) {
+      double v = 0;
+      for (size_t a = 0; a < p; ++a) v += vecs[c * p + a] * B[a * dim + r];
+      pca.components[c * dim + r] = float(v / std::sqrt(s2));
+    }
+  }
+  return pca;
+}
+
 void Pca::project(const float* x, size_t n, float* codes) const {
   std::vector<float> xc(n * dim);
   for (size_t i = 0; i < n; ++i)

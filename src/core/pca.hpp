@@ -20,6 +20,10 @@ struct Pca {
 
 // X: [n, dim] row-major. Subspace iteration on the covariance (seeded start), then Rayleigh-Ritz.
 Pca fit_pca(const float* X, size_t n, size_t dim, size_t k, uint64_t seed = 1, size_t iterations = 100);
+// The same by randomized subspace iteration on X itself (Halko, Martinsson & Tropp): about n * dim * (k + 10) *
+// (2 * power_iterations + 2) multiply-adds instead of the n * dim^2 of the covariance, for codes of many dimensions
+// (2000 codes of 1568: 0.1 s instead of 1 s in wasm). The top components, not the whole spectrum, are accurate.
+Pca fit_pca_randomized(const float* X, size_t n, size_t dim, size_t k, uint64_t seed = 1, size_t power_iterations = 2);
 // The first max_samples images of a dataset, normalized like the model's input.
 Pca fit_pca(const Dataset& d, Normalization norm, size_t k, size_t max_samples = 10000, uint64_t seed = 1);
 // Mean squared reconstruction error per pixel of the first max_samples images.
