@@ -1683,7 +1683,7 @@ void App::panel_latent() {
   State& s = *s_;
   if (!begin_panel(kPanelLatent, &show_panel[kPanelLatent])) return ImGui::End();
   if (s.n_view == 0) {
-    ImGui::TextUnformatted("Waiting for data.");
+    ImGui::TextUnformatted(has_data() ? "Encoding the test digits..." : "Waiting for data.");
     return ImGui::End();
   }
   const float lo = range_min(s.preset.normalize), hi = range_max(s.preset.normalize);
@@ -1721,7 +1721,8 @@ void App::panel_latent() {
   if (!s.latent_pca) ImGui::Text("%zu test digits, 2-d code", s.n_view);
   else if (!umap) ImGui::Text("%zu test digits, PCA projection of the %s", s.n_view, code.c_str());
   else if (s.umap_n) ImGui::Text("%zu test digits, UMAP of the %s at step %zu", s.umap_n, code.c_str(), s.umap_step);
-  else ImGui::Text("%zu test digits, UMAP of the %s", s.n_view, code.c_str());
+  else ImGui::Text("%zu test digits, UMAP of the %s (the first one, shown as it converges from PCA)", s.n_view,
+                   code.c_str());
   if (umap && s.umap.running()) {
     ImGui::SameLine();
     ImGui::TextDisabled("  UMAP: computing... %d%%", int(100 * s.umap.progress()));
