@@ -1,6 +1,7 @@
 // Fast kernels against plain reference loops (double accumulation): the direct stride-1 convolution, the
 // fixed-lane dot product, Conv2d / ConvTranspose2d layers on the shapes that take the direct paths, and the
 // optimizer's check-before-commit step.
+#include <cmath>
 #include <doctest/doctest.h>
 
 #include <cfloat>
@@ -217,4 +218,47 @@ TEST_CASE("try_step refuses a step that would overflow and changes nothing") {
   CHECK(o.try_step(p.data(), g.data()));
   CHECK(o.steps() == 1);
   CHECK(p[0] < p0[0]);
+}
+
+// try_step skips its exact check pass when bounds prove every result finite; it must still act exactly like
+// step() when it accepts, and like the exact check when it refuses.
+TEST_CASE("try_step agrees with step, with and without the bound-based shortcut") {
+  OptimizerConfig c;  // Adam
+  c.weight_decay = 0.01f;
+  const size_t n = 37;  // SIMD body and scalar tail
+  Optimizer fast(c, n), plain(c, n);
+  std::vector<float> p(n), g(n);
+  for (size_t i = 0; i < n; ++i) p[i] = 0.1f * float(int(i % 7) - 3);
+  std::vector<float> q = p;
+  struct Case {
+    float scale;  // gradients are scale * (a small pattern)
+    bool accepted;
+  };
+  // ordinary steps (the shortcut), a gradient too big for the shortcut that the exact check still accepts,
+  // one whose square overflows, NaN and infinity; ordinary steps after each refusal.
+  for (Case k : {Case{1.f, true}, Case{1.f, true}, Case{3e-4f, true}, Case{2e19f, true}, Case{1.f, true},
+                 Case{1e30f, false}, Case{1.f, true}, Case{NAN, false}, Case{INFINITY, false}, Case{1.f, true}}) {
+    for (size_t i = 0; i < n; ++i) g[i] = k.scale * (0.5f - 0.03f * float(i));
+    std::vector<float> p0 = p, m0 = fast.exp_avg;
+    CHECK(fast.try_step(p.data(), g.data()) == k.accepted);
+    if (k.accepted) {
+      plain.step(q.data(), g.data());
+    } else {
+      CHECK(p == p0);
+      CHECK(fast.exp_avg == m0);
+    }
+    CHECK(p == q);
+    CHECK(fast.exp_avg == plain.exp_avg);
+    CHECK(fast.exp_avg_sq == plain.exp_avg_sq);
+    CHECK(fast.steps() == plain.steps());
+  }
+  // Moments replaced from outside (a resume) are not trusted from before: a huge loaded first moment over a
+  // zero second moment overflows the weights even with zero gradients, and try_step must see it.
+  fast.exp_avg = std::vector<float>(n, 3e38f);
+  fast.exp_avg_sq = std::vector<float>(n, 0.f);
+  fast.set_steps(fast.steps());
+  std::fill(g.begin(), g.end(), 0.f);
+  std::vector<float> p0 = p;
+  CHECK_FALSE(fast.try_step(p.data(), g.data()));
+  CHECK(p == p0);
 }

@@ -118,6 +118,13 @@ inline float* sample(Tensor& t, size_t b) { return t.data() + b * per_sample(t.s
 
 // y[b, c, :] += bias[c] over `plane` elements per channel.
 void add_channel_bias(float* y, const float* bias, size_t batch, size_t channels, size_t plane) {
+  if (plane == 1) {  // Linear: one contiguous row per sample, a loop the compiler vectorizes
+    for (size_t b = 0; b < batch; ++b) {
+      float* row = y + b * channels;
+      for (size_t c = 0; c < channels; ++c) row[c] += bias[c];
+    }
+    return;
+  }
   for (size_t b = 0; b < batch; ++b)
     for (size_t c = 0; c < channels; ++c) {
       float* p = y + (b * channels + c) * plane;
@@ -127,6 +134,13 @@ void add_channel_bias(float* y, const float* bias, size_t batch, size_t channels
 }
 
 void accumulate_channel_sums(const float* dy, float* dbias, size_t batch, size_t channels, size_t plane) {
+  if (plane == 1) {  // Linear: column sums; 0.f + x is what sum16 of one value returns (it turns -0 into +0)
+    for (size_t b = 0; b < batch; ++b) {
+      const float* row = dy + b * channels;
+      for (size_t c = 0; c < channels; ++c) dbias[c] += 0.f + row[c];
+    }
+    return;
+  }
   for (size_t b = 0; b < batch; ++b)
     for (size_t c = 0; c < channels; ++c) {
       dbias[c] += sum16(dy + (b * channels + c) * plane, plane);

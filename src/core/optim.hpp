@@ -23,8 +23,14 @@ class Optimizer {
  private:
   template <bool Commit>
   bool update(float* params, const float* grads);
+  bool adam_surely_finite(const float* params, const float* grads) const;
   int64_t steps_ = 0;
   double beta1_pow_ = 1.0, beta2_pow_ = 1.0;  // beta^t by repeated multiplication: the same in every build, unlike pow()
+  // Largest |exp_avg| and |exp_avg_sq| after the last Adam commit, valid while the moments are the buffers this
+  // optimizer wrote (a resume replaces them and calls set_steps): lets try_step prove finiteness from the
+  // gradients and weights alone. Negative = unknown.
+  float max_avg_ = -1.f, max_avg_sq_ = -1.f;
+  const float* moments_seen_[2] = {nullptr, nullptr};
 };
 
 }  // namespace aep
