@@ -955,6 +955,10 @@ json App::status() const {
           {"holdout", s.held_out},
           {"trainImages", s.train_map.size()},
           {"anomaly", s.anomaly_mode == 0 ? "noise" : s.anomaly_mode == 1 ? "digit" : "fashion"},
+          {"latent", s.code_dim > 2 ? (s.latent_umap ? "umap" : "pca") : "code"},
+          {"umapPoints", s.umap_n},
+          {"umapStep", s.umap_n ? json(s.umap_step) : json(nullptr)},
+          {"umapProgress", s.umap.running() ? json(s.umap.progress()) : json(nullptr)},
           {"anomalyAuc", num(s.auc)},
           {"oodImages", s.ood.count},
           {"message", message}};

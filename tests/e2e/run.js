@@ -120,6 +120,17 @@ async function waitFor(page, pred, ms) {
     }
     check('no page errors', page.errors.length === 0, page.errors.slice(0, 3).join(' | '));
 
+    // --- the Latent panel's UMAP of a 196-d conv code, computed in slices within frames --------------------------
+    await page.evaluate(() => window.aep.setConfig({ preset: 'conv', seed: 1, latent: 'umap', panels: 'training,latent' }));
+    await page.evaluate(() => window.aep.step(150));
+    const tu = Date.now();
+    const su = await waitFor(page, (x) => x.umapStep === 150, 90000);
+    check('latent UMAP: the page embeds the test codes without blocking (slices per frame)',
+          su.latent === 'umap' && su.umapPoints === 2000 && su.umapStep === 150 && page.errors.length === 0,
+          `${su.umapPoints} codes of ${su.codeSize} dims embedded ${((Date.now() - tu) / 1000).toFixed(1)} s after the views of step 150`);
+    await page.screenshot({ path: path.join(out, 'latent-umap.png') });
+    await page.evaluate(() => window.aep.setConfig({ latent: 'pca', panels: 'all' }));
+
     // --- anomaly detection against Fashion-MNIST (fetched on demand) --------------------------------------
     // A 32-d linear AE after 300 steps scored AUC 0.86 here (mlp-128-64 0.90, conv's wide code only 0.72).
     await page.evaluate(() => window.aep.setConfig({ preset: 'linear', anomaly: 'fashion' }));
