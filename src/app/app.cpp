@@ -80,7 +80,6 @@ double roc_auc(const std::vector<float>& pos, const std::vector<float>& neg) {
 
 }  // namespace
 
-static void layout_panels(const bool* visible, ImVec2 display, float top);
 static bool with_code_size(Preset& p, size_t d);
 
 const char* panel_key(int id) { return id >= 0 && id < kPanelCount ? kPanelKeys[id] : ""; }
@@ -124,7 +123,18 @@ ImVec2 Picture::show(const TextureApi& api, float scale) {
 
 // ---- state ---------------------------------------------------------------------------------------------------------
 
+// Where each panel goes (see update()); per App, so two apps (tests) do not share it.
+struct PanelLayout {
+  struct Rect { float x, y, w, h; } rect[kPanelCount] = {};
+  bool relayout = true;
+  ImVec2 last_size;
+  bool last_visible[kPanelCount] = {};
+  void update(const bool* visible, ImVec2 display, float top);
+  bool begin(int id, bool* open) const;  // ImGui::Begin of panel id, placed and sized when the layout changed
+};
+
 struct App::State {
+  PanelLayout layout;
   std::vector<Preset> presets;
   int preset_index = 0;
   Preset preset;  // the current model's description, with the user's edits
@@ -1123,7 +1133,7 @@ void App::frame() {
   if (umap_due()) step_umap(s.running ? view_budget_ms : 2 * view_budget_ms);  // as much again for the UMAP view
 
   main_menu();
-  layout_panels(show_panel, ImGui::GetIO().DisplaySize, compact ? 0.f : ImGui::GetFrameHeight());
+  s.layout.update(show_panel, ImGui::GetIO().DisplaySize, compact ? 0.f : ImGui::GetFrameHeight());
   if (show_panel[kPanelModel]) panel_model();
   if (show_panel[kPanelData]) panel_data();
   if (show_panel[kPanelTraining]) panel_training();
@@ -1159,15 +1169,9 @@ void App::main_menu() {
 
 // Window placement: with every panel shown, a fixed 3-column arrangement; with a subset (an embedded lesson's
 // panels=...), the visible panels tiled in up to 3 columns. Redone whenever the display size or the set changes.
-struct PanelRect { float x, y, w, h; };
-static PanelRect g_rect[kPanelCount];
-static bool g_relayout = true;
-
-static void layout_panels(const bool* visible, ImVec2 d, float top) {
-  static ImVec2 last_size;
-  static bool last_visible[kPanelCount];
-  g_relayout = d.x != last_size.x || d.y != last_size.y || !std::equal(visible, visible + kPanelCount, last_visible);
-  if (!g_relayout) return;
+void PanelLayout::update(const bool* visible, ImVec2 d, float top) {
+  relayout = d.x != last_size.x || d.y != last_size.y || !std::equal(visible, visible + kPanelCount, last_visible);
+  if (!relayout) return;
   last_size = d;
   std::copy(visible, visible + kPanelCount, last_visible);
   float h = d.y - top;
@@ -1178,7 +1182,7 @@ static void layout_panels(const bool* visible, ImVec2 d, float top) {
         {0, 0, 0.40f},     {0, 0.40f, 0.62f}, {1, 0, 0.45f}, {1, 0.45f, 0.64f}, {2, 0, 0.52f},
         {2, 0.52f, 0.78f}, {1, 0.64f, 1},     {2, 0.78f, 1}, {0, 0.62f, 0.84f}, {0, 0.84f, 1}};
     for (int i = 0; i < kPanelCount; ++i)
-      g_rect[i] = {L[i].col * d.x / 3, top + L[i].y0 * h, d.x / 3, (L[i].y1 - L[i].y0) * h};
+      rect[i] = {L[i].col * d.x / 3, top + L[i].y0 * h, d.x / 3, (L[i].y1 - L[i].y0) * h};
     return;
   }
   int cols = n <= 3 ? std::max(n, 1) : n == 4 ? 2 : 3;
@@ -1187,14 +1191,14 @@ static void layout_panels(const bool* visible, ImVec2 d, float top) {
     if (!visible[i]) continue;
     int c = k / rows, r = k % rows;
     int in_col = std::min(rows, n - c * rows);  // the last column may hold fewer panels: they grow
-    g_rect[i] = {c * d.x / cols, top + r * h / in_col, d.x / cols, h / in_col};
+    rect[i] = {c * d.x / cols, top + r * h / in_col, d.x / cols, h / in_col};
     ++k;
   }
 }
 
-static bool begin_panel(int id, bool* open) {
-  const PanelRect& r = g_rect[id];
-  ImGuiCond cond = g_relayout ? ImGuiCond_Always : ImGuiCond_FirstUseEver;
+bool PanelLayout::begin(int id, bool* open) const {
+  const Rect& r = rect[id];
+  ImGuiCond cond = relayout ? ImGuiCond_Always : ImGuiCond_FirstUseEver;
   ImGui::SetNextWindowPos(ImVec2(r.x, r.y), cond);
   ImGui::SetNextWindowSize(ImVec2(r.w, r.h), cond);
   return ImGui::Begin(kPanelTitles[id], open);
@@ -1390,7 +1394,7 @@ void App::layer_editor() {
 
 void App::panel_model() {
   State& s = *s_;
-  if (!begin_panel(kPanelModel, &show_panel[kPanelModel])) return ImGui::End();
+  if (!s.layout.begin(kPanelModel, &show_panel[kPanelModel])) return ImGui::End();
   const Preset& cur = s.presets[s.preset_index];
   ImGui::SetNextItemWidth(-1);
   if (ImGui::BeginCombo("##preset", (cur.name + ": " + cur.title).c_str())) {
@@ -1455,7 +1459,7 @@ void App::panel_model() {
 
 void App::panel_data() {
   State& s = *s_;
-  if (!begin_panel(kPanelData, &show_panel[kPanelData])) return ImGui::End();
+  if (!s.layout.begin(kPanelData, &show_panel[kPanelData])) return ImGui::End();
   if (has_data())
     ImGui::Text("%zu training, %zu test images (%zux%zu, kept as bytes)", train_.count, test_.count, train_.rows, train_.cols);
   else
@@ -1541,7 +1545,7 @@ static void draw_curve(ImDrawList* dl, ImVec2 p0, ImVec2 size, const std::vector
 
 void App::panel_training() {
   State& s = *s_;
-  if (!begin_panel(kPanelTraining, &show_panel[kPanelTraining])) return ImGui::End();
+  if (!s.layout.begin(kPanelTraining, &show_panel[kPanelTraining])) return ImGui::End();
   bool can = has_data();
   if (!can) ImGui::BeginDisabled();
   if (ImGui::Button(s.running ? "Pause" : "Train", ImVec2(80, 0))) s.running = !s.running;
@@ -1654,7 +1658,7 @@ void App::panel_training() {
 
 void App::panel_recon() {
   State& s = *s_;
-  if (!begin_panel(kPanelRecon, &show_panel[kPanelRecon])) return ImGui::End();
+  if (!s.layout.begin(kPanelRecon, &show_panel[kPanelRecon])) return ImGui::End();
   if (s.recon.w) {
     ImGui::TextDisabled("rows: input | corrupted input | output");
     float scale = std::max(1.f, std::floor(ImGui::GetContentRegionAvail().x / s.recon.w));
@@ -1685,7 +1689,7 @@ void App::panel_recon() {
 
 void App::panel_latent() {
   State& s = *s_;
-  if (!begin_panel(kPanelLatent, &show_panel[kPanelLatent])) return ImGui::End();
+  if (!s.layout.begin(kPanelLatent, &show_panel[kPanelLatent])) return ImGui::End();
   if (s.n_view == 0) {
     ImGui::TextUnformatted(has_data() ? "Encoding the test digits..." : "Waiting for data.");
     return ImGui::End();
@@ -1841,7 +1845,7 @@ void App::panel_latent() {
 
 void App::panel_generate() {
   State& s = *s_;
-  if (!begin_panel(kPanelGenerate, &show_panel[kPanelGenerate])) return ImGui::End();
+  if (!s.layout.begin(kPanelGenerate, &show_panel[kPanelGenerate])) return ImGui::End();
   if (s.n_view == 0) {
     ImGui::TextUnformatted("Waiting for data.");
     return ImGui::End();
@@ -1906,7 +1910,7 @@ void App::panel_generate() {
 
 void App::panel_draw() {
   State& s = *s_;
-  if (!begin_panel(kPanelDraw, &show_panel[kPanelDraw])) return ImGui::End();
+  if (!s.layout.begin(kPanelDraw, &show_panel[kPanelDraw])) return ImGui::End();
   Model& m = *s.model;
   const float lo = range_min(s.preset.normalize), hi = range_max(s.preset.normalize);
   ImGui::TextDisabled("Left mouse draws, right mouse erases (inpainting).");
@@ -1985,7 +1989,7 @@ void App::panel_draw() {
 
 void App::panel_anomaly() {
   State& s = *s_;
-  if (!begin_panel(kPanelAnomaly, &show_panel[kPanelAnomaly])) return ImGui::End();
+  if (!s.layout.begin(kPanelAnomaly, &show_panel[kPanelAnomaly])) return ImGui::End();
   if (s.errors.empty()) {
     ImGui::TextUnformatted("Waiting for data.");
     return ImGui::End();
@@ -2048,7 +2052,7 @@ void App::panel_anomaly() {
 
 void App::panel_inside() {
   State& s = *s_;
-  if (!begin_panel(kPanelInside, &show_panel[kPanelInside])) return ImGui::End();
+  if (!s.layout.begin(kPanelInside, &show_panel[kPanelInside])) return ImGui::End();
   if (s.weights_pic.w) {
     ImGui::TextDisabled("First layer's weights (Linear rows as 28x28, conv kernels per output x input channel)");
     s.weights_pic.show(tex_, 1.5f);
@@ -2071,7 +2075,7 @@ void App::panel_inside() {
 
 void App::panel_save() {
   State& s = *s_;
-  if (!begin_panel(kPanelSave, &show_panel[kPanelSave])) return ImGui::End();
+  if (!s.layout.begin(kPanelSave, &show_panel[kPanelSave])) return ImGui::End();
   if (ImGui::Button("Download weights (.safetensors)")) {
     download_request_bytes = save_weights_bytes();
     download_request_name = s.preset.name + "-step" + std::to_string(s.step) + ".safetensors";
