@@ -23,8 +23,16 @@ TEST_CASE("gemm matches the reference for every transpose mode and awkward sizes
         for (float& v : A) v = rng.uniform(-1, 1);
         for (float& v : B) v = rng.uniform(-1, 1);
         for (size_t i = 0; i < C.size(); ++i) C[i] = R[i] = rng.uniform(-1, 1);
+        std::vector<float> CT(N * M);  // C stored transposed, for gemm_transposed_c
+        for (size_t i = 0; i < M; ++i)
+          for (size_t j = 0; j < N; ++j) CT[j * M + i] = C[i * N + j];
         size_t lda = ta ? M : K, ldb = tb ? K : N;
         gemm(ta, tb, M, N, K, 0.5f, A.data(), lda, B.data(), ldb, 0.25f, C.data(), N);
+        gemm_transposed_c(ta, tb, M, N, K, 0.5f, A.data(), lda, B.data(), ldb, 0.25f, CT.data(), M);
+        size_t differ = 0;  // the same sums in the same order: bit-identical, not merely close
+        for (size_t i = 0; i < M; ++i)
+          for (size_t j = 0; j < N; ++j) differ += CT[j * M + i] != C[i * N + j];
+        CHECK(differ == 0);
         gemm_reference(ta, tb, M, N, K, 0.5f, A.data(), lda, B.data(), ldb, 0.25f, R.data(), N);
         double worst = 0;
         for (size_t i = 0; i < C.size(); ++i) worst = std::max(worst, double(std::fabs(C[i] - R[i])));

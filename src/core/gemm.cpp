@@ -1,5 +1,5 @@
-// GEMM in the BLIS style: op(B) is packed into column panels NR wide, op(A) into row panels MR tall, and an
-// MR x NR register-blocked xsimd micro-kernel accumulates over a KC-deep slice. Pack buffers are reused
+// GEMM in the BLIS style: op(B) is packed into column panels NR wide and an MR x NR register-blocked xsimd
+// micro-kernel accumulates over a KC-deep slice, reading op(A) in place (only a last partial MR panel is packed). Pack buffers are reused
 // (thread_local), so a training step does no heap allocation here after the first call.
 // Multiply and add are separate (no FMA): WebAssembly SIMD has no FMA, and identical rounding natively keeps
 // seeded runs bit-identical across builds.
@@ -86,23 +86,37 @@ void pack_a(bool trans_a, const float* A, size_t lda, size_t i0, size_t mc, size
   }
 }
 
-// C[0:mr, 0:nr] += alpha * (pa panel) * (pb panel) over kc.
-void micro_kernel(size_t kc, const float* pa, const float* pb, float alpha, float* C, size_t ldc, size_t mr,
-                  size_t nr) {
+// How the micro-kernel reads its MR rows of op(A): from a packed panel, or in place from A itself (row r, column
+// k at a[r * lda + k], or a[k * lda + r] when transposed). Reading in place skips packing, which for the small
+// batch of training costs about as much as the multiply when A is a layer's weight matrix (each packed value
+// would be used by only batch / NR micro-kernel calls).
+enum class ALayout { Packed, Rows, Columns };
+
+template <ALayout L>
+inline float a_at(const float* a, size_t lda, size_t r, size_t k) {
+  if (L == ALayout::Packed) return a[k * MR + r];
+  if (L == ALayout::Rows) return a[r * lda + k];
+  return a[k * lda + r];
+}
+
+// C[0:mr, 0:nr] += alpha * (A rows) * (pb panel) over kc; with trans_c, C is stored transposed
+// (element (r, j) at C[j * ldc + r]).
+template <ALayout L>
+void micro_kernel(size_t kc, const float* pa, size_t lda, const float* pb, float alpha, float* C, size_t ldc,
+                  size_t mr, size_t nr, bool trans_c) {
   batch c[MR][NV];
   for (size_t r = 0; r < MR; ++r)
     for (size_t v = 0; v < NV; ++v) c[r][v] = batch(0.f);
   for (size_t k = 0; k < kc; ++k) {
     batch b[NV];
     for (size_t v = 0; v < NV; ++v) b[v] = batch::load_aligned(pb + k * NR + v * W);
-    const float* a = pa + k * MR;
     for (size_t r = 0; r < MR; ++r) {
-      batch ar(a[r]);
+      batch ar(a_at<L>(pa, lda, r, k));
       for (size_t v = 0; v < NV; ++v) c[r][v] = c[r][v] + ar * b[v];
     }
   }
   batch va(alpha);
-  if (mr == MR && nr == NR) {
+  if (!trans_c && mr == MR && nr == NR) {
     for (size_t r = 0; r < MR; ++r)
       for (size_t v = 0; v < NV; ++v) {
         float* dst = C + r * ldc + v * W;
@@ -113,6 +127,11 @@ void micro_kernel(size_t kc, const float* pa, const float* pb, float alpha, floa
   alignas(64) float tile[MR * NR];
   for (size_t r = 0; r < MR; ++r)
     for (size_t v = 0; v < NV; ++v) (va * c[r][v]).store_aligned(tile + r * NR + v * W);
+  if (trans_c) {
+    for (size_t j = 0; j < nr; ++j)
+      for (size_t r = 0; r < mr; ++r) C[j * ldc + r] += tile[r * NR + j];
+    return;
+  }
   for (size_t r = 0; r < mr; ++r)
     for (size_t j = 0; j < nr; ++j) C[r * ldc + j] += tile[r * NR + j];
 }
@@ -128,37 +147,56 @@ void scale_c(size_t M, size_t N, float beta, float* C, size_t ldc) {
   }
 }
 
-}  // namespace
-
-void gemm(bool trans_a, bool trans_b, size_t M, size_t N, size_t K, float alpha, const float* A, size_t lda,
-          const float* B, size_t ldb, float beta, float* C, size_t ldc) {
+// Every C element is summed over k in the same order (KC blocks, k ascending within each) whatever the tile
+// shape, A layout or C orientation: results never depend on them.
+void gemm_any(bool trans_a, bool trans_b, bool trans_c, size_t M, size_t N, size_t K, float alpha, const float* A,
+              size_t lda, const float* B, size_t ldb, float beta, float* C, size_t ldc) {
   if (M == 0 || N == 0) return;
-  scale_c(M, N, beta, C, ldc);
+  if (trans_c)
+    scale_c(N, M, beta, C, ldc);
+  else
+    scale_c(M, N, beta, C, ldc);
   if (K == 0 || alpha == 0.f) return;
   thread_local aligned_vector packed_a, packed_b;
   size_t n_panels = (N + NR - 1) / NR;
   size_t kc_max = std::min(K, KC);
   if (packed_b.size() < n_panels * NR * kc_max) packed_b.resize(n_panels * NR * kc_max);
-  size_t mc_max = std::min(M, MC);
-  size_t m_panels = (mc_max + MR - 1) / MR;
-  if (packed_a.size() < m_panels * MR * kc_max) packed_a.resize(m_panels * MR * kc_max);
+  if (packed_a.size() < MR * kc_max) packed_a.resize(MR * kc_max);
+  const size_t m_full = M - M % MR;  // rows read in place; a last partial panel is packed (zero padded)
 
   for (size_t k0 = 0; k0 < K; k0 += KC) {
     size_t kc = std::min(KC, K - k0);
     pack_b(trans_b, B, ldb, k0, kc, N, packed_b.data());
+    if (m_full < M) pack_a(trans_a, A, lda, m_full, M - m_full, k0, kc, packed_a.data());
     for (size_t i0 = 0; i0 < M; i0 += MC) {
       size_t mc = std::min(MC, M - i0);
-      pack_a(trans_a, A, lda, i0, mc, k0, kc, packed_a.data());
       for (size_t jp = 0; jp < N; jp += NR) {
         const float* pb = packed_b.data() + (jp / NR) * kc * NR;
         size_t nr = std::min(NR, N - jp);
-        for (size_t ip = 0; ip < mc; ip += MR) {
-          const float* pa = packed_a.data() + (ip / MR) * kc * MR;
-          micro_kernel(kc, pa, pb, alpha, C + (i0 + ip) * ldc + jp, ldc, std::min(MR, mc - ip), nr);
+        for (size_t i = i0; i < i0 + mc; i += MR) {
+          float* c = trans_c ? C + jp * ldc + i : C + i * ldc + jp;
+          if (i >= m_full)
+            micro_kernel<ALayout::Packed>(kc, packed_a.data(), 0, pb, alpha, c, ldc, M - i, nr, trans_c);
+          else if (trans_a)
+            micro_kernel<ALayout::Columns>(kc, A + k0 * lda + i, lda, pb, alpha, c, ldc, MR, nr, trans_c);
+          else
+            micro_kernel<ALayout::Rows>(kc, A + i * lda + k0, lda, pb, alpha, c, ldc, MR, nr, trans_c);
         }
       }
     }
   }
+}
+
+}  // namespace
+
+void gemm(bool trans_a, bool trans_b, size_t M, size_t N, size_t K, float alpha, const float* A, size_t lda,
+          const float* B, size_t ldb, float beta, float* C, size_t ldc) {
+  gemm_any(trans_a, trans_b, false, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void gemm_transposed_c(bool trans_a, bool trans_b, size_t M, size_t N, size_t K, float alpha, const float* A,
+                       size_t lda, const float* B, size_t ldb, float beta, float* C, size_t ldc) {
+  gemm_any(trans_a, trans_b, true, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void gemm_reference(bool trans_a, bool trans_b, size_t M, size_t N, size_t K, float alpha, const float* A,
@@ -184,7 +222,7 @@ void gemm_micro_kernel_run() {
     for (size_t i = 0; i < KC * NR; ++i) pb[i] = 1e-3f * float(i % 5);
     filled = true;
   }
-  for (size_t r = 0; r < kPeakReps; ++r) micro_kernel(KC, pa, pb, 1.f, c, NR, MR, NR);
+  for (size_t r = 0; r < kPeakReps; ++r) micro_kernel<ALayout::Packed>(KC, pa, 0, pb, 1.f, c, NR, MR, NR, false);
 }
 
 double gemm_micro_kernel_flops() { return 2.0 * double(kPeakReps) * double(KC) * double(MR) * double(NR); }

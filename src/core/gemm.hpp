@@ -10,6 +10,11 @@ namespace aep {
 void gemm(bool trans_a, bool trans_b, size_t M, size_t N, size_t K, float alpha, const float* A, size_t lda,
           const float* B, size_t ldb, float beta, float* C, size_t ldc);
 
+// The same product written transposed: C is stored [N, M] (ldc >= M), element (i, j) at C[j * ldc + i]. A layer
+// computes y^T = W x^T with it, so that its big weight matrix W is the A operand, which gemm reads in place.
+void gemm_transposed_c(bool trans_a, bool trans_b, size_t M, size_t N, size_t K, float alpha, const float* A,
+                       size_t lda, const float* B, size_t ldb, float beta, float* C, size_t ldc);
+
 // Plain triple loop with double accumulation: the reference the tests compare gemm() against.
 void gemm_reference(bool trans_a, bool trans_b, size_t M, size_t N, size_t K, float alpha, const float* A,
                     size_t lda, const float* B, size_t ldb, float beta, float* C, size_t ldc);

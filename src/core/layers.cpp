@@ -195,12 +195,14 @@ Shape Linear::output_shape(const Shape& in) const {
 void Linear::forward(const Tensor& x, Tensor& y, const RunContext&) {
   size_t B = x.shape()[0];
   ensure_shape(y, {B, out_features, 1, 1});
-  if (tied_)  // y = x * W_enc, W_enc: [in_features(=enc out), out_features(=enc in)]
-    gemm(false, false, B, out_features, in_features, 1.f, x.data(), in_features, weight(), out_features, 0.f,
-         y.data(), out_features);
-  else  // y = x * W^T, W: [out, in]
-    gemm(false, true, B, out_features, in_features, 1.f, x.data(), in_features, weight(), in_features, 0.f,
-         y.data(), out_features);
+  // Computed as y^T = W x^T, written straight into y's [batch, out] layout: the weight matrix is gemm's A
+  // operand, which it reads in place instead of packing (see gemm.hpp).
+  if (tied_)  // y^T = W_enc^T x^T, W_enc: [in_features(=enc out), out_features(=enc in)]
+    gemm_transposed_c(true, true, out_features, B, in_features, 1.f, weight(), out_features, x.data(), in_features,
+                      0.f, y.data(), out_features);
+  else  // y^T = W x^T, W: [out, in]
+    gemm_transposed_c(false, true, out_features, B, in_features, 1.f, weight(), in_features, x.data(), in_features,
+                      0.f, y.data(), out_features);
   if (has_bias) add_channel_bias(y.data(), bias(), B, out_features, 1);
 }
 
@@ -208,13 +210,13 @@ void Linear::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor& 
   size_t B = x.shape()[0];
   ensure_shape(dx, x.shape());
   if (tied_) {
-    gemm(false, true, B, in_features, out_features, 1.f, dy.data(), out_features, weight(), out_features, 0.f,
-         dx.data(), in_features);
+    gemm_transposed_c(false, true, in_features, B, out_features, 1.f, weight(), out_features, dy.data(),
+                      out_features, 0.f, dx.data(), in_features);  // dx^T = W_enc dy^T
     gemm(true, false, in_features, out_features, B, 1.f, x.data(), in_features, dy.data(), out_features, 1.f,
          weight_grad(), out_features);
   } else {
-    gemm(false, false, B, in_features, out_features, 1.f, dy.data(), out_features, weight(), in_features, 0.f,
-         dx.data(), in_features);
+    gemm_transposed_c(true, true, in_features, B, out_features, 1.f, weight(), in_features, dy.data(),
+                      out_features, 0.f, dx.data(), in_features);  // dx^T = W^T dy^T
     gemm(true, false, out_features, in_features, B, 1.f, dy.data(), out_features, x.data(), in_features, 1.f,
          weight_grad(), in_features);
   }
