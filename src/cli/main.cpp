@@ -19,6 +19,14 @@
 #include "core/train.hpp"
 #include "core/weights.hpp"
 
+#ifdef __EMSCRIPTEN__
+#include <emscripten.h>
+// Emscripten's stdio streams report themselves as terminals even when node's are pipes: ask node.
+static bool stderr_is_terminal() { return EM_ASM_INT({ return process.stderr.isTTY ? 1 : 0; }) != 0; }
+#else
+static bool stderr_is_terminal() { return isatty(fileno(stderr)) != 0; }
+#endif
+
 namespace {
 
 using namespace aep;
@@ -140,7 +148,7 @@ int cmd_train(int argc, char** argv) {
     if (!log) throw std::runtime_error(o["--log"] + ": cannot open for writing (" + std::strerror(errno) + ")");
     std::fprintf(log, "step,epoch,loss,reconstruction,kl,penalty,samples_per_s\n");
   }
-  const bool tty = isatty(fileno(stderr));
+  const bool tty = stderr_is_terminal();
   std::fprintf(stderr, "training %s (%zu parameters, %s) on %zu images: %zu steps of batch %zu, %s lr %g\n",
                p.name.c_str(), model.parameter_count(), simd_arch_name(), train.count, total, p.training.batch_size,
                p.optimizer.type.c_str(), double(p.optimizer.lr));
