@@ -148,6 +148,23 @@ TEST_CASE("dot16 matches a double-precision dot product") {
   }
 }
 
+TEST_CASE("dot16_accumulate adds exactly dot16 of each shifted or strided operand") {
+  Rng rng(5);
+  struct Case {
+    size_t b_step, count, n;
+  };
+  for (Case k : {Case{1, 3, 32}, Case{1, 2, 784}, Case{1, 7, 224}, Case{240, 64, 240}, Case{48, 4, 48}, Case{16, 1, 16}}) {
+    std::vector<float> a(k.n), b((k.count - 1) * k.b_step + k.n), out(k.count), want(k.count);
+    for (float& v : a) v = rng.uniform(-1, 1);
+    for (float& v : b) v = rng.uniform(-1, 1);
+    for (size_t j = 0; j < k.count; ++j) out[j] = want[j] = rng.uniform(-1, 1);
+    dot16_accumulate(a.data(), b.data(), k.b_step, k.count, k.n, out.data());
+    for (size_t j = 0; j < k.count; ++j) want[j] += dot16(a.data(), b.data() + j * k.b_step, k.n);
+    INFO("b_step=" << k.b_step << " count=" << k.count << " n=" << k.n);
+    CHECK(out == want);  // bit-identical: the weight gradients must not change
+  }
+}
+
 TEST_CASE("sum16 matches a double-precision sum, tails included") {
   Rng rng(6);
   for (size_t n : {1, 5, 16, 17, 196, 784}) {

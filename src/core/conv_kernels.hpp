@@ -29,6 +29,10 @@ void conv_s1_flat(const float* in, size_t Cin, const float* w, size_t Cout, cons
 // rounding whatever the SIMD width.
 float dot16(const float* a, const float* b, size_t n);
 
+// out[j] += dot16(a, b + j * b_step, n) for j < count, bit for bit, but each load of a serves several dots: the
+// weight gradients of the direct convolutions are many dots against one plane.
+void dot16_accumulate(const float* a, const float* b, size_t b_step, size_t count, size_t n, float* out);
+
 // sum x[i] for i < n: 16 interleaved partial sums over the first n - n % 16 elements, added up in lane order,
 // then the rest in order. The same rounding whatever the SIMD width.
 float sum16(const float* x, size_t n);

@@ -357,10 +357,9 @@ static void flat_weight_grad(const float* grid, size_t A, const float* padded, s
   const size_t k = g.k;
   for (size_t a = 0; a < A; ++a)
     for (size_t c = 0; c < C; ++c)
-      for (size_t ki = 0; ki < k; ++ki)
-        for (size_t kj = 0; kj < k; ++kj)
-          dW[((a * C + c) * k + ki) * k + kj] +=
-              dot16(grid + a * g.out_plane, padded + c * g.in_plane + ki * g.Wp + kj, g.out_plane);
+      for (size_t ki = 0; ki < k; ++ki)  // the k taps kj of a kernel row: dots against inputs shifted by 1
+        dot16_accumulate(grid + a * g.out_plane, padded + c * g.in_plane + ki * g.Wp, 1, k, g.out_plane,
+                         dW + ((a * C + c) * k + ki) * k);
 }
 
 void Conv2d::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor& dx) {
@@ -570,10 +569,8 @@ void ConvTranspose2d::backward(const Tensor& x, const Tensor&, const Tensor& dy,
         std::fill(d, d + hw, 0.f);
         const float* w = params[0].value + ci * okk;
         float* dw = params[0].grad + ci * okk;
-        for (size_t t = 0; t < okk; ++t) {
-          axpy(w[t], col_.data() + t * hwr, d, hw);
-          dw[t] += dot16(xs_.data() + ci * hwr, col_.data() + t * hwr, hwr);
-        }
+        for (size_t t = 0; t < okk; ++t) axpy(w[t], col_.data() + t * hwr, d, hw);
+        dot16_accumulate(xs_.data() + ci * hwr, col_.data(), hwr, okk, hwr, dw);
       }
     }
     if (has_bias) accumulate_channel_sums(dy.data(), params[1].grad, B, out_channels, g.H * g.W);
