@@ -12,6 +12,9 @@ out=build/web
 rm -rf "$out" && mkdir -p "$out/data"
 cp web/*.html web/*.js web/*.css "$out/"
 cp build/wasm-release/aep_web.js build/wasm-release/aep_web.wasm "$out/"
+# The speed benchmark page (bench.html): `aep bench` compiled for a browser Worker, and benchmark model A.
+cp build/wasm-release/aep_bench_web.js build/wasm-release/aep_bench_web.wasm "$out/"
+mkdir -p "$out/bench" && cp bench/model-a.json "$out/bench/"
 for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do
   src=assets/data/mnist/$f.gz
   [ -f "$src" ] || { echo "build_wasm.sh: $src missing: run scripts/bootstrap.sh" >&2; exit 1; }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the speed benchmark side by side on this machine and prints one table with ratios ours / peer:
-#   ours:    build/native-release/aep bench and build/wasm-release/aep.js bench (node), 1 thread
+#   ours:    build/native-release/aep bench and build/wasm-release/aep.js bench (node), 1 thread, and the same
+#            wasm in headless Chromium (build/web/bench.html via bench/chromium_bench.js)
 #   PyTorch: bench/torch_bench.py with Debian's torch (/usr/bin/python3), 1 thread, plain and with glibc's
 #            allocator keeping its buffers (PyTorch at its best); linked against OpenBLAS (serial), because
 #            Debian's default libblas.so.3 is the netlib reference BLAS (fetched privately, no system change)
@@ -41,6 +42,12 @@ fi
 echo "== aep native"; build/native-release/aep bench --only "$only" "${common[@]}" --json "$out/aep-native.json"
 echo "== aep wasm (node)"
 node --no-experimental-fetch build/wasm-release/aep.js bench --only "$only" "${common[@]}" --json "$out/aep-wasm.json"
+if [ -f build/web/bench.html ] && [ -x "${CHROMIUM:-/usr/bin/chromium}" ] && [ -d tests/e2e/node_modules/playwright-core ]; then
+  echo "== aep wasm (headless Chromium, bench.html: the engine in a Worker of the page)"
+  node bench/chromium_bench.js --only "$only" "${common[@]}" --json "$out/aep-chromium.json" || true
+else
+  echo "== (no Chromium run: needs build_wasm.sh and scripts/bootstrap.sh --browser)"
+fi
 echo "== PyTorch"
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 LD_LIBRARY_PATH=$blas${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} /usr/bin/python3 bench/torch_bench.py "${common[@]}" \
@@ -50,4 +57,4 @@ MALLOC_MMAP_THRESHOLD_=268435456 MALLOC_TRIM_THRESHOLD_=268435456 LD_LIBRARY_PAT
 echo "== TensorFlow.js (node)"
 node bench/tfjs_bench.js "${common[@]}" --json "$out/tfjs.json" 2>&1 | grep -v -e '^=*$' -e 'tfjs-node' -e '^Hi, looks like'
 echo
-node bench/table.js "$out"/aep-native.json "$out"/aep-wasm.json "$out"/torch-plain.json "$out"/torch-tuned.json "$out"/tfjs.json
+node bench/table.js "$out"/aep-native.json "$out"/aep-wasm.json "$out"/aep-chromium.json "$out"/torch-plain.json "$out"/torch-tuned.json "$out"/tfjs.json

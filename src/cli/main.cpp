@@ -21,8 +21,11 @@
 
 #ifdef __EMSCRIPTEN__
 #include <emscripten.h>
-// Emscripten's stdio streams report themselves as terminals even when node's are pipes: ask node.
-static bool stderr_is_terminal() { return EM_ASM_INT({ return process.stderr.isTTY ? 1 : 0; }) != 0; }
+// Emscripten's stdio streams report themselves as terminals even when node's are pipes: ask node (in a browser
+// worker there is no terminal).
+static bool stderr_is_terminal() {
+  return EM_ASM_INT({ return typeof process == 'object' && process.stderr && process.stderr.isTTY ? 1 : 0; }) != 0;
+}
 #else
 static bool stderr_is_terminal() { return isatty(fileno(stderr)) != 0; }
 #endif

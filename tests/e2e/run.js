@@ -278,6 +278,17 @@ async function waitFor(page, pred, ms) {
     await p3.screenshot({ path: path.join(out, 'embed-example.png') });
     await p3.close();
 
+    // --- bench.html: the engine's speed benchmark in a Worker of a page (numbers are for bench/run.sh) -----------
+    const p5 = await newPage();
+    await p5.goto(url + 'bench.html?only=A&seconds=0.3&runs=1');
+    await p5.waitForFunction(() => window.benchResult, null, { timeout: 120000 });
+    const br = await p5.evaluate(() => window.benchResult);
+    const ra = (br.records || []).find((r) => r.workload.startsWith('train A'));
+    check('bench.html: aep bench runs in a Worker of the page and reports training speed',
+          !br.error && ra && ra.samples_per_s > 0 && p5.errors.length === 0,
+          br.error ? br.error : `model A ${ra ? ra.samples_per_s.toFixed(0) : '?'} samples/s (a short smoke run)`);
+    await p5.close();
+
     check('no requests outside the page\'s own origin', foreign.length === 0, foreign.slice(0, 3).join(' '));
     check('no Content-Security-Policy violations on any page', cspViolations.length === 0, cspViolations.slice(0, 3).join(' | '));
   } catch (e) {
