@@ -84,6 +84,8 @@ TEST_CASE("every layer passes a numerical gradient check") {
       {"ConvTranspose2d k3 s1 p1", {{"type", "ConvTranspose2d"}, {"in_channels", 2}, {"out_channels", 3}, {"kernel_size", 3}, {"padding", 1}}, {1, 2, 4, 4}, true},
       {"MaxPool2d 2", {{"type", "MaxPool2d"}, {"kernel_size", 2}}, {2, 2, 4, 6}, true},
       {"MaxPool2d 3 s2", {{"type", "MaxPool2d"}, {"kernel_size", 3}, {"stride", 2}}, {1, 2, 7, 7}, true},
+      {"MaxPool2d 2 odd sizes", {{"type", "MaxPool2d"}, {"kernel_size", 2}}, {2, 2, 5, 7}, true},
+      {"MaxPool2d 3 s3", {{"type", "MaxPool2d"}, {"kernel_size", 3}}, {1, 2, 7, 8}, true},
       {"Upsample 2", {{"type", "Upsample"}, {"scale_factor", 2}}, {2, 2, 3, 3}, true},
       {"BatchNorm1d train", {{"type", "BatchNorm1d"}, {"num_features", 4}}, {5, 4, 1, 1}, true},
       {"BatchNorm1d eval", {{"type", "BatchNorm1d"}, {"num_features", 4}}, {5, 4, 1, 1}, false},

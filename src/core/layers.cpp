@@ -651,8 +651,24 @@ void MaxPool2d::forward(const Tensor& x, Tensor& y, const RunContext&) {
 
 void MaxPool2d::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor& dx) {
   ensure_shape(dx, x.shape());
-  std::fill(dx.begin(), dx.end(), 0.f);
   const float* g = dy.data();
+  if (kernel_size == stride) {
+    // Disjoint windows: zero a window row's input rows and drop its outputs' gradients in while they are in
+    // cache (one pass, not a fill then a scatter). 0.f + g is what the += below gives (-0 becomes +0).
+    const Shape& in = x.shape();
+    const size_t H = in[2], W = in[3], OH = dy.shape()[2], OW = dy.shape()[3], s = stride;
+    for (size_t bc = 0; bc < in[0] * in[1]; ++bc) {
+      float* plane = dx.data() + bc * H * W;
+      for (size_t oh = 0; oh < OH; ++oh) {
+        std::fill(plane + oh * s * W, plane + (oh + 1) * s * W, 0.f);
+        const size_t o = (bc * OH + oh) * OW;
+        for (size_t ow = 0; ow < OW; ++ow) dx.data()[argmax_[o + ow]] = 0.f + g[o + ow];
+      }
+      std::fill(plane + OH * s * W, plane + H * W, 0.f);  // rows below the last window
+    }
+    return;
+  }
+  std::fill(dx.begin(), dx.end(), 0.f);
   for (size_t i = 0; i < argmax_.size(); ++i) dx.data()[argmax_[i]] += g[i];
 }
 
