@@ -68,20 +68,26 @@ void orthonormalize_columns(std::vector<float>& Q, size_t dim, size_t p) {
     }
 }
 
-Pca fit_pca(const float* X, size_t n, size_t dim, size_t k, uint64_t seed, size_t iterations) {
+// Checks the arguments, fills pca's sizes and mean, and returns X with the mean subtracted.
+static std::vector<float> centered(const float* X, size_t n, size_t dim, size_t k, Pca& pca) {
   if (n < 2) throw std::runtime_error("PCA needs at least 2 samples");
   if (k == 0 || k > dim) throw std::runtime_error("PCA: k must be between 1 and " + std::to_string(dim));
-  Pca pca;
   pca.dim = dim;
   pca.k = k;
-  pca.mean.assign(dim, 0.f);
   std::vector<double> mean(dim, 0.0);
   for (size_t i = 0; i < n; ++i)
     for (size_t j = 0; j < dim; ++j) mean[j] += X[i * dim + j];
+  pca.mean.resize(dim);
   for (size_t j = 0; j < dim; ++j) pca.mean[j] = float(mean[j] / double(n));
   std::vector<float> Xc(n * dim);
   for (size_t i = 0; i < n; ++i)
     for (size_t j = 0; j < dim; ++j) Xc[i * dim + j] = X[i * dim + j] - pca.mean[j];
+  return Xc;
+}
+
+Pca fit_pca(const float* X, size_t n, size_t dim, size_t k, uint64_t seed, size_t iterations) {
+  Pca pca;
+  const std::vector<float> Xc = centered(X, n, dim, k, pca);
   std::vector<float> C(dim * dim);  // covariance = Xc^T Xc / (n - 1)
   gemm(true, false, dim, dim, n, 1.f / float(n - 1), Xc.data(), dim, Xc.data(), dim, 0.f, C.data(), dim);
 
@@ -122,19 +128,8 @@ Pca fit_pca(const float* X, size_t n, size_t dim, size_t k, uint64_t seed, size_
 }
 
 Pca fit_pca_randomized(const float* X, size_t n, size_t dim, size_t k, uint64_t seed, size_t power_iterations) {
-  if (n < 2) throw std::runtime_error("PCA needs at least 2 samples");
-  if (k == 0 || k > dim) throw std::runtime_error("PCA: k must be between 1 and " + std::to_string(dim));
   Pca pca;
-  pca.dim = dim;
-  pca.k = k;
-  std::vector<double> mean(dim, 0.0);
-  for (size_t i = 0; i < n; ++i)
-    for (size_t j = 0; j < dim; ++j) mean[j] += X[i * dim + j];
-  pca.mean.resize(dim);
-  for (size_t j = 0; j < dim; ++j) pca.mean[j] = float(mean[j] / double(n));
-  std::vector<float> Xc(n * dim);
-  for (size_t i = 0; i < n; ++i)
-    for (size_t j = 0; j < dim; ++j) Xc[i * dim + j] = X[i * dim + j] - pca.mean[j];
+  const std::vector<float> Xc = centered(X, n, dim, k, pca);
 
   const size_t p = std::min(k + 10, std::min(n, dim));
   std::vector<float> Z(dim * p), Y(n * p);  // Z: [dim, p], Y: [n, p]
