@@ -5,8 +5,9 @@
 #      seed trains to the same weights natively and in wasm;
 #   3. the `aep` command line (wasm build under node): 200 training steps of every preset on the real MNIST
 #      (the loss must fall), save + eval round trip, and clear errors for bad input;
-#   4. the playground page in Debian's Chromium (tests/e2e/run.js): every preset trains in the page, URL
-#      parameters, the embedding example over postMessage, a malformed upload, frame times;
+#   4. the playground page in Debian's Chromium (tests/e2e/run.js): every preset trains 200 steps in the page
+#      (a screenshot of all panels each), URL parameters, the embedding example over postMessage, a malformed
+#      upload, autosave, divergence, the memory budget, the Content-Security-Policy, UMAP, bench.html, frame times;
 #   5. the desktop app under Xvfb: trains a few hundred frames and writes a screenshot;
 #   6. libFuzzer on every parser for a few seconds each (tests/fuzz/run.sh).
 # Logs and screenshots: build/test-logs/.
