@@ -722,7 +722,10 @@ void App::finish_views() {
       // Conv kernels [out, in, k, k] (ConvTranspose2d: [in, out, k, k]), each drawn 6x enlarged.
       int o = int(std::min<int64_t>(w->shape[0], 32)), in = int(std::min<int64_t>(w->shape[1], 8));
       int k = int(w->shape[2]), cell = k * 6 + 2;
-      s.weights_pic.resize(in * cell, o * cell);
+      // One input channel (the first layer of an image model): the kernels wrap 8 to a row; else a row per output.
+      const bool wrap = in == 1;
+      const int cols = wrap ? std::min(o, 8) : in, rows = wrap ? (o + 7) / 8 : o;
+      s.weights_pic.resize(cols * cell, rows * cell);
       size_t per = size_t(w->shape[1]) * k * k;
       float a = *std::min_element(w->value, w->value + size_t(w->shape[0]) * per);
       float b = *std::max_element(w->value, w->value + size_t(w->shape[0]) * per);
@@ -731,7 +734,8 @@ void App::finish_views() {
           for (int y = 0; y < k * 6; ++y)
             for (int xx = 0; xx < k * 6; ++xx) {
               float v = (w->value[oi * per + size_t(ii) * k * k + (y / 6) * k + xx / 6] - a) / (b - a + 1e-12f);
-              uint8_t* px = &s.weights_pic.rgba[((size_t(oi) * cell + y) * s.weights_pic.w + ii * cell + xx) * 4];
+              const int cx = wrap ? oi % 8 : ii, cy = wrap ? oi / 8 : oi;
+              uint8_t* px = &s.weights_pic.rgba[((size_t(cy) * cell + y) * s.weights_pic.w + cx * cell + xx) * 4];
               px[0] = px[1] = px[2] = uint8_t(std::clamp(v, 0.f, 1.f) * 255.f);
             }
     }
