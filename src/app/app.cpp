@@ -220,7 +220,8 @@ struct App::State {
   size_t frame_pos = 0;
 
   std::string json_text, json_error;
-  // Model panel: the layer editor works on a draft (a copy of the preset until edited); Apply builds it.
+  // Model panel: the layer editor works on a draft (the layer lists of the preset, taken when a model is selected);
+  // Apply builds the current settings with the draft's layers.
   Preset draft;
   std::unique_ptr<Model> draft_model;  // null while the edited draft does not build
   std::string draft_error;
@@ -265,7 +266,8 @@ bool App::select_preset(const Preset& p, std::string* error) {
     s_->json_text = preset_to_json(p).dump(2);
     s_->json_error.clear();
     s_->code_text = pytorch_code(p);
-    s_->draft_edited = false;  // a new model replaces any unapplied layer edits
+    s_->draft = p;  // a new model replaces any unapplied layer edits
+    s_->draft_edited = false;
     reset_training();
     return true;
   } catch (const std::exception& e) {
@@ -1027,6 +1029,7 @@ void App::load_weights_bytes(const std::vector<uint8_t>& bytes, const std::strin
   s.trainer = std::move(trainer);
   s.json_text = preset_to_json(p).dump(2);
   s.code_text = pytorch_code(p);
+  s.draft = p;
   s.draft_edited = false;
   rebuild_train_map();
   if (has_data()) s.sampler = std::make_unique<BatchSampler>(s.train_map.size(), p.training.batch_size, true, s.seed + 2);
@@ -1246,7 +1249,6 @@ static bool with_code_size(Preset& p, size_t d) {
 // training over with the edited model.
 void App::layer_editor() {
   State& s = *s_;
-  if (!s.draft_edited) s.draft = s.preset;
   bool changed = false;
   const Model* shown = s.draft_edited ? s.draft_model.get() : s.model.get();
   std::string bad_row;  // "decoder.2" when the draft's error comes from that layer
@@ -1368,11 +1370,17 @@ void App::layer_editor() {
     rows(s.draft.decoder, "decoder", shown ? &shown->decoder : nullptr, x);
     ImGui::EndTable();
   }
+  // The current settings (learning rate, batch, ... may have changed since the draft was taken) with the edited layers.
+  auto edited = [&] {
+    Preset p = s.preset;
+    p.encoder = s.draft.encoder, p.mu = s.draft.mu, p.logvar = s.draft.logvar, p.decoder = s.draft.decoder;
+    return p;
+  };
   if (changed) {
     s.draft_edited = true;
     chain_layer_sizes(s.draft);
     try {
-      s.draft_model = std::make_unique<Model>(s.draft);
+      s.draft_model = std::make_unique<Model>(edited());
       s.draft_error.clear();
     } catch (const std::exception& e) {
       s.draft_model.reset();
@@ -1385,7 +1393,7 @@ void App::layer_editor() {
                           shape_str(s.draft_model->code_shape(1)).c_str());
   if (!s.draft_model) ImGui::BeginDisabled();
   if (ImGui::Button("Apply the edited layers (training starts over)")) {
-    Preset p = s.draft;
+    Preset p = edited();
     if (p.title.rfind("edited: ", 0) != 0) p.title = "edited: " + p.title;
     std::string err;
     if (select_preset(p, &err)) s.draft_model.reset();
@@ -1394,6 +1402,7 @@ void App::layer_editor() {
   if (!s.draft_model) ImGui::EndDisabled();
   ImGui::SameLine();
   if (ImGui::Button("Discard edits")) {
+    s.draft = s.preset;
     s.draft_model.reset();
     s.draft_error.clear();
     s.draft_edited = false;

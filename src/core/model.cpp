@@ -26,17 +26,17 @@ void Sequential::build(const json& specs, const std::string& pfx) {
 Shape Sequential::infer(const Shape& in, uint64_t* activations) const {
   Shape s = in;
   for (size_t i = 0; i < layers.size(); ++i) {
-    std::string where = prefix + "." + std::to_string(i) + " (" + layers[i]->type() + "): ";
+    auto where = [&] { return prefix + "." + std::to_string(i) + " (" + layers[i]->type() + "): "; };
     try {
       s = layers[i]->output_shape(s);
     } catch (const std::exception& e) {
-      throw std::runtime_error(where + e.what());
+      throw std::runtime_error(where() + e.what());
     }
     // Every dimension of the input was bounded by this check one layer earlier, so the layer's own size arithmetic
     // (at most a factor 8 per dimension) cannot have wrapped in 32-bit size_t; the product is taken in 64 bits.
     uint64_t n = uint64_t(s[1]) * s[2] * s[3];
     if (n > Sequential::kMaxActivation || s[2] > kMaxActivation || s[3] > kMaxActivation)
-      throw std::runtime_error(where + "the output would hold " + std::to_string(n) +
+      throw std::runtime_error(where() + "the output would hold " + std::to_string(n) +
                                " values per image; the limit is " + std::to_string(kMaxActivation));
     if (activations) *activations += n;
   }
