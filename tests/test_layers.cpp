@@ -123,7 +123,7 @@ TEST_CASE("every layer passes a numerical gradient check") {
       loss();
       CHECK(y.shape() == out_shape);
       b.zero_grad();
-      b.layer->backward(x, y, r, dx);
+      b.layer->backward(x, y, r, &dx);
       std::vector<float*> coords;
       std::vector<float> analytic;
       for (size_t i = 0; i < x.size(); i += std::max<size_t>(1, x.size() / 40)) {
@@ -141,6 +141,15 @@ TEST_CASE("every layer passes a numerical gradient check") {
       double err = gradient_error(coords, analytic, loss, 1e-3, 2e-2 * std::max(scale, 1e-3));
       INFO(std::string(c.name) << ": worst relative gradient error " << err);
       CHECK(err < 2e-2);
+
+      // Without the input gradient (a model's first layer): the same parameter gradients, bit for bit.
+      loss();  // the layer's caches (argmax, mask, batch statistics) of the unperturbed input again
+      b.zero_grad();
+      b.layer->backward(x, y, r, &dx);
+      const std::vector<std::vector<float>> with_dx = b.grads;
+      b.zero_grad();
+      b.layer->backward(x, y, r, nullptr);
+      CHECK(b.grads == with_dx);
     }
   }
 }
@@ -272,7 +281,7 @@ TEST_CASE("a saturated Sigmoid gives exact zeros, never subnormal floats, forwar
   std::fill(dy.begin(), dy.end(), 4e-5f);
   BoundLayer sig(json{{"type", "Sigmoid"}});
   Tensor y = run(sig, x);
-  sig.layer->backward(x, y, dy, dx);
+  sig.layer->backward(x, y, dy, &dx);
   auto subnormal = [](float v) { return v != 0.f && std::fabs(v) < kSmallestNormal; };
   for (size_t i = 0; i < n; ++i) {
     INFO("x = " << xs[i]);

@@ -232,7 +232,7 @@ void run_layer_case(const aep::SafeTensors& st, const std::string& name, const j
   const Tensor dy = to_tensor(need(st, P + "dy"));
   Tensor dx(x.shape());
   dx.fill(nan);  // backward must overwrite dx
-  layer->backward(x, y, dy, dx);
+  layer->backward(x, y, dy, &dx);
   REQUIRE(dx.shape() == x.shape());
   want = need(st, P + "dx").as_f32();
   expect_close(P + "dx", "layers: dx", dx.data(), want.data(), want.size(), kLayerAtol, kLayerRtol);
@@ -250,7 +250,7 @@ void run_layer_case(const aep::SafeTensors& st, const std::string& name, const j
     CHECK_MESSAGE(*k.value == need(st, P + "counter_after." + k.name).as_i64().at(0), P << k.name);
 
   // Backward ADDS into parameter gradients (tied weights rely on it): a second pass doubles them.
-  layer->backward(x, y, dy, dx);
+  layer->backward(x, y, dy, &dx);
   for (auto& p : layer->params) {
     want = need(st, P + "grad." + p.name).as_f32();
     for (float& v : want) v *= 2.f;

@@ -206,17 +206,19 @@ void Linear::forward(const Tensor& x, Tensor& y, const RunContext&) {
   if (has_bias) add_channel_bias(y.data(), bias(), B, out_features, 1);
 }
 
-void Linear::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor& dx) {
+void Linear::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx) {
   size_t B = x.shape()[0];
-  ensure_shape(dx, x.shape());
+  if (dx) ensure_shape(*dx, x.shape());
   if (tied_) {
-    gemm_transposed_c(false, true, in_features, B, out_features, 1.f, weight(), out_features, dy.data(),
-                      out_features, 0.f, dx.data(), in_features);  // dx^T = W_enc dy^T
+    if (dx)
+      gemm_transposed_c(false, true, in_features, B, out_features, 1.f, weight(), out_features, dy.data(),
+                        out_features, 0.f, dx->data(), in_features);  // dx^T = W_enc dy^T
     gemm(true, false, in_features, out_features, B, 1.f, x.data(), in_features, dy.data(), out_features, 1.f,
          weight_grad(), out_features);
   } else {
-    gemm_transposed_c(true, true, in_features, B, out_features, 1.f, weight(), in_features, dy.data(),
-                      out_features, 0.f, dx.data(), in_features);  // dx^T = W^T dy^T
+    if (dx)
+      gemm_transposed_c(true, true, in_features, B, out_features, 1.f, weight(), in_features, dy.data(),
+                        out_features, 0.f, dx->data(), in_features);  // dx^T = W^T dy^T
     gemm(true, false, out_features, in_features, B, 1.f, dy.data(), out_features, x.data(), in_features, 1.f,
          weight_grad(), in_features);
   }
@@ -362,11 +364,11 @@ static void flat_weight_grad(const float* grid, size_t A, const float* padded, s
                          dW + ((a * C + c) * k + ki) * k);
 }
 
-void Conv2d::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor& dx) {
+void Conv2d::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx) {
   const Shape& in = x.shape();
   ConvGeometry g = geometry(in);
   const size_t B = in[0], plane = g.OH * g.OW, ckk = in_channels * kernel_size * kernel_size;
-  ensure_shape(dx, in);
+  if (dx) ensure_shape(*dx, in);
   if (stride == 1) {
     // dx: the full correlation of dy (padded by k - 1 - padding) with the flipped kernel, W as [Cout * k * k][Cin].
     const size_t k = kernel_size, pb = k - 1 - padding;
@@ -382,12 +384,14 @@ void Conv2d::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor& 
     pad_.resize(std::max(in_channels * f.in_plane, out_channels * fb.in_plane));
     flat_.resize(std::max(out_channels * f.out_plane, in_channels * fb.out_plane));
     for (size_t b = 0; b < B; ++b) {
-      pad_image(sample(dy, b), out_channels, g.OH, g.OW, pb, fb, pad_.data());
-      conv_s1_flat(pad_.data(), out_channels, wpk_.data(), in_channels, fb, flat_.data());
-      float* dxb = sample(dx, b);
-      for (size_t ci = 0; ci < in_channels; ++ci)
-        for (size_t i = 0; i < g.H; ++i)
-          std::memcpy(dxb + (ci * g.H + i) * g.W, flat_.data() + ci * fb.out_plane + i * fb.Wp, g.W * sizeof(float));
+      if (dx) {
+        pad_image(sample(dy, b), out_channels, g.OH, g.OW, pb, fb, pad_.data());
+        conv_s1_flat(pad_.data(), out_channels, wpk_.data(), in_channels, fb, flat_.data());
+        float* dxb = sample(*dx, b);
+        for (size_t ci = 0; ci < in_channels; ++ci)
+          for (size_t i = 0; i < g.H; ++i)
+            std::memcpy(dxb + (ci * g.H + i) * g.W, flat_.data() + ci * fb.out_plane + i * fb.Wp, g.W * sizeof(float));
+      }
       pad_image(sample(x, b), in_channels, g.H, g.W, padding, f, pad_.data());
       to_flat_grid(sample(dy, b), out_channels, f, flat_.data());
       flat_weight_grad(flat_.data(), out_channels, pad_.data(), in_channels, f, params[0].grad);
@@ -395,7 +399,7 @@ void Conv2d::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor& 
     if (has_bias) accumulate_channel_sums(dy.data(), params[1].grad, B, out_channels, plane);
     return;
   }
-  std::fill(dx.begin(), dx.end(), 0.f);
+  if (dx) std::fill(dx->begin(), dx->end(), 0.f);
   col_.resize(ckk * plane);
   dcol_.resize(ckk * plane);
   for (size_t b = 0; b < B; ++b) {
@@ -403,10 +407,11 @@ void Conv2d::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor& 
     // dW[Cout, CKK] += dy_b[Cout, P] * col^T
     gemm(false, true, out_channels, ckk, plane, 1.f, sample(dy, b), plane, col_.data(), plane, 1.f, params[0].grad,
          ckk);
+    if (!dx) continue;
     // dcol[CKK, P] = W^T * dy_b
     gemm(true, false, ckk, plane, out_channels, 1.f, params[0].value, ckk, sample(dy, b), plane, 0.f, dcol_.data(),
          plane);
-    col2im(dcol_.data(), g, sample(dx, b));
+    col2im(dcol_.data(), g, sample(*dx, b));
   }
   if (has_bias) accumulate_channel_sums(dy.data(), params[1].grad, B, out_channels, plane);
 }
@@ -517,11 +522,11 @@ void ConvTranspose2d::forward(const Tensor& x, Tensor& y, const RunContext&) {
   if (has_bias) add_channel_bias(y.data(), params[1].value, B, out_channels, g.H * g.W);
 }
 
-void ConvTranspose2d::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor& dx) {
+void ConvTranspose2d::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx) {
   const Shape& in = x.shape();
   ConvGeometry g = geometry(in);
   const size_t B = in[0], hw = in[2] * in[3], okk = out_channels * kernel_size * kernel_size;
-  ensure_shape(dx, in);
+  if (dx) ensure_shape(*dx, in);
   if (stride == 1) {
     // dx: a stride-1 convolution of dy padded by `padding`, W packed [Cout * k * k][Cin]; dW from the flat grid.
     const size_t k = kernel_size;
@@ -533,11 +538,14 @@ void ConvTranspose2d::backward(const Tensor& x, const Tensor&, const Tensor& dy,
     flat_.resize(in_channels * f.out_plane);
     for (size_t b = 0; b < B; ++b) {
       pad_image(sample(dy, b), out_channels, g.H, g.W, padding, f, pad_.data());
-      conv_s1_flat(pad_.data(), out_channels, wpk_.data(), in_channels, f, flat_.data());
-      float* dxb = sample(dx, b);
-      for (size_t ci = 0; ci < in_channels; ++ci)
-        for (size_t i = 0; i < in[2]; ++i)
-          std::memcpy(dxb + (ci * in[2] + i) * in[3], flat_.data() + ci * f.out_plane + i * f.Wp, in[3] * sizeof(float));
+      if (dx) {
+        conv_s1_flat(pad_.data(), out_channels, wpk_.data(), in_channels, f, flat_.data());
+        float* dxb = sample(*dx, b);
+        for (size_t ci = 0; ci < in_channels; ++ci)
+          for (size_t i = 0; i < in[2]; ++i)
+            std::memcpy(dxb + (ci * in[2] + i) * in[3], flat_.data() + ci * f.out_plane + i * f.Wp,
+                        in[3] * sizeof(float));
+      }
       to_flat_grid(sample(x, b), in_channels, f, flat_.data());
       flat_weight_grad(flat_.data(), in_channels, pad_.data(), out_channels, f, params[0].grad);
     }
@@ -562,15 +570,14 @@ void ConvTranspose2d::backward(const Tensor& x, const Tensor&, const Tensor& dy,
             }
           }
       const float* xb = sample(x, b);
-      float* dxb = sample(dx, b);
       for (size_t ci = 0; ci < in_channels; ++ci) {
         std::memcpy(xs_.data() + ci * hwr, xb + ci * hw, hw * sizeof(float));
-        float* d = dxb + ci * hw;
+        dot16_accumulate(xs_.data() + ci * hwr, col_.data(), hwr, okk, hwr, params[0].grad + ci * okk);
+        if (!dx) continue;
+        float* d = sample(*dx, b) + ci * hw;
         std::fill(d, d + hw, 0.f);
         const float* w = params[0].value + ci * okk;
-        float* dw = params[0].grad + ci * okk;
         for (size_t t = 0; t < okk; ++t) axpy(w[t], col_.data() + t * hwr, d, hw);
-        dot16_accumulate(xs_.data() + ci * hwr, col_.data(), hwr, okk, hwr, dw);
       }
     }
     if (has_bias) accumulate_channel_sums(dy.data(), params[1].grad, B, out_channels, g.H * g.W);
@@ -580,7 +587,7 @@ void ConvTranspose2d::backward(const Tensor& x, const Tensor&, const Tensor& dy,
   for (size_t b = 0; b < B; ++b) {
     im2col(sample(dy, b), g, col_.data());
     // dx_b[Cin, HW] = W[Cin, OKK] * dcol
-    gemm(false, false, in_channels, hw, okk, 1.f, params[0].value, okk, col_.data(), hw, 0.f, sample(dx, b), hw);
+    if (dx) gemm(false, false, in_channels, hw, okk, 1.f, params[0].value, okk, col_.data(), hw, 0.f, sample(*dx, b), hw);
     // dW[Cin, OKK] += x_b[Cin, HW] * dcol^T
     gemm(false, true, in_channels, okk, hw, 1.f, sample(x, b), hw, col_.data(), hw, 1.f, params[0].grad, okk);
   }
@@ -649,7 +656,9 @@ void MaxPool2d::forward(const Tensor& x, Tensor& y, const RunContext&) {
   }
 }
 
-void MaxPool2d::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor& dx) {
+void MaxPool2d::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dxp) {
+  if (!dxp) return;  // no parameters: nothing to compute
+  Tensor& dx = *dxp;
   ensure_shape(dx, x.shape());
   const float* g = dy.data();
   if (kernel_size == stride) {
@@ -703,7 +712,9 @@ void Upsample::forward(const Tensor& x, Tensor& y, const RunContext&) {
   }
 }
 
-void Upsample::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor& dx) {
+void Upsample::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dxp) {
+  if (!dxp) return;  // no parameters: nothing to compute
+  Tensor& dx = *dxp;
   const Shape& in = x.shape();
   ensure_shape(dx, in);
   std::fill(dx.begin(), dx.end(), 0.f);
@@ -798,11 +809,11 @@ void BatchNorm::forward(const Tensor& x, Tensor& y, const RunContext& ctx) {
     }
 }
 
-void BatchNorm::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor& dx) {
+void BatchNorm::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx) {
   const Shape& in = x.shape();
   const size_t B = in[0], C = in[1], plane = in[2] * in[3];
   const double n = double(B * plane);
-  ensure_shape(dx, in);
+  if (dx) ensure_shape(*dx, in);
   float* gamma = params[0].value;
   for (size_t c = 0; c < C; ++c) {
     double sum_dy = 0, sum_dy_xhat = 0;
@@ -816,6 +827,7 @@ void BatchNorm::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tenso
     }
     params[0].grad[c] += float(sum_dy_xhat);
     params[1].grad[c] += float(sum_dy);
+    if (!dx) continue;
     float k = gamma[c] * invstd_[c];
     // Eval mode: statistics are constants. Training: they depend on x (the usual three-term formula).
     float a = last_training_ ? float(sum_dy / n) : 0.f;
@@ -823,7 +835,7 @@ void BatchNorm::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tenso
     for (size_t b = 0; b < B; ++b) {
       const float* p = x.data() + (b * C + c) * plane;
       const float* g = dy.data() + (b * C + c) * plane;
-      float* q = dx.data() + (b * C + c) * plane;
+      float* q = dx->data() + (b * C + c) * plane;
       for (size_t i = 0; i < plane; ++i) {
         float xhat = (p[i] - mean_[c]) * invstd_[c];
         q[i] = k * (g[i] - a - xhat * bcoef);
@@ -856,7 +868,9 @@ void Dropout::forward(const Tensor& x, Tensor& y, const RunContext& ctx) {
   }
 }
 
-void Dropout::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor& dx) {
+void Dropout::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dxp) {
+  if (!dxp) return;  // no parameters: nothing to compute
+  Tensor& dx = *dxp;
   ensure_shape(dx, x.shape());
   if (mask_.empty()) {
     std::copy(dy.begin(), dy.end(), dx.begin());
@@ -901,7 +915,9 @@ void ActivationLayer::forward(const Tensor& x, Tensor& y, const RunContext&) {
   }
 }
 
-void ActivationLayer::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) {
+void ActivationLayer::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dxp) {
+  if (!dxp) return;  // no parameters: nothing to compute
+  Tensor& dx = *dxp;
   ensure_shape(dx, x.shape());
   const float* in = x.data();
   const float* out = y.data();
@@ -957,7 +973,9 @@ void Reshape::forward(const Tensor& x, Tensor& y, const RunContext&) {
   std::copy(x.begin(), x.end(), y.begin());
 }
 
-void Reshape::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor& dx) {
+void Reshape::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dxp) {
+  if (!dxp) return;  // no parameters: nothing to compute
+  Tensor& dx = *dxp;
   ensure_shape(dx, x.shape());
   std::copy(dy.begin(), dy.end(), dx.begin());
 }

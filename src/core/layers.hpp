@@ -42,7 +42,8 @@ class Layer {
   // Throws std::runtime_error explaining why `in` does not fit this layer.
   virtual Shape output_shape(const Shape& in) const = 0;
   virtual void forward(const Tensor& x, Tensor& y, const RunContext& ctx) = 0;
-  virtual void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) = 0;
+  // dx == nullptr: the input gradient is not needed (the input is data), only the parameter gradients.
+  virtual void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) = 0;
   // Parameters are initialized by the Model from their slots (PyTorch's default schemes).
   std::vector<ParamSlot> params;
   std::vector<ParamSlot> buffers;
@@ -64,7 +65,7 @@ class Linear : public Layer {
   explicit Linear(const nlohmann::json& spec);
   Shape output_shape(const Shape& in) const override;
   void forward(const Tensor& x, Tensor& y, const RunContext& ctx) override;
-  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
   // Decoder weight = encoder weight transposed (the course's tied AE): this layer then owns only its bias.
   void tie_to(Linear* encoder_layer);
   bool tied() const { return tied_ != nullptr; }
@@ -94,7 +95,7 @@ class Conv2d : public Layer {
   explicit Conv2d(const nlohmann::json& spec);
   Shape output_shape(const Shape& in) const override;
   void forward(const Tensor& x, Tensor& y, const RunContext& ctx) override;
-  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
   size_t in_channels, out_channels, kernel_size, stride, padding;
   bool has_bias;
 
@@ -109,7 +110,7 @@ class ConvTranspose2d : public Layer {
   explicit ConvTranspose2d(const nlohmann::json& spec);
   Shape output_shape(const Shape& in) const override;
   void forward(const Tensor& x, Tensor& y, const RunContext& ctx) override;
-  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
   size_t in_channels, out_channels, kernel_size, stride, padding, output_padding;
   bool has_bias;
 
@@ -125,7 +126,7 @@ class MaxPool2d : public Layer {
   explicit MaxPool2d(const nlohmann::json& spec);
   Shape output_shape(const Shape& in) const override;
   void forward(const Tensor& x, Tensor& y, const RunContext& ctx) override;
-  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
   size_t kernel_size, stride;
 
  private:
@@ -137,7 +138,7 @@ class Upsample : public Layer {
   explicit Upsample(const nlohmann::json& spec);
   Shape output_shape(const Shape& in) const override;
   void forward(const Tensor& x, Tensor& y, const RunContext& ctx) override;
-  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
   size_t scale;
 };
 
@@ -148,7 +149,7 @@ class BatchNorm : public Layer {
   explicit BatchNorm(const nlohmann::json& spec);
   Shape output_shape(const Shape& in) const override;
   void forward(const Tensor& x, Tensor& y, const RunContext& ctx) override;
-  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
   size_t num_features;
   float eps, momentum;
   bool two_d;
@@ -164,7 +165,7 @@ class Dropout : public Layer {
   explicit Dropout(const nlohmann::json& spec);
   Shape output_shape(const Shape& in) const override { return in; }
   void forward(const Tensor& x, Tensor& y, const RunContext& ctx) override;
-  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
   float p;
 
  private:
@@ -178,7 +179,7 @@ class ActivationLayer : public Layer {
   ActivationLayer(const nlohmann::json& spec, Activation kind);
   Shape output_shape(const Shape& in) const override { return in; }
   void forward(const Tensor& x, Tensor& y, const RunContext& ctx) override;
-  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
   Activation kind;
   float negative_slope = 0.01f;
 };
@@ -189,7 +190,7 @@ class Reshape : public Layer {
   explicit Reshape(const nlohmann::json& spec);
   Shape output_shape(const Shape& in) const override;
   void forward(const Tensor& x, Tensor& y, const RunContext& ctx) override;
-  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
 
  private:
   bool flatten_;

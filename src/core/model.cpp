@@ -49,12 +49,19 @@ const Tensor& Sequential::forward(const Tensor& x, const RunContext& ctx) {
   return output();
 }
 
-const Tensor& Sequential::backward(const Tensor& dy, size_t end) {
+const Tensor& Sequential::backward(const Tensor& dy, size_t end, bool need_input_grad) {
   if (end > layers.size()) end = layers.size();
   if (end == 0) return dy;
+  // Layer i's input gradient is needed only if some layer before it has parameters (or the caller wants it):
+  // the encoder's first layers then skip it (PyTorch's autograd skips it too: the images need no gradient).
+  size_t first_params = end;  // the first layer with parameters
+  for (size_t i = 0; i < end && first_params == end; ++i)
+    if (!layers[i]->params.empty()) first_params = i;
   for (size_t i = end; i-- > 0;) {
+    const bool need_dx = need_input_grad || i > first_params;
+    if (!need_dx && layers[i]->params.empty()) break;
     const Tensor& g = i + 1 == end ? dy : grads_[i + 1];
-    layers[i]->backward(input_of(i), acts_[i], g, grads_[i]);
+    layers[i]->backward(input_of(i), acts_[i], g, need_dx ? &grads_[i] : nullptr);
   }
   return grads_[0];
 }

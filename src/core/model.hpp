@@ -20,8 +20,9 @@ class Sequential {
   Shape infer(const Shape& in, uint64_t* activations = nullptr) const;
   static constexpr uint64_t kMaxActivation = uint64_t(1) << 24;  // 64 MB per sample and layer
   const Tensor& forward(const Tensor& x, const RunContext& ctx);
-  // dy is the gradient w.r.t. the output of layer end-1 (end defaults to all layers); returns d input.
-  const Tensor& backward(const Tensor& dy, size_t end = size_t(-1));
+  // dy is the gradient w.r.t. the output of layer end-1 (end defaults to all layers); returns d input, which is
+  // only computed when need_input_grad (otherwise the returned tensor is stale: only parameter gradients are made).
+  const Tensor& backward(const Tensor& dy, size_t end = size_t(-1), bool need_input_grad = true);
   const Tensor& output() const { return layers.empty() ? *input_ : acts_.back(); }
   const Tensor& input_of(size_t i) const { return i == 0 ? *input_ : acts_[i - 1]; }
   size_t size() const { return layers.size(); }

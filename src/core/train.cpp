@@ -119,7 +119,7 @@ LossTerms Trainer::forward_backward(const Tensor& input, const Tensor& target, b
   }
   if (penalize)
     for (size_t i = 0; i < dcode_.size(); ++i) dcode_.data()[i] += dh_.data()[i];
-  model.encoder.backward(dcode_);
+  model.encoder.backward(dcode_, size_t(-1), false);  // the input images need no gradient
   return L;
 }
 
