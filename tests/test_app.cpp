@@ -121,6 +121,8 @@ TEST_CASE("app: commands are validated as a whole and bad ones change nothing") 
       {{{"colour", "red"}}, "unknown setting 'colour'"},
       {{{"optimizer", "lbfgs"}}, "optimizer must be \"adam\" or \"sgd\""},
       {{{"lr", 0.01}, {"batch", -5}}, "batch must be"},  // the valid lr is not applied either
+      {{{"trainMs", 0}}, "trainMs must be a number between 1 and 100"},
+      {{{"trainMs", 5}, {"lr", "x"}}, "lr must be"},
   };
   for (const auto& b : bad) {
     INFO(b.cmd.dump());
@@ -131,6 +133,10 @@ TEST_CASE("app: commands are validated as a whole and bad ones change nothing") 
     CHECK(app.status() == st);
   }
   CHECK(app.command(nlohmann::json::array())["ok"] == false);
+  // Training time per frame (the page's smoothness knob).
+  REQUIRE(app.command({{"trainMs", "8"}})["ok"] == true);
+  CHECK(num(app.status()["trainMs"]) == 8);
+  CHECK(app.train_budget_ms == 8);
   // Code size and a held-out digit, as a lesson would set them.
   REQUIRE(app.command({{"preset", "mlp-128-64"}, {"code", 2}, {"holdout", 3}})["ok"] == true);
   st = app.status();
@@ -145,6 +151,24 @@ TEST_CASE("app: commands are validated as a whole and bad ones change nothing") 
   CHECK(app.command({{"holdout", -1}})["ok"] == true);
   CHECK(app.status()["trainImages"] == 60000);
   CHECK(app.command({{"holdout", 12}})["ok"] == false);
+}
+
+TEST_CASE("app: Picture::put_dot paints an anti-aliased disc and leaves the rest") {
+  Picture p;
+  p.resize(16, 16);  // dark grey 40
+  p.put_dot(8, 8, 2.f, IM_COL32(255, 0, 0, 255));
+  auto px = [&](int x, int y) { return &p.rgba[(size_t(y) * 16 + x) * 4]; };
+  CHECK(px(7, 7)[0] == 255);  // inside: the colour itself
+  CHECK(px(7, 7)[1] == 0);
+  CHECK(px(8, 8)[0] == 255);
+  const uint8_t* edge = px(9, 6);  // its centre 2.1 px away at radius 2: partly covered
+  CHECK(edge[0] > 40);
+  CHECK(edge[0] < 255);
+  CHECK(px(0, 0)[0] == 40);  // far away: untouched
+  CHECK(px(12, 8)[0] == 40);
+  CHECK(p.dirty);
+  p.put_dot(-5, -5, 2.f, IM_COL32(255, 0, 0, 255));  // off the picture: clipped, no write out of bounds
+  CHECK(px(0, 0)[0] == 40);
 }
 
 TEST_CASE("app: a bad weights file is refused and the trained model survives; a good one round-trips") {

@@ -35,6 +35,13 @@ const char* kPanelTitles[kPanelCount] = {"Model", "Data & corruption", "Training
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+// FNV-1a over bytes, chained through `h`: a cheap fingerprint of what a picture was painted from.
+uint64_t fnv1a(const void* data, size_t n, uint64_t h = 1469598103934665603ull) {
+  const uint8_t* p = static_cast<const uint8_t*>(data);
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
+
 void help_marker(const char* text) {
   ImGui::SameLine();
   ImGui::TextDisabled("(?)");
@@ -107,7 +114,23 @@ void Picture::put_digit(int x0, int y0, const float* img, float lo, float hi) {
   dirty = true;
 }
 
-ImVec2 Picture::show(const TextureApi& api, float scale) {
+void Picture::put_dot(float x, float y, float radius, ImU32 color) {
+  const int x0 = std::max(0, int(std::floor(x - radius - 1))), x1 = std::min(w - 1, int(std::ceil(x + radius + 1)));
+  const int y0 = std::max(0, int(std::floor(y - radius - 1))), y1 = std::min(h - 1, int(std::ceil(y + radius + 1)));
+  const float c[3] = {float(color & 0xff), float((color >> 8) & 0xff), float((color >> 16) & 0xff)};
+  for (int py = y0; py <= y1; ++py)
+    for (int px = x0; px <= x1; ++px) {
+      // coverage of the pixel (centre px + 0.5) by the disc, with a one-pixel soft edge
+      const float d = std::hypot(px + 0.5f - x, py + 0.5f - y);
+      const float a = std::clamp(radius + 0.5f - d, 0.f, 1.f);
+      if (a <= 0) continue;
+      uint8_t* p = &rgba[(size_t(py) * w + px) * 4];
+      for (int k = 0; k < 3; ++k) p[k] = uint8_t(p[k] + a * (c[k] - p[k]) + 0.5f);
+    }
+  dirty = true;
+}
+
+ImTextureID Picture::texture(const TextureApi& api) {
   if (api.create && (!tex || tex_w != w || tex_h != h) && w > 0) {
     if (tex && api.destroy) api.destroy(tex);
     tex = api.create(w, h);
@@ -116,8 +139,13 @@ ImVec2 Picture::show(const TextureApi& api, float scale) {
   }
   if (dirty && api.update && tex) api.update(tex, w, h, rgba.data());
   dirty = false;
+  return tex;
+}
+
+ImVec2 Picture::show(const TextureApi& api, float scale) {
+  ImTextureID t = texture(api);
   ImVec2 at = ImGui::GetCursorScreenPos();
-  ImGui::Image(tex, ImVec2(w * scale, h * scale));
+  ImGui::Image(t, ImVec2(w * scale, h * scale));
   return at;
 }
 
@@ -174,6 +202,8 @@ struct App::State {
   bool have_click = false;
   float click[2] = {0, 0};
   Picture recon, preview, manifold, decoded, hover_pic, generated, interp, worst, weights_pic, draw_pad, draw_out;
+  Picture scatter;               // the Latent panel's dots
+  uint64_t scatter_key = 0;      // what they were painted from (repainted when it changes)
   int hover_shown = -1;
   float recon_err[kReconCount] = {};  // per-image MSE against the clean digit
   std::vector<float> code_mean, code_std;  // Gaussian fitted to the codes (generation for a plain AE)
@@ -792,7 +822,7 @@ json App::command(const json& cmd) {
   };
   static const char* known[] = {"preset", "lr", "batch", "seed", "beta", "l1", "optimizer", "panels", "compact",
                                 "autostart", "train", "pause", "step", "reset", "corruption", "noise", "epochs", "code",
-                                "holdout", "anomaly", "latent"};
+                                "holdout", "anomaly", "latent", "trainMs"};
   for (auto it = cmd.begin(); it != cmd.end(); ++it)
     if (std::find_if(std::begin(known), std::end(known), [&](const char* k) { return it.key() == k; }) == std::end(known))
       errors.push_back("unknown setting '" + it.key() + "'");
@@ -845,6 +875,8 @@ json App::command(const json& cmd) {
   }
   int holdout = s.held_out;
   if (number("holdout", -1, 9, d)) holdout = int(d);
+  double train_ms = train_budget_ms;
+  if (number("trainMs", 1, 100, d)) train_ms = d;
   if (cmd.contains("optimizer")) {
     const json& v = cmd.at("optimizer");
     if (v == "adam" || v == "sgd") p.optimizer.type = v.get<std::string>();
@@ -912,6 +944,7 @@ json App::command(const json& cmd) {
     }
   }
   s.latent_umap = latent_umap;
+  train_budget_ms = train_ms;
   if (panels_given) std::copy(std::begin(panels), std::end(panels), show_panel);
   if (compact_flag >= 0) compact = compact_flag == 1;
   if (autostart == 1 || train == 1) s.running = true;
@@ -953,6 +986,7 @@ json App::status() const {
           {"testLoss", num(s.last_test)},
           {"testStep", s.refreshed_step == size_t(-1) ? json(nullptr) : json(s.refreshed_step)},
           {"samplesPerSec", s.samples_per_s},
+          {"trainMs", train_budget_ms},
           {"memoryBytes", memory_bytes ? json(memory_bytes) : json(nullptr)},
           {"trainingBytes", s.model->training_bytes(s.preset.training.batch_size)},
           {"memoryLimitBytes", Model::kMemoryBudget},
@@ -1578,6 +1612,11 @@ void App::panel_training() {
   ImGui::Text("train loss %.5g   test loss %.5g", s.last_train, s.last_test);
   if (s.model->is_vae()) ImGui::Text("test KL term %.5g", s.last_test_kl);
   ImGui::TextDisabled("SIMD: %s, threads: 1", simd_arch_name());
+  float train_ms = float(train_budget_ms);
+  ImGui::SetNextItemWidth(160);
+  if (ImGui::SliderFloat("training ms per frame", &train_ms, 2, 50, "%.0f")) train_budget_ms = std::clamp(train_ms, 1.f, 100.f);
+  help_marker("How long each frame trains before the page is drawn. More trains faster; less keeps the page smooth. "
+              "On a slow computer, or a browser drawing without a GPU, try less.");
   const double mb = 1 << 20;
   ImGui::TextDisabled("memory: training needs ~%.0f MB (limit %.0f MB)", s.model->training_bytes(s.preset.training.batch_size) / mb,
                       Model::kMemoryBudget / mb);
@@ -1757,16 +1796,29 @@ void App::panel_latent() {
   const bool grid = s.code_dim == 2 && s.manifold.w;
   ImVec2 avail = ImGui::GetContentRegionAvail();
   float side = std::max(120.f, std::min(grid ? avail.x * 0.5f - 6 : avail.x, avail.y - 70));
+  side = std::floor(side);
   ImVec2 p0 = ImGui::GetCursorScreenPos();
+  p0 = ImVec2(std::floor(p0.x), std::floor(p0.y));  // the dots' picture maps 1:1 onto screen pixels
   ImDrawList* dl = ImGui::GetWindowDrawList();
-  dl->AddRectFilled(p0, ImVec2(p0.x + side, p0.y + side), IM_COL32(20, 20, 24, 255));
   auto to_screen = [&](float x, float y) {
     return ImVec2(p0.x + side * (x - x0) / (x1 - x0), p0.y + side * (1 - (y - y0) / (y1 - y0)));
   };
-  for (size_t i = 0; i < n; ++i) {
-    int label = test_.labels.empty() ? 7 : test_.labels[i] % 10;
-    dl->AddCircleFilled(to_screen((*xy)[2 * i], (*xy)[2 * i + 1]), 2.f, kDigitColors[label], 6);
+  // The dots are painted into a picture, repainted only when they move, and drawn as one textured square: as
+  // 2000 small circles (~32,000 triangles) they cost a browser without a GPU ~15 ms of every frame.
+  uint64_t key = fnv1a(xy->data(), 2 * n * sizeof(float), fnv1a(&side, sizeof side));
+  key = fnv1a(&x0, sizeof x0, fnv1a(&x1, sizeof x1, fnv1a(&y0, sizeof y0, fnv1a(&y1, sizeof y1, key))));
+  if (key != s.scatter_key || s.scatter.w != int(side)) {
+    s.scatter.resize(int(side), int(side));
+    for (size_t i = 0; i < s.scatter.rgba.size(); i += 4)
+      s.scatter.rgba[i] = s.scatter.rgba[i + 1] = 20, s.scatter.rgba[i + 2] = 24;
+    for (size_t i = 0; i < n; ++i) {
+      int label = test_.labels.empty() ? 7 : test_.labels[i] % 10;
+      ImVec2 q = to_screen((*xy)[2 * i], (*xy)[2 * i + 1]);
+      s.scatter.put_dot(q.x - p0.x, q.y - p0.y, 2.f, kDigitColors[label]);
+    }
+    s.scatter_key = key;
   }
+  dl->AddImage(s.scatter.texture(tex_), p0, ImVec2(p0.x + side, p0.y + side));
   if (umap && n == 0)
     dl->AddText(ImVec2(p0.x + 8, p0.y + 8), IM_COL32(160, 160, 160, 255), "computing the first UMAP...");
   if (!umap && !s.draw_code.empty() && s.draw_code.size() == s.code_dim) {

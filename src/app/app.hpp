@@ -34,6 +34,10 @@ struct Picture {
   void resize(int width, int height);  // clears to dark grey
   // A 28x28 image at (x0, y0); values map lo..hi to black..white (clamped).
   void put_digit(int x0, int y0, const float* img, float lo, float hi);
+  // An anti-aliased dot of `radius` pixels centred at pixel coordinates (x, y), painted over what is there.
+  void put_dot(float x, float y, float radius, ImU32 color);
+  // Uploads if changed and returns the texture (null in headless tests).
+  ImTextureID texture(const TextureApi& api);
   // Uploads if changed and draws at `scale` screen pixels per image pixel; returns the top-left screen point.
   ImVec2 show(const TextureApi& api, float scale);
 };

@@ -7,7 +7,6 @@
 #include <emscripten/html5.h>
 #include <imgui.h>
 #include <imgui_impl_glfw.h>
-#include <imgui_impl_opengl3.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -17,6 +16,7 @@
 #include "app/app.hpp"
 #include "core/idx.hpp"
 #include "platform/gl_textures.hpp"
+#include "platform/webgl_renderer.hpp"
 
 namespace {
 
@@ -47,7 +47,6 @@ void main_loop() {
   double t0 = emscripten_get_now();
   fit_canvas();
   glfwPollEvents();
-  ImGui_ImplOpenGL3_NewFrame();
   ImGui_ImplGlfw_NewFrame();
   ImGuiIO& io = ImGui::GetIO();
   io.DisplaySize = ImVec2(float(g_width), float(g_height));
@@ -63,7 +62,7 @@ void main_loop() {
   glViewport(0, 0, g_width, g_height);
   glClearColor(0.08f, 0.08f, 0.1f, 1.f);
   glClear(GL_COLOR_BUFFER_BIT);
-  ImGui_ImplOpenGL3_RenderDrawData(ImGui::GetDrawData());
+  aep::webgl_renderer_render(ImGui::GetDrawData(), g_width, g_height);
   g_app->record_frame_time(emscripten_get_now() - t0, app_ms);
   g_app->memory_bytes = emscripten_get_heap_size();
   if (!g_app->download_request_name.empty()) {
@@ -204,6 +203,10 @@ int main() {
   glfwWindowHint(GLFW_CLIENT_API, GLFW_OPENGL_ES_API);
   glfwWindowHint(GLFW_CONTEXT_VERSION_MAJOR, 3);
   glfwWindowHint(GLFW_CONTEXT_VERSION_MINOR, 0);
+  // An opaque canvas without depth or stencil: ImGui needs neither, and the compositor need not blend the canvas.
+  glfwWindowHint(GLFW_ALPHA_BITS, 0);
+  glfwWindowHint(GLFW_DEPTH_BITS, 0);
+  glfwWindowHint(GLFW_STENCIL_BITS, 0);
   g_window = glfwCreateWindow(1280, 800, "Autoencoder Playground", nullptr, nullptr);
   if (!g_window) {
     EM_ASM({ Module.aepFatal("WebGL2 is not available in this browser, so the playground cannot draw."); });
@@ -222,7 +225,10 @@ int main() {
     io.FontGlobalScale = dpr;
   }
   ImGui_ImplGlfw_InitForOpenGL(g_window, true);
-  ImGui_ImplOpenGL3_Init("#version 300 es");
+  if (!aep::webgl_renderer_init()) {
+    EM_ASM({ Module.aepFatal("The playground could not set up WebGL2 drawing (shader compilation failed)."); });
+    return 1;
+  }
   try {
     g_app = std::make_unique<aep::App>(aep::gl_texture_api());
   } catch (const std::exception& e) {
