@@ -15,10 +15,11 @@
 #include "core/gzip.hpp"
 #include "core/idx.hpp"
 #include "core/safetensors.hpp"
+#include "test_bytes.hpp"
 
 namespace {
 
-using Bytes = std::vector<uint8_t>;
+using namespace aep::test;
 
 // Produced once with the system gzip tool (`gzip -<level> -n`, no zlib needed at test time); the inputs are
 // regenerated below (lcg_bytes, fox_text, tiny_pixels) so the decoded bytes can be compared exactly.
@@ -135,11 +136,6 @@ Bytes drop_last(Bytes b, size_t n) {
     return b;
 }
 
-Bytes concat(Bytes a, const Bytes& b) {
-    a.insert(a.end(), b.begin(), b.end());
-    return a;
-}
-
 // Input of kGzStored: an LCG keeps the test independent of any random source.
 Bytes lcg_bytes(size_t n) {
     Bytes out;
@@ -165,14 +161,6 @@ Bytes tiny_pixels() {
     return p;
 }
 
-void put_le(Bytes& b, uint64_t v, int n) {
-    for (int i = 0; i < n; ++i, v >>= 8) b.push_back(uint8_t(v & 0xffu));
-}
-
-void put_be32(Bytes& b, uint32_t v) {
-    for (int shift = 24; shift >= 0; shift -= 8) b.push_back(uint8_t((v >> shift) & 0xffu));
-}
-
 Bytes gunzip_bytes(const Bytes& b, size_t max_output = size_t(1) << 30) {
     return aep::gunzip(b.data(), b.size(), "test.gz", max_output);
 }
@@ -191,49 +179,6 @@ bool contains(const std::string& haystack, const std::string& needle) {
     return haystack.find(needle) != std::string::npos;
 }
 
-// Writes DEFLATE bit streams by hand for cases no real encoder produces.
-struct BitWriter {
-    Bytes bytes;
-    int nbits = 0;
-    void bit(uint32_t b) {
-        if (nbits % 8 == 0) bytes.push_back(0);
-        bytes.back() = uint8_t(bytes.back() | ((b & 1u) << (nbits % 8)));
-        ++nbits;
-    }
-    void bits(uint32_t v, int n) {  // header fields and extra bits: LSB first
-        for (int i = 0; i < n; ++i) bit(v >> i);
-    }
-    void code(uint32_t c, int n) {  // Huffman codes: MSB first
-        for (int i = n - 1; i >= 0; --i) bit(c >> i);
-    }
-};
-
-const uint8_t kPlainHeader[10] = {0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0x00, 0xff};
-
-// A gzip member around a raw deflate stream; the trailer describes `content`.
-Bytes gzip_member(const Bytes& deflate, const Bytes& content) {
-    Bytes out = to_bytes(kPlainHeader);
-    out.insert(out.end(), deflate.begin(), deflate.end());
-    put_le(out, aep::crc32(content.data(), content.size()), 4);
-    put_le(out, content.size() & 0xffffffffu, 4);
-    return out;
-}
-
-// gzip using only stored blocks, so tests can wrap arbitrary bytes (e.g. IDX files) without a compressor.
-Bytes gzip_stored(const Bytes& content) {
-    Bytes deflate;
-    size_t pos = 0;
-    do {
-        const size_t len = std::min<size_t>(65535, content.size() - pos);
-        const bool last = pos + len == content.size();
-        deflate.push_back(last ? 1 : 0);  // BFINAL, BTYPE=00, padding to the byte boundary
-        put_le(deflate, len, 2);
-        put_le(deflate, ~len & 0xffffu, 2);
-        deflate.insert(deflate.end(), content.begin() + std::ptrdiff_t(pos), content.begin() + std::ptrdiff_t(pos + len));
-        pos += len;
-    } while (pos < content.size());
-    return gzip_member(deflate, content);
-}
 
 }  // namespace
 
@@ -452,13 +397,6 @@ TEST_CASE("gunzip refuses output beyond max_output (gzip bomb)") {
 // ============================================================================ IDX
 
 namespace {
-
-Bytes idx_file(uint32_t magic, const std::vector<uint32_t>& dims, const Bytes& payload) {
-    Bytes b;
-    put_be32(b, magic);
-    for (uint32_t d : dims) put_be32(b, d);
-    return concat(b, payload);
-}
 
 Bytes tiny_images() { return idx_file(0x803, {2, 3, 4}, tiny_pixels()); }
 Bytes tiny_labels() { return idx_file(0x801, {5}, {3, 1, 4, 1, 5}); }

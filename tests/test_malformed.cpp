@@ -19,17 +19,13 @@
 #include "core/preset.hpp"
 #include "core/safetensors.hpp"
 #include "core/weights.hpp"
+#include "test_bytes.hpp"
 
 namespace {
 
-using Bytes = std::vector<uint8_t>;
+using namespace aep::test;
 
 Bytes text(const std::string& s) { return Bytes(s.begin(), s.end()); }
-
-Bytes concat(Bytes a, const Bytes& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
 
 Bytes head(const Bytes& b, size_t n) { return Bytes(b.begin(), b.begin() + std::ptrdiff_t(n)); }
 Bytes drop_last(const Bytes& b, size_t n) { return head(b, b.size() - n); }
@@ -44,20 +40,7 @@ Bytes flip_byte(Bytes b, size_t at) {
   return b;
 }
 
-void put_le(Bytes& b, uint64_t v, int n) {
-  for (int i = 0; i < n; ++i) b.push_back(uint8_t(v >> (8 * i)));
-}
-
 // ------------------------------------------------------------------------------------------------ IDX
-
-Bytes idx(uint32_t magic, const std::vector<uint32_t>& dims, const Bytes& payload) {
-  Bytes b;
-  std::vector<uint32_t> words = {magic};
-  words.insert(words.end(), dims.begin(), dims.end());
-  for (uint32_t v : words)
-    for (int shift = 24; shift >= 0; shift -= 8) b.push_back(uint8_t(v >> shift));
-  return concat(b, payload);
-}
 
 Bytes pixels(size_t n) {
   Bytes p(n);
@@ -65,55 +48,10 @@ Bytes pixels(size_t n) {
   return p;
 }
 
-Bytes images_2x3x4() { return idx(0x803, {2, 3, 4}, pixels(24)); }
-Bytes labels_n(uint32_t n) { return idx(0x801, {n}, Bytes(n, 7)); }
+Bytes images_2x3x4() { return idx_file(0x803, {2, 3, 4}, pixels(24)); }
+Bytes labels_n(uint32_t n) { return idx_file(0x801, {n}, Bytes(n, 7)); }
 
 // ----------------------------------------------------------------------------------------------- gzip
-
-// Writes DEFLATE's LSB-first bit stream; Huffman codes go in MSB-first, as RFC 1951 section 3.1.1 says.
-struct BitWriter {
-  Bytes out;
-  uint32_t acc = 0;
-  int n = 0;
-  void bits(uint32_t v, int len) {
-    for (int i = 0; i < len; ++i) push((v >> i) & 1u);
-  }
-  void code(uint32_t c, int len) {
-    for (int i = len - 1; i >= 0; --i) push((c >> i) & 1u);
-  }
-  void push(uint32_t bit) {
-    acc |= bit << n;
-    if (++n == 8) out.push_back(uint8_t(acc)), acc = 0, n = 0;
-  }
-  Bytes finish() {
-    if (n) out.push_back(uint8_t(acc));
-    return out;
-  }
-};
-
-// 10-byte gzip header (no optional fields), `deflate`, then the CRC-32 and size of `content`.
-Bytes gzip_member(const Bytes& deflate, const Bytes& content) {
-  Bytes b = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3};
-  b = concat(b, deflate);
-  put_le(b, aep::crc32(content.data(), content.size()), 4);
-  put_le(b, content.size(), 4);
-  return b;
-}
-
-// `content` in stored blocks of at most 65535 bytes.
-Bytes gzip_stored(const Bytes& content) {
-  Bytes d;
-  size_t pos = 0;
-  do {
-    const size_t len = std::min<size_t>(65535, content.size() - pos);
-    d.push_back(pos + len == content.size() ? 1 : 0);
-    put_le(d, len, 2);
-    put_le(d, ~len & 0xFFFFu, 2);
-    d.insert(d.end(), content.begin() + std::ptrdiff_t(pos), content.begin() + std::ptrdiff_t(pos + len));
-    pos += len;
-  } while (pos < content.size());
-  return gzip_member(d, content);
-}
 
 // A gzip bomb: one fixed-Huffman block of a literal 0 then `matches` copies of (length 258, distance 1), 13 bits
 // each, so about 40 input bytes per 10 KB of zeros. The trailer is correct for the whole output.
@@ -128,7 +66,7 @@ Bytes gzip_bomb(size_t matches) {
   }
   w.code(0, 7);  // end of block (symbol 256)
   const Bytes zeros(1 + 258 * matches, 0);
-  return gzip_member(w.finish(), zeros);
+  return gzip_member(w.bytes, zeros);
 }
 
 // Fixed-Huffman block that copies from distance 5 when only 1 byte has been written.
@@ -141,7 +79,7 @@ Bytes gzip_far_distance() {
   w.code(4, 5);          // distance symbol 4: distances 5-6, 1 extra bit
   w.bits(0, 1);
   w.code(0, 7);
-  return gzip_member(w.finish(), text("aaaa"));
+  return gzip_member(w.bytes, text("aaaa"));
 }
 
 const Bytes kHello = text("hello, hello, hello gzip\n");
@@ -302,24 +240,24 @@ std::vector<Case> malformed_cases() {
        "labels.idx: file is truncated: expected 13 bytes (8-byte header + 5 one-byte labels), got 11 (2 bytes missing)"},
       {"IDX trailing bytes", P::IdxImages, concat(img, {0}),
        "images.idx: unexpected trailing data: expected 40 bytes (16-byte header + 2 images of 3x4 pixels), got 41 (1 extra bytes after the last item)"},
-      {"IDX wrong magic", P::IdxImages, idx(0x12345678, {2, 3, 4}, pixels(24)),
+      {"IDX wrong magic", P::IdxImages, idx_file(0x12345678, {2, 3, 4}, pixels(24)),
        "images.idx: expected magic 0x00000803, got 0x12345678 — this is not an IDX file"},
-      {"IDX float32 data type", P::IdxImages, idx(0xD03, {2, 3, 4}, pixels(24)),
+      {"IDX float32 data type", P::IdxImages, idx_file(0xD03, {2, 3, 4}, pixels(24)),
        "images.idx: expected magic 0x00000803, got 0x00000d03: IDX data type 0x0d (float32) — only unsigned-byte IDX files are supported"},
       {"IDX wrong rank: labels given as images", P::IdxImages, labels_n(5),
        "images.idx: expected rank 3 (images), got rank 1 — is this a labels file?"},
       {"IDX wrong rank: images given as labels", P::IdxLabels, img,
        "labels.idx: expected rank 1 (labels), got rank 3 — is this an images file?"},
-      {"IDX wrong rank 4", P::IdxImages, idx(0x804, {2, 3, 4, 1}, pixels(24)), "images.idx: expected rank 3 (images), got rank 4"},
-      {"IDX 2^32-1 images in a 16-byte file", P::IdxImages, idx(0x803, {0xFFFFFFFFu, 28, 28}, {}),
+      {"IDX wrong rank 4", P::IdxImages, idx_file(0x804, {2, 3, 4, 1}, pixels(24)), "images.idx: expected rank 3 (images), got rank 4"},
+      {"IDX 2^32-1 images in a 16-byte file", P::IdxImages, idx_file(0x803, {0xFFFFFFFFu, 28, 28}, {}),
        "images.idx: header claims 4294967295 images, more than the limit of 10000000 — is the header corrupt?"},
-      {"IDX 2^32-1 labels in an 8-byte file", P::IdxLabels, idx(0x801, {0xFFFFFFFFu}, {}),
+      {"IDX 2^32-1 labels in an 8-byte file", P::IdxLabels, idx_file(0x801, {0xFFFFFFFFu}, {}),
        "labels.idx: header claims 4294967295 labels, more than the limit of 10000000"},
-      {"IDX 10M images in a 16-byte file", P::IdxImages, idx(0x803, {10000000, 28, 28}, {}),
+      {"IDX 10M images in a 16-byte file", P::IdxImages, idx_file(0x803, {10000000, 28, 28}, {}),
        "images.idx: file is truncated: expected 7840000016 bytes (16-byte header + 10000000 images of 28x28 pixels), got 16"},
-      {"IDX huge rows", P::IdxImages, idx(0x803, {1, 0xFFFFFFFFu, 28}, {}),
+      {"IDX huge rows", P::IdxImages, idx_file(0x803, {1, 0xFFFFFFFFu, 28}, {}),
        "images.idx: image size 4294967295x28 exceeds the limit of 4096x4096 — is the header corrupt?"},
-      {"IDX zero columns", P::IdxImages, idx(0x803, {1, 28, 0}, {}), "images.idx: image size is 28x0; rows and columns must be nonzero"},
+      {"IDX zero columns", P::IdxImages, idx_file(0x803, {1, 28, 0}, {}), "images.idx: image size is 28x0; rows and columns must be nonzero"},
       // ---- IDX through gzip: truncated gzip header, body and trailer, the IDX inside it, gzipped twice
       {"IDX.gz truncated gzip header", P::IdxImages, head(img_gz, 5),
        "images.idx: gzip data is truncated (input ends after 5 bytes, in the middle of a member) — is the download incomplete?"},
@@ -547,7 +485,7 @@ TEST_CASE("the valid inputs the malformed cases are made from are accepted") {
   CHECK(aep::parse_idx_images(img.data(), img.size(), "images.idx").pixels == pixels(24));
   const Bytes img_gz = gzip_stored(img);
   CHECK(aep::parse_idx_images(img_gz.data(), img_gz.size(), "images.idx").pixels == pixels(24));
-  CHECK(error_of(Parser::Dataset, idx(0x803, {2, 28, 28}, pixels(2 * 784)), labels_n(2)) == "<no error>");
+  CHECK(error_of(Parser::Dataset, idx_file(0x803, {2, 28, 28}, pixels(2 * 784)), labels_n(2)) == "<no error>");
   const Bytes bomb = gzip_bomb(100);
   CHECK(aep::gunzip(bomb.data(), bomb.size(), "bomb.gz", kGunzipCap) == Bytes(1 + 258 * 100, 0));
   const Bytes far = gzip_far_distance();
