@@ -87,6 +87,19 @@ void main_loop() {
   }
 }
 
+// A file the user dropped or picked, handed to `load` (an App member); "" or the error, which also goes to the
+// status bar. On error the App changes nothing.
+const char* load_file(void (aep::App::*load)(const std::vector<uint8_t>&, const std::string&), const uint8_t* data,
+                      size_t n, const char* name) {
+  try {
+    (g_app.get()->*load)(std::vector<uint8_t>(data, data + n), name);
+    return reply("");
+  } catch (const std::exception& e) {
+    g_app->message = std::string("Could not load ") + name + ": " + e.what();
+    return reply(g_app->message);
+  }
+}
+
 }  // namespace
 
 extern "C" {
@@ -129,24 +142,12 @@ EMSCRIPTEN_KEEPALIVE void aep_set_loading(const char* text) { g_app->set_status_
 
 // A weights file the user dropped or picked; returns "" or the error (the current model is kept on error).
 EMSCRIPTEN_KEEPALIVE const char* aep_load_weights(const uint8_t* data, size_t n, const char* name) {
-  try {
-    g_app->load_weights_bytes(std::vector<uint8_t>(data, data + n), name);
-    return reply("");
-  } catch (const std::exception& e) {
-    g_app->message = std::string("Could not load ") + name + ": " + e.what();
-    return reply(g_app->message);
-  }
+  return load_file(&aep::App::load_weights_bytes, data, n, name);
 }
 
 // A user's IDX file (images or labels, raw or gzip); returns "" or the error (nothing changes on error).
 EMSCRIPTEN_KEEPALIVE const char* aep_load_data_file(const uint8_t* data, size_t n, const char* name) {
-  try {
-    g_app->load_data_file(std::vector<uint8_t>(data, data + n), name);
-    return reply("");
-  } catch (const std::exception& e) {
-    g_app->message = std::string("Could not load ") + name + ": " + e.what();
-    return reply(g_app->message);
-  }
+  return load_file(&aep::App::load_data_file, data, n, name);
 }
 
 // JSON in, JSON out: {"preset": "vae-mlp", "lr": 0.001, "train": true} -> {"ok": true} or {"ok": false, "errors": [...]}.
