@@ -160,6 +160,81 @@ TEST_CASE("every preset builds, and its gradients match finite differences") {
   }
 }
 
+namespace {
+// Storage for a Sequential's parameters (normally the Model's buffers), filled from a seeded generator.
+std::vector<std::vector<float>> bind_parameters(Sequential& s, std::vector<std::vector<float>>& grads, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<std::vector<float>> values;
+  values.reserve(64);
+  grads.reserve(64);
+  for (auto& l : s.layers)
+    for (auto& p : l->params) {
+      values.emplace_back(p.numel());
+      grads.emplace_back(p.numel(), 0.f);
+      for (float& v : values.back()) v = rng.uniform(-0.5f, 0.5f);
+      p.value = values.back().data();
+      p.grad = grads.back().data();
+    }
+  return values;
+}
+}  // namespace
+
+// Sequential runs an activation inside the layer before it (forward_fused / backward_fused); every layer's output,
+// every parameter gradient and the input gradient must be exactly those of the layers run one by one.
+TEST_CASE("fused activations give bit for bit the results of the layers run one by one") {
+  const json specs = json::parse(R"([
+    {"type": "Conv2d", "in_channels": 2, "out_channels": 3, "kernel_size": 3, "padding": 1}, {"type": "ReLU"},
+    {"type": "Conv2d", "in_channels": 3, "out_channels": 4, "kernel_size": 3, "stride": 2, "padding": 1},
+    {"type": "LeakyReLU", "negative_slope": 0.1},
+    {"type": "ConvTranspose2d", "in_channels": 4, "out_channels": 3, "kernel_size": 2, "stride": 2}, {"type": "Tanh"},
+    {"type": "ConvTranspose2d", "in_channels": 3, "out_channels": 2, "kernel_size": 3, "padding": 1}, {"type": "Sigmoid"},
+    {"type": "ConvTranspose2d", "in_channels": 2, "out_channels": 2, "kernel_size": 3, "stride": 2, "padding": 1,
+     "output_padding": 1}, {"type": "ReLU"},
+    {"type": "Flatten"}, {"type": "Linear", "in_features": 512, "out_features": 7}, {"type": "ReLU"},
+    {"type": "Linear", "in_features": 7, "out_features": 5}, {"type": "Sigmoid"}
+  ])");
+  Sequential fused;
+  fused.build(specs, "s");
+  size_t pairs = 0;
+  for (size_t i = 0; i < fused.size(); ++i) pairs += fused.is_fused(i);
+  CHECK(pairs == 7);
+  std::vector<std::unique_ptr<Layer>> plain;
+  for (const json& spec : specs) plain.push_back(make_layer(spec));
+  std::vector<std::vector<float>> fgrads, pgrads;
+  std::vector<std::vector<float>> values = bind_parameters(fused, fgrads, 4);
+  size_t k = 0;
+  for (auto& l : plain)
+    for (auto& p : l->params) {
+      pgrads.emplace_back(p.numel(), 0.f);
+      p.value = values[k++].data();
+      p.grad = pgrads.back().data();
+    }
+  Rng rng(6);
+  const Tensor x = random_tensor({3, 2, 8, 8}, rng);
+  for (size_t end : {fused.size(), fused.size() - 1}) {  // the second ends inside a pair (BCE on logits does)
+    for (bool need_input_grad : {true, false}) {
+      CAPTURE(end);
+      CAPTURE(need_input_grad);
+      RunContext ctx{true, &rng};
+      fused.forward(x, ctx);
+      std::vector<Tensor> acts(plain.size());
+      for (size_t i = 0; i < plain.size(); ++i) {
+        plain[i]->forward(i == 0 ? x : acts[i - 1], acts[i], ctx);
+        CHECK((i + 1 < plain.size() ? fused.input_of(i + 1) : fused.output()) == acts[i]);
+      }
+      const Tensor dy = random_tensor(acts[end - 1].shape(), rng);
+      for (auto& g : fgrads) std::fill(g.begin(), g.end(), 0.f);
+      for (auto& g : pgrads) std::fill(g.begin(), g.end(), 0.f);
+      const Tensor& dx = fused.backward(dy, end, need_input_grad);
+      std::vector<Tensor> grads(end);
+      for (size_t i = end; i-- > 0;)
+        plain[i]->backward(i == 0 ? x : acts[i - 1], acts[i], i + 1 == end ? dy : grads[i + 1], &grads[i]);
+      CHECK(fgrads == pgrads);
+      if (need_input_grad) CHECK(dx == grads[0]);
+    }
+  }
+}
+
 TEST_CASE("preset files are validated with messages that point at the problem") {
   json base = json::parse(R"({"name": "t", "encoder": [{"type": "Flatten"}, {"type": "Linear", "in_features": 784, "out_features": 8}],
                               "decoder": [{"type": "Linear", "in_features": 8, "out_features": 784}]})");

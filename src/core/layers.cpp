@@ -147,12 +147,30 @@ void accumulate_channel_sums(const float* dy, float* dbias, size_t batch, size_t
     }
 }
 
+// One sample's gradient w.r.t. a layer's output y: dy itself, or (an activation fused into the layer) dy = da taken
+// through the activation's derivative into `scratch`, where the layer's reads that follow find it in cache.
+const float* output_grad(const Tensor& dy, const ActivationLayer* act, const Tensor* a, size_t b,
+                         std::vector<float>& scratch) {
+  if (!act) return sample(dy, b);
+  const size_t n = per_sample(dy.shape());
+  scratch.resize(n);
+  act->gradient(sample(*a, b), sample(dy, b), scratch.data(), n);
+  return scratch.data();
+}
+
 size_t conv_out(size_t in, size_t k, size_t stride, size_t pad) {
   if (in + 2 * pad < k) return 0;
   return (in + 2 * pad - k) / stride + 1;
 }
 
 }  // namespace
+
+void Layer::forward_fused(const Tensor&, Tensor&, const ActivationLayer&, Tensor&, const RunContext&) {
+  fail(type() + " cannot fuse an activation");
+}
+void Layer::backward_fused(const Tensor&, const ActivationLayer&, const Tensor&, const Tensor&, Tensor*) {
+  fail(type() + " cannot fuse an activation");
+}
 
 // ---------------------------------------------------------------------------------------------- Linear
 
@@ -192,7 +210,19 @@ Shape Linear::output_shape(const Shape& in) const {
   return {in[0], out_features, 1, 1};
 }
 
-void Linear::forward(const Tensor& x, Tensor& y, const RunContext&) {
+void Linear::forward(const Tensor& x, Tensor& y, const RunContext&) { run_forward(x, y, nullptr, nullptr); }
+void Linear::forward_fused(const Tensor& x, Tensor& y, const ActivationLayer& act, Tensor& a, const RunContext&) {
+  run_forward(x, y, &act, &a);
+}
+void Linear::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx) {
+  run_backward(x, dy, nullptr, nullptr, dx);
+}
+void Linear::backward_fused(const Tensor& x, const ActivationLayer& act, const Tensor& a, const Tensor& da,
+                            Tensor* dx) {
+  run_backward(x, da, &act, &a, dx);
+}
+
+void Linear::run_forward(const Tensor& x, Tensor& y, const ActivationLayer* act, Tensor* a) {
   size_t B = x.shape()[0];
   ensure_shape(y, {B, out_features, 1, 1});
   // Computed as y^T = W x^T, written straight into y's [batch, out] layout: the weight matrix is gemm's A
@@ -203,12 +233,30 @@ void Linear::forward(const Tensor& x, Tensor& y, const RunContext&) {
   else  // y^T = W x^T, W: [out, in]
     gemm_transposed_c(false, true, out_features, B, in_features, 1.f, weight(), in_features, x.data(), in_features,
                       0.f, y.data(), out_features);
-  if (has_bias) add_channel_bias(y.data(), bias(), B, out_features, 1);
+  if (!act) {
+    if (has_bias) add_channel_bias(y.data(), bias(), B, out_features, 1);
+    return;
+  }
+  ensure_shape(*a, y.shape());
+  for (size_t b = 0; b < B; ++b) {  // bias and activation of a row while it is in cache
+    float* row = y.data() + b * out_features;
+    if (has_bias) add_channel_bias(row, bias(), 1, out_features, 1);
+    act->apply(row, a->data() + b * out_features, out_features);
+  }
 }
 
-void Linear::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx) {
+// dy: [B, out] (the gradient w.r.t. y; fused: w.r.t. a = act(y), taken through act's derivative first).
+void Linear::run_backward(const Tensor& x, const Tensor& dy_in, const ActivationLayer* act, const Tensor* a,
+                          Tensor* dx) {
   size_t B = x.shape()[0];
   if (dx) ensure_shape(*dx, x.shape());
+  const Tensor* dyp = &dy_in;
+  if (act) {
+    ensure_shape(dz_, dy_in.shape());
+    act->gradient(a->data(), dy_in.data(), dz_.data(), dz_.size());
+    dyp = &dz_;
+  }
+  const Tensor& dy = *dyp;
   if (tied_) {
     if (dx)
       gemm_transposed_c(false, true, in_features, B, out_features, 1.f, weight(), out_features, dy.data(),
@@ -304,11 +352,24 @@ Shape Conv2d::output_shape(const Shape& in) const {
 }
 
 // Stride 1: direct kernel over the padded image (conv_kernels.hpp). Weights packed [Cin * k * k][Cout].
-void Conv2d::forward(const Tensor& x, Tensor& y, const RunContext&) {
+void Conv2d::forward(const Tensor& x, Tensor& y, const RunContext&) { run_forward(x, y, nullptr, nullptr); }
+void Conv2d::forward_fused(const Tensor& x, Tensor& y, const ActivationLayer& act, Tensor& a, const RunContext&) {
+  run_forward(x, y, &act, &a);
+}
+void Conv2d::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx) {
+  run_backward(x, dy, nullptr, nullptr, dx);
+}
+void Conv2d::backward_fused(const Tensor& x, const ActivationLayer& act, const Tensor& a, const Tensor& da,
+                            Tensor* dx) {
+  run_backward(x, da, &act, &a, dx);
+}
+
+void Conv2d::run_forward(const Tensor& x, Tensor& y, const ActivationLayer* act, Tensor* a) {
   const Shape& in = x.shape();
   ConvGeometry g = geometry(in);
   const size_t B = in[0], plane = g.OH * g.OW, ckk = in_channels * kernel_size * kernel_size;
   ensure_shape(y, {B, out_channels, g.OH, g.OW});
+  if (act) ensure_shape(*a, y.shape());
   if (stride == 1) {
     FlatConv f = flat_conv(g.H + 2 * padding, g.W + 2 * padding, kernel_size);
     wpk_.resize(ckk * out_channels);
@@ -331,6 +392,7 @@ void Conv2d::forward(const Tensor& x, Tensor& y, const RunContext&) {
             std::memcpy(dst, src, g.OW * sizeof(float));
         }
       }
+      if (act) act->apply(yb, sample(*a, b), out_channels * plane);
     }
     return;
   }
@@ -341,6 +403,7 @@ void Conv2d::forward(const Tensor& x, Tensor& y, const RunContext&) {
          plane);
   }
   if (has_bias) add_channel_bias(y.data(), params[1].value, B, out_channels, plane);
+  if (act) act->apply(y.data(), a->data(), y.size());
 }
 
 // dst[c][i * g.Wp + j] = img[c][i][j] for i < g.OH, j < g.OW; zero elsewhere (planes of g.out_plane floats).
@@ -364,7 +427,9 @@ static void flat_weight_grad(const float* grid, size_t A, const float* padded, s
                          dW + ((a * C + c) * k + ki) * k);
 }
 
-void Conv2d::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx) {
+// dy: the gradient w.r.t. y (fused: w.r.t. a = act(y), taken through act's derivative one sample at a time).
+void Conv2d::run_backward(const Tensor& x, const Tensor& dy, const ActivationLayer* act, const Tensor* a,
+                          Tensor* dx) {
   const Shape& in = x.shape();
   ConvGeometry g = geometry(in);
   const size_t B = in[0], plane = g.OH * g.OW, ckk = in_channels * kernel_size * kernel_size;
@@ -384,8 +449,9 @@ void Conv2d::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* 
     pad_.resize(std::max(in_channels * f.in_plane, out_channels * fb.in_plane));
     flat_.resize(std::max(out_channels * f.out_plane, in_channels * fb.out_plane));
     for (size_t b = 0; b < B; ++b) {
+      const float* dyb = output_grad(dy, act, a, b, dz_);
       if (dx) {
-        pad_image(sample(dy, b), out_channels, g.OH, g.OW, pb, fb, pad_.data());
+        pad_image(dyb, out_channels, g.OH, g.OW, pb, fb, pad_.data());
         conv_s1_flat(pad_.data(), out_channels, wpk_.data(), in_channels, fb, flat_.data());
         float* dxb = sample(*dx, b);
         for (size_t ci = 0; ci < in_channels; ++ci)
@@ -393,27 +459,26 @@ void Conv2d::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* 
             std::memcpy(dxb + (ci * g.H + i) * g.W, flat_.data() + ci * fb.out_plane + i * fb.Wp, g.W * sizeof(float));
       }
       pad_image(sample(x, b), in_channels, g.H, g.W, padding, f, pad_.data());
-      to_flat_grid(sample(dy, b), out_channels, f, flat_.data());
+      to_flat_grid(dyb, out_channels, f, flat_.data());
       flat_weight_grad(flat_.data(), out_channels, pad_.data(), in_channels, f, params[0].grad);
+      if (has_bias) accumulate_channel_sums(dyb, params[1].grad, 1, out_channels, plane);
     }
-    if (has_bias) accumulate_channel_sums(dy.data(), params[1].grad, B, out_channels, plane);
     return;
   }
   if (dx) std::fill(dx->begin(), dx->end(), 0.f);
   col_.resize(ckk * plane);
   dcol_.resize(ckk * plane);
   for (size_t b = 0; b < B; ++b) {
+    const float* dyb = output_grad(dy, act, a, b, dz_);
+    if (has_bias) accumulate_channel_sums(dyb, params[1].grad, 1, out_channels, plane);
     im2col(sample(x, b), g, col_.data());
     // dW[Cout, CKK] += dy_b[Cout, P] * col^T
-    gemm(false, true, out_channels, ckk, plane, 1.f, sample(dy, b), plane, col_.data(), plane, 1.f, params[0].grad,
-         ckk);
+    gemm(false, true, out_channels, ckk, plane, 1.f, dyb, plane, col_.data(), plane, 1.f, params[0].grad, ckk);
     if (!dx) continue;
     // dcol[CKK, P] = W^T * dy_b
-    gemm(true, false, ckk, plane, out_channels, 1.f, params[0].value, ckk, sample(dy, b), plane, 0.f, dcol_.data(),
-         plane);
+    gemm(true, false, ckk, plane, out_channels, 1.f, params[0].value, ckk, dyb, plane, 0.f, dcol_.data(), plane);
     col2im(dcol_.data(), g, sample(*dx, b));
   }
-  if (has_bias) accumulate_channel_sums(dy.data(), params[1].grad, B, out_channels, plane);
 }
 
 // ------------------------------------------------------------------------------------- ConvTranspose2d
@@ -454,11 +519,27 @@ Shape ConvTranspose2d::output_shape(const Shape& in) const {
   return {in[0], out_channels, g.H, g.W};
 }
 
-void ConvTranspose2d::forward(const Tensor& x, Tensor& y, const RunContext&) {
+void ConvTranspose2d::forward(const Tensor& x, Tensor& y, const RunContext&) { run_forward(x, y, nullptr, nullptr); }
+void ConvTranspose2d::forward_fused(const Tensor& x, Tensor& y, const ActivationLayer& act, Tensor& a,
+                                    const RunContext&) {
+  run_forward(x, y, &act, &a);
+}
+void ConvTranspose2d::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx) {
+  run_backward(x, dy, nullptr, nullptr, dx);
+}
+void ConvTranspose2d::backward_fused(const Tensor& x, const ActivationLayer& act, const Tensor& a, const Tensor& da,
+                                     Tensor* dx) {
+  run_backward(x, da, &act, &a, dx);
+}
+
+// act_out (fused): act(y), written sample by sample.
+void ConvTranspose2d::run_forward(const Tensor& x, Tensor& y, const ActivationLayer* act, Tensor* act_out) {
   const Shape& in = x.shape();
   ConvGeometry g = geometry(in);
   const size_t B = in[0], hw = in[2] * in[3], okk = out_channels * kernel_size * kernel_size;
+  const size_t out_per_sample = out_channels * g.H * g.W;
   ensure_shape(y, {B, out_channels, g.H, g.W});
+  if (act) ensure_shape(*act_out, y.shape());
   if (stride == 1) {
     // A stride-1 convolution of x padded by k - 1 - padding with the flipped kernel, packed [Cin * k * k][Cout].
     const size_t k = kernel_size;
@@ -484,6 +565,7 @@ void ConvTranspose2d::forward(const Tensor& x, Tensor& y, const RunContext&) {
           for (size_t ow = 0; ow < g.W; ++ow) dst[ow] = src[ow] + bias;
         }
       }
+      if (act) act->apply(yb, sample(*act_out, b), out_per_sample);
     }
     return;
   }
@@ -509,6 +591,7 @@ void ConvTranspose2d::forward(const Tensor& x, Tensor& y, const RunContext&) {
             }
           }
       }
+      if (act) act->apply(yb, sample(*act_out, b), out_per_sample);
     }
     return;
   }
@@ -520,12 +603,15 @@ void ConvTranspose2d::forward(const Tensor& x, Tensor& y, const RunContext&) {
     col2im(col_.data(), g, sample(y, b));
   }
   if (has_bias) add_channel_bias(y.data(), params[1].value, B, out_channels, g.H * g.W);
+  if (act) act->apply(y.data(), act_out->data(), y.size());
 }
 
-void ConvTranspose2d::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx) {
+// dy: the gradient w.r.t. y (fused: w.r.t. act_out = act(y), taken through act's derivative one sample at a time).
+void ConvTranspose2d::run_backward(const Tensor& x, const Tensor& dy, const ActivationLayer* act,
+                                   const Tensor* act_out, Tensor* dx) {
   const Shape& in = x.shape();
   ConvGeometry g = geometry(in);
-  const size_t B = in[0], hw = in[2] * in[3], okk = out_channels * kernel_size * kernel_size;
+  const size_t B = in[0], hw = in[2] * in[3], okk = out_channels * kernel_size * kernel_size, plane = g.H * g.W;
   if (dx) ensure_shape(*dx, in);
   if (stride == 1) {
     // dx: a stride-1 convolution of dy padded by `padding`, W packed [Cout * k * k][Cin]; dW from the flat grid.
@@ -537,7 +623,9 @@ void ConvTranspose2d::backward(const Tensor& x, const Tensor&, const Tensor& dy,
     pad_.resize(out_channels * f.in_plane);
     flat_.resize(in_channels * f.out_plane);
     for (size_t b = 0; b < B; ++b) {
-      pad_image(sample(dy, b), out_channels, g.H, g.W, padding, f, pad_.data());
+      const float* dyb = output_grad(dy, act, act_out, b, dz_);
+      if (has_bias) accumulate_channel_sums(dyb, params[1].grad, 1, out_channels, plane);
+      pad_image(dyb, out_channels, g.H, g.W, padding, f, pad_.data());
       if (dx) {
         conv_s1_flat(pad_.data(), out_channels, wpk_.data(), in_channels, f, flat_.data());
         float* dxb = sample(*dx, b);
@@ -549,7 +637,6 @@ void ConvTranspose2d::backward(const Tensor& x, const Tensor&, const Tensor& dy,
       to_flat_grid(sample(x, b), in_channels, f, flat_.data());
       flat_weight_grad(flat_.data(), in_channels, pad_.data(), out_channels, f, params[0].grad);
     }
-    if (has_bias) accumulate_channel_sums(dy.data(), params[1].grad, B, out_channels, g.H * g.W);
     return;
   }
   if (direct()) {
@@ -559,7 +646,8 @@ void ConvTranspose2d::backward(const Tensor& x, const Tensor&, const Tensor& dy,
     col_.assign(okk * hwr, 0.f);
     xs_.assign(in_channels * hwr, 0.f);
     for (size_t b = 0; b < B; ++b) {
-      const float* dyb = sample(dy, b);
+      const float* dyb = output_grad(dy, act, act_out, b, dz_);
+      if (has_bias) accumulate_channel_sums(dyb, params[1].grad, 1, out_channels, plane);
       for (size_t co = 0; co < out_channels; ++co)
         for (size_t a = 0; a < k; ++a)
           for (size_t c = 0; c < k; ++c) {
@@ -580,18 +668,18 @@ void ConvTranspose2d::backward(const Tensor& x, const Tensor&, const Tensor& dy,
         for (size_t t = 0; t < okk; ++t) axpy(w[t], col_.data() + t * hwr, d, hw);
       }
     }
-    if (has_bias) accumulate_channel_sums(dy.data(), params[1].grad, B, out_channels, g.H * g.W);
     return;
   }
   col_.resize(okk * hw);
   for (size_t b = 0; b < B; ++b) {
-    im2col(sample(dy, b), g, col_.data());
+    const float* dyb = output_grad(dy, act, act_out, b, dz_);
+    if (has_bias) accumulate_channel_sums(dyb, params[1].grad, 1, out_channels, plane);
+    im2col(dyb, g, col_.data());
     // dx_b[Cin, HW] = W[Cin, OKK] * dcol
     if (dx) gemm(false, false, in_channels, hw, okk, 1.f, params[0].value, okk, col_.data(), hw, 0.f, sample(*dx, b), hw);
     // dW[Cin, OKK] += x_b[Cin, HW] * dcol^T
     gemm(false, true, in_channels, okk, hw, 1.f, sample(x, b), hw, col_.data(), hw, 1.f, params[0].grad, okk);
   }
-  if (has_bias) accumulate_channel_sums(dy.data(), params[1].grad, B, out_channels, g.H * g.W);
 }
 
 // -------------------------------------------------------------------------------------------- MaxPool2d
@@ -887,13 +975,10 @@ ActivationLayer::ActivationLayer(const json& spec, Activation k) : Layer(spec), 
   a.done();
 }
 
-void ActivationLayer::forward(const Tensor& x, Tensor& y, const RunContext&) {
+void ActivationLayer::apply(const float* in, float* out, size_t n) const {
   using batch = xsimd::batch<float>;
   constexpr size_t W = batch::size;
-  ensure_shape(y, x.shape());
-  const float* in = x.data();
-  float* out = y.data();
-  const size_t n = x.size(), nv = n - n % W;
+  const size_t nv = n - n % W;
   switch (kind) {
     case Activation::ReLU:
       for (size_t i = 0; i < n; ++i) out[i] = in[i] > 0.f ? in[i] : 0.f;
@@ -902,10 +987,7 @@ void ActivationLayer::forward(const Tensor& x, Tensor& y, const RunContext&) {
       for (size_t i = 0; i < n; ++i) out[i] = in[i] > 0.f ? in[i] : in[i] * negative_slope;
       break;
     case Activation::Sigmoid:
-      for (size_t i = 0; i < nv; i += W) {
-        batch v = batch::load_unaligned(in + i);
-        sigmoid_f32(v).store_unaligned(out + i);
-      }
+      for (size_t i = 0; i < nv; i += W) sigmoid_f32(batch::load_unaligned(in + i)).store_unaligned(out + i);
       for (size_t i = nv; i < n; ++i) out[i] = sigmoid_f32(in[i]);
       break;
     case Activation::Tanh:
@@ -915,21 +997,14 @@ void ActivationLayer::forward(const Tensor& x, Tensor& y, const RunContext&) {
   }
 }
 
-void ActivationLayer::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dxp) {
-  if (!dxp) return;  // no parameters: nothing to compute
-  Tensor& dx = *dxp;
-  ensure_shape(dx, x.shape());
-  const float* in = x.data();
-  const float* out = y.data();
-  const float* g = dy.data();
-  float* d = dx.data();
-  const size_t n = x.size();
+// The ReLUs test their output: with a slope in [0, 1] it is > 0 exactly where the input is (NaN and -0 included).
+void ActivationLayer::gradient(const float* out, const float* g, float* d, size_t n) const {
   switch (kind) {
     case Activation::ReLU:
-      for (size_t i = 0; i < n; ++i) d[i] = in[i] > 0.f ? g[i] : 0.f;
+      for (size_t i = 0; i < n; ++i) d[i] = out[i] > 0.f ? g[i] : 0.f;
       break;
     case Activation::LeakyReLU:
-      for (size_t i = 0; i < n; ++i) d[i] = in[i] > 0.f ? g[i] : g[i] * negative_slope;
+      for (size_t i = 0; i < n; ++i) d[i] = out[i] > 0.f ? g[i] : g[i] * negative_slope;
       break;
     case Activation::Sigmoid:
       for (size_t i = 0; i < n; ++i) d[i] = flush_tiny_gradient(g[i] * out[i] * (1.f - out[i]));  // see mathfn.hpp
@@ -938,6 +1013,17 @@ void ActivationLayer::backward(const Tensor& x, const Tensor& y, const Tensor& d
       for (size_t i = 0; i < n; ++i) d[i] = g[i] * (1.f - out[i] * out[i]);
       break;
   }
+}
+
+void ActivationLayer::forward(const Tensor& x, Tensor& y, const RunContext&) {
+  ensure_shape(y, x.shape());
+  apply(x.data(), y.data(), x.size());
+}
+
+void ActivationLayer::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) {
+  if (!dx) return;  // no parameters: nothing to compute
+  ensure_shape(*dx, x.shape());
+  gradient(y.data(), dy.data(), dx->data(), x.size());
 }
 
 // --------------------------------------------------------------------------------- Flatten / Unflatten

@@ -33,6 +33,8 @@ struct CounterSlot {  // integer buffers such as BatchNorm's num_batches_tracked
   int64_t* value = nullptr;
 };
 
+class ActivationLayer;
+
 class Layer {
  public:
   explicit Layer(nlohmann::json spec) : spec_(std::move(spec)) {}
@@ -44,6 +46,16 @@ class Layer {
   virtual void forward(const Tensor& x, Tensor& y, const RunContext& ctx) = 0;
   // dx == nullptr: the input gradient is not needed (the input is data), only the parameter gradients.
   virtual void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) = 0;
+  // Does backward add into any parameter gradient (a tied Linear owns no weight but adds to its encoder's)?
+  virtual bool has_param_grads() const { return !params.empty(); }
+
+  // An activation fused into the layer before it (Linear, Conv2d, ConvTranspose2d; Sequential pairs them): forward
+  // writes y and a = act(y) sample by sample while y is in cache, and backward takes da (the gradient w.r.t. a) through
+  // act's derivative as it reads it, so the activation costs no pass of its own over the batch. Results are exactly
+  // those of the two layers run one after the other.
+  virtual bool fuses_activation() const { return false; }
+  virtual void forward_fused(const Tensor& x, Tensor& y, const ActivationLayer& act, Tensor& a, const RunContext& ctx);
+  virtual void backward_fused(const Tensor& x, const ActivationLayer& act, const Tensor& a, const Tensor& da, Tensor* dx);
   // Parameters are initialized by the Model from their slots (PyTorch's default schemes).
   std::vector<ParamSlot> params;
   std::vector<ParamSlot> buffers;
@@ -69,11 +81,18 @@ class Linear : public Layer {
   // Decoder weight = encoder weight transposed (the course's tied AE): this layer then owns only its bias.
   void tie_to(Linear* encoder_layer);
   bool tied() const { return tied_ != nullptr; }
+  bool has_param_grads() const override { return true; }
+  bool fuses_activation() const override { return true; }
+  void forward_fused(const Tensor& x, Tensor& y, const ActivationLayer& act, Tensor& a, const RunContext& ctx) override;
+  void backward_fused(const Tensor& x, const ActivationLayer& act, const Tensor& a, const Tensor& da, Tensor* dx) override;
   size_t in_features, out_features;
   bool has_bias;
 
  private:
+  void run_forward(const Tensor& x, Tensor& y, const ActivationLayer* act, Tensor* a);
+  void run_backward(const Tensor& x, const Tensor& dy, const ActivationLayer* act, const Tensor* a, Tensor* dx);
   Linear* tied_ = nullptr;
+  Tensor dz_;  // fused backward: the gradient w.r.t. y
   const float* weight() const;
   float* weight_grad() const;
   float* bias() const;
@@ -96,12 +115,17 @@ class Conv2d : public Layer {
   Shape output_shape(const Shape& in) const override;
   void forward(const Tensor& x, Tensor& y, const RunContext& ctx) override;
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+  bool fuses_activation() const override { return true; }
+  void forward_fused(const Tensor& x, Tensor& y, const ActivationLayer& act, Tensor& a, const RunContext& ctx) override;
+  void backward_fused(const Tensor& x, const ActivationLayer& act, const Tensor& a, const Tensor& da, Tensor* dx) override;
   size_t in_channels, out_channels, kernel_size, stride, padding;
   bool has_bias;
 
  private:
+  void run_forward(const Tensor& x, Tensor& y, const ActivationLayer* act, Tensor* a);
+  void run_backward(const Tensor& x, const Tensor& dy, const ActivationLayer* act, const Tensor* a, Tensor* dx);
   ConvGeometry geometry(const Shape& in) const;
-  std::vector<float> col_, dcol_;
+  std::vector<float> col_, dcol_, dz_;  // dz_: fused backward, one sample's gradient w.r.t. y
   std::vector<float> pad_, flat_, wpk_;  // direct stride-1 kernels (conv_kernels.hpp)
 };
 
@@ -111,11 +135,17 @@ class ConvTranspose2d : public Layer {
   Shape output_shape(const Shape& in) const override;
   void forward(const Tensor& x, Tensor& y, const RunContext& ctx) override;
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+  bool fuses_activation() const override { return true; }
+  void forward_fused(const Tensor& x, Tensor& y, const ActivationLayer& act, Tensor& a, const RunContext& ctx) override;
+  void backward_fused(const Tensor& x, const ActivationLayer& act, const Tensor& a, const Tensor& da, Tensor* dx) override;
   size_t in_channels, out_channels, kernel_size, stride, padding, output_padding;
   bool has_bias;
 
  private:
+  void run_forward(const Tensor& x, Tensor& y, const ActivationLayer* act, Tensor* a);
+  void run_backward(const Tensor& x, const Tensor& dy, const ActivationLayer* act, const Tensor* a, Tensor* dx);
   ConvGeometry geometry(const Shape& in) const;  // image = this layer's output
+  std::vector<float> dz_;                        // fused backward: one sample's gradient w.r.t. y
   bool direct() const { return kernel_size == stride && padding == 0 && output_padding == 0; }
   std::vector<float> col_, xs_;         // direct kernel_size == stride path: per-tap planes, padded input copy
   std::vector<float> pad_, flat_, wpk_;  // stride 1: the direct stride-1 convolution kernels
@@ -180,6 +210,10 @@ class ActivationLayer : public Layer {
   Shape output_shape(const Shape& in) const override { return in; }
   void forward(const Tensor& x, Tensor& y, const RunContext& ctx) override;
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+  // a[i] = act(y[i]) for i < n
+  void apply(const float* y, float* a, size_t n) const;
+  // dy[i] = da[i] * act'(y[i]) for i < n, from the activation's output a (a > 0 exactly where y > 0 for the ReLUs)
+  void gradient(const float* a, const float* da, float* dy, size_t n) const;
   Activation kind;
   float negative_slope = 0.01f;
 };

@@ -21,6 +21,11 @@ void Sequential::build(const json& specs, const std::string& pfx) {
   }
   acts_.resize(layers.size());
   grads_.resize(layers.size());
+  // Activations that directly follow a layer able to apply them run inside that layer (Layer::forward_fused).
+  fused_.assign(layers.size(), nullptr);
+  for (size_t i = 0; i + 1 < layers.size(); ++i)
+    if (layers[i]->fuses_activation())
+      fused_[i] = dynamic_cast<const ActivationLayer*>(layers[i + 1].get());
 }
 
 Shape Sequential::infer(const Shape& in, uint64_t* activations) const {
@@ -45,7 +50,14 @@ Shape Sequential::infer(const Shape& in, uint64_t* activations) const {
 
 const Tensor& Sequential::forward(const Tensor& x, const RunContext& ctx) {
   input_ = &x;
-  for (size_t i = 0; i < layers.size(); ++i) layers[i]->forward(input_of(i), acts_[i], ctx);
+  for (size_t i = 0; i < layers.size(); ++i) {
+    if (fused_[i]) {  // layer i + 1 is the activation layer i applies
+      layers[i]->forward_fused(input_of(i), acts_[i], *fused_[i], acts_[i + 1], ctx);
+      ++i;
+    } else {
+      layers[i]->forward(input_of(i), acts_[i], ctx);
+    }
+  }
   return output();
 }
 
@@ -56,12 +68,19 @@ const Tensor& Sequential::backward(const Tensor& dy, size_t end, bool need_input
   // the encoder's first layers then skip it (PyTorch's autograd skips it too: the images need no gradient).
   size_t first_params = end;  // the first layer with parameters
   for (size_t i = 0; i < end && first_params == end; ++i)
-    if (!layers[i]->params.empty()) first_params = i;
+    if (layers[i]->has_param_grads()) first_params = i;
   for (size_t i = end; i-- > 0;) {
-    const bool need_dx = need_input_grad || i > first_params;
-    if (!need_dx && layers[i]->params.empty()) break;
     const Tensor& g = i + 1 == end ? dy : grads_[i + 1];
-    layers[i]->backward(input_of(i), acts_[i], g, need_dx ? &grads_[i] : nullptr);
+    const bool pair = i > 0 && fused_[i - 1];  // layer i is the activation fused into layer i - 1
+    const size_t l = pair ? i - 1 : i;
+    const bool need_dx = need_input_grad || l > first_params;
+    if (!need_dx && !layers[l]->has_param_grads()) break;
+    Tensor* dx = need_dx ? &grads_[l] : nullptr;
+    if (pair)
+      layers[l]->backward_fused(input_of(l), *fused_[l], acts_[i], g, dx);
+    else
+      layers[i]->backward(input_of(i), acts_[i], g, dx);
+    i = l;
   }
   return grads_[0];
 }

@@ -26,12 +26,14 @@ class Sequential {
   const Tensor& output() const { return layers.empty() ? *input_ : acts_.back(); }
   const Tensor& input_of(size_t i) const { return i == 0 ? *input_ : acts_[i - 1]; }
   size_t size() const { return layers.size(); }
+  bool is_fused(size_t i) const { return fused_[i] != nullptr; }  // layer i applies the activation i + 1
   std::vector<std::unique_ptr<Layer>> layers;
   std::string prefix;
 
  private:
   const Tensor* input_ = nullptr;
-  std::vector<Tensor> acts_, grads_;
+  std::vector<Tensor> acts_, grads_;  // grads_[i]: d input of layer i (not made for an activation fused into i - 1)
+  std::vector<const ActivationLayer*> fused_;  // fused_[i]: layer i + 1, when layer i applies it (forward_fused)
 };
 
 // For layer lists edited by hand (a layer added, removed or resized): sets each layer's input-size arguments
