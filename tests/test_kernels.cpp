@@ -153,7 +153,7 @@ TEST_CASE("dot16 matches a double-precision dot product") {
   }
 }
 
-TEST_CASE("dot16_accumulate adds exactly dot16 of each shifted or strided operand") {
+TEST_CASE("dot16_lanes + add_lanes add exactly dot16 of each shifted or strided operand, and lanes carry over") {
   Rng rng(5);
   struct Case {
     size_t b_step, count, n;
@@ -163,10 +163,23 @@ TEST_CASE("dot16_accumulate adds exactly dot16 of each shifted or strided operan
     for (float& v : a) v = rng.uniform(-1, 1);
     for (float& v : b) v = rng.uniform(-1, 1);
     for (size_t j = 0; j < k.count; ++j) out[j] = want[j] = rng.uniform(-1, 1);
-    dot16_accumulate(a.data(), b.data(), k.b_step, k.count, k.n, out.data());
+    std::vector<float> lanes(16 * k.count, 0.f);
+    dot16_lanes(a.data(), b.data(), k.b_step, k.count, k.n, lanes.data());
+    add_lanes(lanes.data(), k.count, out.data());
     for (size_t j = 0; j < k.count; ++j) want[j] += dot16(a.data(), b.data() + j * k.b_step, k.n);
     INFO("b_step=" << k.b_step << " count=" << k.count << " n=" << k.n);
-    CHECK(out == want);  // bit-identical: the weight gradients must not change
+    CHECK(out == want);  // bit-identical: one sample's dots
+    // Two calls into the same lanes (two samples of a batch) sum the concatenated operands lane by lane.
+    std::fill(lanes.begin(), lanes.end(), 0.f);
+    dot16_lanes(a.data(), b.data(), k.b_step, k.count, k.n, lanes.data());
+    dot16_lanes(a.data(), b.data(), k.b_step, k.count, k.n, lanes.data());
+    std::vector<float> twice(k.count, 0.f);
+    add_lanes(lanes.data(), k.count, twice.data());
+    for (size_t j = 0; j < k.count; ++j) {
+      double ref = 0;
+      for (size_t i = 0; i < k.n; ++i) ref += 2.0 * a[i] * b[j * k.b_step + i];
+      CHECK(std::fabs(twice[j] - ref) < 1e-5 * std::sqrt(double(k.n)));
+    }
   }
 }
 

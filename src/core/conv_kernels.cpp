@@ -84,9 +84,9 @@ float dot16(const float* a, const float* b, size_t n) {
 }
 
 namespace {
-// G dots at once; the accumulators (G * 16 / W vectors) stay within WebAssembly's 16 registers for G = 3.
+// G dots at once; the lanes (G * 16 / W vectors) stay within WebAssembly's 16 registers for G = 3.
 template <size_t G>
-void dot16_group(const float* a, const float* b, size_t b_step, size_t n, float* out) {
+void dot16_group(const float* a, const float* b, size_t b_step, size_t n, float* lanes) {
   constexpr size_t R = 16 / W;
   batch acc[G][R];
   for (size_t j = 0; j < G; ++j)
@@ -96,20 +96,26 @@ void dot16_group(const float* a, const float* b, size_t b_step, size_t n, float*
       batch av = batch::load_unaligned(a + i + r * W);
       for (size_t j = 0; j < G; ++j) acc[j][r] = acc[j][r] + av * batch::load_unaligned(b + j * b_step + i + r * W);
     }
-  alignas(64) float lanes[16];
-  for (size_t j = 0; j < G; ++j) {
-    for (size_t r = 0; r < R; ++r) acc[j][r].store_aligned(lanes + r * W);
-    float s = 0.f;
-    for (size_t l = 0; l < 16; ++l) s += lanes[l];
-    out[j] += s;
-  }
+  for (size_t j = 0; j < G; ++j)
+    for (size_t r = 0; r < R; ++r) {
+      float* l = lanes + j * 16 + r * W;
+      (batch::load_unaligned(l) + acc[j][r]).store_unaligned(l);
+    }
 }
 }  // namespace
 
-void dot16_accumulate(const float* a, const float* b, size_t b_step, size_t count, size_t n, float* out) {
+void dot16_lanes(const float* a, const float* b, size_t b_step, size_t count, size_t n, float* lanes) {
   size_t j = 0;
-  for (; j + 3 <= count; j += 3) dot16_group<3>(a, b + j * b_step, b_step, n, out + j);
-  for (; j < count; ++j) dot16_group<1>(a, b + j * b_step, b_step, n, out + j);
+  for (; j + 3 <= count; j += 3) dot16_group<3>(a, b + j * b_step, b_step, n, lanes + j * 16);
+  for (; j < count; ++j) dot16_group<1>(a, b + j * b_step, b_step, n, lanes + j * 16);
+}
+
+void add_lanes(const float* lanes, size_t count, float* out) {
+  for (size_t j = 0; j < count; ++j) {
+    float s = 0.f;
+    for (size_t l = 0; l < 16; ++l) s += lanes[j * 16 + l];
+    out[j] += s;
+  }
 }
 
 float sum16(const float* x, size_t n) {

@@ -29,9 +29,14 @@ void conv_s1_flat(const float* in, size_t Cin, const float* w, size_t Cout, cons
 // rounding whatever the SIMD width.
 float dot16(const float* a, const float* b, size_t n);
 
-// out[j] += dot16(a, b + j * b_step, n) for j < count, bit for bit, but each load of a serves several dots: the
-// weight gradients of the direct convolutions are many dots against one plane.
-void dot16_accumulate(const float* a, const float* b, size_t b_step, size_t count, size_t n, float* out);
+// Dots kept as their 16 partial sums ("lanes") for sums over a whole batch: lanes[j * 16 + l] += (the sum over i = l
+// (mod 16), in order from 0, of a[i] * b[j * b_step + i]), for j < count (n a multiple of 16); each load of a serves several
+// dots (the weight gradients of the direct convolutions are many dots against one plane). add_lanes then adds each
+// dot's lanes up once per batch instead of once per sample. Each lane is one chain of additions in a fixed order:
+// the same rounding whatever the SIMD width. From zeroed lanes, add_lanes(dot16_lanes(...)) gives exactly dot16.
+void dot16_lanes(const float* a, const float* b, size_t b_step, size_t count, size_t n, float* lanes);
+// out[j] += lanes[16 * j] + lanes[16 * j + 1] + ... + lanes[16 * j + 15] (summed in that order from 0), j < count.
+void add_lanes(const float* lanes, size_t count, float* out);
 
 // sum x[i] for i < n: 16 interleaved partial sums over the first n - n % 16 elements, added up in lane order,
 // then the rest in order. The same rounding whatever the SIMD width.

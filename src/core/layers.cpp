@@ -416,15 +416,16 @@ static void to_flat_grid(const float* img, size_t C, const FlatConv& g, float* d
 }
 
 // dW[a][c][ki][kj] += sum over the grid of grid[a][o] * padded[c][o + ki * Wp + kj]: the weight gradient of a
-// stride-1 convolution whose output gradient (Conv2d) or input (ConvTranspose2d) lies on the flat grid.
+// stride-1 convolution whose output gradient (Conv2d) or input (ConvTranspose2d) lies on the flat grid. Added into
+// dW_lanes (16 per weight, dot16_lanes), which the caller sums up once per batch.
 static void flat_weight_grad(const float* grid, size_t A, const float* padded, size_t C, const FlatConv& g,
-                             float* dW) {
+                             float* dW_lanes) {
   const size_t k = g.k;
   for (size_t a = 0; a < A; ++a)
     for (size_t c = 0; c < C; ++c)
       for (size_t ki = 0; ki < k; ++ki)  // the k taps kj of a kernel row: dots against inputs shifted by 1
-        dot16_accumulate(grid + a * g.out_plane, padded + c * g.in_plane + ki * g.Wp, 1, k, g.out_plane,
-                         dW + ((a * C + c) * k + ki) * k);
+        dot16_lanes(grid + a * g.out_plane, padded + c * g.in_plane + ki * g.Wp, 1, k, g.out_plane,
+                    dW_lanes + ((a * C + c) * k + ki) * k * 16);
 }
 
 // dy: the gradient w.r.t. y (fused: w.r.t. a = act(y), taken through act's derivative one sample at a time).
@@ -448,6 +449,7 @@ void Conv2d::run_backward(const Tensor& x, const Tensor& dy, const ActivationLay
                 params[0].value[((co * in_channels + ci) * k + (k - 1 - q)) * k + (k - 1 - r)];
     pad_.resize(std::max(in_channels * f.in_plane, out_channels * fb.in_plane));
     flat_.resize(std::max(out_channels * f.out_plane, in_channels * fb.out_plane));
+    lanes_.assign(params[0].numel() * 16, 0.f);
     for (size_t b = 0; b < B; ++b) {
       const float* dyb = output_grad(dy, act, a, b, dz_);
       if (dx) {
@@ -460,9 +462,10 @@ void Conv2d::run_backward(const Tensor& x, const Tensor& dy, const ActivationLay
       }
       pad_image(sample(x, b), in_channels, g.H, g.W, padding, f, pad_.data());
       to_flat_grid(dyb, out_channels, f, flat_.data());
-      flat_weight_grad(flat_.data(), out_channels, pad_.data(), in_channels, f, params[0].grad);
+      flat_weight_grad(flat_.data(), out_channels, pad_.data(), in_channels, f, lanes_.data());
       if (has_bias) accumulate_channel_sums(dyb, params[1].grad, 1, out_channels, plane);
     }
+    add_lanes(lanes_.data(), params[0].numel(), params[0].grad);
     return;
   }
   if (dx) std::fill(dx->begin(), dx->end(), 0.f);
@@ -622,6 +625,7 @@ void ConvTranspose2d::run_backward(const Tensor& x, const Tensor& dy, const Acti
       for (size_t t = 0; t < okk; ++t) wpk_[t * in_channels + ci] = params[0].value[ci * okk + t];
     pad_.resize(out_channels * f.in_plane);
     flat_.resize(in_channels * f.out_plane);
+    lanes_.assign(params[0].numel() * 16, 0.f);
     for (size_t b = 0; b < B; ++b) {
       const float* dyb = output_grad(dy, act, act_out, b, dz_);
       if (has_bias) accumulate_channel_sums(dyb, params[1].grad, 1, out_channels, plane);
@@ -635,8 +639,9 @@ void ConvTranspose2d::run_backward(const Tensor& x, const Tensor& dy, const Acti
                         in[3] * sizeof(float));
       }
       to_flat_grid(sample(x, b), in_channels, f, flat_.data());
-      flat_weight_grad(flat_.data(), in_channels, pad_.data(), out_channels, f, params[0].grad);
+      flat_weight_grad(flat_.data(), in_channels, pad_.data(), out_channels, f, lanes_.data());
     }
+    add_lanes(lanes_.data(), params[0].numel(), params[0].grad);
     return;
   }
   if (direct()) {
@@ -645,6 +650,7 @@ void ConvTranspose2d::run_backward(const Tensor& x, const Tensor& dy, const Acti
     const size_t k = kernel_size, IW = in[3], hwr = (hw + 15) / 16 * 16;
     col_.assign(okk * hwr, 0.f);
     xs_.assign(in_channels * hwr, 0.f);
+    lanes_.assign(params[0].numel() * 16, 0.f);
     for (size_t b = 0; b < B; ++b) {
       const float* dyb = output_grad(dy, act, act_out, b, dz_);
       if (has_bias) accumulate_channel_sums(dyb, params[1].grad, 1, out_channels, plane);
@@ -660,7 +666,7 @@ void ConvTranspose2d::run_backward(const Tensor& x, const Tensor& dy, const Acti
       const float* xb = sample(x, b);
       for (size_t ci = 0; ci < in_channels; ++ci) {
         std::memcpy(xs_.data() + ci * hwr, xb + ci * hw, hw * sizeof(float));
-        dot16_accumulate(xs_.data() + ci * hwr, col_.data(), hwr, okk, hwr, params[0].grad + ci * okk);
+        dot16_lanes(xs_.data() + ci * hwr, col_.data(), hwr, okk, hwr, lanes_.data() + ci * okk * 16);
         if (!dx) continue;
         float* d = sample(*dx, b) + ci * hw;
         std::fill(d, d + hw, 0.f);
@@ -668,6 +674,7 @@ void ConvTranspose2d::run_backward(const Tensor& x, const Tensor& dy, const Acti
         for (size_t t = 0; t < okk; ++t) axpy(w[t], col_.data() + t * hwr, d, hw);
       }
     }
+    add_lanes(lanes_.data(), params[0].numel(), params[0].grad);
     return;
   }
   col_.resize(okk * hw);
