@@ -90,10 +90,9 @@ class App {
   // it is: "code" (a 2-d code itself), "pca" or "umap" (the last finished embedding).
   const std::vector<float>& latent_points(std::string* kind = nullptr) const;
 
-  double train_budget_ms = 20;  // training per frame
-  double view_budget_ms = 8;
+  double train_budget_ms = 20;  // training per frame (and 40% of that for refreshing the views)
   size_t view_images = 2000;  // test images encoded for the latent, anomaly and ROC views
-  size_t eval_images = 1000;  // test images behind the live test loss    // refreshing the views per frame (twice that when not training)
+  size_t eval_images = 1000;  // test images behind the live test loss
   bool show_panel[kPanelCount];
   bool compact = false;
   std::string message;  // last error or notice, shown in the status bar
