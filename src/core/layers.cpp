@@ -719,14 +719,25 @@ void MaxPool2d::forward(const Tensor& x, Tensor& y, const RunContext&) {
       uint32_t* arg = argmax_.data() + bc * OH * OW;
       const uint32_t base = uint32_t(bc * H * W);
       for (size_t oh = 0; oh < OH; ++oh) {
-        const size_t r0 = 2 * oh * W, r1 = r0 + W;
+        const float* s0 = src + 2 * oh * W;
+        const float* s1 = s0 + W;
+        const uint32_t i0 = base + uint32_t(2 * oh * W), i1 = i0 + uint32_t(W);
+        // Branch-free selects over stride-2 loads, which the compiler vectorizes.
         for (size_t ow = 0; ow < OW; ++ow) {
-          size_t best = r0 + 2 * ow;
-          float m = src[best];
-          for (size_t idx : {r0 + 2 * ow + 1, r1 + 2 * ow, r1 + 2 * ow + 1})
-            if (src[idx] > m || src[idx] != src[idx]) m = src[idx], best = idx;
+          float m = s0[2 * ow];
+          uint32_t best = i0 + uint32_t(2 * ow);
+          const float v1 = s0[2 * ow + 1], v2 = s1[2 * ow], v3 = s1[2 * ow + 1];
+          const bool t1 = v1 > m || v1 != v1;
+          m = t1 ? v1 : m;
+          best = t1 ? i0 + uint32_t(2 * ow + 1) : best;
+          const bool t2 = v2 > m || v2 != v2;
+          m = t2 ? v2 : m;
+          best = t2 ? i1 + uint32_t(2 * ow) : best;
+          const bool t3 = v3 > m || v3 != v3;
+          m = t3 ? v3 : m;
+          best = t3 ? i1 + uint32_t(2 * ow + 1) : best;
           dst[oh * OW + ow] = m;
-          arg[oh * OW + ow] = base + uint32_t(best);
+          arg[oh * OW + ow] = best;
         }
       }
     }
