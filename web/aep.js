@@ -203,6 +203,11 @@
   });
 
   $('canvas').addEventListener('contextmenu', (e) => e.preventDefault());
+  // The canvas keeps its pixels between frames: the renderer draws again only the windows that changed, which
+  // matters most where the browser draws in software (no GPU). Emscripten's GLFW has no hint for this.
+  const canvas = $('canvas'), getContext = canvas.getContext.bind(canvas);
+  canvas.getContext = (type, attrs) =>
+    getContext(type, type === 'webgl2' ? Object.assign({}, attrs, { preserveDrawingBuffer: true }) : attrs);
   window.Module = {
     canvas: $('canvas'),
     print: (t) => console.log(t),

@@ -59,10 +59,7 @@ void main_loop() {
   }
   ImGui::Render();
   const double app_ms = emscripten_get_now() - t0;
-  glViewport(0, 0, g_width, g_height);
-  glClearColor(0.08f, 0.08f, 0.1f, 1.f);
-  glClear(GL_COLOR_BUFFER_BIT);
-  aep::webgl_renderer_render(ImGui::GetDrawData(), g_width, g_height);
+  aep::webgl_renderer_render(ImGui::GetDrawData(), g_width, g_height, ImVec4(0.08f, 0.08f, 0.1f, 1.f));
   g_app->record_frame_time(emscripten_get_now() - t0, app_ms);
   g_app->memory_bytes = emscripten_get_heap_size();
   if (!g_app->download_request_name.empty()) {
@@ -85,6 +82,19 @@ void main_loop() {
     EM_ASM({ Module.aepOpenFile(); });
     g_app->upload_requested = false;
   }
+}
+
+// The app's pictures: OpenGL textures, and the renderer learns which changed (it redraws only what changed).
+void (*g_gl_update)(ImTextureID, int, int, const uint8_t*) = nullptr;
+void update_texture(ImTextureID tex, int w, int h, const uint8_t* rgba) {
+  g_gl_update(tex, w, h, rgba);
+  aep::webgl_renderer_texture_changed(tex);
+}
+aep::TextureApi texture_api() {
+  aep::TextureApi api = aep::gl_texture_api();
+  g_gl_update = api.update;
+  api.update = update_texture;
+  return api;
 }
 
 // A file the user dropped or picked, handed to `load` (an App member); "" or the error, which also goes to the
@@ -192,6 +202,9 @@ EMSCRIPTEN_KEEPALIVE const char* aep_session_restore(const uint8_t* data, size_t
   }
 }
 
+// Draws the whole canvas again next frame (tests compare it with what the incremental drawing left there).
+EMSCRIPTEN_KEEPALIVE void aep_redraw_all() { aep::webgl_renderer_redraw_all(); }
+
 EMSCRIPTEN_KEEPALIVE const char* aep_config_query() { return reply(g_app->config_query()); }
 
 EMSCRIPTEN_KEEPALIVE const char* aep_status() { return reply(g_app->status().dump()); }
@@ -231,7 +244,7 @@ int main() {
     return 1;
   }
   try {
-    g_app = std::make_unique<aep::App>(aep::gl_texture_api());
+    g_app = std::make_unique<aep::App>(texture_api());
   } catch (const std::exception& e) {
     EM_ASM({ Module.aepFatal(UTF8ToString($0)); }, e.what());
     return 1;

@@ -94,6 +94,38 @@ async function waitFor(page, pred, ms) {
     await page.evaluate(() => window.aep.setConfig({ preset: 'conv' }));
     const framesFull = await frameTimes(page, '1400x900, all panels');
 
+    // --- the renderer draws again only what changed: after partial changes (one panel's slider, the mouse hovering
+    // here and there), the canvas must be exactly what drawing everything anew gives (a stale window would differ) ---
+    {
+      const settle = async () => {  // until two screenshots agree
+        let a = await page.screenshot(), b = a;
+        for (let i = 0; i < 20; i++) {
+          await sleep(300);
+          b = await page.screenshot();
+          if (a.equals(b)) break;
+          a = b;
+        }
+        return b;
+      };
+      await settle();  // paused: the views refresh once more (most panels change: drawn whole)
+      await page.mouse.move(700, 300);  // hover highlights come and go
+      await sleep(200);
+      await page.mouse.move(300, 200);
+      await sleep(200);
+      await page.mouse.move(1395, 895);
+      await settle();
+      await page.evaluate(() => window.aep.setConfig({ trainMs: 7 }));  // the Training panel alone changes
+      const inc = await settle();
+      await page.evaluate(() => Module._aep_redraw_all());
+      await sleep(300);
+      const full = await page.screenshot();
+      await page.evaluate(() => window.aep.setConfig({ trainMs: 20 }));
+      const same = full.equals(inc);
+      if (!same) fs.writeFileSync(path.join(out, 'redraw-incremental.png'), inc), fs.writeFileSync(path.join(out, 'redraw-full.png'), full);
+      check('incremental drawing: after partial changes, the canvas equals a full redraw', same,
+            same ? '' : 'see build/test-logs/e2e/redraw-incremental.png vs redraw-full.png');
+    }
+
     // --- every preset trains ---------------------------------------------------------------------------
     const presets = opt('--presets', null) ? opt('--presets').split(',') :
       fs.readdirSync(path.join(root, 'assets/presets')).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5)).sort();
