@@ -158,21 +158,24 @@ TEST_CASE("dot16_lanes + add_lanes add exactly dot16 of each shifted or strided 
   struct Case {
     size_t b_step, count, n;
   };
-  for (Case k : {Case{1, 3, 32}, Case{1, 2, 784}, Case{1, 7, 224}, Case{240, 64, 240}, Case{48, 4, 48}, Case{16, 1, 16}}) {
+  for (Case k : {Case{1, 3, 32}, Case{1, 2, 784}, Case{1, 7, 224}, Case{240, 64, 240}, Case{48, 4, 48}, Case{16, 1, 16},
+                 Case{3, 9, 64}, Case{5, 22, 32}}) {
     std::vector<float> a(k.n), b((k.count - 1) * k.b_step + k.n), out(k.count), want(k.count);
     for (float& v : a) v = rng.uniform(-1, 1);
     for (float& v : b) v = rng.uniform(-1, 1);
     for (size_t j = 0; j < k.count; ++j) out[j] = want[j] = rng.uniform(-1, 1);
+    std::vector<size_t> offsets(k.count);
+    for (size_t j = 0; j < k.count; ++j) offsets[j] = j * k.b_step;
     std::vector<float> lanes(16 * k.count, 0.f);
-    dot16_lanes(a.data(), b.data(), k.b_step, k.count, k.n, lanes.data());
+    dot16_lanes(a.data(), b.data(), offsets.data(), k.count, k.n, lanes.data());
     add_lanes(lanes.data(), k.count, out.data());
     for (size_t j = 0; j < k.count; ++j) want[j] += dot16(a.data(), b.data() + j * k.b_step, k.n);
     INFO("b_step=" << k.b_step << " count=" << k.count << " n=" << k.n);
     CHECK(out == want);  // bit-identical: one sample's dots
     // Two calls into the same lanes (two samples of a batch) sum the concatenated operands lane by lane.
     std::fill(lanes.begin(), lanes.end(), 0.f);
-    dot16_lanes(a.data(), b.data(), k.b_step, k.count, k.n, lanes.data());
-    dot16_lanes(a.data(), b.data(), k.b_step, k.count, k.n, lanes.data());
+    dot16_lanes(a.data(), b.data(), offsets.data(), k.count, k.n, lanes.data());
+    dot16_lanes(a.data(), b.data(), offsets.data(), k.count, k.n, lanes.data());
     std::vector<float> twice(k.count, 0.f);
     add_lanes(lanes.data(), k.count, twice.data());
     for (size_t j = 0; j < k.count; ++j) {

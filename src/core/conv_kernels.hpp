@@ -30,11 +30,11 @@ void conv_s1_flat(const float* in, size_t Cin, const float* w, size_t Cout, cons
 float dot16(const float* a, const float* b, size_t n);
 
 // Dots kept as their 16 partial sums ("lanes") for sums over a whole batch: lanes[j * 16 + l] += (the sum over i = l
-// (mod 16), in order from 0, of a[i] * b[j * b_step + i]), for j < count (n a multiple of 16); each load of a serves several
-// dots (the weight gradients of the direct convolutions are many dots against one plane). add_lanes then adds each
-// dot's lanes up once per batch instead of once per sample. Each lane is one chain of additions in a fixed order:
+// (mod 16), in order from 0, of a[i] * b[offsets[j] + i]), for j < count (n a multiple of 16); each load of a serves
+// several dots (the weight gradients of the direct convolutions are many dots against one plane). add_lanes then adds
+// each dot's lanes up once per batch instead of once per sample. Each lane is one chain of additions in a fixed order:
 // the same rounding whatever the SIMD width. From zeroed lanes, add_lanes(dot16_lanes(...)) gives exactly dot16.
-void dot16_lanes(const float* a, const float* b, size_t b_step, size_t count, size_t n, float* lanes);
+void dot16_lanes(const float* a, const float* b, const size_t* offsets, size_t count, size_t n, float* lanes);
 // out[j] += lanes[16 * j] + lanes[16 * j + 1] + ... + lanes[16 * j + 15] (summed in that order from 0), j < count.
 void add_lanes(const float* lanes, size_t count, float* out);
 

@@ -418,14 +418,16 @@ static void to_flat_grid(const float* img, size_t C, const FlatConv& g, float* d
 // dW[a][c][ki][kj] += sum over the grid of grid[a][o] * padded[c][o + ki * Wp + kj]: the weight gradient of a
 // stride-1 convolution whose output gradient (Conv2d) or input (ConvTranspose2d) lies on the flat grid. Added into
 // dW_lanes (16 per weight, dot16_lanes), which the caller sums up once per batch.
+// offsets: scratch for the C * k * k shifts of the padded input.
 static void flat_weight_grad(const float* grid, size_t A, const float* padded, size_t C, const FlatConv& g,
-                             float* dW_lanes) {
-  const size_t k = g.k;
-  for (size_t a = 0; a < A; ++a)
-    for (size_t c = 0; c < C; ++c)
-      for (size_t ki = 0; ki < k; ++ki)  // the k taps kj of a kernel row: dots against inputs shifted by 1
-        dot16_lanes(grid + a * g.out_plane, padded + c * g.in_plane + ki * g.Wp, 1, k, g.out_plane,
-                    dW_lanes + ((a * C + c) * k + ki) * k * 16);
+                             float* dW_lanes, std::vector<size_t>& offsets) {
+  const size_t k = g.k, ckk = C * k * k;
+  offsets.resize(ckk);
+  for (size_t c = 0; c < C; ++c)
+    for (size_t ki = 0; ki < k; ++ki)
+      for (size_t kj = 0; kj < k; ++kj) offsets[(c * k + ki) * k + kj] = c * g.in_plane + ki * g.Wp + kj;
+  for (size_t a = 0; a < A; ++a)  // every weight of output a: dots of its grid plane against shifted inputs
+    dot16_lanes(grid + a * g.out_plane, padded, offsets.data(), ckk, g.out_plane, dW_lanes + a * ckk * 16);
 }
 
 // dy: the gradient w.r.t. y (fused: w.r.t. a = act(y), taken through act's derivative one sample at a time).
@@ -462,7 +464,7 @@ void Conv2d::run_backward(const Tensor& x, const Tensor& dy, const ActivationLay
       }
       pad_image(sample(x, b), in_channels, g.H, g.W, padding, f, pad_.data());
       to_flat_grid(dyb, out_channels, f, flat_.data());
-      flat_weight_grad(flat_.data(), out_channels, pad_.data(), in_channels, f, lanes_.data());
+      flat_weight_grad(flat_.data(), out_channels, pad_.data(), in_channels, f, lanes_.data(), offsets_);
       if (has_bias) accumulate_channel_sums(dyb, params[1].grad, 1, out_channels, plane);
     }
     add_lanes(lanes_.data(), params[0].numel(), params[0].grad);
@@ -639,7 +641,7 @@ void ConvTranspose2d::run_backward(const Tensor& x, const Tensor& dy, const Acti
                         in[3] * sizeof(float));
       }
       to_flat_grid(sample(x, b), in_channels, f, flat_.data());
-      flat_weight_grad(flat_.data(), in_channels, pad_.data(), out_channels, f, lanes_.data());
+      flat_weight_grad(flat_.data(), in_channels, pad_.data(), out_channels, f, lanes_.data(), offsets_);
     }
     add_lanes(lanes_.data(), params[0].numel(), params[0].grad);
     return;
@@ -651,6 +653,8 @@ void ConvTranspose2d::run_backward(const Tensor& x, const Tensor& dy, const Acti
     col_.assign(okk * hwr, 0.f);
     xs_.assign(in_channels * hwr, 0.f);
     lanes_.assign(params[0].numel() * 16, 0.f);
+    offsets_.resize(okk);
+    for (size_t t = 0; t < okk; ++t) offsets_[t] = t * hwr;
     for (size_t b = 0; b < B; ++b) {
       const float* dyb = output_grad(dy, act, act_out, b, dz_);
       if (has_bias) accumulate_channel_sums(dyb, params[1].grad, 1, out_channels, plane);
@@ -666,7 +670,7 @@ void ConvTranspose2d::run_backward(const Tensor& x, const Tensor& dy, const Acti
       const float* xb = sample(x, b);
       for (size_t ci = 0; ci < in_channels; ++ci) {
         std::memcpy(xs_.data() + ci * hwr, xb + ci * hw, hw * sizeof(float));
-        dot16_lanes(xs_.data() + ci * hwr, col_.data(), hwr, okk, hwr, lanes_.data() + ci * okk * 16);
+        dot16_lanes(xs_.data() + ci * hwr, col_.data(), offsets_.data(), okk, hwr, lanes_.data() + ci * okk * 16);
         if (!dx) continue;
         float* d = sample(*dx, b) + ci * hw;
         std::fill(d, d + hw, 0.f);

@@ -127,6 +127,7 @@ class Conv2d : public Layer {
   ConvGeometry geometry(const Shape& in) const;
   std::vector<float> col_, dcol_, dz_;  // dz_: fused backward, one sample's gradient w.r.t. y
   std::vector<float> lanes_;            // stride 1: dW as 16 partial sums per weight over the batch (dot16_lanes)
+  std::vector<size_t> offsets_;         // and the input shift of each weight's dot
   std::vector<float> pad_, flat_, wpk_;  // direct stride-1 kernels (conv_kernels.hpp)
 };
 
@@ -147,7 +148,8 @@ class ConvTranspose2d : public Layer {
   void run_backward(const Tensor& x, const Tensor& dy, const ActivationLayer* act, const Tensor* a, Tensor* dx);
   ConvGeometry geometry(const Shape& in) const;  // image = this layer's output
   std::vector<float> dz_;                        // fused backward: one sample's gradient w.r.t. y
-  std::vector<float> lanes_;  // direct paths: dW as 16 partial sums per weight over the batch (dot16_lanes)
+  std::vector<float> lanes_;     // direct paths: dW as 16 partial sums per weight over the batch (dot16_lanes)
+  std::vector<size_t> offsets_;  // and the plane each weight's dot reads
   bool direct() const { return kernel_size == stride && padding == 0 && output_padding == 0; }
   std::vector<float> col_, xs_;         // direct kernel_size == stride path: per-tap planes, padded input copy
   std::vector<float> pad_, flat_, wpk_;  // stride 1: the direct stride-1 convolution kernels
