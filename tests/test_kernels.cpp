@@ -256,6 +256,21 @@ TEST_CASE("try_step refuses a step that would overflow and changes nothing") {
   CHECK(o.try_step(p.data(), g.data()));
   CHECK(o.steps() == 1);
   CHECK(p[0] < p0[0]);
+  // A NaN or infinite gradient is refused by both optimizers (train_step relies on it), with or without momentum.
+  for (float bad : {NAN, INFINITY, -INFINITY})
+    for (float momentum : {0.f, 0.9f}) {
+      OptimizerConfig sc;
+      sc.type = "sgd";
+      sc.lr = 0.f;  // even a zero step: 0 * infinity is NaN
+      sc.momentum = momentum;
+      Optimizer sgd(sc, 3);
+      std::vector<float> q = {1.f, 2.f, 3.f}, gq = {0.1f, bad, 0.2f};
+      CHECK_FALSE(sgd.try_step(q.data(), gq.data()));
+      CHECK(q == std::vector<float>({1.f, 2.f, 3.f}));
+      OptimizerConfig ac;
+      Optimizer adam(ac, 3);
+      CHECK_FALSE(adam.try_step(q.data(), gq.data()));
+    }
 }
 
 // try_step skips its exact check pass when bounds prove every result finite; it must still act exactly like

@@ -149,9 +149,12 @@ LossTerms Trainer::train_step(const Tensor& input, const Tensor& target, const T
   };
   LossTerms L = forward_backward(input, target, true, true, eps);
   if (!std::isfinite(L.total)) diverged("the loss");
-  if (!all_finite(model.grads.data(), model.grads.size())) diverged("a gradient");
-  if (!all_finite(model.buffer_values.data(), model.buffer_values.size())) diverged("a running statistic");
-  if (!optimizer.try_step(model.values.data(), model.grads.data())) diverged("a weight");
+  // A non-finite gradient makes try_step refuse too (its results would be non-finite), so the gradients get a pass of
+  // their own only to name the culprit once something failed.
+  auto grads_finite = [&] { return all_finite(model.grads.data(), model.grads.size()); };
+  if (!all_finite(model.buffer_values.data(), model.buffer_values.size()))
+    diverged(grads_finite() ? "a running statistic" : "a gradient");
+  if (!optimizer.try_step(model.values.data(), model.grads.data())) diverged(grads_finite() ? "a weight" : "a gradient");
   return L;
 }
 
