@@ -9,6 +9,7 @@
 #include <imgui.h>
 
 #include "app/app.hpp"
+#include "app/ui_probe.hpp"
 #include "core/weights.hpp"
 
 namespace aep {
@@ -375,6 +376,57 @@ TEST_CASE("app: the Latent panel's UMAP view embeds the test codes in slices wit
   REQUIRE(app.command({{"latent", "pca"}})["ok"] == true);
   CHECK(app.latent_points(&kind).size() == 2 * 400);
   CHECK(kind == "pca");
+}
+
+// Through the buttons a learner presses: ImGui reports where each item is (UiProbe), the test moves the mouse there.
+TEST_CASE("app: the layer editor through its buttons: remove a layer, add one from the + menu, apply") {
+  Headless ui;
+  UiProbe probe;
+  probe.install();
+  auto app_ptr = make_app();
+  App& app = *app_ptr;
+  REQUIRE(app.command({{"preset", "linear"}, {"panels", "model"}})["ok"] == true);
+  auto frame = [&] {
+    probe.clear();
+    ui.frame(app);
+  };
+  auto click = [&](const UiProbe::Item& it) {
+    ImGuiIO& io = ImGui::GetIO();
+    io.AddMousePosEvent(it.center().x, it.center().y);
+    frame();
+    io.AddMouseButtonEvent(0, true);
+    frame();
+    io.AddMouseButtonEvent(0, false);
+    frame();  // pressed: acted on during this frame
+    frame();  // drawn as it is now
+  };
+  for (int i = 0; i < 3; ++i) frame();
+  const int params = app.status()["parameters"];
+  const std::string apply = "Apply the edited layers (training starts over)";
+  CHECK(probe.find(apply).empty());  // nothing edited yet
+  // linear: encoder Flatten, Linear(784, 32), ReLU, BatchNorm1d(32); decoder Linear(32, 784), Sigmoid.
+  std::vector<UiProbe::Item> remove = probe.find("x");
+  REQUIRE(remove.size() == 6);
+  click(remove[3]);  // the BatchNorm1d (2 x 32 parameters)
+  CHECK(probe.find("x").size() == 5);
+  // The table's "+" buttons top to bottom: the encoder's start, after each encoder row, the decoder's start, after
+  // each row (the code size's +/- further down are not the table's).
+  std::vector<UiProbe::Item> add;
+  for (const auto& it : probe.find("+"))
+    if (it.min.x < remove[0].max.x + 30) add.push_back(it);
+  REQUIRE(add.size() == 7);
+  click(add[3]);  // after the ReLU: a menu of layer types opens
+  std::vector<UiProbe::Item> linear = probe.find("Linear");
+  REQUIRE(linear.size() == 1);
+  click(linear[0]);  // Linear(32 -> 64) by default; the decoder's Linear now takes 64
+  REQUIRE(probe.find(apply).size() == 1);
+  CHECK(app.status()["parameters"] == params);  // a draft: the model in training is unchanged
+  click(probe.find(apply)[0]);
+  nlohmann::json st = app.status();
+  CHECK(st["codeSize"] == 64);
+  CHECK(st["parameters"] == params - 2 * 32 + (32 * 64 + 64) + (64 - 32) * 784);
+  CHECK(probe.find(apply).empty());
+  probe.uninstall();
 }
 
 }  // namespace aep

@@ -186,7 +186,8 @@ void App::layer_editor() {
   if (!s.draft_model) ImGui::TextColored(ImVec4(1, 0.4f, 0.4f, 1), "%s", s.draft_error.c_str());
   else ImGui::TextColored(ImVec4(0.5f, 0.9f, 0.5f, 1), "Edited: %zu parameters, code %s", s.draft_model->parameter_count(),
                           shape_str(s.draft_model->code_shape(1)).c_str());
-  if (!s.draft_model) ImGui::BeginDisabled();
+  const bool can_apply = s.draft_model != nullptr;  // Apply resets it: Begin/EndDisabled must pair on this value
+  if (!can_apply) ImGui::BeginDisabled();
   if (ImGui::Button("Apply the edited layers (training starts over)")) {
     Preset p = edited();
     if (p.title.rfind("edited: ", 0) != 0) p.title = "edited: " + p.title;
@@ -194,7 +195,7 @@ void App::layer_editor() {
     if (select_preset(p, &err)) s.draft_model.reset();
     else s.draft_error = err;
   }
-  if (!s.draft_model) ImGui::EndDisabled();
+  if (!can_apply) ImGui::EndDisabled();
   ImGui::SameLine();
   if (ImGui::Button("Discard edits")) {
     s.draft = s.preset;
