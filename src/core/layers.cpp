@@ -174,7 +174,7 @@ void Layer::backward_fused(const Tensor&, const ActivationLayer&, const Tensor&,
 
 // ---------------------------------------------------------------------------------------------- Linear
 
-Linear::Linear(const json& spec) : Layer(spec) {
+Linear::Linear(const json& spec) : FusingLayer(spec) {
   Args a(spec, "Linear");
   in_features = a.integer("in_features", 1, kMaxFeatures);
   out_features = a.integer("out_features", 1, kMaxFeatures);
@@ -208,18 +208,6 @@ Shape Linear::output_shape(const Shape& in) const {
   if (in[1] != in_features)
     fail("Linear expects " + std::to_string(in_features) + " input features, got " + std::to_string(in[1]));
   return {in[0], out_features, 1, 1};
-}
-
-void Linear::forward(const Tensor& x, Tensor& y, const RunContext&) { run_forward(x, y, nullptr, nullptr); }
-void Linear::forward_fused(const Tensor& x, Tensor& y, const ActivationLayer& act, Tensor& a, const RunContext&) {
-  run_forward(x, y, &act, &a);
-}
-void Linear::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx) {
-  run_backward(x, dy, nullptr, nullptr, dx);
-}
-void Linear::backward_fused(const Tensor& x, const ActivationLayer& act, const Tensor& a, const Tensor& da,
-                            Tensor* dx) {
-  run_backward(x, da, &act, &a, dx);
 }
 
 void Linear::run_forward(const Tensor& x, Tensor& y, const ActivationLayer* act, Tensor* a) {
@@ -320,7 +308,7 @@ void col2im(const float* col, const ConvGeometry& g, float* img) {
 
 // ---------------------------------------------------------------------------------------------- Conv2d
 
-Conv2d::Conv2d(const json& spec) : Layer(spec) {
+Conv2d::Conv2d(const json& spec) : FusingLayer(spec) {
   Args a(spec, "Conv2d");
   in_channels = a.integer("in_channels", 1, kMaxChannels);
   out_channels = a.integer("out_channels", 1, kMaxChannels);
@@ -352,18 +340,6 @@ Shape Conv2d::output_shape(const Shape& in) const {
 }
 
 // Stride 1: direct kernel over the padded image (conv_kernels.hpp). Weights packed [Cin * k * k][Cout].
-void Conv2d::forward(const Tensor& x, Tensor& y, const RunContext&) { run_forward(x, y, nullptr, nullptr); }
-void Conv2d::forward_fused(const Tensor& x, Tensor& y, const ActivationLayer& act, Tensor& a, const RunContext&) {
-  run_forward(x, y, &act, &a);
-}
-void Conv2d::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx) {
-  run_backward(x, dy, nullptr, nullptr, dx);
-}
-void Conv2d::backward_fused(const Tensor& x, const ActivationLayer& act, const Tensor& a, const Tensor& da,
-                            Tensor* dx) {
-  run_backward(x, da, &act, &a, dx);
-}
-
 void Conv2d::run_forward(const Tensor& x, Tensor& y, const ActivationLayer* act, Tensor* a) {
   const Shape& in = x.shape();
   ConvGeometry g = geometry(in);
@@ -488,7 +464,7 @@ void Conv2d::run_backward(const Tensor& x, const Tensor& dy, const ActivationLay
 
 // ------------------------------------------------------------------------------------- ConvTranspose2d
 
-ConvTranspose2d::ConvTranspose2d(const json& spec) : Layer(spec) {
+ConvTranspose2d::ConvTranspose2d(const json& spec) : FusingLayer(spec) {
   Args a(spec, "ConvTranspose2d");
   in_channels = a.integer("in_channels", 1, kMaxChannels);
   out_channels = a.integer("out_channels", 1, kMaxChannels);
@@ -522,19 +498,6 @@ Shape ConvTranspose2d::output_shape(const Shape& in) const {
          "x" + std::to_string(in[3]) + " input");
   ConvGeometry g = geometry(in);
   return {in[0], out_channels, g.H, g.W};
-}
-
-void ConvTranspose2d::forward(const Tensor& x, Tensor& y, const RunContext&) { run_forward(x, y, nullptr, nullptr); }
-void ConvTranspose2d::forward_fused(const Tensor& x, Tensor& y, const ActivationLayer& act, Tensor& a,
-                                    const RunContext&) {
-  run_forward(x, y, &act, &a);
-}
-void ConvTranspose2d::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx) {
-  run_backward(x, dy, nullptr, nullptr, dx);
-}
-void ConvTranspose2d::backward_fused(const Tensor& x, const ActivationLayer& act, const Tensor& a, const Tensor& da,
-                                     Tensor* dx) {
-  run_backward(x, da, &act, &a, dx);
 }
 
 // act_out (fused): act(y), written sample by sample.

@@ -72,25 +72,43 @@ std::unique_ptr<Layer> make_layer(const nlohmann::json& spec);
 // Every layer type make_layer accepts, in a stable order (for UIs and docs).
 const std::vector<std::string>& layer_types();
 
-class Linear : public Layer {
+// A layer an activation can be fused into (Linear, Conv2d, ConvTranspose2d): forward, backward and their fused
+// forms all come down to run_forward / run_backward, with act == nullptr when nothing is fused.
+class FusingLayer : public Layer {
+ public:
+  using Layer::Layer;
+  void forward(const Tensor& x, Tensor& y, const RunContext&) final { run_forward(x, y, nullptr, nullptr); }
+  void backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx) final {
+    run_backward(x, dy, nullptr, nullptr, dx);
+  }
+  bool fuses_activation() const final { return true; }
+  void forward_fused(const Tensor& x, Tensor& y, const ActivationLayer& act, Tensor& a, const RunContext&) final {
+    run_forward(x, y, &act, &a);
+  }
+  void backward_fused(const Tensor& x, const ActivationLayer& act, const Tensor& a, const Tensor& da, Tensor* dx) final {
+    run_backward(x, da, &act, &a, dx);
+  }
+
+ protected:
+  // y = layer(x), and a = act(y) if act; dy is the gradient w.r.t. y, or w.r.t. a = act(y) if act.
+  virtual void run_forward(const Tensor& x, Tensor& y, const ActivationLayer* act, Tensor* a) = 0;
+  virtual void run_backward(const Tensor& x, const Tensor& dy, const ActivationLayer* act, const Tensor* a, Tensor* dx) = 0;
+};
+
+class Linear : public FusingLayer {
  public:
   explicit Linear(const nlohmann::json& spec);
   Shape output_shape(const Shape& in) const override;
-  void forward(const Tensor& x, Tensor& y, const RunContext& ctx) override;
-  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
   // Decoder weight = encoder weight transposed (the course's tied AE): this layer then owns only its bias.
   void tie_to(Linear* encoder_layer);
   bool tied() const { return tied_ != nullptr; }
   bool has_param_grads() const override { return true; }
-  bool fuses_activation() const override { return true; }
-  void forward_fused(const Tensor& x, Tensor& y, const ActivationLayer& act, Tensor& a, const RunContext& ctx) override;
-  void backward_fused(const Tensor& x, const ActivationLayer& act, const Tensor& a, const Tensor& da, Tensor* dx) override;
   size_t in_features, out_features;
   bool has_bias;
 
  private:
-  void run_forward(const Tensor& x, Tensor& y, const ActivationLayer* act, Tensor* a);
-  void run_backward(const Tensor& x, const Tensor& dy, const ActivationLayer* act, const Tensor* a, Tensor* dx);
+  void run_forward(const Tensor& x, Tensor& y, const ActivationLayer* act, Tensor* a) override;
+  void run_backward(const Tensor& x, const Tensor& dy, const ActivationLayer* act, const Tensor* a, Tensor* dx) override;
   Linear* tied_ = nullptr;
   Tensor dz_;  // fused backward: the gradient w.r.t. y
   const float* weight() const;
@@ -109,21 +127,16 @@ void im2col(const float* img, const ConvGeometry& g, float* col);
 // The adjoint: img[...] += col[...] (img must be zeroed by the caller).
 void col2im(const float* col, const ConvGeometry& g, float* img);
 
-class Conv2d : public Layer {
+class Conv2d : public FusingLayer {
  public:
   explicit Conv2d(const nlohmann::json& spec);
   Shape output_shape(const Shape& in) const override;
-  void forward(const Tensor& x, Tensor& y, const RunContext& ctx) override;
-  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
-  bool fuses_activation() const override { return true; }
-  void forward_fused(const Tensor& x, Tensor& y, const ActivationLayer& act, Tensor& a, const RunContext& ctx) override;
-  void backward_fused(const Tensor& x, const ActivationLayer& act, const Tensor& a, const Tensor& da, Tensor* dx) override;
   size_t in_channels, out_channels, kernel_size, stride, padding;
   bool has_bias;
 
  private:
-  void run_forward(const Tensor& x, Tensor& y, const ActivationLayer* act, Tensor* a);
-  void run_backward(const Tensor& x, const Tensor& dy, const ActivationLayer* act, const Tensor* a, Tensor* dx);
+  void run_forward(const Tensor& x, Tensor& y, const ActivationLayer* act, Tensor* a) override;
+  void run_backward(const Tensor& x, const Tensor& dy, const ActivationLayer* act, const Tensor* a, Tensor* dx) override;
   ConvGeometry geometry(const Shape& in) const;
   std::vector<float> col_, dcol_, dz_;  // dz_: fused backward, one sample's gradient w.r.t. y
   std::vector<float> lanes_;            // stride 1: dW as 16 partial sums per weight over the batch (dot16_lanes)
@@ -131,21 +144,16 @@ class Conv2d : public Layer {
   std::vector<float> pad_, flat_, wpk_;  // direct stride-1 kernels (conv_kernels.hpp)
 };
 
-class ConvTranspose2d : public Layer {
+class ConvTranspose2d : public FusingLayer {
  public:
   explicit ConvTranspose2d(const nlohmann::json& spec);
   Shape output_shape(const Shape& in) const override;
-  void forward(const Tensor& x, Tensor& y, const RunContext& ctx) override;
-  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
-  bool fuses_activation() const override { return true; }
-  void forward_fused(const Tensor& x, Tensor& y, const ActivationLayer& act, Tensor& a, const RunContext& ctx) override;
-  void backward_fused(const Tensor& x, const ActivationLayer& act, const Tensor& a, const Tensor& da, Tensor* dx) override;
   size_t in_channels, out_channels, kernel_size, stride, padding, output_padding;
   bool has_bias;
 
  private:
-  void run_forward(const Tensor& x, Tensor& y, const ActivationLayer* act, Tensor* a);
-  void run_backward(const Tensor& x, const Tensor& dy, const ActivationLayer* act, const Tensor* a, Tensor* dx);
+  void run_forward(const Tensor& x, Tensor& y, const ActivationLayer* act, Tensor* a) override;
+  void run_backward(const Tensor& x, const Tensor& dy, const ActivationLayer* act, const Tensor* a, Tensor* dx) override;
   ConvGeometry geometry(const Shape& in) const;  // image = this layer's output
   std::vector<float> dz_;                        // fused backward: one sample's gradient w.r.t. y
   std::vector<float> lanes_;     // direct paths: dW as 16 partial sums per weight over the batch (dot16_lanes)
