@@ -179,25 +179,18 @@ std::vector<std::vector<float>> bind_parameters(Sequential& s, std::vector<std::
 }
 }  // namespace
 
-// Sequential runs an activation inside the layer before it (forward_fused / backward_fused); every layer's output,
-// every parameter gradient and the input gradient must be exactly those of the layers run one by one.
-TEST_CASE("fused activations give bit for bit the results of the layers run one by one") {
-  const json specs = json::parse(R"([
-    {"type": "Conv2d", "in_channels": 2, "out_channels": 3, "kernel_size": 3, "padding": 1}, {"type": "ReLU"},
-    {"type": "Conv2d", "in_channels": 3, "out_channels": 4, "kernel_size": 3, "stride": 2, "padding": 1},
-    {"type": "LeakyReLU", "negative_slope": 0.1},
-    {"type": "ConvTranspose2d", "in_channels": 4, "out_channels": 3, "kernel_size": 2, "stride": 2}, {"type": "Tanh"},
-    {"type": "ConvTranspose2d", "in_channels": 3, "out_channels": 2, "kernel_size": 3, "padding": 1}, {"type": "Sigmoid"},
-    {"type": "ConvTranspose2d", "in_channels": 2, "out_channels": 2, "kernel_size": 3, "stride": 2, "padding": 1,
-     "output_padding": 1}, {"type": "ReLU"},
-    {"type": "Flatten"}, {"type": "Linear", "in_features": 512, "out_features": 7}, {"type": "ReLU"},
-    {"type": "Linear", "in_features": 7, "out_features": 5}, {"type": "Sigmoid"}
-  ])");
+// Sequential runs an activation inside the layer before it (forward_fused / backward_fused), and a Conv2d -> ReLU ->
+// MaxPool2d trio as one (forward_relu_pool / backward_relu_pool); every layer output it makes, every parameter gradient
+// and the input gradient must be exactly those of the layers run one by one, also when the gradient enters inside a
+// pair or a trio (BCE on logits does).
+static void check_fusion_is_exact(const json& specs, const Shape& input, size_t want_pairs, size_t want_trios,
+                                  std::initializer_list<size_t> cuts) {
   Sequential fused;
   fused.build(specs, "s");
-  size_t pairs = 0;
-  for (size_t i = 0; i < fused.size(); ++i) pairs += fused.is_fused(i);
-  CHECK(pairs == 7);
+  size_t pairs = 0, trios = 0;
+  for (size_t i = 0; i < fused.size(); ++i) pairs += fused.is_fused(i), trios += fused.is_pooled(i);
+  CHECK(pairs == want_pairs);
+  CHECK(trios == want_trios);
   std::vector<std::unique_ptr<Layer>> plain;
   for (const json& spec : specs) plain.push_back(make_layer(spec));
   std::vector<std::vector<float>> fgrads, pgrads;
@@ -210,8 +203,9 @@ TEST_CASE("fused activations give bit for bit the results of the layers run one 
       p.grad = pgrads.back().data();
     }
   Rng rng(6);
-  const Tensor x = random_tensor({3, 2, 8, 8}, rng);
-  for (size_t end : {fused.size(), fused.size() - 1}) {  // the second ends inside a pair (BCE on logits does)
+  const Tensor x = random_tensor(input, rng);
+  for (size_t cut : cuts) {  // the gradient enters after layer fused.size() - 1 - cut
+    const size_t end = fused.size() - cut;
     for (bool need_input_grad : {true, false}) {
       CAPTURE(end);
       CAPTURE(need_input_grad);
@@ -220,7 +214,8 @@ TEST_CASE("fused activations give bit for bit the results of the layers run one 
       std::vector<Tensor> acts(plain.size());
       for (size_t i = 0; i < plain.size(); ++i) {
         plain[i]->forward(i == 0 ? x : acts[i - 1], acts[i], ctx);
-        CHECK((i + 1 < plain.size() ? fused.input_of(i + 1) : fused.output()) == acts[i]);
+        const bool made = !(fused.is_pooled(i) || (i > 0 && fused.is_pooled(i - 1)));  // inside a trio: not made
+        if (made) CHECK((i + 1 < plain.size() ? fused.input_of(i + 1) : fused.output()) == acts[i]);
       }
       const Tensor dy = random_tensor(acts[end - 1].shape(), rng);
       for (auto& g : fgrads) std::fill(g.begin(), g.end(), 0.f);
@@ -233,6 +228,37 @@ TEST_CASE("fused activations give bit for bit the results of the layers run one 
       if (need_input_grad) CHECK(dx == grads[0]);
     }
   }
+}
+
+TEST_CASE("fused activations give bit for bit the results of the layers run one by one") {
+  const json specs = json::parse(R"([
+    {"type": "Conv2d", "in_channels": 2, "out_channels": 3, "kernel_size": 3, "padding": 1}, {"type": "ReLU"},
+    {"type": "Conv2d", "in_channels": 3, "out_channels": 4, "kernel_size": 3, "stride": 2, "padding": 1},
+    {"type": "LeakyReLU", "negative_slope": 0.1},
+    {"type": "ConvTranspose2d", "in_channels": 4, "out_channels": 3, "kernel_size": 2, "stride": 2}, {"type": "Tanh"},
+    {"type": "ConvTranspose2d", "in_channels": 3, "out_channels": 2, "kernel_size": 3, "padding": 1}, {"type": "Sigmoid"},
+    {"type": "ConvTranspose2d", "in_channels": 2, "out_channels": 2, "kernel_size": 3, "stride": 2, "padding": 1,
+     "output_padding": 1}, {"type": "ReLU"},
+    {"type": "Flatten"}, {"type": "Linear", "in_features": 512, "out_features": 7}, {"type": "ReLU"},
+    {"type": "Linear", "in_features": 7, "out_features": 5}, {"type": "Sigmoid"}
+  ])");
+  check_fusion_is_exact(specs, {3, 2, 8, 8}, 7, 0, {0, 1});
+}
+
+TEST_CASE("Conv2d -> ReLU -> MaxPool2d run as one give bit for bit the results of the three layers") {
+  // Odd sizes (the pool drops a row and a column; a plane of 63 values leaves sum16 a tail), 3x3 and 5x5 kernels,
+  // ties (ReLU zeros) and a trio that cannot be grouped (no padding), ending in a trio that the gradient enters at
+  // each of its three layers.
+  const json specs = json::parse(R"([
+    {"type": "Conv2d", "in_channels": 2, "out_channels": 8, "kernel_size": 3, "padding": 1}, {"type": "ReLU"},
+    {"type": "MaxPool2d", "kernel_size": 2},
+    {"type": "Conv2d", "in_channels": 8, "out_channels": 3, "kernel_size": 2, "padding": 1}, {"type": "ReLU"},
+    {"type": "MaxPool2d", "kernel_size": 2},
+    {"type": "Upsample", "scale_factor": 3},
+    {"type": "Conv2d", "in_channels": 3, "out_channels": 4, "kernel_size": 5, "padding": 2}, {"type": "ReLU"},
+    {"type": "MaxPool2d", "kernel_size": 2}
+  ])");
+  check_fusion_is_exact(specs, {5, 2, 9, 7}, 3, 2, {0, 1, 2});
 }
 
 TEST_CASE("preset files are validated with messages that point at the problem") {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <xsimd/xsimd.hpp>
 
 namespace aep {
@@ -65,6 +66,60 @@ void conv_s1_flat(const float* in, size_t Cin, const float* w, size_t Cout, cons
     size_t co = 0;
     for (; co + 4 <= Cout; co += 4) conv_s1_tile<4>(in, Cin, w, Cout, co, g, out, o);
     for (; co < Cout; ++co) conv_s1_tile<1>(in, Cin, w, Cout, co, g, out, o);
+  }
+}
+
+namespace {
+// The first maximum of four values in window order, as selects (the same rule scalar and in vectors).
+template <class F, class I>
+inline void window_max(F v0, F v1, F v2, F v3, F& m, I& at) {
+  m = v0;
+  at = I(0);
+  const F v[3] = {v1, v2, v3};
+  for (int j = 0; j < 3; ++j) {
+    const auto t = v[j] > m || v[j] != v[j];
+    m = xsimd::select(t, v[j], m);
+    at = xsimd::select(xsimd::batch_bool_cast<typename I::value_type>(t), I(j + 1), at);
+  }
+}
+}  // namespace
+
+void max_pool_2x2(const float* plane, size_t stride, size_t PH, size_t PW, float* out, int32_t* where) {
+  // Four windows per step in every build (128-bit vectors): even and odd columns split by shuffles; a row's last step
+  // overlaps the one before instead of leaving a tail (it recomputes the same windows).
+  using F = xsimd::make_sized_batch_t<float, 4>;
+  using I = xsimd::make_sized_batch_t<int32_t, 4>;
+  using A = typename F::arch_type;
+  static_assert(std::is_same<A, typename I::arch_type>::value, "one arch for both");
+  constexpr xsimd::batch_constant<uint32_t, A, 0, 2, 4, 6> even{};
+  constexpr xsimd::batch_constant<uint32_t, A, 1, 3, 5, 7> odd{};
+  for (size_t ph = 0; ph < PH; ++ph) {
+    const float* r0 = plane + 2 * ph * stride;
+    const float* r1 = r0 + stride;
+    float* o = out + ph * PW;
+    int32_t* w = where + ph * PW;
+    if (PW < 4) {
+      for (size_t pw = 0; pw < PW; ++pw) {
+        F m;
+        I at;
+        window_max(F(r0[2 * pw]), F(r0[2 * pw + 1]), F(r1[2 * pw]), F(r1[2 * pw + 1]), m, at);
+        o[pw] = m.get(0);
+        w[pw] = at.get(0);
+      }
+      continue;
+    }
+    for (size_t pw = 0;; pw += 4) {
+      if (pw + 4 > PW) pw = PW - 4;
+      const F a0 = F::load_unaligned(r0 + 2 * pw), a1 = F::load_unaligned(r0 + 2 * pw + 4);
+      const F c0 = F::load_unaligned(r1 + 2 * pw), c1 = F::load_unaligned(r1 + 2 * pw + 4);
+      F m;
+      I at;
+      window_max(xsimd::shuffle(a0, a1, even), xsimd::shuffle(a0, a1, odd), xsimd::shuffle(c0, c1, even),
+                 xsimd::shuffle(c0, c1, odd), m, at);
+      m.store_unaligned(o + pw);
+      at.store_unaligned(w + pw);
+      if (pw + 4 == PW) break;
+    }
   }
 }
 

@@ -3,6 +3,7 @@
 // native and WebAssembly builds give identical results.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 
 namespace aep {
 
@@ -24,6 +25,11 @@ void pad_image(const float* img, size_t C, size_t H, size_t W, size_t pad, const
 // out[co][o] = sum over ci, ki, kj (in that order, from 0) of w[((ci * k + ki) * k + kj) * Cout + co] *
 // in[ci][o + ki * Wp + kj], for o < g.out_plane. in: [Cin][g.in_plane]; out: [Cout][g.out_plane].
 void conv_s1_flat(const float* in, size_t Cin, const float* w, size_t Cout, const FlatConv& g, float* out);
+
+// out[ph][pw] = the first maximum of the 2 x 2 window at row 2 ph, column 2 pw of a plane whose rows lie `stride` floats
+// apart, in the order (0, 0), (0, 1), (1, 0), (1, 1), a NaN replacing any value before it (MaxPool2d's and PyTorch's
+// rule); where[ph][pw] = the maximum's place in the window, row * 2 + column. Reads only inside the windows.
+void max_pool_2x2(const float* plane, size_t stride, size_t PH, size_t PW, float* out, int32_t* where);
 
 // sum a[i] * b[i] for i < n (n a multiple of 16) as 16 interleaved partial sums added up in lane order: the same
 // rounding whatever the SIMD width.

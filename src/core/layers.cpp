@@ -348,9 +348,7 @@ void Conv2d::run_forward(const Tensor& x, Tensor& y, const ActivationLayer* act,
   if (act) ensure_shape(*a, y.shape());
   if (stride == 1) {
     FlatConv f = flat_conv(g.H + 2 * padding, g.W + 2 * padding, kernel_size);
-    wpk_.resize(ckk * out_channels);
-    for (size_t co = 0; co < out_channels; ++co)
-      for (size_t t = 0; t < ckk; ++t) wpk_[t * out_channels + co] = params[0].value[co * ckk + t];
+    pack_weights();
     pad_.resize(in_channels * f.in_plane);
     flat_.resize(out_channels * f.out_plane);
     for (size_t b = 0; b < B; ++b) {
@@ -391,19 +389,25 @@ static void to_flat_grid(const float* img, size_t C, const FlatConv& g, float* d
   }
 }
 
+// img[c][i][j] = src[c][i * g.Wp + j] for i < H, j < W (planes of g.out_plane floats): the valid part of a flat result.
+static void from_flat_grid(const float* src, size_t C, size_t H, size_t W, const FlatConv& g, float* img) {
+  for (size_t c = 0; c < C; ++c)
+    for (size_t i = 0; i < H; ++i) std::memcpy(img + (c * H + i) * W, src + c * g.out_plane + i * g.Wp, W * sizeof(float));
+}
+
 // dW[a][c][ki][kj] += sum over the grid of grid[a][o] * padded[c][o + ki * Wp + kj]: the weight gradient of a
 // stride-1 convolution whose output gradient (Conv2d) or input (ConvTranspose2d) lies on the flat grid. Added into
 // dW_lanes (16 per weight, dot16_lanes), which the caller sums up once per batch.
 // offsets: scratch for the C * k * k shifts of the padded input.
-static void flat_weight_grad(const float* grid, size_t A, const float* padded, size_t C, const FlatConv& g,
-                             float* dW_lanes, std::vector<size_t>& offsets) {
+static void flat_weight_grad(const float* grid, size_t A, size_t grid_stride, const float* padded, size_t C,
+                             const FlatConv& g, float* dW_lanes, std::vector<size_t>& offsets) {
   const size_t k = g.k, ckk = C * k * k;
   offsets.resize(ckk);
   for (size_t c = 0; c < C; ++c)
     for (size_t ki = 0; ki < k; ++ki)
       for (size_t kj = 0; kj < k; ++kj) offsets[(c * k + ki) * k + kj] = c * g.in_plane + ki * g.Wp + kj;
   for (size_t a = 0; a < A; ++a)  // every weight of output a: dots of its grid plane against shifted inputs
-    dot16_lanes(grid + a * g.out_plane, padded, offsets.data(), ckk, g.out_plane, dW_lanes + a * ckk * 16);
+    dot16_lanes(grid + a * grid_stride, padded, offsets.data(), ckk, g.out_plane, dW_lanes + a * ckk * 16);
 }
 
 // dy: the gradient w.r.t. y (fused: w.r.t. a = act(y), taken through act's derivative one sample at a time).
@@ -418,13 +422,7 @@ void Conv2d::run_backward(const Tensor& x, const Tensor& dy, const ActivationLay
     const size_t k = kernel_size, pb = k - 1 - padding;
     FlatConv f = flat_conv(g.H + 2 * padding, g.W + 2 * padding, k);
     FlatConv fb = flat_conv(g.OH + 2 * pb, g.OW + 2 * pb, k);
-    wpk_.resize(ckk * out_channels);
-    for (size_t co = 0; co < out_channels; ++co)
-      for (size_t ci = 0; ci < in_channels; ++ci)
-        for (size_t q = 0; q < k; ++q)
-          for (size_t r = 0; r < k; ++r)
-            wpk_[((co * k + q) * k + r) * in_channels + ci] =
-                params[0].value[((co * in_channels + ci) * k + (k - 1 - q)) * k + (k - 1 - r)];
+    pack_flipped();
     pad_.resize(std::max(in_channels * f.in_plane, out_channels * fb.in_plane));
     flat_.resize(std::max(out_channels * f.out_plane, in_channels * fb.out_plane));
     lanes_.assign(params[0].numel() * 16, 0.f);
@@ -433,15 +431,14 @@ void Conv2d::run_backward(const Tensor& x, const Tensor& dy, const ActivationLay
       if (dx) {
         pad_image(dyb, out_channels, g.OH, g.OW, pb, fb, pad_.data());
         conv_s1_flat(pad_.data(), out_channels, wpk_.data(), in_channels, fb, flat_.data());
-        float* dxb = sample(*dx, b);
-        for (size_t ci = 0; ci < in_channels; ++ci)
-          for (size_t i = 0; i < g.H; ++i)
-            std::memcpy(dxb + (ci * g.H + i) * g.W, flat_.data() + ci * fb.out_plane + i * fb.Wp, g.W * sizeof(float));
+        from_flat_grid(flat_.data(), in_channels, g.H, g.W, fb, sample(*dx, b));
       }
       pad_image(sample(x, b), in_channels, g.H, g.W, padding, f, pad_.data());
       to_flat_grid(dyb, out_channels, f, flat_.data());
-      flat_weight_grad(flat_.data(), out_channels, pad_.data(), in_channels, f, lanes_.data(), offsets_);
-      if (has_bias) accumulate_channel_sums(dyb, params[1].grad, 1, out_channels, plane);
+      flat_weight_grad(flat_.data(), out_channels, f.out_plane, pad_.data(), in_channels, f, lanes_.data(), offsets_);
+      // The bias gradient sums the same grid (zeros past each row add nothing), so forward_relu_pool's matches it.
+      if (has_bias)
+        for (size_t co = 0; co < out_channels; ++co) params[1].grad[co] += sum16(flat_.data() + co * f.out_plane, f.out_plane);
     }
     add_lanes(lanes_.data(), params[0].numel(), params[0].grad);
     return;
@@ -460,6 +457,104 @@ void Conv2d::run_backward(const Tensor& x, const Tensor& dy, const ActivationLay
     gemm(true, false, ckk, plane, out_channels, 1.f, params[0].value, ckk, dyb, plane, 0.f, dcol_.data(), plane);
     col2im(dcol_.data(), g, sample(*dx, b));
   }
+}
+
+void Conv2d::pack_weights() {
+  const size_t ckk = in_channels * kernel_size * kernel_size;
+  wpk_.resize(ckk * out_channels);
+  for (size_t co = 0; co < out_channels; ++co)
+    for (size_t t = 0; t < ckk; ++t) wpk_[t * out_channels + co] = params[0].value[co * ckk + t];
+}
+
+void Conv2d::pack_flipped() {
+  const size_t k = kernel_size;
+  wpk_.resize(in_channels * k * k * out_channels);
+  for (size_t co = 0; co < out_channels; ++co)
+    for (size_t ci = 0; ci < in_channels; ++ci)
+      for (size_t q = 0; q < k; ++q)
+        for (size_t r = 0; r < k; ++r)
+          wpk_[((co * k + q) * k + r) * in_channels + ci] =
+              params[0].value[((co * in_channels + ci) * k + (k - 1 - q)) * k + (k - 1 - r)];
+}
+
+bool Conv2d::fuses_relu_pool(const ActivationLayer& act, const MaxPool2d& pool) const {
+  // "Same" padding makes the padded output gradient (for dx) and the flat grid (for dW) one buffer.
+  return stride == 1 && 2 * padding + 1 == kernel_size && act.kind == Activation::ReLU && pool.kernel_size == 2 &&
+         pool.stride == 2;
+}
+
+
+void Conv2d::forward_relu_pool(const Tensor& x, const ActivationLayer& act, Tensor& out) {
+  const Shape& in = x.shape();
+  ConvGeometry g = geometry(in);
+  const size_t B = in[0], PH = g.OH / 2, PW = g.OW / 2, pooled = out_channels * PH * PW;
+  ensure_shape(out, {B, out_channels, PH, PW});
+  FlatConv f = flat_conv(g.H + 2 * padding, g.W + 2 * padding, kernel_size);
+  pack_weights();
+  padx_.resize(B * in_channels * f.in_plane);
+  flat_.resize(out_channels * f.out_plane);
+  where_.resize(B * pooled);
+  for (size_t b = 0; b < B; ++b) {
+    float* px = padx_.data() + b * in_channels * f.in_plane;
+    pad_image(sample(x, b), in_channels, g.H, g.W, padding, f, px);
+    conv_s1_flat(px, in_channels, wpk_.data(), out_channels, f, flat_.data());
+    for (size_t co = 0; co < out_channels; ++co) {
+      float* y = flat_.data() + co * f.out_plane;  // the whole flat plane: the columns past OW are never pooled
+      if (has_bias) {
+        const float bias = params[1].value[co];
+        for (size_t i = 0; i < f.out_plane; ++i) y[i] = y[i] + bias;
+      }
+      act.apply(y, y, f.out_plane);
+      max_pool_2x2(y, f.Wp, PH, PW, sample(out, b) + co * PH * PW, where_.data() + b * pooled + co * PH * PW);
+    }
+  }
+}
+
+// The convolution's output gradient is the pooled gradient at each window's maximum where the ReLU passed it (the
+// maximum > 0), zero elsewhere. It is written into the padded plane the dx convolution reads, which, shifted by
+// padding * (Wp + 1), is also the flat grid of the weight and bias gradients. Only the maxima are written, and cleared
+// after each sample: the rest of the buffer stays zero.
+void Conv2d::backward_relu_pool(const Tensor& x, const Tensor& out, const Tensor& dout, Tensor* dx) {
+  const Shape& in = x.shape();
+  ConvGeometry g = geometry(in);
+  const size_t B = in[0], PH = g.OH / 2, PW = g.OW / 2, pooled = out_channels * PH * PW;
+  FlatConv f = flat_conv(g.H + 2 * padding, g.W + 2 * padding, kernel_size);
+  const size_t shift = padding * f.Wp + padding;
+  if (dx) {
+    ensure_shape(*dx, in);
+    pack_flipped();
+  }
+  pad_.assign(out_channels * f.in_plane, 0.f);
+  flat_.resize(in_channels * f.out_plane);
+  lanes_.assign(params[0].numel() * 16, 0.f);
+  const size_t step[4] = {0, 1, f.Wp, f.Wp + 1};  // a window's places in the padded plane
+  for (size_t b = 0; b < B; ++b) {
+    const float* ob = sample(out, b);
+    const float* gb = sample(dout, b);
+    const int32_t* wb = where_.data() + b * pooled;
+    for (size_t co = 0; co < out_channels; ++co) {
+      float* d = pad_.data() + co * f.in_plane + shift;
+      const size_t o0 = co * PH * PW;
+      for (size_t ph = 0; ph < PH; ++ph)
+        for (size_t pw = 0; pw < PW; ++pw) {
+          const size_t o = o0 + ph * PW + pw;
+          d[2 * ph * f.Wp + 2 * pw + step[wb[o]]] = ob[o] > 0.f ? 0.f + gb[o] : 0.f;  // MaxPool's 0 + g, ReLU's select
+        }
+      if (has_bias) params[1].grad[co] += sum16(d, f.out_plane);  // as the unpooled path: over the flat grid
+    }
+    if (dx) {
+      conv_s1_flat(pad_.data(), out_channels, wpk_.data(), in_channels, f, flat_.data());
+      from_flat_grid(flat_.data(), in_channels, g.H, g.W, f, sample(*dx, b));
+    }
+    flat_weight_grad(pad_.data() + shift, out_channels, f.in_plane, padx_.data() + b * in_channels * f.in_plane,
+                     in_channels, f, lanes_.data(), offsets_);
+    for (size_t co = 0; co < out_channels; ++co) {
+      float* d = pad_.data() + co * f.in_plane + shift;
+      for (size_t ph = 0; ph < PH; ++ph)
+        for (size_t pw = 0; pw < PW; ++pw) d[2 * ph * f.Wp + 2 * pw + step[wb[(co * PH + ph) * PW + pw]]] = 0.f;
+    }
+  }
+  add_lanes(lanes_.data(), params[0].numel(), params[0].grad);
 }
 
 // ------------------------------------------------------------------------------------- ConvTranspose2d
@@ -604,7 +699,7 @@ void ConvTranspose2d::run_backward(const Tensor& x, const Tensor& dy, const Acti
                         in[3] * sizeof(float));
       }
       to_flat_grid(sample(x, b), in_channels, f, flat_.data());
-      flat_weight_grad(flat_.data(), in_channels, pad_.data(), out_channels, f, lanes_.data(), offsets_);
+      flat_weight_grad(flat_.data(), in_channels, f.out_plane, pad_.data(), out_channels, f, lanes_.data(), offsets_);
     }
     add_lanes(lanes_.data(), params[0].numel(), params[0].grad);
     return;
@@ -965,11 +1060,19 @@ void ActivationLayer::apply(const float* in, float* out, size_t n) const {
   constexpr size_t W = batch::size;
   const size_t nv = n - n % W;
   switch (kind) {
-    case Activation::ReLU:
-      for (size_t i = 0; i < n; ++i) out[i] = in[i] > 0.f ? in[i] : 0.f;
+    case Activation::ReLU:  // explicit selects: clang leaves `in > 0 ? in : 0` scalar in WebAssembly (see gradient)
+      for (size_t i = 0; i < nv; i += W) {
+        const batch v = batch::load_unaligned(in + i);
+        xsimd::select(v > batch(0.f), v, batch(0.f)).store_unaligned(out + i);
+      }
+      for (size_t i = nv; i < n; ++i) out[i] = in[i] > 0.f ? in[i] : 0.f;
       break;
     case Activation::LeakyReLU:
-      for (size_t i = 0; i < n; ++i) out[i] = in[i] > 0.f ? in[i] : in[i] * negative_slope;
+      for (size_t i = 0; i < nv; i += W) {
+        const batch v = batch::load_unaligned(in + i);
+        xsimd::select(v > batch(0.f), v, v * batch(negative_slope)).store_unaligned(out + i);
+      }
+      for (size_t i = nv; i < n; ++i) out[i] = in[i] > 0.f ? in[i] : in[i] * negative_slope;
       break;
     case Activation::Sigmoid:
       for (size_t i = 0; i < nv; i += W) sigmoid_f32(batch::load_unaligned(in + i)).store_unaligned(out + i);

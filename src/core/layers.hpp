@@ -127,12 +127,24 @@ void im2col(const float* img, const ConvGeometry& g, float* col);
 // The adjoint: img[...] += col[...] (img must be zeroed by the caller).
 void col2im(const float* col, const ConvGeometry& g, float* img);
 
+class MaxPool2d;
+
 class Conv2d : public FusingLayer {
  public:
   explicit Conv2d(const nlohmann::json& spec);
   Shape output_shape(const Shape& in) const override;
   size_t in_channels, out_channels, kernel_size, stride, padding;
   bool has_bias;
+
+  // Conv2d (stride 1, "same" padding) -> ReLU -> MaxPool2d(2, stride 2) run as one (Sequential groups them): the
+  // window maxima are taken from the convolution's output while it is in cache, and backward builds the gradient of
+  // the convolution's output straight from the pooled gradient, so neither the convolution's nor the ReLU's output is
+  // ever written out. Results are exactly those of the three layers run one after the other (PyTorch's first-maximum
+  // rule included). backward_relu_pool takes the output of the last forward_relu_pool and uses the
+  // padded inputs and window positions it kept, the way MaxPool2d keeps its argmax.
+  bool fuses_relu_pool(const ActivationLayer& act, const MaxPool2d& pool) const;
+  void forward_relu_pool(const Tensor& x, const ActivationLayer& act, Tensor& out);
+  void backward_relu_pool(const Tensor& x, const Tensor& out, const Tensor& dout, Tensor* dx);
 
  private:
   void run_forward(const Tensor& x, Tensor& y, const ActivationLayer* act, Tensor* a) override;
@@ -142,6 +154,10 @@ class Conv2d : public FusingLayer {
   std::vector<float> lanes_;            // stride 1: dW as 16 partial sums per weight over the batch (dot16_lanes)
   std::vector<size_t> offsets_;         // and the input shift of each weight's dot
   std::vector<float> pad_, flat_, wpk_;  // direct stride-1 kernels (conv_kernels.hpp)
+  std::vector<float> padx_;              // relu_pool: every sample's padded input, kept for backward
+  std::vector<int32_t> where_;           // relu_pool: each maximum's place in its window, row * 2 + column
+  void pack_weights();                   // wpk_ = W as [Cin * k * k][Cout]: the forward stride-1 convolution
+  void pack_flipped();                   // wpk_ = W flipped, [Cout * k * k][Cin]: dx as a stride-1 convolution
 };
 
 class ConvTranspose2d : public FusingLayer {

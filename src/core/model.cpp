@@ -26,6 +26,12 @@ void Sequential::build(const json& specs, const std::string& pfx) {
   for (size_t i = 0; i + 1 < layers.size(); ++i)
     if (layers[i]->fuses_activation())
       fused_[i] = dynamic_cast<const ActivationLayer*>(layers[i + 1].get());
+  pooled_.assign(layers.size(), nullptr);
+  for (size_t i = 0; i + 2 < layers.size(); ++i) {
+    auto* conv = dynamic_cast<Conv2d*>(layers[i].get());
+    auto* pool = dynamic_cast<const MaxPool2d*>(layers[i + 2].get());
+    if (conv && fused_[i] && pool && conv->fuses_relu_pool(*fused_[i], *pool)) pooled_[i] = conv;
+  }
 }
 
 Shape Sequential::infer(const Shape& in, uint64_t* activations) const {
@@ -51,7 +57,10 @@ Shape Sequential::infer(const Shape& in, uint64_t* activations) const {
 const Tensor& Sequential::forward(const Tensor& x, const RunContext& ctx) {
   input_ = &x;
   for (size_t i = 0; i < layers.size(); ++i) {
-    if (fused_[i]) {  // layer i + 1 is the activation layer i applies
+    if (pooled_[i]) {  // layers i + 1 and i + 2 (ReLU, MaxPool2d) run inside layer i
+      pooled_[i]->forward_relu_pool(input_of(i), *fused_[i], acts_[i + 2]);
+      i += 2;
+    } else if (fused_[i]) {  // layer i + 1 is the activation layer i applies
       layers[i]->forward_fused(input_of(i), acts_[i], *fused_[i], acts_[i + 1], ctx);
       ++i;
     } else {
@@ -71,12 +80,18 @@ const Tensor& Sequential::backward(const Tensor& dy, size_t end, bool need_input
     if (layers[i]->has_param_grads()) first_params = i;
   for (size_t i = end; i-- > 0;) {
     const Tensor& g = i + 1 == end ? dy : grads_[i + 1];
-    const bool pair = i > 0 && fused_[i - 1];  // layer i is the activation fused into layer i - 1
-    const size_t l = pair ? i - 1 : i;
+    const bool trio = i > 1 && pooled_[i - 2];  // layer i is the MaxPool2d run by layer i - 2
+    const bool pair = !trio && i > 0 && fused_[i - 1];  // layer i is the activation fused into layer i - 1
+    const size_t l = trio ? i - 2 : pair ? i - 1 : i;
     const bool need_dx = need_input_grad || l > first_params;
     if (!need_dx && !layers[l]->has_param_grads()) break;
     Tensor* dx = need_dx ? &grads_[l] : nullptr;
-    if (pair)
+    if (trio) {
+      pooled_[l]->backward_relu_pool(input_of(l), acts_[i], g, dx);
+    } else if (pair && pooled_[l]) {  // `end` cuts a trio after its ReLU, whose output the forward did not make
+      layers[l]->forward_fused(input_of(l), acts_[l], *fused_[l], acts_[i], RunContext{});
+      layers[l]->backward_fused(input_of(l), *fused_[l], acts_[i], g, dx);
+    } else if (pair)
       layers[l]->backward_fused(input_of(l), *fused_[l], acts_[i], g, dx);
     else
       layers[i]->backward(input_of(i), acts_[i], g, dx);

@@ -27,6 +27,9 @@ class Sequential {
   const Tensor& input_of(size_t i) const { return i == 0 ? *input_ : acts_[i - 1]; }
   size_t size() const { return layers.size(); }
   bool is_fused(size_t i) const { return fused_[i] != nullptr; }  // layer i applies the activation i + 1
+  // Layer i runs layers i + 1 (ReLU) and i + 2 (MaxPool2d) too (Conv2d::forward_relu_pool): input_of(i + 1) and
+  // input_of(i + 2), the convolution's and the ReLU's outputs, are then not made.
+  bool is_pooled(size_t i) const { return pooled_[i] != nullptr; }
   std::vector<std::unique_ptr<Layer>> layers;
   std::string prefix;
 
@@ -34,6 +37,7 @@ class Sequential {
   const Tensor* input_ = nullptr;
   std::vector<Tensor> acts_, grads_;  // grads_[i]: d input of layer i (not made for an activation fused into i - 1)
   std::vector<const ActivationLayer*> fused_;  // fused_[i]: layer i + 1, when layer i applies it (forward_fused)
+  std::vector<Conv2d*> pooled_;  // pooled_[i]: layer i when it also runs the ReLU and MaxPool2d after it
 };
 
 // For layer lists edited by hand (a layer added, removed or resized): sets each layer's input-size arguments
