@@ -53,12 +53,44 @@ FlatConv flat_conv(size_t Hp, size_t Wp, size_t k) {
   return g;
 }
 
+namespace {
+// Short rows copied and planes cleared with vectors: in WebAssembly memcpy and memset are calls (and JavaScript's
+// copyWithin from 512 bytes), a large share of a step that moves rows of 7 to 30 floats.
+inline void copy_row(const float* src, size_t n, float* dst) {
+  size_t i = 0;
+  for (; i + W <= n; i += W) batch::load_unaligned(src + i).store_unaligned(dst + i);
+  for (; i < n; ++i) dst[i] = src[i];
+}
+inline void zero(float* dst, size_t n) {
+  size_t i = 0;
+  for (; i + W <= n; i += W) batch(0.f).store_unaligned(dst + i);
+  for (; i < n; ++i) dst[i] = 0.f;
+}
+}  // namespace
+
 void pad_image(const float* img, size_t C, size_t H, size_t Wd, size_t pad, const FlatConv& g, float* dst) {
   for (size_t c = 0; c < C; ++c) {
     float* d = dst + c * g.in_plane;
-    std::fill(d, d + g.in_plane, 0.f);
-    for (size_t i = 0; i < H; ++i) std::memcpy(d + (i + pad) * g.Wp + pad, img + (c * H + i) * Wd, Wd * sizeof(float));
+    zero(d, g.in_plane);
+    if (pad == 0 && Wd == g.Wp) {
+      copy_row(img + c * H * Wd, H * Wd, d);
+      continue;
+    }
+    for (size_t i = 0; i < H; ++i) copy_row(img + (c * H + i) * Wd, Wd, d + (i + pad) * g.Wp + pad);
   }
+}
+
+void to_flat_grid(const float* img, size_t C, const FlatConv& g, float* dst) {
+  for (size_t c = 0; c < C; ++c) {
+    float* d = dst + c * g.out_plane;
+    zero(d, g.out_plane);
+    for (size_t i = 0; i < g.OH; ++i) copy_row(img + (c * g.OH + i) * g.OW, g.OW, d + i * g.Wp);
+  }
+}
+
+void from_flat_grid(const float* src, size_t C, size_t H, size_t Wd, const FlatConv& g, float* img) {
+  for (size_t c = 0; c < C; ++c)
+    for (size_t i = 0; i < H; ++i) copy_row(src + c * g.out_plane + i * g.Wp, Wd, img + (c * H + i) * Wd);
 }
 
 void conv_s1_flat(const float* in, size_t Cin, const float* w, size_t Cout, const FlatConv& g, float* out) {
@@ -118,6 +150,77 @@ void max_pool_2x2(const float* plane, size_t stride, size_t PH, size_t PW, float
                  xsimd::shuffle(c0, c1, odd), m, at);
       m.store_unaligned(o + pw);
       at.store_unaligned(w + pw);
+      if (pw + 4 == PW) break;
+    }
+  }
+}
+
+// Four pairs per step (128-bit vectors in every build); the last step overlaps the one before instead of a tail.
+void interleave2(const float* even, const float* odd, size_t n, float add, float* out) {
+  using F = xsimd::make_sized_batch_t<float, 4>;
+  if (n < 4) {
+    for (size_t j = 0; j < n; ++j) out[2 * j] = even[j] + add, out[2 * j + 1] = odd[j] + add;
+    return;
+  }
+  const F a(add);
+  for (size_t j = 0;; j += 4) {
+    if (j + 4 > n) j = n - 4;
+    const F e = F::load_unaligned(even + j) + a, o = F::load_unaligned(odd + j) + a;
+    xsimd::zip_lo(e, o).store_unaligned(out + 2 * j);
+    xsimd::zip_hi(e, o).store_unaligned(out + 2 * j + 4);
+    if (j + 4 == n) break;
+  }
+}
+
+void deinterleave2(const float* in, size_t n, float* even, float* odd) {
+  using F = xsimd::make_sized_batch_t<float, 4>;
+  using A = typename F::arch_type;
+  if (n < 4) {
+    for (size_t j = 0; j < n; ++j) even[j] = in[2 * j], odd[j] = in[2 * j + 1];
+    return;
+  }
+  constexpr xsimd::batch_constant<uint32_t, A, 0, 2, 4, 6> evens{};
+  constexpr xsimd::batch_constant<uint32_t, A, 1, 3, 5, 7> odds{};
+  for (size_t j = 0;; j += 4) {
+    if (j + 4 > n) j = n - 4;
+    const F a = F::load_unaligned(in + 2 * j), b = F::load_unaligned(in + 2 * j + 4);
+    xsimd::shuffle(a, b, evens).store_unaligned(even + j);
+    xsimd::shuffle(a, b, odds).store_unaligned(odd + j);
+    if (j + 4 == n) break;
+  }
+}
+
+void relu_max_unpool_2x2(const float* pooled, const float* grad, const int32_t* where, size_t PH, size_t PW,
+                         float* plane, size_t stride) {
+  using F = xsimd::make_sized_batch_t<float, 4>;
+  using I = xsimd::make_sized_batch_t<int32_t, 4>;
+  for (size_t ph = 0; ph < PH; ++ph) {
+    const float* m = pooled + ph * PW;
+    const float* g = grad + ph * PW;
+    const int32_t* at = where + ph * PW;
+    float* r0 = plane + 2 * ph * stride;
+    float* r1 = r0 + stride;
+    if (PW < 4) {
+      for (size_t pw = 0; pw < PW; ++pw) {
+        const float v = m[pw] > 0.f ? 0.f + g[pw] : 0.f;
+        r0[2 * pw] = at[pw] == 0 ? v : 0.f;
+        r0[2 * pw + 1] = at[pw] == 1 ? v : 0.f;
+        r1[2 * pw] = at[pw] == 2 ? v : 0.f;
+        r1[2 * pw + 1] = at[pw] == 3 ? v : 0.f;
+      }
+      continue;
+    }
+    const F zero(0.f);
+    for (size_t pw = 0;; pw += 4) {  // the last step overlaps the one before (same values)
+      if (pw + 4 > PW) pw = PW - 4;
+      const F v = xsimd::select(F::load_unaligned(m + pw) > zero, F::load_unaligned(g + pw) + zero, zero);
+      const I a = I::load_unaligned(at + pw);
+      auto place = [&](int32_t k) { return xsimd::select(xsimd::batch_bool_cast<float>(a == I(k)), v, zero); };
+      const F p0 = place(0), p1 = place(1), p2 = place(2), p3 = place(3);
+      xsimd::zip_lo(p0, p1).store_unaligned(r0 + 2 * pw);
+      xsimd::zip_hi(p0, p1).store_unaligned(r0 + 2 * pw + 4);
+      xsimd::zip_lo(p2, p3).store_unaligned(r1 + 2 * pw);
+      xsimd::zip_hi(p2, p3).store_unaligned(r1 + 2 * pw + 4);
       if (pw + 4 == PW) break;
     }
   }
@@ -197,11 +300,5 @@ float sum16(const float* x, size_t n) {
   return s;
 }
 
-void axpy(float s, const float* x, float* y, size_t n) {
-  const size_t nv = n - n % W;
-  batch vs(s);
-  for (size_t i = 0; i < nv; i += W) (batch::load_unaligned(y + i) + vs * batch::load_unaligned(x + i)).store_unaligned(y + i);
-  for (size_t i = nv; i < n; ++i) y[i] += s * x[i];
-}
 
 }  // namespace aep

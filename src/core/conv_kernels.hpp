@@ -22,6 +22,11 @@ FlatConv flat_conv(size_t Hp, size_t Wp, size_t k);
 // dst[c][(i + pad) * Wp + j + pad] = img[c][i][j], zero elsewhere; dst holds C planes of g.in_plane floats.
 void pad_image(const float* img, size_t C, size_t H, size_t W, size_t pad, const FlatConv& g, float* dst);
 
+// dst[c][i * g.Wp + j] = img[c][i][j] for i < g.OH, j < g.OW; zero elsewhere (planes of g.out_plane floats).
+void to_flat_grid(const float* img, size_t C, const FlatConv& g, float* dst);
+// img[c][i][j] = src[c][i * g.Wp + j] for i < H, j < W (planes of g.out_plane floats): the valid part of a flat result.
+void from_flat_grid(const float* src, size_t C, size_t H, size_t W, const FlatConv& g, float* img);
+
 // out[co][o] = sum over ci, ki, kj (in that order, from 0) of w[((ci * k + ki) * k + kj) * Cout + co] *
 // in[ci][o + ki * Wp + kj], for o < g.out_plane. in: [Cin][g.in_plane]; out: [Cout][g.out_plane].
 void conv_s1_flat(const float* in, size_t Cin, const float* w, size_t Cout, const FlatConv& g, float* out);
@@ -30,6 +35,17 @@ void conv_s1_flat(const float* in, size_t Cin, const float* w, size_t Cout, cons
 // apart, in the order (0, 0), (0, 1), (1, 0), (1, 1), a NaN replacing any value before it (MaxPool2d's and PyTorch's
 // rule); where[ph][pw] = the maximum's place in the window, row * 2 + column. Reads only inside the windows.
 void max_pool_2x2(const float* plane, size_t stride, size_t PH, size_t PW, float* out, int32_t* where);
+
+// Rows of two taps woven together and apart (ConvTranspose2d with kernel 2, stride 2): out[2 j] = even[j] + add,
+// out[2 j + 1] = odd[j] + add for j < n; and the inverse even[j] = in[2 j], odd[j] = in[2 j + 1].
+void interleave2(const float* even, const float* odd, size_t n, float add, float* out);
+void deinterleave2(const float* in, size_t n, float* even, float* odd);
+
+// The gradient of ReLU -> MaxPool2d(2, 2) at the ReLU's input, as max_pool_2x2 left it: each window's place `where`
+// gets (pooled > 0 ? 0 + grad : 0) (MaxPool2d's 0 + g, then the ReLU's select), its other three places 0. Writes
+// every place of every window (rows `stride` apart), nothing outside them.
+void relu_max_unpool_2x2(const float* pooled, const float* grad, const int32_t* where, size_t PH, size_t PW,
+                         float* plane, size_t stride);
 
 // sum a[i] * b[i] for i < n (n a multiple of 16) as 16 interleaved partial sums added up in lane order: the same
 // rounding whatever the SIMD width.
@@ -48,7 +64,5 @@ void add_lanes(const float* lanes, size_t count, float* out);
 // then the rest in order. The same rounding whatever the SIMD width.
 float sum16(const float* x, size_t n);
 
-// y[i] += s * x[i]
-void axpy(float s, const float* x, float* y, size_t n);
 
 }  // namespace aep

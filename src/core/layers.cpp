@@ -380,21 +380,6 @@ void Conv2d::run_forward(const Tensor& x, Tensor& y, const ActivationLayer* act,
   if (act) act->apply(y.data(), a->data(), y.size());
 }
 
-// dst[c][i * g.Wp + j] = img[c][i][j] for i < g.OH, j < g.OW; zero elsewhere (planes of g.out_plane floats).
-static void to_flat_grid(const float* img, size_t C, const FlatConv& g, float* dst) {
-  for (size_t c = 0; c < C; ++c) {
-    float* d = dst + c * g.out_plane;
-    std::fill(d, d + g.out_plane, 0.f);
-    for (size_t i = 0; i < g.OH; ++i) std::memcpy(d + i * g.Wp, img + (c * g.OH + i) * g.OW, g.OW * sizeof(float));
-  }
-}
-
-// img[c][i][j] = src[c][i * g.Wp + j] for i < H, j < W (planes of g.out_plane floats): the valid part of a flat result.
-static void from_flat_grid(const float* src, size_t C, size_t H, size_t W, const FlatConv& g, float* img) {
-  for (size_t c = 0; c < C; ++c)
-    for (size_t i = 0; i < H; ++i) std::memcpy(img + (c * H + i) * W, src + c * g.out_plane + i * g.Wp, W * sizeof(float));
-}
-
 // dW[a][c][ki][kj] += sum over the grid of grid[a][o] * padded[c][o + ki * Wp + kj]: the weight gradient of a
 // stride-1 convolution whose output gradient (Conv2d) or input (ConvTranspose2d) lies on the flat grid. Added into
 // dW_lanes (16 per weight, dot16_lanes), which the caller sums up once per batch.
@@ -512,8 +497,8 @@ void Conv2d::forward_relu_pool(const Tensor& x, const ActivationLayer& act, Tens
 
 // The convolution's output gradient is the pooled gradient at each window's maximum where the ReLU passed it (the
 // maximum > 0), zero elsewhere. It is written into the padded plane the dx convolution reads, which, shifted by
-// padding * (Wp + 1), is also the flat grid of the weight and bias gradients. Only the maxima are written, and cleared
-// after each sample: the rest of the buffer stays zero.
+// padding * (Wp + 1), is also the flat grid of the weight and bias gradients. Each sample writes all places of all
+// windows; the rest of the buffer (borders, a last odd row or column) stays zero.
 void Conv2d::backward_relu_pool(const Tensor& x, const Tensor& out, const Tensor& dout, Tensor* dx) {
   const Shape& in = x.shape();
   ConvGeometry g = geometry(in);
@@ -527,19 +512,11 @@ void Conv2d::backward_relu_pool(const Tensor& x, const Tensor& out, const Tensor
   pad_.assign(out_channels * f.in_plane, 0.f);
   flat_.resize(in_channels * f.out_plane);
   lanes_.assign(params[0].numel() * 16, 0.f);
-  const size_t step[4] = {0, 1, f.Wp, f.Wp + 1};  // a window's places in the padded plane
   for (size_t b = 0; b < B; ++b) {
-    const float* ob = sample(out, b);
-    const float* gb = sample(dout, b);
-    const int32_t* wb = where_.data() + b * pooled;
     for (size_t co = 0; co < out_channels; ++co) {
       float* d = pad_.data() + co * f.in_plane + shift;
-      const size_t o0 = co * PH * PW;
-      for (size_t ph = 0; ph < PH; ++ph)
-        for (size_t pw = 0; pw < PW; ++pw) {
-          const size_t o = o0 + ph * PW + pw;
-          d[2 * ph * f.Wp + 2 * pw + step[wb[o]]] = ob[o] > 0.f ? 0.f + gb[o] : 0.f;  // MaxPool's 0 + g, ReLU's select
-        }
+      const size_t o = b * pooled + co * PH * PW;
+      relu_max_unpool_2x2(out.data() + o, dout.data() + o, where_.data() + o, PH, PW, d, f.Wp);
       if (has_bias) params[1].grad[co] += sum16(d, f.out_plane);  // as the unpooled path: over the flat grid
     }
     if (dx) {
@@ -548,11 +525,6 @@ void Conv2d::backward_relu_pool(const Tensor& x, const Tensor& out, const Tensor
     }
     flat_weight_grad(pad_.data() + shift, out_channels, f.in_plane, padx_.data() + b * in_channels * f.in_plane,
                      in_channels, f, lanes_.data(), offsets_);
-    for (size_t co = 0; co < out_channels; ++co) {
-      float* d = pad_.data() + co * f.in_plane + shift;
-      for (size_t ph = 0; ph < PH; ++ph)
-        for (size_t pw = 0; pw < PW; ++pw) d[2 * ph * f.Wp + 2 * pw + step[wb[(co * PH + ph) * PW + pw]]] = 0.f;
-    }
   }
   add_lanes(lanes_.data(), params[0].numel(), params[0].grad);
 }
@@ -633,26 +605,31 @@ void ConvTranspose2d::run_forward(const Tensor& x, Tensor& y, const ActivationLa
     return;
   }
   if (direct()) {
-    // kernel_size == stride: windows do not overlap. col[tap][ij] = sum over ci (in order) of W[ci][tap] * x[ci][ij],
-    // then each output pixel is one col entry (+ bias): y[co][i * k + a][j * k + c] = col[(co, a, c)][i * W + j].
-    const size_t k = kernel_size, IW = in[3];
-    col_.resize(okk * hw);
+    // kernel_size == stride: windows do not overlap, and the layer is a 1x1 convolution from the input planes to one
+    // plane per (co, a, c) tap (W as stored, [Cin][Cout * k * k], is that kernel's packing), then each output pixel is
+    // one tap value (+ bias): y[co][i * k + a][j * k + c] = col[(co, a, c)][i * W + j]. Sums over ci in order from 0.
+    const size_t k = kernel_size, IH = in[2], IW = in[3];
+    FlatConv f = flat_conv(IH, IW, 1);
+    xs_.resize(in_channels * f.in_plane);
+    col_.resize(okk * f.out_plane);
     for (size_t b = 0; b < B; ++b) {
-      const float* xb = sample(x, b);
-      std::fill(col_.begin(), col_.end(), 0.f);
-      for (size_t t = 0; t < okk; ++t)
-        for (size_t ci = 0; ci < in_channels; ++ci) axpy(params[0].value[ci * okk + t], xb + ci * hw, col_.data() + t * hw, hw);
+      pad_image(sample(x, b), in_channels, IH, IW, 0, f, xs_.data());
+      conv_s1_flat(xs_.data(), in_channels, params[0].value, okk, f, col_.data());
       float* yb = sample(y, b);
       for (size_t co = 0; co < out_channels; ++co) {
-        float bias = has_bias ? params[1].value[co] : 0.f;
-        for (size_t a = 0; a < k; ++a)
-          for (size_t c = 0; c < k; ++c) {
-            const float* src = col_.data() + ((co * k + a) * k + c) * hw;
-            for (size_t i = 0; i < in[2]; ++i) {
-              float* dst = yb + (co * g.H + i * k + a) * g.W + c;
-              for (size_t j = 0; j < IW; ++j) dst[j * k] = src[i * IW + j] + bias;
+        const float bias = has_bias ? params[1].value[co] : 0.f;
+        for (size_t a = 0; a < k; ++a) {
+          const float* src = col_.data() + (co * k + a) * k * f.out_plane;
+          for (size_t i = 0; i < IH; ++i) {
+            float* dst = yb + (co * g.H + i * k + a) * g.W;
+            if (k == 2) {
+              interleave2(src + i * IW, src + f.out_plane + i * IW, IW, bias, dst);
+              continue;
             }
+            for (size_t c = 0; c < k; ++c)
+              for (size_t j = 0; j < IW; ++j) dst[j * k + c] = src[c * f.out_plane + i * IW + j] + bias;
           }
+        }
       }
       if (act) act->apply(yb, sample(*act_out, b), out_per_sample);
     }
@@ -705,36 +682,44 @@ void ConvTranspose2d::run_backward(const Tensor& x, const Tensor& dy, const Acti
     return;
   }
   if (direct()) {
-    // Gather dy into per-tap planes (zero-padded to a multiple of 16), then dx[ci] = sum over taps of W[ci][tap] *
-    // plane, and dW[ci][tap] += dot(x[ci], plane).
-    const size_t k = kernel_size, IW = in[3], hwr = (hw + 15) / 16 * 16;
-    col_.assign(okk * hwr, 0.f);
-    xs_.assign(in_channels * hwr, 0.f);
+    // Gather dy into per-tap planes (zero past hw), then dW[ci][tap] += dot(x[ci], plane) and dx = the 1x1 convolution
+    // of the tap planes with W as [Cout * k * k][Cin] (dx[ci] = sum over taps, in order, of W[ci][tap] * plane).
+    const size_t k = kernel_size, IH = in[2], IW = in[3];
+    FlatConv f = flat_conv(IH, IW, 1);
+    col_.assign(okk * f.in_plane, 0.f);
+    xs_.resize(in_channels * f.in_plane);
+    flat_.resize(in_channels * f.out_plane);
     lanes_.assign(params[0].numel() * 16, 0.f);
     offsets_.resize(okk);
-    for (size_t t = 0; t < okk; ++t) offsets_[t] = t * hwr;
+    for (size_t t = 0; t < okk; ++t) offsets_[t] = t * f.in_plane;
+    if (dx) {
+      wpk_.resize(okk * in_channels);
+      for (size_t ci = 0; ci < in_channels; ++ci)
+        for (size_t t = 0; t < okk; ++t) wpk_[t * in_channels + ci] = params[0].value[ci * okk + t];
+    }
     for (size_t b = 0; b < B; ++b) {
       const float* dyb = output_grad(dy, act, act_out, b, dz_);
       if (has_bias) accumulate_channel_sums(dyb, params[1].grad, 1, out_channels, plane);
       for (size_t co = 0; co < out_channels; ++co)
-        for (size_t a = 0; a < k; ++a)
-          for (size_t c = 0; c < k; ++c) {
-            float* dst = col_.data() + ((co * k + a) * k + c) * hwr;
-            for (size_t i = 0; i < in[2]; ++i) {
-              const float* src = dyb + (co * g.H + i * k + a) * g.W + c;
-              for (size_t j = 0; j < IW; ++j) dst[i * IW + j] = src[j * k];
+        for (size_t a = 0; a < k; ++a) {
+          float* dst = col_.data() + (co * k + a) * k * f.in_plane;
+          for (size_t i = 0; i < IH; ++i) {
+            const float* src = dyb + (co * g.H + i * k + a) * g.W;
+            if (k == 2) {
+              deinterleave2(src, IW, dst + i * IW, dst + f.in_plane + i * IW);
+              continue;
             }
+            for (size_t c = 0; c < k; ++c)
+              for (size_t j = 0; j < IW; ++j) dst[c * f.in_plane + i * IW + j] = src[j * k + c];
           }
-      const float* xb = sample(x, b);
-      for (size_t ci = 0; ci < in_channels; ++ci) {
-        std::memcpy(xs_.data() + ci * hwr, xb + ci * hw, hw * sizeof(float));
-        dot16_lanes(xs_.data() + ci * hwr, col_.data(), offsets_.data(), okk, hwr, lanes_.data() + ci * okk * 16);
-        if (!dx) continue;
-        float* d = sample(*dx, b) + ci * hw;
-        std::fill(d, d + hw, 0.f);
-        const float* w = params[0].value + ci * okk;
-        for (size_t t = 0; t < okk; ++t) axpy(w[t], col_.data() + t * hwr, d, hw);
-      }
+        }
+      pad_image(sample(x, b), in_channels, IH, IW, 0, f, xs_.data());
+      for (size_t ci = 0; ci < in_channels; ++ci)
+        dot16_lanes(xs_.data() + ci * f.in_plane, col_.data(), offsets_.data(), okk, f.out_plane,
+                    lanes_.data() + ci * okk * 16);
+      if (!dx) continue;
+      conv_s1_flat(col_.data(), okk, wpk_.data(), in_channels, f, flat_.data());
+      from_flat_grid(flat_.data(), in_channels, IH, IW, f, sample(*dx, b));
     }
     add_lanes(lanes_.data(), params[0].numel(), params[0].grad);
     return;
