@@ -19,7 +19,7 @@ size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
 
 template <size_t COB>
 void conv_s1_tile(const float* in, size_t Cin, const float* w, size_t Cout, size_t co0, const FlatConv& g, float* out,
-                  size_t o) {
+                  size_t o, const float* bias, bool relu) {
   batch acc[COB][2];
   for (size_t c = 0; c < COB; ++c) acc[c][0] = acc[c][1] = batch(0.f);
   const size_t k = g.k, Wp = g.Wp;
@@ -39,8 +39,11 @@ void conv_s1_tile(const float* in, size_t Cin, const float* w, size_t Cout, size
   }
   for (size_t c = 0; c < COB; ++c) {
     float* dst = out + (co0 + c) * g.out_plane + o;
-    acc[c][0].store_unaligned(dst);
-    acc[c][1].store_unaligned(dst + W);
+    for (size_t v = 0; v < 2; ++v) {
+      batch y = bias ? acc[c][v] + batch(bias[co0 + c]) : acc[c][v];
+      if (relu) y = xsimd::select(y > batch(0.f), y, batch(0.f));  // ActivationLayer's ReLU
+      y.store_unaligned(dst + v * W);
+    }
   }
 }
 
@@ -57,9 +60,12 @@ namespace {
 // Short rows copied and planes cleared with vectors: in WebAssembly memcpy and memset are calls (and JavaScript's
 // copyWithin from 512 bytes), a large share of a step that moves rows of 7 to 30 floats.
 inline void copy_row(const float* src, size_t n, float* dst) {
-  size_t i = 0;
-  for (; i + W <= n; i += W) batch::load_unaligned(src + i).store_unaligned(dst + i);
-  for (; i < n; ++i) dst[i] = src[i];
+  if (n < W) {
+    for (size_t i = 0; i < n; ++i) dst[i] = src[i];
+    return;
+  }
+  for (size_t i = 0; i + W <= n; i += W) batch::load_unaligned(src + i).store_unaligned(dst + i);
+  batch::load_unaligned(src + n - W).store_unaligned(dst + n - W);  // the tail, overlapping (src and dst are apart)
 }
 inline void zero(float* dst, size_t n) {
   size_t i = 0;
@@ -93,11 +99,12 @@ void from_flat_grid(const float* src, size_t C, size_t H, size_t Wd, const FlatC
     for (size_t i = 0; i < H; ++i) copy_row(src + c * g.out_plane + i * g.Wp, Wd, img + (c * H + i) * Wd);
 }
 
-void conv_s1_flat(const float* in, size_t Cin, const float* w, size_t Cout, const FlatConv& g, float* out) {
+void conv_s1_flat(const float* in, size_t Cin, const float* w, size_t Cout, const FlatConv& g, float* out,
+                  const float* bias, bool relu) {
   for (size_t o = 0; o < g.out_plane; o += 2 * W) {
     size_t co = 0;
-    for (; co + 4 <= Cout; co += 4) conv_s1_tile<4>(in, Cin, w, Cout, co, g, out, o);
-    for (; co < Cout; ++co) conv_s1_tile<1>(in, Cin, w, Cout, co, g, out, o);
+    for (; co + 4 <= Cout; co += 4) conv_s1_tile<4>(in, Cin, w, Cout, co, g, out, o, bias, relu);
+    for (; co < Cout; ++co) conv_s1_tile<1>(in, Cin, w, Cout, co, g, out, o, bias, relu);
   }
 }
 

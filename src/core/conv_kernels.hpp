@@ -29,7 +29,9 @@ void from_flat_grid(const float* src, size_t C, size_t H, size_t W, const FlatCo
 
 // out[co][o] = sum over ci, ki, kj (in that order, from 0) of w[((ci * k + ki) * k + kj) * Cout + co] *
 // in[ci][o + ki * Wp + kj], for o < g.out_plane. in: [Cin][g.in_plane]; out: [Cout][g.out_plane].
-void conv_s1_flat(const float* in, size_t Cin, const float* w, size_t Cout, const FlatConv& g, float* out);
+// With bias, out[co][o] = (that sum) + bias[co]; with relu, then (out > 0 ? out : 0), as ActivationLayer's ReLU does.
+void conv_s1_flat(const float* in, size_t Cin, const float* w, size_t Cout, const FlatConv& g, float* out,
+                  const float* bias = nullptr, bool relu = false);
 
 // out[ph][pw] = the first maximum of the 2 x 2 window at row 2 ph, column 2 pw of a plane whose rows lie `stride` floats
 // apart, in the order (0, 0), (0, 1), (1, 0), (1, 1), a NaN replacing any value before it (MaxPool2d's and PyTorch's

@@ -482,16 +482,11 @@ void Conv2d::forward_relu_pool(const Tensor& x, const ActivationLayer& act, Tens
   for (size_t b = 0; b < B; ++b) {
     float* px = padx_.data() + b * in_channels * f.in_plane;
     pad_image(sample(x, b), in_channels, g.H, g.W, padding, f, px);
-    conv_s1_flat(px, in_channels, wpk_.data(), out_channels, f, flat_.data());
-    for (size_t co = 0; co < out_channels; ++co) {
-      float* y = flat_.data() + co * f.out_plane;  // the whole flat plane: the columns past OW are never pooled
-      if (has_bias) {
-        const float bias = params[1].value[co];
-        for (size_t i = 0; i < f.out_plane; ++i) y[i] = y[i] + bias;
-      }
-      act.apply(y, y, f.out_plane);
-      max_pool_2x2(y, f.Wp, PH, PW, sample(out, b) + co * PH * PW, where_.data() + b * pooled + co * PH * PW);
-    }
+    conv_s1_flat(px, in_channels, wpk_.data(), out_channels, f, flat_.data(), has_bias ? params[1].value : nullptr,
+                 act.kind == Activation::ReLU);
+    for (size_t co = 0; co < out_channels; ++co)
+      max_pool_2x2(flat_.data() + co * f.out_plane, f.Wp, PH, PW, sample(out, b) + co * PH * PW,
+                   where_.data() + b * pooled + co * PH * PW);
   }
 }
 
