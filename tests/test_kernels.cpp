@@ -153,35 +153,41 @@ TEST_CASE("dot16 matches a double-precision dot product") {
   }
 }
 
-TEST_CASE("dot16_lanes + add_lanes add exactly dot16 of each shifted or strided operand, and lanes carry over") {
+TEST_CASE("dot16_lanes + add_lanes add exactly dot16 of each plane and shifted or strided operand, and lanes carry over") {
   Rng rng(5);
   struct Case {
     size_t b_step, count, n;
   };
-  for (Case k : {Case{1, 3, 32}, Case{1, 2, 784}, Case{1, 7, 224}, Case{240, 64, 240}, Case{48, 4, 48}, Case{16, 1, 16},
-                 Case{3, 9, 64}, Case{5, 22, 32}}) {
-    std::vector<float> a(k.n), b((k.count - 1) * k.b_step + k.n), out(k.count), want(k.count);
-    for (float& v : a) v = rng.uniform(-1, 1);
-    for (float& v : b) v = rng.uniform(-1, 1);
-    for (size_t j = 0; j < k.count; ++j) out[j] = want[j] = rng.uniform(-1, 1);
-    std::vector<size_t> offsets(k.count);
-    for (size_t j = 0; j < k.count; ++j) offsets[j] = j * k.b_step;
-    std::vector<float> lanes(16 * k.count, 0.f);
-    dot16_lanes(a.data(), b.data(), offsets.data(), k.count, k.n, lanes.data());
-    add_lanes(lanes.data(), k.count, out.data());
-    for (size_t j = 0; j < k.count; ++j) want[j] += dot16(a.data(), b.data() + j * k.b_step, k.n);
-    INFO("b_step=" << k.b_step << " count=" << k.count << " n=" << k.n);
-    CHECK(out == want);  // bit-identical: one sample's dots
-    // Two calls into the same lanes (two samples of a batch) sum the concatenated operands lane by lane.
-    std::fill(lanes.begin(), lanes.end(), 0.f);
-    dot16_lanes(a.data(), b.data(), offsets.data(), k.count, k.n, lanes.data());
-    dot16_lanes(a.data(), b.data(), offsets.data(), k.count, k.n, lanes.data());
-    std::vector<float> twice(k.count, 0.f);
-    add_lanes(lanes.data(), k.count, twice.data());
-    for (size_t j = 0; j < k.count; ++j) {
-      double ref = 0;
-      for (size_t i = 0; i < k.n; ++i) ref += 2.0 * a[i] * b[j * k.b_step + i];
-      CHECK(std::fabs(twice[j] - ref) < 1e-5 * std::sqrt(double(k.n)));
+  for (size_t A : {1, 2, 5}) {  // planes of a (tiles of 3 or 4 planes and the rest)
+    for (Case k : {Case{1, 3, 32}, Case{1, 2, 784}, Case{1, 7, 224}, Case{240, 64, 240}, Case{48, 4, 48},
+                   Case{16, 1, 16}, Case{3, 9, 64}, Case{5, 22, 32}}) {
+      const size_t stride = k.n + 16, dots = A * k.count;  // planes apart by more than n
+      std::vector<float> a(A * stride), b((k.count - 1) * k.b_step + k.n), out(dots), want(dots);
+      for (float& v : a) v = rng.uniform(-1, 1);
+      for (float& v : b) v = rng.uniform(-1, 1);
+      for (size_t d = 0; d < dots; ++d) out[d] = want[d] = rng.uniform(-1, 1);
+      std::vector<size_t> offsets(k.count);
+      for (size_t j = 0; j < k.count; ++j) offsets[j] = j * k.b_step;
+      std::vector<float> lanes(16 * dots, 0.f);
+      dot16_lanes(a.data(), stride, A, b.data(), offsets.data(), k.count, k.n, lanes.data());
+      add_lanes(lanes.data(), dots, out.data());
+      for (size_t p = 0; p < A; ++p)
+        for (size_t j = 0; j < k.count; ++j)
+          want[p * k.count + j] += dot16(a.data() + p * stride, b.data() + j * k.b_step, k.n);
+      INFO("A=" << A << " b_step=" << k.b_step << " count=" << k.count << " n=" << k.n);
+      CHECK(out == want);  // bit-identical: one sample's dots
+      // Two calls into the same lanes (two samples of a batch) sum the concatenated operands lane by lane.
+      std::fill(lanes.begin(), lanes.end(), 0.f);
+      dot16_lanes(a.data(), stride, A, b.data(), offsets.data(), k.count, k.n, lanes.data());
+      dot16_lanes(a.data(), stride, A, b.data(), offsets.data(), k.count, k.n, lanes.data());
+      std::vector<float> twice(dots, 0.f);
+      add_lanes(lanes.data(), dots, twice.data());
+      for (size_t p = 0; p < A; ++p)
+        for (size_t j = 0; j < k.count; ++j) {
+          double ref = 0;
+          for (size_t i = 0; i < k.n; ++i) ref += 2.0 * a[p * stride + i] * b[j * k.b_step + i];
+          CHECK(std::fabs(twice[p * k.count + j] - ref) < 1e-5 * std::sqrt(double(k.n)));
+        }
     }
   }
 }

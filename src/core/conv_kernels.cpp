@@ -249,37 +249,55 @@ float dot16(const float* a, const float* b, size_t n) {
 }
 
 namespace {
-// G dots at once, all against one load of a.
-template <size_t G>
-void dot16_group(const float* a, const float* b, const size_t* offsets, size_t n, float* lanes) {
-  constexpr size_t R = 16 / W;
-  const float* bj[G];
-  for (size_t j = 0; j < G; ++j) bj[j] = b + offsets[j];
-  batch acc[G][R];
-  for (size_t j = 0; j < G; ++j)
-    for (size_t r = 0; r < R; ++r) acc[j][r] = batch(0.f);
-  for (size_t i = 0; i < n; i += 16)
-    for (size_t r = 0; r < R; ++r) {
-      batch av = batch::load_unaligned(a + i + r * W);
-      for (size_t j = 0; j < G; ++j) acc[j][r] = acc[j][r] + av * batch::load_unaligned(bj[j] + i + r * W);
+// A tile of AB planes of a x JB shifts of b. A dot's 16 lanes are 16 / W vectors; instead of holding all of them, one
+// pass per vector of lanes (r) reads every 16th group of W values, so each accumulator is one vector and a tile of
+// AB x JB dots shares AB + JB loads per step. Each lane still adds its products in order of i, from 0.
+template <size_t AB, size_t JB>
+void dot16_tile(const float* a, size_t a_stride, const float* b, const size_t* offsets, size_t count, size_t n,
+                float* lanes) {
+  const float* bj[JB];
+  for (size_t j = 0; j < JB; ++j) bj[j] = b + offsets[j];
+  for (size_t r = 0; r < 16; r += W) {
+    batch acc[AB][JB];
+    for (size_t p = 0; p < AB; ++p)
+      for (size_t j = 0; j < JB; ++j) acc[p][j] = batch(0.f);
+    for (size_t i = r; i < n; i += 16) {
+      batch av[AB];
+      for (size_t p = 0; p < AB; ++p) av[p] = batch::load_unaligned(a + p * a_stride + i);
+      for (size_t j = 0; j < JB; ++j) {
+        const batch bv = batch::load_unaligned(bj[j] + i);
+        for (size_t p = 0; p < AB; ++p) acc[p][j] = acc[p][j] + av[p] * bv;
+      }
     }
-  for (size_t j = 0; j < G; ++j)
-    for (size_t r = 0; r < R; ++r) {
-      float* l = lanes + j * 16 + r * W;
-      (batch::load_unaligned(l) + acc[j][r]).store_unaligned(l);
-    }
+    for (size_t p = 0; p < AB; ++p)
+      for (size_t j = 0; j < JB; ++j) {
+        float* l = lanes + (p * count + j) * 16 + r;
+        (batch::load_unaligned(l) + acc[p][j]).store_unaligned(l);
+      }
+  }
 }
 
-// The widest group whose G * 16 / W accumulators fit the registers: 9 with AVX-512 (a 3x3 kernel's taps, and an
-// addition's latency hidden behind 9 independent chains), 4 with AVX2, 3 in WebAssembly (12 of its 16 registers).
-constexpr size_t kDotGroup = W >= 16 ? 9 : W == 8 ? 4 : 3;
+// Tiles that fit the registers with room for the operands: 4 x 4 of AVX-512's 32, 3 x 3 of the 16 of AVX2 and of
+// WebAssembly in V8 on x86 (one of them its scratch register).
+constexpr size_t kTileA = W >= 16 ? 4 : 3;
+constexpr size_t kTileJ = W >= 16 ? 4 : 3;
+
+template <size_t AB>
+void dot16_rows(const float* a, size_t a_stride, const float* b, const size_t* offsets, size_t count, size_t n,
+                float* lanes) {
+  size_t j = 0;
+  for (; j + kTileJ <= count; j += kTileJ)
+    dot16_tile<AB, kTileJ>(a, a_stride, b, offsets + j, count, n, lanes + j * 16);
+  for (; j < count; ++j) dot16_tile<AB, 1>(a, a_stride, b, offsets + j, count, n, lanes + j * 16);
+}
 }  // namespace
 
-void dot16_lanes(const float* a, const float* b, const size_t* offsets, size_t count, size_t n, float* lanes) {
-  size_t j = 0;
-  for (; j + kDotGroup <= count; j += kDotGroup) dot16_group<kDotGroup>(a, b, offsets + j, n, lanes + j * 16);
-  for (; j + 3 <= count; j += 3) dot16_group<3>(a, b, offsets + j, n, lanes + j * 16);
-  for (; j < count; ++j) dot16_group<1>(a, b, offsets + j, n, lanes + j * 16);
+void dot16_lanes(const float* a, size_t a_stride, size_t A, const float* b, const size_t* offsets, size_t count,
+                 size_t n, float* lanes) {
+  size_t p = 0;
+  for (; p + kTileA <= A; p += kTileA)
+    dot16_rows<kTileA>(a + p * a_stride, a_stride, b, offsets, count, n, lanes + p * count * 16);
+  for (; p < A; ++p) dot16_rows<1>(a + p * a_stride, a_stride, b, offsets, count, n, lanes + p * count * 16);
 }
 
 void add_lanes(const float* lanes, size_t count, float* out) {

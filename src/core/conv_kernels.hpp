@@ -53,12 +53,14 @@ void relu_max_unpool_2x2(const float* pooled, const float* grad, const int32_t* 
 // rounding whatever the SIMD width.
 float dot16(const float* a, const float* b, size_t n);
 
-// Dots kept as their 16 partial sums ("lanes") for sums over a whole batch: lanes[j * 16 + l] += (the sum over i = l
-// (mod 16), in order from 0, of a[i] * b[offsets[j] + i]), for j < count (n a multiple of 16); each load of a serves
-// several dots (the weight gradients of the direct convolutions are many dots against one plane). add_lanes then adds
-// each dot's lanes up once per batch instead of once per sample. Each lane is one chain of additions in a fixed order:
-// the same rounding whatever the SIMD width. From zeroed lanes, add_lanes(dot16_lanes(...)) gives exactly dot16.
-void dot16_lanes(const float* a, const float* b, const size_t* offsets, size_t count, size_t n, float* lanes);
+// Dots kept as their 16 partial sums ("lanes") for sums over a whole batch: for each of A planes of a (a_stride apart)
+// and each of count shifts of b, lanes[(p * count + j) * 16 + l] += (the sum over i = l (mod 16), in order from 0, of
+// a[p * a_stride + i] * b[offsets[j] + i]), n a multiple of 16. Each load serves several dots (the weight gradients of
+// the direct convolutions are many dots of a few planes against shifted inputs); add_lanes then adds each dot's lanes
+// up once per batch instead of once per sample. Each lane is one chain of additions in a fixed order: the same
+// rounding whatever the SIMD width. From zeroed lanes, add_lanes(dot16_lanes(...)) gives exactly dot16.
+void dot16_lanes(const float* a, size_t a_stride, size_t A, const float* b, const size_t* offsets, size_t count,
+                 size_t n, float* lanes);
 // out[j] += lanes[16 * j] + lanes[16 * j + 1] + ... + lanes[16 * j + 15] (summed in that order from 0), j < count.
 void add_lanes(const float* lanes, size_t count, float* out);
 

@@ -391,8 +391,8 @@ static void flat_weight_grad(const float* grid, size_t A, size_t grid_stride, co
   for (size_t c = 0; c < C; ++c)
     for (size_t ki = 0; ki < k; ++ki)
       for (size_t kj = 0; kj < k; ++kj) offsets[(c * k + ki) * k + kj] = c * g.in_plane + ki * g.Wp + kj;
-  for (size_t a = 0; a < A; ++a)  // every weight of output a: dots of its grid plane against shifted inputs
-    dot16_lanes(grid + a * grid_stride, padded, offsets.data(), ckk, g.out_plane, dW_lanes + a * ckk * 16);
+  // every weight of output a: dots of its grid plane against shifted inputs
+  dot16_lanes(grid, grid_stride, A, padded, offsets.data(), ckk, g.out_plane, dW_lanes);
 }
 
 // dy: the gradient w.r.t. y (fused: w.r.t. a = act(y), taken through act's derivative one sample at a time).
@@ -709,9 +709,7 @@ void ConvTranspose2d::run_backward(const Tensor& x, const Tensor& dy, const Acti
           }
         }
       pad_image(sample(x, b), in_channels, IH, IW, 0, f, xs_.data());
-      for (size_t ci = 0; ci < in_channels; ++ci)
-        dot16_lanes(xs_.data() + ci * f.in_plane, col_.data(), offsets_.data(), okk, f.out_plane,
-                    lanes_.data() + ci * okk * 16);
+      dot16_lanes(xs_.data(), f.in_plane, in_channels, col_.data(), offsets_.data(), okk, f.out_plane, lanes_.data());
       if (!dx) continue;
       conv_s1_flat(col_.data(), okk, wpk_.data(), in_channels, f, flat_.data());
       from_flat_grid(flat_.data(), in_channels, IH, IW, f, sample(*dx, b));
