@@ -103,6 +103,8 @@ void conv_s1_flat(const float* in, size_t Cin, const float* w, size_t Cout, cons
                   const float* bias, bool relu) {
   for (size_t o = 0; o < g.out_plane; o += 2 * W) {
     size_t co = 0;
+    if (W >= 16)  // AVX-512's 32 registers hold 8 channels x 2 vectors
+      for (; co + 8 <= Cout; co += 8) conv_s1_tile<8>(in, Cin, w, Cout, co, g, out, o, bias, relu);
     for (; co + 4 <= Cout; co += 4) conv_s1_tile<4>(in, Cin, w, Cout, co, g, out, o, bias, relu);
     for (; co < Cout; ++co) conv_s1_tile<1>(in, Cin, w, Cout, co, g, out, o, bias, relu);
   }
