@@ -468,8 +468,7 @@ bool Conv2d::fuses_relu_pool(const ActivationLayer& act, const MaxPool2d& pool) 
          pool.stride == 2;
 }
 
-
-void Conv2d::forward_relu_pool(const Tensor& x, const ActivationLayer& act, Tensor& out) {
+void Conv2d::forward_relu_pool(const Tensor& x, Tensor& out) {
   const Shape& in = x.shape();
   ConvGeometry g = geometry(in);
   const size_t B = in[0], PH = g.OH / 2, PW = g.OW / 2, pooled = out_channels * PH * PW;
@@ -482,8 +481,7 @@ void Conv2d::forward_relu_pool(const Tensor& x, const ActivationLayer& act, Tens
   for (size_t b = 0; b < B; ++b) {
     float* px = padx_.data() + b * in_channels * f.in_plane;
     pad_image(sample(x, b), in_channels, g.H, g.W, padding, f, px);
-    conv_s1_flat(px, in_channels, wpk_.data(), out_channels, f, flat_.data(), has_bias ? params[1].value : nullptr,
-                 act.kind == Activation::ReLU);
+    conv_s1_flat(px, in_channels, wpk_.data(), out_channels, f, flat_.data(), has_bias ? params[1].value : nullptr, true);
     for (size_t co = 0; co < out_channels; ++co)
       max_pool_2x2(flat_.data() + co * f.out_plane, f.Wp, PH, PW, sample(out, b) + co * PH * PW,
                    where_.data() + b * pooled + co * PH * PW);

@@ -143,7 +143,7 @@ class Conv2d : public FusingLayer {
   // rule included). backward_relu_pool takes the output of the last forward_relu_pool and uses the
   // padded inputs and window positions it kept, the way MaxPool2d keeps its argmax.
   bool fuses_relu_pool(const ActivationLayer& act, const MaxPool2d& pool) const;
-  void forward_relu_pool(const Tensor& x, const ActivationLayer& act, Tensor& out);
+  void forward_relu_pool(const Tensor& x, Tensor& out);
   void backward_relu_pool(const Tensor& x, const Tensor& out, const Tensor& dout, Tensor* dx);
 
  private:

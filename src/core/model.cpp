@@ -58,7 +58,7 @@ const Tensor& Sequential::forward(const Tensor& x, const RunContext& ctx) {
   input_ = &x;
   for (size_t i = 0; i < layers.size(); ++i) {
     if (pooled_[i]) {  // layers i + 1 and i + 2 (ReLU, MaxPool2d) run inside layer i
-      pooled_[i]->forward_relu_pool(input_of(i), *fused_[i], acts_[i + 2]);
+      pooled_[i]->forward_relu_pool(input_of(i), acts_[i + 2]);
       i += 2;
     } else if (fused_[i]) {  // layer i + 1 is the activation layer i applies
       layers[i]->forward_fused(input_of(i), acts_[i], *fused_[i], acts_[i + 1], ctx);
