@@ -199,6 +199,30 @@ void deinterleave2(const float* in, size_t n, float* even, float* odd) {
   }
 }
 
+void repeat2(const float* in, size_t n, float* out) {
+  using F = xsimd::make_sized_batch_t<float, 4>;
+  size_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const F v = F::load_unaligned(in + j);
+    xsimd::zip_lo(v, v).store_unaligned(out + 2 * j);
+    xsimd::zip_hi(v, v).store_unaligned(out + 2 * j + 4);
+  }
+  for (; j < n; ++j) out[2 * j] = out[2 * j + 1] = in[j];
+}
+
+void add_pairs2(const float* in, size_t n, float* acc) {
+  using F = xsimd::make_sized_batch_t<float, 4>;
+  using A = typename F::arch_type;
+  constexpr xsimd::batch_constant<uint32_t, A, 0, 2, 4, 6> evens{};
+  constexpr xsimd::batch_constant<uint32_t, A, 1, 3, 5, 7> odds{};
+  size_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const F a = F::load_unaligned(in + 2 * j), b = F::load_unaligned(in + 2 * j + 4);
+    ((F::load_unaligned(acc + j) + xsimd::shuffle(a, b, evens)) + xsimd::shuffle(a, b, odds)).store_unaligned(acc + j);
+  }
+  for (; j < n; ++j) acc[j] = (acc[j] + in[2 * j]) + in[2 * j + 1];
+}
+
 void relu_max_unpool_2x2(const float* pooled, const float* grad, const int32_t* where, size_t PH, size_t PW,
                          float* plane, size_t stride) {
   using F = xsimd::make_sized_batch_t<float, 4>;

@@ -43,6 +43,11 @@ void max_pool_2x2(const float* plane, size_t stride, size_t PH, size_t PW, float
 void interleave2(const float* even, const float* odd, size_t n, float add, float* out);
 void deinterleave2(const float* in, size_t n, float* even, float* odd);
 
+// Upsample by 2 (nearest) along a row: out[2 j] = out[2 j + 1] = in[j]; and its adjoint, acc[j] = (acc[j] + in[2 j]) +
+// in[2 j + 1], for j < n.
+void repeat2(const float* in, size_t n, float* out);
+void add_pairs2(const float* in, size_t n, float* acc);
+
 // The gradient of ReLU -> MaxPool2d(2, 2) at the ReLU's input, as max_pool_2x2 left it: each window's place `where`
 // gets (pooled > 0 ? 0 + grad : 0) (MaxPool2d's 0 + g, then the ReLU's select), its other three places 0. Writes
 // every place of every window (rows `stride` apart), nothing outside them.

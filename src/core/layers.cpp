@@ -844,33 +844,45 @@ Shape Upsample::output_shape(const Shape& in) const {
 void Upsample::forward(const Tensor& x, Tensor& y, const RunContext&) {
   const Shape& in = x.shape();
   ensure_shape(y, output_shape(in));
-  const size_t H = in[2], W = in[3], OW = W * scale;
+  const size_t H = in[2], W = in[3], s = scale, OW = W * s;
   for (size_t bc = 0; bc < in[0] * in[1]; ++bc) {
     const float* src = x.data() + bc * H * W;
-    float* dst = y.data() + bc * H * W * scale * scale;
-    for (size_t oh = 0; oh < H * scale; ++oh) {
-      const float* srow = src + (oh / scale) * W;
-      float* drow = dst + oh * OW;
-      for (size_t ow = 0; ow < OW; ++ow) drow[ow] = srow[ow / scale];
+    float* dst = y.data() + bc * H * W * s * s;
+    for (size_t i = 0; i < H; ++i) {
+      float* row = dst + i * s * OW;  // the first of the s output rows of input row i, then copies of it
+      if (s == 2) {
+        repeat2(src + i * W, W, row);
+      } else {
+        for (size_t j = 0; j < W; ++j)
+          for (size_t c = 0; c < s; ++c) row[j * s + c] = src[i * W + j];
+      }
+      for (size_t a = 1; a < s; ++a) std::copy(row, row + OW, row + a * OW);
     }
   }
 }
 
+// dx[i][j] = the sum of dy over the s x s block of (i, j), row by row, each row left to right (from 0).
 void Upsample::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dxp) {
   if (!dxp) return;  // no parameters: nothing to compute
   Tensor& dx = *dxp;
   const Shape& in = x.shape();
   ensure_shape(dx, in);
   std::fill(dx.begin(), dx.end(), 0.f);
-  const size_t H = in[2], W = in[3], OW = W * scale;
+  const size_t H = in[2], W = in[3], s = scale, OW = W * s;
   for (size_t bc = 0; bc < in[0] * in[1]; ++bc) {
-    const float* src = dy.data() + bc * H * W * scale * scale;
+    const float* src = dy.data() + bc * H * W * s * s;
     float* dst = dx.data() + bc * H * W;
-    for (size_t oh = 0; oh < H * scale; ++oh) {
-      float* drow = dst + (oh / scale) * W;
-      const float* srow = src + oh * OW;
-      for (size_t ow = 0; ow < OW; ++ow) drow[ow / scale] += srow[ow];
-    }
+    for (size_t i = 0; i < H; ++i)
+      for (size_t a = 0; a < s; ++a) {
+        const float* row = src + (i * s + a) * OW;
+        float* d = dst + i * W;
+        if (s == 2) {
+          add_pairs2(row, W, d);
+          continue;
+        }
+        for (size_t j = 0; j < W; ++j)
+          for (size_t c = 0; c < s; ++c) d[j] += row[j * s + c];
+      }
   }
 }
 
