@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <cstring>
 #include <xsimd/xsimd.hpp>
 #if defined(__wasm_simd128__)
 #include <wasm_simd128.h>
@@ -40,18 +41,32 @@ struct AdamConsts {
 // x86 cores (natively, and V8 running WebAssembly on them) take a microcode assist of ~100 cycles for every
 // multiply, divide or square root instruction that reads or makes a subnormal float; adds do not. Weights whose
 // gradient is always 0 (MNIST's blank border pixels, dead ReLUs) have first moments that decay by beta1 each step
-// into subnormals: after ~1000 steps of model A half of its 16-lane vectors held one, and the assists made the Adam
-// pass 4x slower. Vectors that may meet one take adam_careful instead; thresholds only pick the path (all paths
-// give the same bits), so they are generous.
+// into subnormals and stay there (0.9 * 2^-149 rounds back to 2^-149): after ~1000 steps of model A half of its
+// 16-lane vectors held one, and the assists made the Adam pass 4x slower. Vectors with a tiny first moment take
+// adam_careful instead. The thresholds only pick a path (every path gives the same bits), so they are generous, and
+// the fast path checks the first moment alone: the other values get tiny only long after it (a second moment
+// decays by beta2) or practically never, and cost only time then.
 inline auto tiny(B x, float limit) { return (xsimd::abs(x) < B(limit)) & (x != B(0.f)); }
 
-enum class Risk { None, FirstMoment, Other };
-inline Risk subnormal_risk(B p, B g, B m, B v) {
-  auto m_tiny = tiny(m, 0x1p-96f);
-  // |d| < 2^-50: (1 - beta2) * d * d may underflow
-  auto other = tiny(p, 0x1p-96f) | tiny(v, 0x1p-96f) | tiny(g, 0x1p-50f);
-  if (!xsimd::any(m_tiny | other)) return Risk::None;
-  return xsimd::any(other) ? Risk::Other : Risk::FirstMoment;
+// |x| as its bits, ordered like |x| with NaN above infinity above every finite value: one integer max per value
+// keeps the largest magnitude and whether anything was not finite (float max and compares took twice the
+// instructions, which WebAssembly felt).
+using I = xsimd::batch<int32_t>;
+inline I abs_bits(B x) { return xsimd::bitwise_cast<int32_t>(x) & I(0x7fffffff); }
+#if defined(__wasm_simd128__)
+inline I max_bits(I a, I b) { return wasm_i32x4_max(a, b); }  // xsimd's integer max is a compare and a select
+#else
+inline I max_bits(I a, I b) { return xsimd::max(a, b); }
+#endif
+inline float from_bits(int32_t b) {
+  float f;
+  std::memcpy(&f, &b, sizeof f);
+  return f;
+}
+inline int32_t to_bits(float f) {
+  int32_t b;
+  std::memcpy(&b, &f, sizeof b);
+  return b;
 }
 
 // a * b rounded to float exactly as the float multiply rounds it, without an assist: the product of two floats is
@@ -101,10 +116,12 @@ XSIMD_INLINE B mul_exact(B a, B b) {
 }
 #endif
 
-// The float formula for lanes where only the first moment may be tiny (the common case: a gradient that stays 0):
-// its two multiplies are exact through double, and the division is skipped where it cannot change the weight.
-// Returns false (nothing computed) when the division would still meet a subnormal.
+// The float formula for lanes where only the first moment is tiny (the common case: a gradient that stays 0): its
+// two multiplies are exact through double, and the division is skipped where it cannot change the weight. Returns
+// false (nothing computed) when another operation could still meet a subnormal.
 XSIMD_INLINE bool adam_careful(B p, B g, B& m, B& v, B& np, const AdamConsts& k) {
+  // |d| < 2^-50: (1 - beta2) * d * d may underflow
+  if (xsimd::any(tiny(v, 0x1p-96f) | tiny(p, 0x1p-96f) | tiny(g, 0x1p-50f))) return false;
   B d = g + B(k.wd) * p;
   B mi = mul_exact(B(k.b1), m) + B(k.one_minus_b1) * d;
   B vi = B(k.b2) * v + B(k.one_minus_b2) * d * d;
@@ -185,36 +202,34 @@ bool Optimizer::update(float* p, const float* g) {
   float* v = exp_avg_sq.data();
   const AdamConsts k{wd, b1, b2, 1.f - b1, 1.f - b2, bc2_sqrt, eps, step_size};
   const size_t nv = n - n % W;
-  auto bad = B(0.f) != B(0.f);  // all false
-  B max_m(0.f), max_v(0.f);
-  const B vwd(wd), vb1(b1), vb2(b2), v1b1(1.f - b1), v1b2(1.f - b2), vbc2(bc2_sqrt), veps(eps), vstep(step_size),
-      vmax(FLT_MAX);
+  I max_m(0), max_v(0), max_p(0);
+  const B vwd(wd), vb1(b1), vb2(b2), v1b1(1.f - b1), v1b2(1.f - b2), vbc2(bc2_sqrt), veps(eps), vstep(step_size);
   for (size_t i = 0; i < nv; i += W) {
     B pi = B::load_unaligned(p + i), gi = B::load_unaligned(g + i), mi = B::load_unaligned(m + i),
       vi = B::load_unaligned(v + i), np;
-    Risk risk = subnormal_risk(pi, gi, mi, vi);
-    if (risk == Risk::None) {
+    if (!xsimd::any(tiny(mi, 0x1p-96f))) {
       B d = gi + vwd * pi;
       mi = vb1 * mi + v1b1 * d;
       vi = vb2 * vi + v1b2 * d * d;
       B denom = xsimd::sqrt(vi) / vbc2 + veps;
       np = pi - vstep * mi / denom;
-    } else if (risk == Risk::Other || !adam_careful(pi, gi, mi, vi, np, k)) {
+    } else if (!adam_careful(pi, gi, mi, vi, np, k)) {
       adam_in_double(pi, gi, mi, vi, np, k);
     }
     if (Commit) {
       mi.store_unaligned(m + i);
       vi.store_unaligned(v + i);
       np.store_unaligned(p + i);
-      max_m = xsimd::max(max_m, xsimd::abs(mi));
-      max_v = xsimd::max(max_v, xsimd::abs(vi));
-      bad = bad | !(xsimd::abs(mi) <= vmax) | !(xsimd::abs(vi) <= vmax);  // a plain step() may leave NaN
     } else {
-      bad = bad | !(xsimd::abs(np) <= vmax) | !(xsimd::abs(mi) <= vmax) | !(xsimd::abs(vi) <= vmax);
+      max_p = max_bits(max_p, abs_bits(np));
     }
+    max_m = max_bits(max_m, abs_bits(mi));  // a plain step() may leave NaN: ok is then false
+    max_v = max_bits(max_v, abs_bits(vi));
   }
-  ok = !xsimd::any(bad);
-  float mm = xsimd::reduce_max(max_m), mv = xsimd::reduce_max(max_v);
+  const int32_t finite_max = to_bits(FLT_MAX);
+  ok = xsimd::reduce_max(max_m) <= finite_max && xsimd::reduce_max(max_v) <= finite_max &&
+       xsimd::reduce_max(max_p) <= finite_max;
+  float mm = from_bits(xsimd::reduce_max(max_m)), mv = from_bits(xsimd::reduce_max(max_v));
   for (size_t i = nv; i < n; ++i) {
     float d = g[i] + wd * p[i];
     float mi = b1 * m[i] + (1.f - b1) * d;
@@ -252,17 +267,14 @@ bool Optimizer::adam_surely_finite(const float* p, const float* g) const {
     return false;
   if (!(b1 >= 0.f && b1 <= 1.f && b2 >= 0.f && b2 <= 1.f && eps > 0.f)) return false;
   const size_t n = exp_avg.size(), nv = n - n % W;
-  const B limit(1e18f);  // also rejects NaN: the comparison is false
-  auto bad = B(0.f) != B(0.f);
-  B max_g(0.f), max_p(0.f);
+  I max_g(0), max_p(0);
   for (size_t i = 0; i < nv; i += W) {
-    B gi = xsimd::abs(B::load_unaligned(g + i)), pi = xsimd::abs(B::load_unaligned(p + i));
-    bad = bad | !(gi <= limit) | !(pi <= limit);
-    max_g = xsimd::max(max_g, gi);
-    max_p = xsimd::max(max_p, pi);
+    max_g = max_bits(max_g, abs_bits(B::load_unaligned(g + i)));
+    max_p = max_bits(max_p, abs_bits(B::load_unaligned(p + i)));
   }
-  if (xsimd::any(bad)) return false;
-  double G = xsimd::reduce_max(max_g), P = xsimd::reduce_max(max_p);
+  const int32_t limit = to_bits(1e18f);  // also rejects infinity and NaN, whose bits are above it
+  if (xsimd::reduce_max(max_g) > limit || xsimd::reduce_max(max_p) > limit) return false;
+  double G = from_bits(xsimd::reduce_max(max_g)), P = from_bits(xsimd::reduce_max(max_p));
   for (size_t i = nv; i < n; ++i) {
     if (!(std::fabs(g[i]) <= 1e18f && std::fabs(p[i]) <= 1e18f)) return false;
     G = std::max(G, double(std::fabs(g[i])));
