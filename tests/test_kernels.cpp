@@ -253,6 +253,10 @@ TEST_CASE("try_step refuses a step that would overflow and changes nothing") {
   CHECK(p == p0);
   CHECK(o.exp_avg == std::vector<float>(3, 0.f));
   CHECK(o.steps() == 0);
+  std::vector<float> g0 = g;
+  CHECK_FALSE(o.try_step_and_zero(p.data(), g.data()));  // refused: the gradients stay too
+  CHECK(g == g0);
+  CHECK(p == p0);
   g[1] = 0.3f;
   CHECK(o.try_step(p.data(), g.data()));
   CHECK(o.steps() == 1);
@@ -267,7 +271,9 @@ TEST_CASE("try_step refuses a step that would overflow and changes nothing") {
       Optimizer sgd(sc, 3);
       std::vector<float> q = {1.f, 2.f, 3.f}, gq = {0.1f, bad, 0.2f};
       CHECK_FALSE(sgd.try_step(q.data(), gq.data()));
+      CHECK_FALSE(sgd.try_step_and_zero(q.data(), gq.data()));
       CHECK(q == std::vector<float>({1.f, 2.f, 3.f}));
+      CHECK(gq[0] == 0.1f);
       OptimizerConfig ac;
       Optimizer adam(ac, 3);
       CHECK_FALSE(adam.try_step(q.data(), gq.data()));

@@ -169,8 +169,11 @@ inline void adam_in_double(B p, B g, B& m, B& v, B& np, const AdamConsts& k) {
 }  // namespace
 
 // Commit = false computes the step without writing anything and reports whether all results are finite.
-template <bool Commit>
+// ZeroGrads (with Commit) writes 0 over each gradient once read.
+template <bool Commit, bool ZeroGrads>
 bool Optimizer::update(float* p, const float* g) {
+  static_assert(Commit || !ZeroGrads, "a check pass writes nothing");
+  float* zero_g = const_cast<float*>(g);  // only written when the caller passed writable gradients (ZeroGrads)
   const size_t n = exp_avg.size();
   const float lr = config.lr, wd = config.weight_decay;
   const int64_t t = steps_ + 1;
@@ -188,6 +191,7 @@ bool Optimizer::update(float* p, const float* g) {
       if (Commit) {
         exp_avg[i] = buf;
         p[i] = np;
+        if (ZeroGrads) zero_g[i] = 0.f;
       } else {
         ok = ok && finite(np) && finite(buf);
       }
@@ -217,6 +221,7 @@ bool Optimizer::update(float* p, const float* g) {
       adam_in_double(pi, gi, mi, vi, np, k);
     }
     if (Commit) {
+      if (ZeroGrads) B(0.f).store_unaligned(zero_g + i);
       mi.store_unaligned(m + i);
       vi.store_unaligned(v + i);
       np.store_unaligned(p + i);
@@ -237,6 +242,7 @@ bool Optimizer::update(float* p, const float* g) {
     float denom = std::sqrt(vi) / bc2_sqrt + eps;
     float np = p[i] - step_size * mi / denom;
     if (Commit) {
+      if (ZeroGrads) zero_g[i] = 0.f;
       m[i] = mi;
       v[i] = vi;
       p[i] = np;
@@ -292,17 +298,29 @@ bool Optimizer::adam_surely_finite(const float* p, const float* g) const {
   return d * d <= big && m <= big && v <= big && np <= big;
 }
 
-void Optimizer::step(float* p, const float* g) {
-  update<true>(p, g);
+void Optimizer::advance() {
   ++steps_;
   beta1_pow_ *= config.beta1;
   beta2_pow_ *= config.beta2;
+}
+
+void Optimizer::step(float* p, const float* g) {
+  update<true>(p, g);
+  advance();
 }
 
 bool Optimizer::try_step(float* p, const float* g) {
   bool sure = config.type == "adam" && adam_surely_finite(p, g);
   if (!sure && !update<false>(p, g)) return false;
   step(p, g);
+  return true;
+}
+
+bool Optimizer::try_step_and_zero(float* p, float* g) {
+  bool sure = config.type == "adam" && adam_surely_finite(p, g);
+  if (!sure && !update<false>(p, g)) return false;
+  update<true, true>(p, g);
+  advance();
   return true;
 }
 
