@@ -9,6 +9,9 @@
 #include <cstring>
 #include <vector>
 #include <xsimd/xsimd.hpp>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 namespace aep {
 namespace {
@@ -106,6 +109,32 @@ inline float a_at(const float* a, size_t lda, size_t r, size_t k) {
   return a[k * lda + r];
 }
 
+#if defined(__AVX__)
+// C[j * ldc + r] = (C or 0) + t[r * ldt + j] for an 8 x 8 block: the transposed store of a register tile, one
+// 8-float row of C per column of t (the scalar loop cost model A's forward products ~7%).
+inline void add_transposed_8x8(const float* t, size_t ldt, float* C, size_t ldc, bool overwrite) {
+  __m256 r[8], u[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(t + i * ldt);
+  for (int i = 0; i < 8; i += 2) {
+    u[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);      // a0 b0 a1 b1 | a4 b4 a5 b5
+    u[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);  // a2 b2 a3 b3 | a6 b6 a7 b7
+  }
+  for (int i = 0; i < 8; i += 4) {
+    r[i] = _mm256_shuffle_ps(u[i], u[i + 2], _MM_SHUFFLE(1, 0, 1, 0));      // a0 b0 c0 d0 | a4 b4 c4 d4
+    r[i + 1] = _mm256_shuffle_ps(u[i], u[i + 2], _MM_SHUFFLE(3, 2, 3, 2));  // a1 b1 c1 d1 | a5 ...
+    r[i + 2] = _mm256_shuffle_ps(u[i + 1], u[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    r[i + 3] = _mm256_shuffle_ps(u[i + 1], u[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int j = 0; j < 4; ++j) {
+    __m256 lo = _mm256_permute2f128_ps(r[j], r[j + 4], 0x20), hi = _mm256_permute2f128_ps(r[j], r[j + 4], 0x31);
+    float* c0 = C + j * ldc;
+    float* c4 = C + (j + 4) * ldc;
+    _mm256_storeu_ps(c0, _mm256_add_ps(overwrite ? _mm256_setzero_ps() : _mm256_loadu_ps(c0), lo));
+    _mm256_storeu_ps(c4, _mm256_add_ps(overwrite ? _mm256_setzero_ps() : _mm256_loadu_ps(c4), hi));
+  }
+}
+#endif
+
 // C[0:mr, 0:nr] += alpha * (A rows) * (pb panel) over kc; with trans_c, C is stored transposed
 // (element (r, j) at C[j * ldc + r]). With overwrite, C's old values are not read: it gets alpha * (...) + 0, the
 // bits the sum onto a zeroed C gave.
@@ -136,7 +165,12 @@ void micro_kernel(size_t kc, const float* pa, size_t lda, const float* pb, float
   for (size_t r = 0; r < MR; ++r)
     for (size_t v = 0; v < NV; ++v) (va * c[r][v]).store_aligned(tile + r * NR + v * W);
   if (trans_c) {
-    for (size_t j = 0; j < nr; ++j)
+    size_t j = 0;
+#if defined(__AVX__)
+    if (MR == 8 && mr == MR)
+      for (; j + 8 <= nr; j += 8) add_transposed_8x8(tile + j, NR, C + j * ldc, ldc, overwrite);
+#endif
+    for (; j < nr; ++j)
       for (size_t r = 0; r < mr; ++r) C[j * ldc + r] = (overwrite ? 0.f : C[j * ldc + r]) + tile[r * NR + j];
     return;
   }
