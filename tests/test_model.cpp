@@ -2,6 +2,7 @@
 // corruptions, sampling, training progress, PCA, and native-vs-wasm determinism.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <numeric>
@@ -671,5 +672,37 @@ TEST_CASE("chain_layer_sizes: conv channels, BatchNorm and Unflatten follow a re
   for (const auto& t : layer_types()) {
     INFO(t);
     CHECK_NOTHROW(make_layer(default_layer_spec(t)));
+  }
+}
+
+// train_step leaves model.grads 0 (zeroed in the optimizer's pass) unless keep_gradients is set; either way the
+// weights are the same bits, for Adam and SGD, and a forward_backward in between still sees fresh gradients.
+TEST_CASE("train_step zeroes the gradients in the optimizer's pass: same weights as keeping them") {
+  for (const char* opt : {"adam", "sgd"}) {
+    Preset p = load_preset(preset_path("linear"));
+    p.optimizer.type = opt;
+    p.optimizer.momentum = 0.9f;
+    Model a(p), b(p);
+    a.init(1);
+    b.init(1);
+    Trainer ta(a, 2), tb(b, 2);
+    tb.keep_gradients = true;
+    Dataset d = synthetic_dataset(64, 4);
+    std::vector<uint32_t> idx(16);
+    std::iota(idx.begin(), idx.end(), 0u);
+    Tensor in, target;
+    make_batch(d, idx.data(), 16, p, ta.rng, in, target);
+    for (int i = 0; i < 4; ++i) {
+      ta.train_step(in, target);
+      tb.train_step(in, target);
+      CHECK(std::all_of(a.grads.begin(), a.grads.end(), [](float g) { return g == 0.f; }));
+      CHECK_FALSE(std::all_of(b.grads.begin(), b.grads.end(), [](float g) { return g == 0.f; }));
+      CHECK(a.values == b.values);
+      if (i == 1) {  // a backward pass between steps
+        ta.forward_backward(in, target, true, true);
+        tb.forward_backward(in, target, true, true);
+        CHECK(a.grads == b.grads);
+      }
+    }
   }
 }

@@ -384,6 +384,7 @@ void run_preset_case(const aep::SafeTensors& st, const std::string& name, const 
   for (auto& c : m.counters) *c.value = 0;
 
   aep::Trainer trainer(m, 7);
+  trainer.keep_gradients = true;  // step 1's gradients are compared below
   const float lr = preset.optimizer.lr;
   std::vector<float> losses = need(st, name + ".loss").as_f32(), loss_env = need(st, name + ".loss_env").as_f32();
   std::vector<float> eps_all;

@@ -42,6 +42,9 @@ void fill_batch(const Dataset& d, const uint32_t* indices, size_t batch, Normali
   const float shift = norm == Normalization::MinusOneOne ? -1.f : 0.f;
   for (size_t b = 0; b < batch; ++b) {
     if (indices[b] >= d.count) throw std::runtime_error("batch index out of range");
+    // A shuffled batch reads images scattered over tens of MB: fetch the next one while converting this one.
+    if (b + 1 < batch && indices[b + 1] < d.count)
+      for (size_t i = 0; i < n; i += 64) __builtin_prefetch(d.image(indices[b + 1]) + i);
     const uint8_t* src = d.image(indices[b]);
     float* dst = x.data() + b * n;
     for (size_t i = 0; i < n; ++i) dst[i] = float(src[i]) * scale + shift;

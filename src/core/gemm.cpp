@@ -9,6 +9,9 @@
 #include <cstring>
 #include <vector>
 #include <xsimd/xsimd.hpp>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 namespace aep {
 namespace {
@@ -106,11 +109,38 @@ inline float a_at(const float* a, size_t lda, size_t r, size_t k) {
   return a[k * lda + r];
 }
 
+#if defined(__AVX__)
+// C[j * ldc + r] = (C or 0) + t[r * ldt + j] for an 8 x 8 block: the transposed store of a register tile, one
+// 8-float row of C per column of t (the scalar loop cost model A's forward products ~7%).
+inline void add_transposed_8x8(const float* t, size_t ldt, float* C, size_t ldc, bool overwrite) {
+  __m256 r[8], u[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(t + i * ldt);
+  for (int i = 0; i < 8; i += 2) {
+    u[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);      // a0 b0 a1 b1 | a4 b4 a5 b5
+    u[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);  // a2 b2 a3 b3 | a6 b6 a7 b7
+  }
+  for (int i = 0; i < 8; i += 4) {
+    r[i] = _mm256_shuffle_ps(u[i], u[i + 2], _MM_SHUFFLE(1, 0, 1, 0));      // a0 b0 c0 d0 | a4 b4 c4 d4
+    r[i + 1] = _mm256_shuffle_ps(u[i], u[i + 2], _MM_SHUFFLE(3, 2, 3, 2));  // a1 b1 c1 d1 | a5 ...
+    r[i + 2] = _mm256_shuffle_ps(u[i + 1], u[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    r[i + 3] = _mm256_shuffle_ps(u[i + 1], u[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int j = 0; j < 4; ++j) {
+    __m256 lo = _mm256_permute2f128_ps(r[j], r[j + 4], 0x20), hi = _mm256_permute2f128_ps(r[j], r[j + 4], 0x31);
+    float* c0 = C + j * ldc;
+    float* c4 = C + (j + 4) * ldc;
+    _mm256_storeu_ps(c0, _mm256_add_ps(overwrite ? _mm256_setzero_ps() : _mm256_loadu_ps(c0), lo));
+    _mm256_storeu_ps(c4, _mm256_add_ps(overwrite ? _mm256_setzero_ps() : _mm256_loadu_ps(c4), hi));
+  }
+}
+#endif
+
 // C[0:mr, 0:nr] += alpha * (A rows) * (pb panel) over kc; with trans_c, C is stored transposed
-// (element (r, j) at C[j * ldc + r]).
+// (element (r, j) at C[j * ldc + r]). With overwrite, C's old values are not read: it gets alpha * (...) + 0, the
+// bits the sum onto a zeroed C gave.
 template <ALayout L>
 void micro_kernel(size_t kc, const float* pa, size_t lda, const float* pb, float alpha, float* C, size_t ldc,
-                  size_t mr, size_t nr, bool trans_c) {
+                  size_t mr, size_t nr, bool trans_c, bool overwrite = false) {
   batch c[MR][NV];
   for (size_t r = 0; r < MR; ++r)
     for (size_t v = 0; v < NV; ++v) c[r][v] = batch(0.f);
@@ -127,7 +157,7 @@ void micro_kernel(size_t kc, const float* pa, size_t lda, const float* pb, float
     for (size_t r = 0; r < MR; ++r)
       for (size_t v = 0; v < NV; ++v) {
         float* dst = C + r * ldc + v * W;
-        (va * c[r][v] + batch::load_unaligned(dst)).store_unaligned(dst);
+        (va * c[r][v] + (overwrite ? batch(0.f) : batch::load_unaligned(dst))).store_unaligned(dst);
       }
     return;
   }
@@ -135,12 +165,17 @@ void micro_kernel(size_t kc, const float* pa, size_t lda, const float* pb, float
   for (size_t r = 0; r < MR; ++r)
     for (size_t v = 0; v < NV; ++v) (va * c[r][v]).store_aligned(tile + r * NR + v * W);
   if (trans_c) {
-    for (size_t j = 0; j < nr; ++j)
-      for (size_t r = 0; r < mr; ++r) C[j * ldc + r] += tile[r * NR + j];
+    size_t j = 0;
+#if defined(__AVX__)
+    if (MR == 8 && mr == MR)
+      for (; j + 8 <= nr; j += 8) add_transposed_8x8(tile + j, NR, C + j * ldc, ldc, overwrite);
+#endif
+    for (; j < nr; ++j)
+      for (size_t r = 0; r < mr; ++r) C[j * ldc + r] = (overwrite ? 0.f : C[j * ldc + r]) + tile[r * NR + j];
     return;
   }
   for (size_t r = 0; r < mr; ++r)
-    for (size_t j = 0; j < nr; ++j) C[r * ldc + j] += tile[r * NR + j];
+    for (size_t j = 0; j < nr; ++j) C[r * ldc + j] = (overwrite ? 0.f : C[r * ldc + j]) + tile[r * NR + j];
 }
 
 void scale_c(size_t M, size_t N, float beta, float* C, size_t ldc) {
@@ -159,10 +194,14 @@ void scale_c(size_t M, size_t N, float beta, float* C, size_t ldc) {
 void gemm_any(bool trans_a, bool trans_b, bool trans_c, size_t M, size_t N, size_t K, float alpha, const float* A,
               size_t lda, const float* B, size_t ldb, float beta, float* C, size_t ldc) {
   if (M == 0 || N == 0) return;
-  if (trans_c)
-    scale_c(N, M, beta, C, ldc);
-  else
-    scale_c(M, N, beta, C, ldc);
+  // beta = 0 with work to do: the first KC block writes C without reading it (no separate zeroing pass).
+  const bool overwrite = beta == 0.f && K > 0 && alpha != 0.f;
+  if (!overwrite) {
+    if (trans_c)
+      scale_c(N, M, beta, C, ldc);
+    else
+      scale_c(M, N, beta, C, ldc);
+  }
   if (K == 0 || alpha == 0.f) return;
   thread_local aligned_vector packed_a, packed_b;
   size_t n_panels = (N + NR - 1) / NR;
@@ -174,6 +213,7 @@ void gemm_any(bool trans_a, bool trans_b, bool trans_c, size_t M, size_t N, size
 
   for (size_t k0 = 0; k0 < K; k0 += KC) {
     size_t kc = std::min(KC, K - k0);
+    const bool first = overwrite && k0 == 0;
     pack_b(trans_b, B, ldb, k0, kc, N, packed_b.data());
     if (!pack_all_a && m_full < M) pack_a(trans_a, A, lda, m_full, M - m_full, k0, kc, packed_a.data());
     for (size_t i0 = 0; i0 < M; i0 += MC) {
@@ -186,22 +226,36 @@ void gemm_any(bool trans_a, bool trans_b, bool trans_c, size_t M, size_t N, size
           float* c = trans_c ? C + jp * ldc + i : C + i * ldc + jp;
           if (i >= m_full)
             micro_kernel<ALayout::Packed>(kc, packed_a.data() + (pack_all_a ? (i - i0) * kc : 0), 0, pb, alpha, c,
-                                          ldc, std::min(MR, M - i), nr, trans_c);
+                                          ldc, std::min(MR, M - i), nr, trans_c, first);
           else if (trans_a)
-            micro_kernel<ALayout::Columns>(kc, A + k0 * lda + i, lda, pb, alpha, c, ldc, MR, nr, trans_c);
+            micro_kernel<ALayout::Columns>(kc, A + k0 * lda + i, lda, pb, alpha, c, ldc, MR, nr, trans_c, first);
           else
-            micro_kernel<ALayout::Rows>(kc, A + i * lda + k0, lda, pb, alpha, c, ldc, MR, nr, trans_c);
+            micro_kernel<ALayout::Rows>(kc, A + i * lda + k0, lda, pb, alpha, c, ldc, MR, nr, trans_c, first);
         }
       }
     }
   }
 }
 
+// gemm_any packs op(B) (N x K values) and reads A in place. With few rows M (a batch), packing costs as much as a
+// sizable part of the multiply (1/M of a multiply-add per product) and C^T = op(B)^T op(A)^T packs the smaller
+// operand instead, for the price of writing C transposed (a tile transpose per KC block): worth it when the
+// packing saved, (1/M - 1/N) per product, exceeds ~1/min(K, KC). Model A at batch 64: forward and input-gradient
+// products 69-76% -> 80-93% of the micro-kernel's peak natively; the weight gradients (M = 256, K = 64) stay as
+// they are. Where a transposed A gets packed too (WebAssembly), swapping into one (B not transposed) saves nothing.
+bool pack_a_instead(bool trans_b, size_t M, size_t N, size_t K) {
+  if (kPackTransposedA && !trans_b) return false;
+  return N > M && (N - M) * std::min(K, KC) > M * N;
+}
+
 }  // namespace
 
 void gemm(bool trans_a, bool trans_b, size_t M, size_t N, size_t K, float alpha, const float* A, size_t lda,
           const float* B, size_t ldb, float beta, float* C, size_t ldc) {
-  gemm_any(trans_a, trans_b, false, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  if (pack_a_instead(trans_b, M, N, K))
+    gemm_any(!trans_b, !trans_a, true, N, M, K, alpha, B, ldb, A, lda, beta, C, ldc);
+  else
+    gemm_any(trans_a, trans_b, false, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void gemm_transposed_c(bool trans_a, bool trans_b, size_t M, size_t N, size_t K, float alpha, const float* A,

@@ -37,7 +37,10 @@ LossTerms Trainer::forward_backward(const Tensor& input, const Tensor& target, b
   if (target.size() != input.size()) throw std::runtime_error("target and input sizes differ");
   RunContext ctx{training, &rng};
   LossTerms L;
-  if (backward) model.zero_grad();
+  if (backward) {
+    if (!grads_zero_) model.zero_grad();
+    grads_zero_ = false;
+  }
 
   const Tensor& h = model.encoder.forward(input, ctx);
   const Tensor* code = &h;
@@ -154,7 +157,11 @@ LossTerms Trainer::train_step(const Tensor& input, const Tensor& target, const T
   auto grads_finite = [&] { return all_finite(model.grads.data(), model.grads.size()); };
   if (!all_finite(model.buffer_values.data(), model.buffer_values.size()))
     diverged(grads_finite() ? "a running statistic" : "a gradient");
-  if (!optimizer.try_step(model.values.data(), model.grads.data())) diverged(grads_finite() ? "a weight" : "a gradient");
+  float* p = model.values.data();
+  float* g = model.grads.data();
+  if (!(keep_gradients ? optimizer.try_step(p, g) : optimizer.try_step_and_zero(p, g)))
+    diverged(grads_finite() ? "a weight" : "a gradient");
+  grads_zero_ = !keep_gradients;
   return L;
 }
 

@@ -29,18 +29,22 @@ class Trainer {
   Trainer(Model& model, uint64_t seed);
 
   // Loss of a batch. input: [B, 1, 28, 28] (possibly corrupted), target: the clean [B, 1, 28, 28].
-  // With `backward`, model.grads are zeroed and filled. `training` selects train-mode BatchNorm/Dropout and, for a
+  // With `backward`, model.grads are zeroed (unless known to be 0) and filled. `training` selects train-mode BatchNorm/Dropout and, for a
   // VAE, a sampled z (eval uses z = mu). eps: the VAE's N(0, I) noise [B, latent], drawn from rng when null.
   LossTerms forward_backward(const Tensor& input, const Tensor& target, bool training, bool backward,
                              const Tensor* eps = nullptr);
-  // One optimizer step; throws DivergenceError (nothing changed) if anything turns non-finite.
+  // One optimizer step; throws DivergenceError (nothing changed) if anything turns non-finite. Afterwards
+  // model.grads are 0 (the optimizer zeroes them in its own pass, and the next step skips its zeroing pass) unless
+  // keep_gradients is set. Between steps model.grads then belong to this Trainer: write them only through it.
   LossTerms train_step(const Tensor& input, const Tensor& target, const Tensor* eps = nullptr);
 
   Model& model;
   Optimizer optimizer;
   Rng rng;
+  bool keep_gradients = false;  // leave the step's gradients in model.grads after train_step, for inspection
 
  private:
+  bool grads_zero_ = false;  // the last train_step left model.grads 0 and nothing has written them since
   Tensor z_, eps_, dout_, dcode_, dmu_, dlogvar_, dh_;
   std::vector<float> saved_buffers_;
   std::vector<int64_t> saved_counters_;
