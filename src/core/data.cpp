@@ -35,6 +35,11 @@ Dataset load_mnist(const std::string& dir, bool train) {
   return make_dataset(read_idx_images(images), read_idx_labels(labels), images, labels, train ? "train" : "test");
 }
 
+// Restrict: a byte pointer may alias anything, and clang then left this loop scalar in WebAssembly.
+static void bytes_to_float(const uint8_t* __restrict src, size_t n, float scale, float shift, float* __restrict dst) {
+  for (size_t i = 0; i < n; ++i) dst[i] = float(src[i]) * scale + shift;
+}
+
 void fill_batch(const Dataset& d, const uint32_t* indices, size_t batch, Normalization norm, Tensor& x) {
   ensure_shape(x, {batch, 1, d.rows, d.cols});
   const size_t n = d.rows * d.cols;
@@ -45,9 +50,7 @@ void fill_batch(const Dataset& d, const uint32_t* indices, size_t batch, Normali
     // A shuffled batch reads images scattered over tens of MB: fetch the next one while converting this one.
     if (b + 1 < batch && indices[b + 1] < d.count)
       for (size_t i = 0; i < n; i += 64) __builtin_prefetch(d.image(indices[b + 1]) + i);
-    const uint8_t* src = d.image(indices[b]);
-    float* dst = x.data() + b * n;
-    for (size_t i = 0; i < n; ++i) dst[i] = float(src[i]) * scale + shift;
+    bytes_to_float(d.image(indices[b]), n, scale, shift, x.data() + b * n);
   }
 }
 
