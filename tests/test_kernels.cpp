@@ -1,5 +1,5 @@
 // Fast kernels against plain reference loops (double accumulation): the direct stride-1 convolution, the
-// fixed-lane dot product, Conv2d / ConvTranspose2d layers on the shapes that take the direct paths, and the
+// fixed-lane dot product, the 2x2 pooling and row (de)interleaving kernels, Conv2d / ConvTranspose2d layers on the shapes that take the direct paths, and the
 // optimizer's check-before-commit step.
 #include <cmath>
 #include <doctest/doctest.h>
@@ -233,6 +233,70 @@ TEST_CASE("MaxPool2d 2x2 matches a reference: ties keep the first, NaN propagate
     CHECK((std::isnan(ry[i]) ? std::isnan(y.data()[i]) : double(y.data()[i]) == ry[i]));
   }
   CHECK(worst_diff(dx.data(), rdx) == 0.0);
+}
+
+// Widths 1 to 11 take the scalar path (< 4 windows or pairs), whole vectors, and vectors with an overlapping last step.
+TEST_CASE("max_pool_2x2 and relu_max_unpool_2x2 match scalar loops: first maximum, last NaN, every path") {
+  Rng rng(12);
+  for (size_t PW = 1; PW <= 11; ++PW) {
+    const size_t PH = 3, stride = 2 * PW + 3;
+    std::vector<float> plane(2 * PH * stride), out(PH * PW), grad(PH * PW);
+    for (float& v : plane) v = rng.uniform() < 0.4f ? 0.f : rng.uniform(-1, 1);  // zeros tie
+    for (size_t i = 0; i < plane.size(); i += 7) plane[i] = plane[i + 1];         // more ties
+    for (size_t i = 3; i < plane.size(); i += 11) plane[i] = std::nanf("");
+    for (float& v : grad) v = rng.uniform(-1, 1);
+    grad[0] = -0.f;
+    std::vector<int32_t> where(PH * PW);
+    max_pool_2x2(plane.data(), stride, PH, PW, out.data(), where.data());
+    std::vector<float> unpooled(plane.size(), 7.f);  // places outside the windows must keep 7
+    relu_max_unpool_2x2(out.data(), grad.data(), where.data(), PH, PW, unpooled.data(), stride);
+    for (size_t ph = 0; ph < PH; ++ph)
+      for (size_t pw = 0; pw < PW; ++pw) {
+        const size_t place[4] = {2 * ph * stride + 2 * pw, 2 * ph * stride + 2 * pw + 1, (2 * ph + 1) * stride + 2 * pw,
+                                 (2 * ph + 1) * stride + 2 * pw + 1};
+        int32_t best = 0;
+        for (int32_t j = 1; j < 4; ++j) {
+          const float v = plane[place[j]], m = plane[place[best]];
+          if (v > m || std::isnan(v)) best = j;
+        }
+        const size_t o = ph * PW + pw;
+        INFO("PW=" << PW << " window " << ph << "," << pw);
+        CHECK(where[o] == best);
+        const float m = plane[place[best]];
+        CHECK((std::isnan(m) ? std::isnan(out[o]) : out[o] == m));
+        const float v = out[o] > 0.f ? 0.f + grad[o] : 0.f;
+        for (int32_t j = 0; j < 4; ++j) {
+          const float want = j == best ? v : 0.f;
+          CHECK(std::memcmp(&unpooled[place[j]], &want, sizeof want) == 0);  // bits: +0, never -0
+          unpooled[place[j]] = 7.f;
+        }
+      }
+    for (float u : unpooled) CHECK(u == 7.f);
+  }
+}
+
+TEST_CASE("interleave2, deinterleave2, repeat2 and add_pairs2 match scalar loops for every width") {
+  Rng rng(13);
+  for (size_t n = 1; n <= 11; ++n) {
+    std::vector<float> even(n), odd(n), woven(2 * n + 1, 9.f), e2(n), o2(n), rep(2 * n + 1, 9.f), acc(n), acc0(n);
+    for (size_t j = 0; j < n; ++j) even[j] = rng.uniform(-1, 1), odd[j] = rng.uniform(-1, 1), acc[j] = acc0[j] = rng.uniform(-1, 1);
+    interleave2(even.data(), odd.data(), n, 0.25f, woven.data());
+    deinterleave2(woven.data(), n, e2.data(), o2.data());
+    repeat2(even.data(), n, rep.data());
+    add_pairs2(woven.data(), n, acc.data());
+    INFO("n=" << n);
+    for (size_t j = 0; j < n; ++j) {
+      CHECK(woven[2 * j] == even[j] + 0.25f);
+      CHECK(woven[2 * j + 1] == odd[j] + 0.25f);
+      CHECK(e2[j] == woven[2 * j]);
+      CHECK(o2[j] == woven[2 * j + 1]);
+      CHECK(rep[2 * j] == even[j]);
+      CHECK(rep[2 * j + 1] == even[j]);
+      CHECK(acc[j] == (acc0[j] + woven[2 * j]) + woven[2 * j + 1]);
+    }
+    CHECK(woven[2 * n] == 9.f);  // nothing written past the row
+    CHECK(rep[2 * n] == 9.f);
+  }
 }
 
 TEST_CASE("direct convolution paths match reference loops (forward, input, weight and bias gradients)") {

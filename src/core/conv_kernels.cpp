@@ -351,5 +351,4 @@ float sum16(const float* x, size_t n) {
   return s;
 }
 
-
 }  // namespace aep

@@ -73,5 +73,4 @@ void add_lanes(const float* lanes, size_t count, float* out);
 // then the rest in order. The same rounding whatever the SIMD width.
 float sum16(const float* x, size_t n);
 
-
 }  // namespace aep
