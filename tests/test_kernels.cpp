@@ -242,7 +242,7 @@ TEST_CASE("max_pool_2x2 and relu_max_unpool_2x2 match scalar loops: first maximu
     const size_t PH = 3, stride = 2 * PW + 3;
     std::vector<float> plane(2 * PH * stride), out(PH * PW), grad(PH * PW);
     for (float& v : plane) v = rng.uniform() < 0.4f ? 0.f : rng.uniform(-1, 1);  // zeros tie
-    for (size_t i = 0; i < plane.size(); i += 7) plane[i] = plane[i + 1];         // more ties
+    for (size_t i = 0; i + 1 < plane.size(); i += 7) plane[i] = plane[i + 1];     // more ties
     for (size_t i = 3; i < plane.size(); i += 11) plane[i] = std::nanf("");
     for (float& v : grad) v = rng.uniform(-1, 1);
     grad[0] = -0.f;
