@@ -158,6 +158,24 @@ const float* output_grad(const Tensor& dy, const ActivationLayer* act, const Ten
   return scratch.data();
 }
 
+// The weight packings of the direct convolution kernels (conv_s1_flat reads w[t * cols + c]):
+// packed[c * rows + r] = w[r * cols + c], a [rows][cols] matrix transposed.
+void pack_transposed(const float* w, size_t rows, size_t cols, std::vector<float>& packed) {
+  packed.resize(rows * cols);
+  for (size_t r = 0; r < rows; ++r)
+    for (size_t c = 0; c < cols; ++c) packed[c * rows + r] = w[r * cols + c];
+}
+// w: [A][C][k][k] (Conv2d: A = Cout, C = Cin; ConvTranspose2d: A = Cin, C = Cout), packed [A * k * k][C] with each
+// kernel turned by 180 degrees: the other direction of the convolution as a stride-1 convolution.
+void pack_flipped(const float* w, size_t A, size_t C, size_t k, std::vector<float>& packed) {
+  packed.resize(A * C * k * k);
+  for (size_t a = 0; a < A; ++a)
+    for (size_t c = 0; c < C; ++c)
+      for (size_t q = 0; q < k; ++q)
+        for (size_t r = 0; r < k; ++r)
+          packed[((a * k + q) * k + r) * C + c] = w[((a * C + c) * k + (k - 1 - q)) * k + (k - 1 - r)];
+}
+
 size_t conv_out(size_t in, size_t k, size_t stride, size_t pad) {
   if (in + 2 * pad < k) return 0;
   return (in + 2 * pad - k) / stride + 1;
@@ -348,7 +366,7 @@ void Conv2d::run_forward(const Tensor& x, Tensor& y, const ActivationLayer* act,
   if (act) ensure_shape(*a, y.shape());
   if (stride == 1) {
     FlatConv f = flat_conv(g.H + 2 * padding, g.W + 2 * padding, kernel_size);
-    pack_weights();
+    pack_transposed(params[0].value, out_channels, ckk, wpk_);
     pad_.resize(in_channels * f.in_plane);
     flat_.resize(out_channels * f.out_plane);
     for (size_t b = 0; b < B; ++b) {
@@ -407,7 +425,7 @@ void Conv2d::run_backward(const Tensor& x, const Tensor& dy, const ActivationLay
     const size_t k = kernel_size, pb = k - 1 - padding;
     FlatConv f = flat_conv(g.H + 2 * padding, g.W + 2 * padding, k);
     FlatConv fb = flat_conv(g.OH + 2 * pb, g.OW + 2 * pb, k);
-    pack_flipped();
+    pack_flipped(params[0].value, out_channels, in_channels, kernel_size, wpk_);
     pad_.resize(std::max(in_channels * f.in_plane, out_channels * fb.in_plane));
     flat_.resize(std::max(out_channels * f.out_plane, in_channels * fb.out_plane));
     lanes_.assign(params[0].numel() * 16, 0.f);
@@ -444,24 +462,6 @@ void Conv2d::run_backward(const Tensor& x, const Tensor& dy, const ActivationLay
   }
 }
 
-void Conv2d::pack_weights() {
-  const size_t ckk = in_channels * kernel_size * kernel_size;
-  wpk_.resize(ckk * out_channels);
-  for (size_t co = 0; co < out_channels; ++co)
-    for (size_t t = 0; t < ckk; ++t) wpk_[t * out_channels + co] = params[0].value[co * ckk + t];
-}
-
-void Conv2d::pack_flipped() {
-  const size_t k = kernel_size;
-  wpk_.resize(in_channels * k * k * out_channels);
-  for (size_t co = 0; co < out_channels; ++co)
-    for (size_t ci = 0; ci < in_channels; ++ci)
-      for (size_t q = 0; q < k; ++q)
-        for (size_t r = 0; r < k; ++r)
-          wpk_[((co * k + q) * k + r) * in_channels + ci] =
-              params[0].value[((co * in_channels + ci) * k + (k - 1 - q)) * k + (k - 1 - r)];
-}
-
 bool Conv2d::fuses_relu_pool(const ActivationLayer& act, const MaxPool2d& pool) const {
   // "Same" padding makes the padded output gradient (for dx) and the flat grid (for dW) one buffer.
   return stride == 1 && 2 * padding + 1 == kernel_size && act.kind == Activation::ReLU && pool.kernel_size == 2 &&
@@ -474,7 +474,7 @@ void Conv2d::forward_relu_pool(const Tensor& x, Tensor& out) {
   const size_t B = in[0], PH = g.OH / 2, PW = g.OW / 2, pooled = out_channels * PH * PW;
   ensure_shape(out, {B, out_channels, PH, PW});
   FlatConv f = flat_conv(g.H + 2 * padding, g.W + 2 * padding, kernel_size);
-  pack_weights();
+  pack_transposed(params[0].value, out_channels, in_channels * kernel_size * kernel_size, wpk_);
   padx_.resize(B * in_channels * f.in_plane);
   flat_.resize(out_channels * f.out_plane);
   where_.resize(B * pooled);
@@ -500,7 +500,7 @@ void Conv2d::backward_relu_pool(const Tensor& x, const Tensor& out, const Tensor
   const size_t shift = padding * f.Wp + padding;
   if (dx) {
     ensure_shape(*dx, in);
-    pack_flipped();
+    pack_flipped(params[0].value, out_channels, in_channels, kernel_size, wpk_);
   }
   pad_.assign(out_channels * f.in_plane, 0.f);
   flat_.resize(in_channels * f.out_plane);
@@ -572,13 +572,7 @@ void ConvTranspose2d::run_forward(const Tensor& x, Tensor& y, const ActivationLa
     // A stride-1 convolution of x padded by k - 1 - padding with the flipped kernel, packed [Cin * k * k][Cout].
     const size_t k = kernel_size;
     FlatConv f = flat_conv(in[2] + 2 * (k - 1 - padding), in[3] + 2 * (k - 1 - padding), k);
-    wpk_.resize(in_channels * okk);
-    for (size_t ci = 0; ci < in_channels; ++ci)
-      for (size_t co = 0; co < out_channels; ++co)
-        for (size_t q = 0; q < k; ++q)
-          for (size_t r = 0; r < k; ++r)
-            wpk_[((ci * k + q) * k + r) * out_channels + co] =
-                params[0].value[((ci * out_channels + co) * k + (k - 1 - q)) * k + (k - 1 - r)];
+    pack_flipped(params[0].value, in_channels, out_channels, k, wpk_);
     pad_.resize(in_channels * f.in_plane);
     flat_.resize(out_channels * f.out_plane);
     for (size_t b = 0; b < B; ++b) {
@@ -650,9 +644,7 @@ void ConvTranspose2d::run_backward(const Tensor& x, const Tensor& dy, const Acti
     // dx: a stride-1 convolution of dy padded by `padding`, W packed [Cout * k * k][Cin]; dW from the flat grid.
     const size_t k = kernel_size;
     FlatConv f = flat_conv(g.H + 2 * padding, g.W + 2 * padding, k);
-    wpk_.resize(in_channels * okk);
-    for (size_t ci = 0; ci < in_channels; ++ci)
-      for (size_t t = 0; t < okk; ++t) wpk_[t * in_channels + ci] = params[0].value[ci * okk + t];
+    pack_transposed(params[0].value, in_channels, okk, wpk_);
     pad_.resize(out_channels * f.in_plane);
     flat_.resize(in_channels * f.out_plane);
     lanes_.assign(params[0].numel() * 16, 0.f);
@@ -685,11 +677,7 @@ void ConvTranspose2d::run_backward(const Tensor& x, const Tensor& dy, const Acti
     lanes_.assign(params[0].numel() * 16, 0.f);
     offsets_.resize(okk);
     for (size_t t = 0; t < okk; ++t) offsets_[t] = t * f.in_plane;
-    if (dx) {
-      wpk_.resize(okk * in_channels);
-      for (size_t ci = 0; ci < in_channels; ++ci)
-        for (size_t t = 0; t < okk; ++t) wpk_[t * in_channels + ci] = params[0].value[ci * okk + t];
-    }
+    if (dx) pack_transposed(params[0].value, in_channels, okk, wpk_);
     for (size_t b = 0; b < B; ++b) {
       const float* dyb = output_grad(dy, act, act_out, b, dz_);
       if (has_bias) accumulate_channel_sums(dyb, params[1].grad, 1, out_channels, plane);

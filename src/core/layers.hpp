@@ -156,8 +156,6 @@ class Conv2d : public FusingLayer {
   std::vector<float> pad_, flat_, wpk_;  // direct stride-1 kernels (conv_kernels.hpp)
   std::vector<float> padx_;              // relu_pool: every sample's padded input, kept for backward
   std::vector<int32_t> where_;           // relu_pool: each maximum's place in its window, row * 2 + column
-  void pack_weights();                   // wpk_ = W as [Cin * k * k][Cout]: the forward stride-1 convolution
-  void pack_flipped();                   // wpk_ = W flipped, [Cout * k * k][Cin]: dx as a stride-1 convolution
 };
 
 class ConvTranspose2d : public FusingLayer {
