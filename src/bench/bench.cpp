@@ -120,8 +120,9 @@ BenchRecord train_workload(const BenchOptions& o, const std::string& workload, c
 
 struct GemmCase {
   const char* name;
-  bool ta, tb;
+  bool ta, tb, tc;  // tc: gemm_transposed_c
   size_t M, N, K;
+  float beta;
 };
 
 BenchRecord gemm_workload(const BenchOptions& o, const GemmCase& c) {
@@ -131,7 +132,10 @@ BenchRecord gemm_workload(const BenchOptions& o, const GemmCase& c) {
   for (float& v : B) v = rng.uniform(-1, 1);
   size_t lda = c.ta ? c.M : c.K, ldb = c.tb ? c.K : c.N;
   Timing t = measure(o, 2.0 * double(c.M) * double(c.N) * double(c.K) * 1e-9, [&] {
-    gemm(c.ta, c.tb, c.M, c.N, c.K, 1.f, A.data(), lda, B.data(), ldb, 0.f, C.data(), c.N);
+    if (c.tc)
+      gemm_transposed_c(c.ta, c.tb, c.M, c.N, c.K, 1.f, A.data(), lda, B.data(), ldb, c.beta, C.data(), c.M);
+    else
+      gemm(c.ta, c.tb, c.M, c.N, c.K, 1.f, A.data(), lda, B.data(), ldb, c.beta, C.data(), c.N);
   });
   return {kSystem, simd_arch_name(), c.name, 0, t.median, t.spread};
 }
@@ -188,14 +192,15 @@ std::vector<BenchRecord> run_bench(const BenchOptions& o, std::FILE* out) {
   };
 
   if (selected(o, "gemm")) {
-    // Model A's 784x256 layers at batch 64: the forward product and both backward products, both layers.
+    // Model A's 784x256 layers at batch 64, called as Linear calls them: y^T = W x^T written transposed into the
+    // [batch, features] tensor, dx = dy W (gemm picks the operand order), dW += dy^T x accumulated.
     const GemmCase cases[] = {
-        {"gemm x*W^T 64x256x784 (enc fwd)", false, true, 64, 256, 784},
-        {"gemm dy*W 64x784x256 (enc dx)", false, false, 64, 784, 256},
-        {"gemm dy^T*x 256x784x64 (enc dW)", true, false, 256, 784, 64},
-        {"gemm x*W^T 64x784x256 (dec fwd)", false, true, 64, 784, 256},
-        {"gemm dy*W 64x256x784 (dec dx)", false, false, 64, 256, 784},
-        {"gemm dy^T*x 784x256x64 (dec dW)", true, false, 784, 256, 64},
+        {"gemm W*x^T 256x64x784 (enc fwd)", false, true, true, 256, 64, 784, 0.f},
+        {"gemm dy*W 64x784x256 (enc dx)", false, false, false, 64, 784, 256, 0.f},
+        {"gemm dy^T*x 256x784x64 (enc dW)", true, false, false, 256, 784, 64, 1.f},
+        {"gemm W*x^T 784x64x256 (dec fwd)", false, true, true, 784, 64, 256, 0.f},
+        {"gemm dy*W 64x256x784 (dec dx)", false, false, false, 64, 256, 784, 0.f},
+        {"gemm dy^T*x 784x256x64 (dec dW)", true, false, false, 784, 256, 64, 1.f},
     };
     for (const GemmCase& c : cases) add(gemm_workload(o, c));
     Timing peak = measure(o, gemm_micro_kernel_flops() * 1e-9, [] { gemm_micro_kernel_run(); });

@@ -64,6 +64,13 @@ void pack_b(bool trans_b, const float* B, size_t ldb, size_t k0, size_t kc, size
         for (size_t k = 0; k < kc; ++k) dst[k * NR + j] = 0.f;
       continue;
     }
+    if (nr == NR) {  // whole panel: vector copies (a 64-byte memcpy is a call in WebAssembly)
+      for (size_t k = 0; k < kc; ++k) {
+        const float* src = B + (k0 + k) * ldb + jp;
+        for (size_t v = 0; v < NV; ++v) batch::load_unaligned(src + v * W).store_aligned(dst + k * NR + v * W);
+      }
+      continue;
+    }
     for (size_t k = 0; k < kc; ++k) {
       float* row = dst + k * NR;
       const float* src = B + (k0 + k) * ldb + jp;

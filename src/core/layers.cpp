@@ -264,15 +264,15 @@ void Linear::run_backward(const Tensor& x, const Tensor& dy_in, const Activation
   }
   const Tensor& dy = *dyp;
   if (tied_) {
-    if (dx)
-      gemm_transposed_c(false, true, in_features, B, out_features, 1.f, weight(), out_features, dy.data(),
-                        out_features, 0.f, dx->data(), in_features);  // dx^T = W_enc dy^T
+    if (dx)  // dx = dy W_enc^T (gemm picks the operand order; see pack_a_instead)
+      gemm(false, true, B, in_features, out_features, 1.f, dy.data(), out_features, weight(), out_features, 0.f,
+           dx->data(), in_features);
     gemm(true, false, in_features, out_features, B, 1.f, x.data(), in_features, dy.data(), out_features, 1.f,
          weight_grad(), out_features);
   } else {
-    if (dx)
-      gemm_transposed_c(true, true, in_features, B, out_features, 1.f, weight(), in_features, dy.data(),
-                        out_features, 0.f, dx->data(), in_features);  // dx^T = W^T dy^T
+    if (dx)  // dx = dy W: natively computed as dx^T = W^T dy^T (see pack_a_instead), in WebAssembly as it stands
+      gemm(false, false, B, in_features, out_features, 1.f, dy.data(), out_features, weight(), in_features, 0.f,
+           dx->data(), in_features);
     gemm(true, false, out_features, in_features, B, 1.f, dy.data(), out_features, x.data(), in_features, 1.f,
          weight_grad(), in_features);
   }
