@@ -41,7 +41,9 @@ Dataset load_mnist(const std::string& dir, bool train) {
 // Restrict: a byte pointer may alias anything. clang 14 still converts bytes to floats one lane at a time in
 // WebAssembly (a load, convert and replace_lane per value), so there the widening is spelled out; the same
 // multiply and add give the same bits.
-static void bytes_to_float(const uint8_t* __restrict src, size_t n, float scale, float shift, float* __restrict dst) {
+// dst2, if not null, gets the same values.
+static void bytes_to_float(const uint8_t* __restrict src, size_t n, float scale, float shift, float* __restrict dst,
+                           float* __restrict dst2) {
   size_t i = 0;
 #if defined(__wasm_simd128__)
   const v128_t vs = wasm_f32x4_splat(scale), vh = wasm_f32x4_splat(shift);
@@ -50,15 +52,21 @@ static void bytes_to_float(const uint8_t* __restrict src, size_t n, float scale,
     v128_t h[2] = {wasm_u16x8_extend_low_u8x16(b), wasm_u16x8_extend_high_u8x16(b)};
     for (int q = 0; q < 4; ++q) {
       v128_t w = q % 2 ? wasm_u32x4_extend_high_u16x8(h[q / 2]) : wasm_u32x4_extend_low_u16x8(h[q / 2]);
-      wasm_v128_store(dst + i + 4 * q, wasm_f32x4_add(wasm_f32x4_mul(wasm_f32x4_convert_i32x4(w), vs), vh));
+      v128_t f = wasm_f32x4_add(wasm_f32x4_mul(wasm_f32x4_convert_i32x4(w), vs), vh);
+      wasm_v128_store(dst + i + 4 * q, f);
+      if (dst2) wasm_v128_store(dst2 + i + 4 * q, f);
     }
   }
 #endif
-  for (; i < n; ++i) dst[i] = float(src[i]) * scale + shift;
+  for (; i < n; ++i) {
+    dst[i] = float(src[i]) * scale + shift;
+    if (dst2) dst2[i] = dst[i];
+  }
 }
 
-void fill_batch(const Dataset& d, const uint32_t* indices, size_t batch, Normalization norm, Tensor& x) {
+void fill_batch(const Dataset& d, const uint32_t* indices, size_t batch, Normalization norm, Tensor& x, Tensor* copy) {
   ensure_shape(x, {batch, 1, d.rows, d.cols});
+  if (copy) ensure_shape(*copy, x.shape());
   const size_t n = d.rows * d.cols;
   const float scale = norm == Normalization::MinusOneOne ? 1.f / 127.5f : 1.f / 255.f;
   const float shift = norm == Normalization::MinusOneOne ? -1.f : 0.f;
@@ -76,7 +84,8 @@ void fill_batch(const Dataset& d, const uint32_t* indices, size_t batch, Normali
   }
   volatile uint32_t sink = touched;  // keeps the reads
   (void)sink;
-  for (size_t b = 0; b < batch; ++b) bytes_to_float(d.image(indices[b]), n, scale, shift, x.data() + b * n);
+  for (size_t b = 0; b < batch; ++b)
+    bytes_to_float(d.image(indices[b]), n, scale, shift, x.data() + b * n, copy ? copy->data() + b * n : nullptr);
 }
 
 void corrupt(const CorruptionConfig& c, Normalization norm, Rng& rng, Tensor& x) {

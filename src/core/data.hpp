@@ -29,8 +29,9 @@ Dataset load_mnist(const std::string& dir, bool train);
 // Default data folder: assets/data/mnist (fetched by scripts/bootstrap.sh).
 std::string default_mnist_dir();
 
-// x: [B, 1, rows, cols] from images indices[0..B), scaled per the normalization.
-void fill_batch(const Dataset& d, const uint32_t* indices, size_t batch, Normalization norm, Tensor& x);
+// x: [B, 1, rows, cols] from images indices[0..B), scaled per the normalization; copy, if given, gets the same.
+void fill_batch(const Dataset& d, const uint32_t* indices, size_t batch, Normalization norm, Tensor& x,
+                Tensor* copy = nullptr);
 
 // Corrupts a normalized batch in place. Values stay within the normalization range except for the lesson's
 // dropout mask with scale=true, which (like nn.Dropout) multiplies kept pixels by 1/(1-p).

@@ -25,7 +25,7 @@ constexpr size_t W = batch::size;
 #ifdef AEP_GEMM_MR
 constexpr size_t MR = AEP_GEMM_MR;
 constexpr size_t NV = AEP_GEMM_NV;
-#elif defined(__EMSCRIPTEN__)
+#elif defined(__wasm_simd128__)
 constexpr size_t MR = 2;
 constexpr size_t NV = 4;
 #else
@@ -35,7 +35,7 @@ constexpr size_t NV = 2;
 constexpr size_t NR = NV * W;
 // In WebAssembly a transposed A read in place (MR values per row of A, a new cache line every k) measured ~20%
 // slower than packed at model A's weight-gradient shapes; natively in place was as fast. Results are the same.
-#if defined(__EMSCRIPTEN__)
+#if defined(__wasm_simd128__)
 constexpr bool kPackTransposedA = true;
 #else
 constexpr bool kPackTransposedA = false;

@@ -15,13 +15,22 @@ double denominator(size_t n, size_t batch, Reduction r) { return r == Reduction:
 double mse_loss(const float* pred, const float* target, size_t n, size_t batch, Reduction r, float* grad) {
   const double den = denominator(n, batch, r);
   const float g = float(2.0 / den);
-  double s = 0;
-  for (size_t i = 0; i < n; ++i) {
+  // Four partial sums (element i into sum i % 4, combined as (s0 + s1) + (s2 + s3)) rather than one: a single
+  // chain of dependent double adds was ~1% of model A's step. The same order on every target.
+  double s[4] = {0, 0, 0, 0};
+  const size_t n4 = n - n % 4;
+  for (size_t i = 0; i < n4; i += 4)
+    for (size_t l = 0; l < 4; ++l) {
+      float d = pred[i + l] - target[i + l];
+      s[l] += double(d) * d;
+    }
+  for (size_t i = n4; i < n; ++i) {
     float d = pred[i] - target[i];
-    s += double(d) * d;
-    if (grad) grad[i] = g * d;
+    s[i - n4] += double(d) * d;
   }
-  return s / den;
+  if (grad)
+    for (size_t i = 0; i < n; ++i) grad[i] = g * (pred[i] - target[i]);
+  return ((s[0] + s[1]) + (s[2] + s[3])) / den;
 }
 
 double bce_loss(const float* prob, const float* target, size_t n, size_t batch, Reduction r, float* grad) {

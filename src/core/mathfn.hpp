@@ -42,7 +42,9 @@ xsimd::batch<float, A> exp_f32(xsimd::batch<float, A> x) {
   r = r - n * B(kLn2Lo);
   B p = ((((B(kP0) * r + B(kP1)) * r + B(kP2)) * r + B(kP3)) * r + B(kP4)) * r + B(kP5);
   p = p * (r * r) + r + B(1.0f);
-  auto bits = (xsimd::to_int(n) + 127) << 23;
+  // 2^n's bits without a float-to-int conversion (several instructions in WebAssembly on x86): n + 127 is an
+  // integer in [1, 254], so n + (2^23 + 127) is exact and its low mantissa bits are n + 127; the shift drops the rest.
+  auto bits = xsimd::bitwise_cast<int32_t>(n + B(8388608.0f + 127.0f)) << 23;
   B result = p * xsimd::bitwise_cast<float>(bits);
   return xsimd::select(nan, x + x, result);
 }

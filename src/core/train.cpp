@@ -196,9 +196,7 @@ const uint32_t* BatchSampler::next(size_t& n) {
 
 void make_batch(const Dataset& d, const uint32_t* idx, size_t n, const Preset& p, Rng& rng, Tensor& input,
                 Tensor& target) {
-  fill_batch(d, idx, n, p.normalize, target);
-  ensure_shape(input, target.shape());
-  std::copy(target.begin(), target.end(), input.begin());
+  fill_batch(d, idx, n, p.normalize, target, &input);  // written together: no second pass to copy
   corrupt(p.corruption, p.normalize, rng, input);
 }
 
