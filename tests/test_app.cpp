@@ -3,12 +3,14 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <memory>
 #include <imgui.h>
 
 #include "app/app.hpp"
+#include "app/app_state.hpp"
 #include "app/ui_probe.hpp"
 #include "core/weights.hpp"
 
@@ -81,6 +83,26 @@ TEST_CASE("app: Space starts training inside frames, the loss falls, and every p
   CHECK(num(st["testLoss"]) < 0.8 * before);
   CHECK(num(st["samplesPerSec"]) > 0);
   CHECK(st["message"] == "");
+}
+
+// The Model panel names each preset's lesson once: "Lesson 002: Lesson 002: ..." read as a glitch.
+TEST_CASE("app: a preset's description names its lesson exactly once") {
+  auto count = [](std::string text, const std::string& what) {
+    std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+    size_t n = 0;
+    for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+  };
+  for (const auto& name : list_presets()) {
+    INFO(name);
+    const Preset p = load_preset(name);
+    const std::string shown = described_with_lesson(p);
+    CHECK(shown.find(p.description) != std::string::npos);
+    if (!p.lesson.empty()) CHECK(count(shown, "lesson " + p.lesson) == 1);
+  }
+  Preset p = load_preset("conv");
+  p.description = "Two Conv2d stages.";
+  CHECK(described_with_lesson(p) == "Lesson " + p.lesson + ": Two Conv2d stages.");
 }
 
 TEST_CASE("app: every preset builds, trains a few steps and draws all panels") {

@@ -39,6 +39,7 @@ void help_marker(const char* text);  // a "(?)" after the last item, showing `te
 void per_image_mse(const Tensor& a, const Tensor& b, size_t n, float* out);
 void plot_range(const std::vector<float>& xy, size_t n, float& x0, float& x1, float& y0, float& y1);
 bool with_code_size(Preset& p, size_t d);
+std::string described_with_lesson(const Preset& p);  // the description as the Model panel shows it
 
 // Where each panel goes (see update()); per App, so two apps (tests) do not share it.
 struct PanelLayout {

@@ -4,11 +4,21 @@
 #include <misc/cpp/imgui_stdlib.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 
 #include "core/gemm.hpp"
 
 namespace aep {
+
+// "Lesson 003: " before a preset's description, unless the description names its lesson itself ("Lesson 003's
+// denoiser: ...", "The lesson 000 conv exercise: ...").
+std::string described_with_lesson(const Preset& p) {
+  std::string lower = p.description;
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  if (p.lesson.empty() || lower.find("lesson " + p.lesson) != std::string::npos) return p.description;
+  return "Lesson " + p.lesson + ": " + p.description;
+}
 
 // The same model with another code size: the last encoder (or mu/logvar) Linear/Conv2d producing the code, the
 // BatchNorm after it and the first decoder layer consuming it all change together. False if no such layers.
@@ -222,8 +232,7 @@ void App::panel_model() {
     }
     ImGui::EndCombo();
   }
-  ImGui::TextWrapped("%s%s%s", s.preset.lesson.empty() ? "" : ("Lesson " + s.preset.lesson + ": ").c_str(),
-                     s.preset.description.c_str(), "");
+  ImGui::TextWrapped("%s", described_with_lesson(s.preset).c_str());
   ImGui::Text("%zu parameters, code %s%s", s.model->parameter_count(), shape_str(s.model->code_shape(1)).c_str(),
               s.model->is_vae() ? " (VAE latent)" : "");
   layer_editor();  // may replace s.model (Apply)
