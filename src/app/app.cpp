@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "core/gemm.hpp"
+#include "core/parallel.hpp"
 #include "core/safetensors.hpp"
 #include "core/umap.hpp"
 #include "core/weights.hpp"
@@ -868,6 +869,7 @@ json App::status() const {
           {"panels", panels},
           {"compact", compact},
           {"simd", simd_arch_name()},
+          {"threads", thread_count()},
           {"parameters", s.model->parameter_count()},
           {"codeSize", s.model->code_size()},
           {"holdout", s.held_out},
@@ -1071,8 +1073,8 @@ void App::main_menu() {
   }
   ImGui::Separator();
   if (!loading_.empty()) ImGui::TextUnformatted(loading_.c_str());
-  else ImGui::Text("%s | step %zu | %.0f samples/s | SIMD: %s, 1 thread", s.preset.name.c_str(), s.step, s.samples_per_s,
-                   simd_arch_name());
+  else ImGui::Text("%s | step %zu | %.0f samples/s | SIMD: %s, %zu thread%s", s.preset.name.c_str(), s.step,
+                   s.samples_per_s, simd_arch_name(), thread_count(), thread_count() == 1 ? "" : "s");
   if (!message.empty()) {
     ImGui::Separator();
     ImGui::TextColored(ImVec4(1, 0.8f, 0.4f, 1), "%s", message.c_str());

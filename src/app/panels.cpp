@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "core/gemm.hpp"
+#include "core/parallel.hpp"
 
 namespace aep {
 
@@ -382,7 +383,7 @@ void App::panel_training() {
   ImGui::Text("step %zu   epoch %.2f / %zu   %.0f samples/s", s.step, epoch, s.preset.training.epochs, s.samples_per_s);
   ImGui::Text("train loss %.5g   test loss %.5g", s.last_train, s.last_test);
   if (s.model->is_vae()) ImGui::Text("test KL term %.5g", s.last_test_kl);
-  ImGui::TextDisabled("SIMD: %s, threads: 1", simd_arch_name());
+  ImGui::TextDisabled("SIMD: %s, threads: %zu", simd_arch_name(), thread_count());
   float train_ms = float(train_budget_ms);
   ImGui::SetNextItemWidth(160);
   if (ImGui::SliderFloat("training ms per frame", &train_ms, 2, 50, "%.0f")) train_budget_ms = std::clamp(train_ms, 1.f, 100.f);

@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "core/gemm.hpp"
+#include "core/parallel.hpp"
 #include "core/train.hpp"
 #include "core/umap.hpp"
 
@@ -21,9 +22,16 @@ using Clock = std::chrono::steady_clock;
 
 #ifdef __EMSCRIPTEN__
 constexpr const char* kSystem = "aep wasm";
+
 #else
 constexpr const char* kSystem = "aep native";
 #endif
+
+// The arch column: the SIMD set, and the thread count when above 1.
+std::string arch() {
+  size_t t = thread_count();
+  return std::string(simd_arch_name()) + (t > 1 ? ", " + std::to_string(t) + " threads" : "");
+}
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
@@ -113,7 +121,7 @@ BenchRecord train_workload(const BenchOptions& o, const std::string& workload, c
     trainer.train_step(input, target);
   };
   Timing t = measure(o, 64.0, step);
-  BenchRecord r{kSystem, simd_arch_name(), workload, t.median, 0, t.spread};
+  BenchRecord r{kSystem, arch(), workload, t.median, 0, t.spread};
   r.gflops = 3.0 * forward_flops_per_sample(model) * t.median * 1e-9;
   return r;
 }
@@ -137,7 +145,7 @@ BenchRecord gemm_workload(const BenchOptions& o, const GemmCase& c) {
     else
       gemm(c.ta, c.tb, c.M, c.N, c.K, 1.f, A.data(), lda, B.data(), ldb, c.beta, C.data(), c.N);
   });
-  return {kSystem, simd_arch_name(), c.name, 0, t.median, t.spread};
+  return {kSystem, arch(), c.name, 0, t.median, t.spread};
 }
 
 // UMAP of n points in d dimensions (ten Gaussian clusters, like a model's codes) to 2-D, start to finish; a row
@@ -154,7 +162,7 @@ BenchRecord umap_workload(const BenchOptions& o, size_t n, size_t d, std::string
     while (!u.step(1e9)) {
     }
   });
-  BenchRecord r{kSystem, simd_arch_name(), "umap " + std::to_string(n) + " x " + std::to_string(d) + " -> 2", t.median,
+  BenchRecord r{kSystem, arch(), "umap " + std::to_string(n) + " x " + std::to_string(d) + " -> 2", t.median,
                 0, t.spread};
   std::vector<std::pair<std::string, double>> stages;
   u.begin(x.data(), n, d);
@@ -204,7 +212,7 @@ std::vector<BenchRecord> run_bench(const BenchOptions& o, std::FILE* out) {
     };
     for (const GemmCase& c : cases) add(gemm_workload(o, c));
     Timing peak = measure(o, gemm_micro_kernel_flops() * 1e-9, [] { gemm_micro_kernel_run(); });
-    add({kSystem, simd_arch_name(), "gemm micro-kernel peak (L1)", 0, peak.median, peak.spread});
+    add({kSystem, arch(), "gemm micro-kernel peak (L1)", 0, peak.median, peak.spread});
   }
 
   if (selected(o, "umap")) {

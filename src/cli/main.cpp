@@ -15,6 +15,7 @@
 
 #include "bench/bench.hpp"
 #include "core/gemm.hpp"
+#include "core/parallel.hpp"
 #include "core/pca.hpp"
 #include "core/train.hpp"
 #include "core/weights.hpp"
@@ -40,11 +41,12 @@ const char* kUsage =
     "  presets                          list the presets with their parameter counts\n"
     "  train --preset NAME|FILE [--data DIR] [--epochs N | --steps N] [--batch B] [--lr X] [--seed S]\n"
     "        [--init W.safetensors] [--save W.safetensors] [--save-optimizer] [--no-shuffle] [--log FILE.csv]\n"
-    "        [--test-samples N]\n"
+    "        [--test-samples N] [--threads T]\n"
     "  eval  --preset NAME|FILE --weights W.safetensors [--data DIR] [--test-samples N]\n"
     "  pca   --k K [--data DIR] [--normalize 0_1|-1_1]   PCA baseline: test reconstruction MSE\n"
     "  bench [--only A,B,gemm,umap,presets,NAME...] [--seconds S] [--runs N] [--warmup S] [--json FILE]\n"
-    "        [--model-a FILE] [--data DIR]   training speed (batch 64, Adam) and GEMM GFLOP/s\n"
+    "        [--model-a FILE] [--data DIR] [--threads T]   training speed (batch 64, Adam) and GEMM GFLOP/s\n"
+    "T: threads for GEMM and the optimizer (default 1; the same results for any T).\n"
     "DIR holds the MNIST IDX files (raw or .gz) under their standard names; default: the fetched MNIST.\n";
 
 struct UsageError : std::runtime_error {
@@ -121,12 +123,21 @@ int cmd_presets() {
   return 0;
 }
 
+// --threads N: worker threads for GEMM and the optimizer (results are the same for any count).
+void use_threads(std::map<std::string, std::string>& o) {
+  if (!o.count("--threads")) return;
+  size_t want = size_t(parse_int("--threads", o["--threads"], 1, 64));
+  size_t got = set_thread_count(want);
+  if (got < want) std::fprintf(stderr, "aep: running %zu thread%s (%zu asked for)\n", got, got == 1 ? "" : "s", want);
+}
+
 int cmd_train(int argc, char** argv) {
   auto o = parse_options(argc, argv, 2,
                          {"--preset", "--data", "--epochs", "--steps", "--batch", "--lr", "--seed", "--init", "--save",
-                          "--log", "--test-samples"},
+                          "--log", "--test-samples", "--threads"},
                          {"--no-shuffle", "--save-optimizer"});
   if (!o.count("--preset")) throw UsageError("train needs --preset");
+  use_threads(o);
   if (o.count("--epochs") && o.count("--steps")) throw UsageError("give --epochs or --steps, not both");
   Preset p = load_preset(o["--preset"]);
   if (o.count("--batch")) p.training.batch_size = size_t(parse_int("--batch", o["--batch"], 1, 4096));
@@ -228,8 +239,9 @@ int cmd_pca(int argc, char** argv) {
 }
 
 int cmd_bench(int argc, char** argv) {
-  auto o = parse_options(argc, argv, 2, {"--only", "--seconds", "--runs", "--warmup", "--json", "--model-a", "--data"},
-                         {});
+  auto o = parse_options(argc, argv, 2,
+                         {"--only", "--seconds", "--runs", "--warmup", "--json", "--model-a", "--data", "--threads"}, {});
+  use_threads(o);
   BenchOptions b;
   if (o.count("--seconds")) b.seconds = parse_double("--seconds", o["--seconds"], 0.0, 600.0);
   if (o.count("--warmup")) b.warmup = parse_double("--warmup", o["--warmup"], -1e-12, 600.0);

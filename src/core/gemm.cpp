@@ -9,6 +9,8 @@
 #include <cstring>
 #include <vector>
 #include <xsimd/xsimd.hpp>
+
+#include "core/parallel.hpp"
 #if defined(__AVX__)
 #include <immintrin.h>
 #endif
@@ -255,19 +257,38 @@ bool pack_a_instead(bool trans_b, size_t M, size_t N, size_t K) {
   return N > M && (N - M) * std::min(K, KC) > M * N;
 }
 
+// With several threads, the columns of op(C) in blocks of whole NR panels, one block per thread. Each block is the
+// same gemm_any on a part of B and C: the same panels, tiles and sums for every element, so results do not depend
+// on the thread count. Products under kMinSplit multiply-adds stay on one thread (waking a worker costs more).
+constexpr double kMinSplit = 1 << 18;
+
+void gemm_split(bool trans_a, bool trans_b, bool trans_c, size_t M, size_t N, size_t K, float alpha, const float* A,
+                size_t lda, const float* B, size_t ldb, float beta, float* C, size_t ldc) {
+  const size_t panels = (N + NR - 1) / NR;
+  size_t parts = std::min(thread_count(), panels);
+  if (double(M) * double(N) * double(K) < kMinSplit) parts = 1;
+  if (parts <= 1) return gemm_any(trans_a, trans_b, trans_c, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  auto block = [&](size_t t) {
+    const size_t j0 = panels * t / parts * NR, j1 = std::min(N, panels * (t + 1) / parts * NR);
+    gemm_any(trans_a, trans_b, trans_c, M, j1 - j0, K, alpha, A, lda, trans_b ? B + j0 * ldb : B + j0, ldb, beta,
+             trans_c ? C + j0 * ldc : C + j0, ldc);
+  };
+  parallel_for(parts, block);
+}
+
 }  // namespace
 
 void gemm(bool trans_a, bool trans_b, size_t M, size_t N, size_t K, float alpha, const float* A, size_t lda,
           const float* B, size_t ldb, float beta, float* C, size_t ldc) {
   if (pack_a_instead(trans_b, M, N, K))
-    gemm_any(!trans_b, !trans_a, true, N, M, K, alpha, B, ldb, A, lda, beta, C, ldc);
+    gemm_split(!trans_b, !trans_a, true, N, M, K, alpha, B, ldb, A, lda, beta, C, ldc);
   else
-    gemm_any(trans_a, trans_b, false, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_split(trans_a, trans_b, false, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void gemm_transposed_c(bool trans_a, bool trans_b, size_t M, size_t N, size_t K, float alpha, const float* A,
                        size_t lda, const float* B, size_t ldb, float beta, float* C, size_t ldc) {
-  gemm_any(trans_a, trans_b, true, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  gemm_split(trans_a, trans_b, true, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void gemm_reference(bool trans_a, bool trans_b, size_t M, size_t N, size_t K, float alpha, const float* A,

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstring>
 #include <xsimd/xsimd.hpp>
+
+#include "core/parallel.hpp"
 #if defined(__wasm_simd128__)
 #include <wasm_simd128.h>
 #elif defined(__SSE2__)
@@ -67,6 +69,16 @@ inline int32_t to_bits(float f) {
   int32_t b;
   std::memcpy(&b, &f, sizeof b);
   return b;
+}
+
+// Per-range maxima of the Adam pass and its check (|x| as bits, see abs_bits), and how many ranges: one per thread, none shorter
+// than kMinPart vectors (waking a worker costs more).
+struct Maxima {
+  int32_t m, v, p;
+};
+constexpr size_t kMaxParts = 64, kMinPart = 4096;
+inline size_t split_count(size_t vectors) {
+  return std::max<size_t>(1, std::min({thread_count(), kMaxParts, vectors / kMinPart}));
 }
 
 // a * b rounded to float exactly as the float multiply rounds it, without an assist: the product of two floats is
@@ -166,6 +178,40 @@ inline void adam_in_double(B p, B g, B& m, B& v, B& np, const AdamConsts& k) {
   v = B::load_aligned(vs);
   np = B::load_aligned(ps);
 }
+// Adam over the vectors [i0, i1): the maxima of |m|, |v| and (for a check pass) |new p| as bits. A function of
+// its own, with its constants in locals: in a lambda that reached them by reference, clang reloaded them after
+// every store (WebAssembly model A 6% slower).
+template <bool Commit, bool ZeroGrads>
+Maxima adam_range(float* p, const float* g, float* zero_g, float* m, float* v, size_t i0, size_t i1,
+                  const AdamConsts& k) {
+  const B vwd(k.wd), vb1(k.b1), vb2(k.b2), v1b1(k.one_minus_b1), v1b2(k.one_minus_b2), vbc2(k.bc2_sqrt),
+      veps(k.eps), vstep(k.step_size);
+  I max_m(0), max_v(0), max_p(0);
+  for (size_t i = i0; i < i1; i += W) {
+    B pi = B::load_unaligned(p + i), gi = B::load_unaligned(g + i), mi = B::load_unaligned(m + i),
+      vi = B::load_unaligned(v + i), np;
+    if (!xsimd::any(tiny(mi, 0x1p-96f))) {
+      B d = gi + vwd * pi;
+      mi = vb1 * mi + v1b1 * d;
+      vi = vb2 * vi + v1b2 * d * d;
+      B denom = xsimd::sqrt(vi) / vbc2 + veps;
+      np = pi - vstep * mi / denom;
+    } else if (!adam_careful(pi, gi, mi, vi, np, k)) {
+      adam_in_double(pi, gi, mi, vi, np, k);
+    }
+    if (Commit) {
+      if (ZeroGrads) B(0.f).store_unaligned(zero_g + i);
+      mi.store_unaligned(m + i);
+      vi.store_unaligned(v + i);
+      np.store_unaligned(p + i);
+    } else {
+      max_p = max_bits(max_p, abs_bits(np));
+    }
+    max_m = max_bits(max_m, abs_bits(mi));  // a plain step() may leave NaN: ok is then false
+    max_v = max_bits(max_v, abs_bits(vi));
+  }
+  return {xsimd::reduce_max(max_m), xsimd::reduce_max(max_v), xsimd::reduce_max(max_p)};
+}
 }  // namespace
 
 // Commit = false computes the step without writing anything and reports whether all results are finite.
@@ -206,35 +252,21 @@ bool Optimizer::update(float* p, const float* g) {
   float* v = exp_avg_sq.data();
   const AdamConsts k{wd, b1, b2, 1.f - b1, 1.f - b2, bc2_sqrt, eps, step_size};
   const size_t nv = n - n % W;
-  I max_m(0), max_v(0), max_p(0);
-  const B vwd(wd), vb1(b1), vb2(b2), v1b1(1.f - b1), v1b2(1.f - b2), vbc2(bc2_sqrt), veps(eps), vstep(step_size);
-  for (size_t i = 0; i < nv; i += W) {
-    B pi = B::load_unaligned(p + i), gi = B::load_unaligned(g + i), mi = B::load_unaligned(m + i),
-      vi = B::load_unaligned(v + i), np;
-    if (!xsimd::any(tiny(mi, 0x1p-96f))) {
-      B d = gi + vwd * pi;
-      mi = vb1 * mi + v1b1 * d;
-      vi = vb2 * vi + v1b2 * d * d;
-      B denom = xsimd::sqrt(vi) / vbc2 + veps;
-      np = pi - vstep * mi / denom;
-    } else if (!adam_careful(pi, gi, mi, vi, np, k)) {
-      adam_in_double(pi, gi, mi, vi, np, k);
-    }
-    if (Commit) {
-      if (ZeroGrads) B(0.f).store_unaligned(zero_g + i);
-      mi.store_unaligned(m + i);
-      vi.store_unaligned(v + i);
-      np.store_unaligned(p + i);
-    } else {
-      max_p = max_bits(max_p, abs_bits(np));
-    }
-    max_m = max_bits(max_m, abs_bits(mi));  // a plain step() may leave NaN: ok is then false
-    max_v = max_bits(max_v, abs_bits(vi));
-  }
+  // The vectors in ranges, one per thread (see parallel.hpp); each weight's formula is the same in any range and
+  // the maxima combine by max, so the thread count changes nothing.
+  Maxima parts[kMaxParts];
+  const size_t n_parts = split_count(nv / W);
+  auto range = [&](size_t part) {
+    parts[part] = adam_range<Commit, ZeroGrads>(p, g, zero_g, m, v, nv / W * part / n_parts * W,
+                                                nv / W * (part + 1) / n_parts * W, k);
+  };
+  parallel_for(n_parts, range);
+  Maxima all{0, 0, 0};
+  for (size_t t = 0; t < n_parts; ++t)
+    all = {std::max(all.m, parts[t].m), std::max(all.v, parts[t].v), std::max(all.p, parts[t].p)};
   const int32_t finite_max = to_bits(FLT_MAX);
-  ok = xsimd::reduce_max(max_m) <= finite_max && xsimd::reduce_max(max_v) <= finite_max &&
-       xsimd::reduce_max(max_p) <= finite_max;
-  float mm = from_bits(xsimd::reduce_max(max_m)), mv = from_bits(xsimd::reduce_max(max_v));
+  ok = all.m <= finite_max && all.v <= finite_max && all.p <= finite_max;
+  float mm = from_bits(all.m), mv = from_bits(all.v);
   for (size_t i = nv; i < n; ++i) {
     float d = g[i] + wd * p[i];
     float mi = b1 * m[i] + (1.f - b1) * d;
@@ -273,14 +305,22 @@ bool Optimizer::adam_surely_finite(const float* p, const float* g) const {
     return false;
   if (!(b1 >= 0.f && b1 <= 1.f && b2 >= 0.f && b2 <= 1.f && eps > 0.f)) return false;
   const size_t n = exp_avg.size(), nv = n - n % W;
-  I max_g(0), max_p(0);
-  for (size_t i = 0; i < nv; i += W) {
-    max_g = max_bits(max_g, abs_bits(B::load_unaligned(g + i)));
-    max_p = max_bits(max_p, abs_bits(B::load_unaligned(p + i)));
-  }
+  Maxima parts[kMaxParts];
+  const size_t n_parts = split_count(nv / W);
+  auto range = [&](size_t part) {
+    I mg(0), mp(0);
+    for (size_t i = nv / W * part / n_parts * W, end = nv / W * (part + 1) / n_parts * W; i < end; i += W) {
+      mg = max_bits(mg, abs_bits(B::load_unaligned(g + i)));
+      mp = max_bits(mp, abs_bits(B::load_unaligned(p + i)));
+    }
+    parts[part] = {xsimd::reduce_max(mg), 0, xsimd::reduce_max(mp)};
+  };
+  parallel_for(n_parts, range);
+  int32_t max_g = 0, max_p = 0;
+  for (size_t t = 0; t < n_parts; ++t) max_g = std::max(max_g, parts[t].m), max_p = std::max(max_p, parts[t].p);
   const int32_t limit = to_bits(1e18f);  // also rejects infinity and NaN, whose bits are above it
-  if (xsimd::reduce_max(max_g) > limit || xsimd::reduce_max(max_p) > limit) return false;
-  double G = from_bits(xsimd::reduce_max(max_g)), P = from_bits(xsimd::reduce_max(max_p));
+  if (max_g > limit || max_p > limit) return false;
+  double G = from_bits(max_g), P = from_bits(max_p);
   for (size_t i = nv; i < n; ++i) {
     if (!(std::fabs(g[i]) <= 1e18f && std::fabs(p[i]) <= 1e18f)) return false;
     G = std::max(G, double(std::fabs(g[i])));

@@ -17,6 +17,7 @@
 
 #include "app/app.hpp"
 #include "core/idx.hpp"
+#include "core/parallel.hpp"
 #include "platform/gl_textures.hpp"
 
 namespace {
@@ -88,6 +89,7 @@ int main(int argc, char** argv) {
   nlohmann::json cmd = nlohmann::json::object();
   std::string data_dir = aep::default_mnist_dir();
   double budget = 20;
+  long threads = long(aep::hardware_threads());
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     bool has_value = i + 1 < argc;
@@ -97,12 +99,14 @@ int main(int argc, char** argv) {
     else if (a == "--data" && has_value) data_dir = argv[++i];
     else if (a == "--budget" && has_value) budget = std::atof(argv[++i]);
     else if (a == "--screenshot" && has_value) screenshot = argv[++i];
+    else if (a == "--threads" && has_value) threads = std::atol(argv[++i]);
     else {
       std::fprintf(stderr, "usage: aep_desktop [--preset NAME] [--train] [--data DIR] [--frames N] [--budget MS] "
-                           "[--screenshot FILE.png]\n");
+                           "[--screenshot FILE.png] [--threads T (default: all hardware threads)]\n");
       return 2;
     }
   }
+  aep::set_thread_count(size_t(std::max(1L, threads)));  // GEMM and Adam on worker threads: same results, faster
   if (!glfwInit()) {
     std::fprintf(stderr, "aep_desktop: cannot initialize GLFW (no display?)\n");
     return 1;
