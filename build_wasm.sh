@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Builds the WebAssembly targets (engine, tests, CLI, and the playground page) and assembles the static site in
 # build/web/: index.html + aep.js/.css + aep_web.js/.wasm + data/*.gz (MNIST, fetched by scripts/bootstrap.sh).
-# Any static file server can serve build/web (no special headers needed).
+# Any static file server can serve build/web; with the COOP/COEP headers scripts/serve.sh sends, the page runs the
+# threaded engine (aep_web_mt.*), without them the single-threaded one.
 set -euo pipefail
 root=$(cd "$(dirname "$0")" && pwd)
 cd "$root"
 export NODE_PATH=${NODE_PATH:-/usr/share/nodejs}
 cmake --preset wasm-release >/dev/null
 cmake --build --preset wasm-release
+# The threaded page engine (pthreads): the page loads it when served cross-origin isolated (scripts/serve.sh).
+cmake --preset wasm-release -B build/wasm-mt -DAEP_WASM_THREADS=ON -DAEP_BUILD_TESTS=OFF >/dev/null
+cmake --build build/wasm-mt --target aep_web -j2
 out=build/web
 rm -rf "$out" && mkdir -p "$out/data"
 cp web/*.html web/*.js web/*.css "$out/"
 cp build/wasm-release/aep_web.js build/wasm-release/aep_web.wasm "$out/"
+cp build/wasm-mt/aep_web_mt.js build/wasm-mt/aep_web_mt.wasm build/wasm-mt/aep_web_mt.worker.js "$out/"
 # The speed benchmark page (bench.html): `aep bench` compiled for a browser Worker, and benchmark model A.
 cp build/wasm-release/aep_bench_web.js build/wasm-release/aep_bench_web.wasm "$out/"
 mkdir -p "$out/bench" && cp bench/model-a.json "$out/bench/"

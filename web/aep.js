@@ -46,6 +46,12 @@
   function applyUrl() {
     const params = new URLSearchParams(location.search);
     const errors = [];
+    if (params.has('threads')) {  // the engine's, not the App's: see aep_set_threads in web_main.cpp
+      const n = Number(params.get('threads'));
+      if (Number.isInteger(n) && n >= 1 && n <= 64) call('aep_set_threads', 'number', ['number'], [n]);
+      else errors.push('threads must be a whole number from 1 to 64');
+      params.delete('threads');
+    }
     const order = ['preset', 'optimizer', 'seed', 'lr', 'batch', 'epochs', 'beta', 'l1', 'noise', 'corruption',
                    'panels', 'compact', 'autostart'];
     const keys = [...params.keys()].sort((a, b) => (order.indexOf(a) + 1 || 99) - (order.indexOf(b) + 1 || 99));
@@ -84,9 +90,16 @@
     }));
   }
 
+  // The wasm heap as bytes. In the threaded build a worker thread may grow the shared memory, and Module.HEAPU8
+  // then still views the old, shorter buffer.
+  function heapU8() {
+    const m = Module.wasmMemory;
+    return m && Module.HEAPU8.buffer !== m.buffer ? new Uint8Array(m.buffer) : Module.HEAPU8;
+  }
+
   // Copies bytes into the wasm heap for a call; frees them after.
   function withHeap(arrays, fn) {
-    const ptrs = arrays.map((a) => { const p = Module._malloc(a.length); Module.HEAPU8.set(a, p); return p; });
+    const ptrs = arrays.map((a) => { const p = Module._malloc(a.length); heapU8().set(a, p); return p; });
     try { return fn(ptrs); } finally { ptrs.forEach((p) => Module._free(p)); }
   }
 
@@ -135,7 +148,7 @@
     if (!force && mark === savedAt) return false;
     const ptr = call('aep_session_save', 'number', [], []), n = call('aep_session_size', 'number', [], []);
     if (!n) return false;
-    const bytes = Module.HEAPU8.slice(ptr, ptr + n);
+    const bytes = heapU8().slice(ptr, ptr + n);
     await idb('readwrite', (s) => s.put({ version: 1, saved: Date.now(), bytes }, sessionKey));
     savedAt = mark;
     return true;
@@ -253,8 +266,18 @@
     },
   };
   progressText.textContent = 'Loading the engine ...';
-  const s = document.createElement('script');
-  s.src = 'aep_web.js';
-  s.onerror = () => fatal('Could not load aep_web.js: is the page served next to the built files?');
-  document.body.appendChild(s);
+  // The threaded engine where the page may share memory with workers (served cross-origin isolated, as
+  // scripts/serve.sh does); the single-threaded one otherwise, and if the threaded files are not there.
+  function loadEngine(name, fallback) {
+    const s = document.createElement('script');
+    s.src = name;
+    s.onerror = () => {
+      s.remove();
+      if (fallback) loadEngine(fallback);
+      else fatal('Could not load ' + name + ': is the page served next to the built files?');
+    };
+    document.body.appendChild(s);
+  }
+  if (self.crossOriginIsolated) loadEngine('aep_web_mt.js', 'aep_web.js');
+  else loadEngine('aep_web.js');
 })();

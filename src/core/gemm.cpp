@@ -257,7 +257,7 @@ bool pack_a_instead(bool trans_b, size_t M, size_t N, size_t K) {
   return N > M && (N - M) * std::min(K, KC) > M * N;
 }
 
-// With several threads, the columns of op(C) in blocks of whole NR panels, one block per thread. Each block is the
+// With several threads, the columns of op(C) in blocks of whole NR panels. Each block is the
 // same gemm_any on a part of B and C: the same panels, tiles and sums for every element, so results do not depend
 // on the thread count. Products under kMinSplit multiply-adds stay on one thread (waking a worker costs more).
 constexpr double kMinSplit = 1 << 18;
@@ -265,7 +265,8 @@ constexpr double kMinSplit = 1 << 18;
 void gemm_split(bool trans_a, bool trans_b, bool trans_c, size_t M, size_t N, size_t K, float alpha, const float* A,
                 size_t lda, const float* B, size_t ldb, float beta, float* C, size_t ldc) {
   const size_t panels = (N + NR - 1) / NR;
-  size_t parts = std::min(thread_count(), panels);
+  // Two blocks per thread: when one thread is late (a busy machine), the others take its second block.
+  size_t parts = thread_count() > 1 ? std::min(2 * thread_count(), panels) : 1;
   if (double(M) * double(N) * double(K) < kMinSplit) parts = 1;
   if (parts <= 1) return gemm_any(trans_a, trans_b, trans_c, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   auto block = [&](size_t t) {

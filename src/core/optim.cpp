@@ -71,14 +71,15 @@ inline int32_t to_bits(float f) {
   return b;
 }
 
-// Per-range maxima of the Adam pass and its check (|x| as bits, see abs_bits), and how many ranges: one per thread, none shorter
+// Per-range maxima of the Adam pass and its check (|x| as bits, see abs_bits), and how many ranges: two per thread, none shorter
 // than kMinPart vectors (waking a worker costs more).
 struct Maxima {
   int32_t m, v, p;
 };
 constexpr size_t kMaxParts = 64, kMinPart = 4096;
 inline size_t split_count(size_t vectors) {
-  return std::max<size_t>(1, std::min({thread_count(), kMaxParts, vectors / kMinPart}));
+  const size_t t = thread_count();
+  return t == 1 ? 1 : std::max<size_t>(1, std::min({2 * t, kMaxParts, vectors / kMinPart}));  // 2 per thread, as gemm
 }
 
 // a * b rounded to float exactly as the float multiply rounds it, without an assist: the product of two floats is

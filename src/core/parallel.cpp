@@ -1,6 +1,5 @@
 // A fixed set of workers that spin, then sleep on a condition variable, between jobs. A job hands out item indices
-// from an atomic counter; the caller takes items too, then waits until every worker has finished its part of the
-// job, so a job's fields are never changed while a worker may still read them.
+// from an atomic counter (see next_); the caller takes items too, then waits until every claimed item is done.
 #include "core/parallel.hpp"
 
 #include <algorithm>
@@ -28,6 +27,13 @@ inline void cpu_relax() {
 #endif
 }
 
+// next_ holds (job number << 32) | the next item's index; index kClosed: no job open. Items are claimed with a
+// compare-and-swap on it, so a late worker can never claim an item of a job that has ended (the job number would
+// differ), and the caller never waits for a worker that has not woken: it claims what is left itself and waits
+// only for items already running. (Waiting for every worker to check in made the page slower on 2 cores, where
+// the browser's own threads kept a woken worker off the CPU for whole time slices.)
+constexpr uint64_t kClosed = 0xffffffffu;
+
 class Pool {
  public:
   ~Pool() { resize(0); }
@@ -47,7 +53,7 @@ class Pool {
     stop_.store(false);
     for (size_t i = 0; i < n; ++i) {
       try {
-        workers_.emplace_back([this, g = generation_.load()] { work(g); });
+        workers_.emplace_back([this] { work(); });
       } catch (const std::system_error&) {
         break;
       }
@@ -57,53 +63,63 @@ class Pool {
   void run(size_t n, const std::function<void(size_t)>& fn) {
     std::lock_guard<std::mutex> one_job(job_mu_);
     fn_ = &fn;
-    n_ = n;
-    next_.store(0);
+    n_.store(n, std::memory_order_relaxed);
+    done_.store(0, std::memory_order_relaxed);
     error_ = nullptr;
-    remaining_.store(workers_.size());
+    ++job_;
     {
-      std::lock_guard<std::mutex> lock(mu_);  // a worker about to sleep either sees the new generation or is woken
-      generation_.fetch_add(1, std::memory_order_release);
+      std::lock_guard<std::mutex> lock(mu_);  // a worker about to sleep either sees the job or is woken
+      next_.store(job_ << 32, std::memory_order_release);
       if (sleeping_ > 0) wake_.notify_all();
     }
     t_in_job = true;
     take_items();
     t_in_job = false;
-    while (remaining_.load(std::memory_order_acquire) != 0) cpu_relax();
+    while (done_.load(std::memory_order_acquire) < n) cpu_relax();
+    next_.store(job_ << 32 | kClosed, std::memory_order_release);
     fn_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
 
  private:
+  // Claims and runs items of the open job until none is left.
   void take_items() {
-    for (size_t i; (i = next_.fetch_add(1)) < n_;) {
+    for (;;) {
+      uint64_t cur = next_.load(std::memory_order_acquire);
+      const uint64_t i = cur & kClosed;
+      if (i == kClosed || i >= n_.load(std::memory_order_relaxed)) return;
+      if (!next_.compare_exchange_weak(cur, cur + 1, std::memory_order_acq_rel)) continue;
       try {
-        (*fn_)(i);
+        (*fn_)(size_t(i));
       } catch (...) {
         std::lock_guard<std::mutex> lock(mu_);
         if (!error_) error_ = std::current_exception();
       }
+      done_.fetch_add(1, std::memory_order_release);
     }
   }
 
-  // seen: the generation when the worker started (no job runs then).
-  void work(uint64_t seen) {
+  void work() {
     t_in_job = true;
+    uint64_t last = next_.load() >> 32;  // the newest job this worker has taken part in (or seen)
+    auto open = [&] {
+      const uint64_t cur = next_.load(std::memory_order_acquire);
+      return (cur & kClosed) != kClosed && cur >> 32 != last;
+    };
     for (;;) {
       const auto spin_until = std::chrono::steady_clock::now() + kSpin;
-      for (unsigned k = 0; generation_.load(std::memory_order_acquire) == seen && !stop_.load(); ++k) {
+      for (unsigned k = 0; !open() && !stop_.load(); ++k) {
         cpu_relax();
         if (k % 256 == 255 && std::chrono::steady_clock::now() > spin_until) {
           std::unique_lock<std::mutex> lock(mu_);
           ++sleeping_;
-          wake_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
+          wake_.wait(lock, [&] { return stop_.load() || open(); });
           --sleeping_;
         }
       }
       if (stop_.load()) return;
-      seen = generation_.load(std::memory_order_acquire);
+      last = next_.load(std::memory_order_acquire) >> 32;
       take_items();
-      remaining_.fetch_sub(1, std::memory_order_release);
     }
   }
 
@@ -112,10 +128,10 @@ class Pool {
   std::condition_variable wake_;
   std::vector<std::thread> workers_;
   const std::function<void(size_t)>* fn_ = nullptr;
-  size_t n_ = 0;
-  std::atomic<size_t> next_{0};
-  std::atomic<size_t> remaining_{0};  // workers still in the current job
-  std::atomic<uint64_t> generation_{0};
+  std::atomic<size_t> n_{0};
+  std::atomic<uint64_t> next_{kClosed};
+  std::atomic<size_t> done_{0};
+  uint64_t job_ = 0;
   std::atomic<bool> stop_{false};
   size_t sleeping_ = 0;
   std::exception_ptr error_;

@@ -15,6 +15,7 @@
 
 #include "app/app.hpp"
 #include "core/idx.hpp"
+#include "core/parallel.hpp"
 #include "platform/gl_textures.hpp"
 #include "platform/webgl_renderer.hpp"
 
@@ -209,10 +210,26 @@ EMSCRIPTEN_KEEPALIVE const char* aep_config_query() { return reply(g_app->config
 
 EMSCRIPTEN_KEEPALIVE const char* aep_status() { return reply(g_app->status().dump()); }
 
+// Threads for GEMM and Adam (the ?threads= URL parameter; results are the same for any count). n = 0: all logical
+// cores but one, which the browser keeps for drawing the page (on 2 cores with software WebGL, a second training
+// thread made the page slower). At most the workers started with the threaded module (more would wait for the
+// event loop, which a main thread waiting on them never returns to); 1 in the single-threaded module.
+EMSCRIPTEN_KEEPALIVE int aep_set_threads(int n) {
+#ifdef AEP_WASM_WORKERS
+  const size_t cores = aep::hardware_threads();
+  const size_t want = n > 0 ? size_t(n) : (cores > 1 ? cores - 1 : 1);
+  return int(aep::set_thread_count(std::min<size_t>(want, AEP_WASM_WORKERS + 1)));
+#else
+  (void)n;
+  return 1;
+#endif
+}
+
 }  // extern "C"
 
 int main() {
   setenv("AEP_ASSETS", "/assets", 1);  // presets are embedded there (see CMakeLists.txt)
+  aep_set_threads(0);
   if (!glfwInit()) return 1;
   glfwWindowHint(GLFW_CLIENT_API, GLFW_OPENGL_ES_API);
   glfwWindowHint(GLFW_CONTEXT_VERSION_MAJOR, 3);

@@ -5,19 +5,23 @@ const fs = require('fs');
 const path = require('path');
 const { chromium } = require('playwright-core');
 
+const ISOLATION = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' };
 const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm',
                 '.gz': 'application/octet-stream', '.png': 'image/png' };
 
-// Serves `dir` on 127.0.0.1 (port 0: any free port); resolves to {server, url}.
-function serve(dir, port = 0) {
+// Serves `dir` on 127.0.0.1 (port 0: any free port); resolves to {server, url}. With `isolated`, every response
+// carries the COOP/COEP headers of scripts/serve.sh (the page is then cross-origin isolated: the threaded engine).
+function serve(dir, port = 0, isolated = false) {
   const server = http.createServer((req, res) => {
     const rel = decodeURIComponent(new URL(req.url, 'http://x').pathname);
     const file = path.join(dir, rel.endsWith('/') ? rel + 'index.html' : rel);
     if (!file.startsWith(path.resolve(dir))) { res.writeHead(403); return res.end(); }
     fs.stat(file, (err, st) => {
       if (err || !st.isFile()) { res.writeHead(404); return res.end('not found'); }
-      res.writeHead(200, { 'Content-Type': TYPES[path.extname(file)] || 'application/octet-stream',
-                           'Content-Length': st.size });
+      const headers = { 'Content-Type': TYPES[path.extname(file)] || 'application/octet-stream',
+                        'Content-Length': st.size };
+      if (isolated) Object.assign(headers, ISOLATION);
+      res.writeHead(200, headers);
       fs.createReadStream(file).pipe(res);
     });
   });

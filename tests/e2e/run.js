@@ -35,13 +35,16 @@ async function waitFor(page, pred, ms) {
 (async () => {
   const { server, url } = await serve(path.join(root, 'build/web'));
   const browser = await launch();
-  const foreign = [], cspViolations = [];
+  const foreign = [], cspViolations = [], origins = [url];  // origins: this run's own servers
   const newPage = async (size = { width: 1400, height: 900 }) => {
     const page = await browser.newPage({ viewport: size });
     page.errors = [];
     page.on('pageerror', (e) => page.errors.push(e.message));
     page.on('console', (m) => { if (/Content.Security.Policy/i.test(m.text())) cspViolations.push(m.text()); });
-    page.on('request', (r) => { if (!r.url().startsWith(url) && !r.url().startsWith('blob:') && !r.url().startsWith('data:')) foreign.push(r.url()); });
+    page.on('request', (r) => {
+      if (!origins.some((o) => r.url().startsWith(o)) && !r.url().startsWith('blob:') && !r.url().startsWith('data:'))
+        foreign.push(r.url());
+    });
     return page;
   };
   try {
@@ -334,6 +337,29 @@ async function waitFor(page, pred, ms) {
           !br.error && ra && ra.samples_per_s > 0 && p5.errors.length === 0,
           br.error ? br.error : `model A ${ra ? ra.samples_per_s.toFixed(0) : '?'} samples/s (a short smoke run)`);
     await p5.close();
+
+    // --- the threaded engine: served with COOP/COEP (as scripts/serve.sh does) the page is cross-origin isolated ---
+    {
+      const iso = await serve(path.join(root, 'build/web'), 0, true);
+      origins.push(iso.url);
+      try {
+        const p6 = await newPage();
+        const engines = [];
+        p6.on('request', (r) => { if (/aep_web(_mt)?\.js$/.test(r.url())) engines.push(r.url().split('/').pop()); });
+        await p6.goto(iso.url + '?preset=conv&autostart=1&threads=2');
+        await waitReady(p6);
+        const s6 = await waitFor(p6, (s) => s.step >= 150, 60000);
+        const isolated = await p6.evaluate(() => self.crossOriginIsolated);
+        check('threaded engine: an isolated page loads aep_web_mt.js and trains conv on 2 threads (?threads=2)',
+              isolated && engines.includes('aep_web_mt.js') && s6.threads === 2 && s6.step >= 150 &&
+                Number.isFinite(s6.testLoss) && p6.errors.length === 0,
+              `isolated ${isolated}, engines ${engines.join(',')}, threads ${s6.threads}, step ${s6.step}, ` +
+                `test loss ${s6.testLoss}, ${Math.round(s6.samplesPerSec)} samples/s, errors ${p6.errors.slice(0, 2).join(' | ')}`);
+        await p6.close();
+      } finally {
+        iso.server.close();
+      }
+    }
 
     check('no requests outside the page\'s own origin', foreign.length === 0, foreign.slice(0, 3).join(' '));
     check('no Content-Security-Policy violations on any page', cspViolations.length === 0, cspViolations.slice(0, 3).join(' | '));
