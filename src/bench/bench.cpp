@@ -22,7 +22,6 @@ using Clock = std::chrono::steady_clock;
 
 #ifdef __EMSCRIPTEN__
 constexpr const char* kSystem = "aep wasm";
-
 #else
 constexpr const char* kSystem = "aep native";
 #endif

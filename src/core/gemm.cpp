@@ -257,9 +257,8 @@ bool pack_a_instead(bool trans_b, size_t M, size_t N, size_t K) {
   return N > M && (N - M) * std::min(K, KC) > M * N;
 }
 
-// With several threads, the columns of op(C) in blocks of whole NR panels. Each block is the
-// same gemm_any on a part of B and C: the same panels, tiles and sums for every element, so results do not depend
-// on the thread count. Products under kMinSplit multiply-adds stay on one thread (waking a worker costs more).
+// With several threads, the columns of op(C) in blocks of whole NR panels. Each block is the same gemm_any on a part
+// of B and C: the same panels, tiles and sums for every element, so results do not depend on the thread count. Products under kMinSplit multiply-adds stay on one thread (waking a worker costs more).
 constexpr double kMinSplit = 1 << 18;
 
 void gemm_split(bool trans_a, bool trans_b, bool trans_c, size_t M, size_t N, size_t K, float alpha, const float* A,

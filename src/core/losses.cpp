@@ -19,17 +19,12 @@ double mse_loss(const float* pred, const float* target, size_t n, size_t batch, 
   // chain of dependent double adds was ~1% of model A's step. The same order on every target.
   double s[4] = {0, 0, 0, 0};
   const size_t n4 = n - n % 4;
-  for (size_t i = 0; i < n4; i += 4)
-    for (size_t l = 0; l < 4; ++l) {
-      float d = pred[i + l] - target[i + l];
+  for (size_t i = 0; i < n; i += 4)
+    for (size_t l = 0; l < (i < n4 ? 4 : n - n4); ++l) {
+      const float d = pred[i + l] - target[i + l];
       s[l] += double(d) * d;
+      if (grad) grad[i + l] = g * d;
     }
-  for (size_t i = n4; i < n; ++i) {
-    float d = pred[i] - target[i];
-    s[i - n4] += double(d) * d;
-  }
-  if (grad)
-    for (size_t i = 0; i < n; ++i) grad[i] = g * (pred[i] - target[i]);
   return ((s[0] + s[1]) + (s[2] + s[3])) / den;
 }
 

@@ -71,15 +71,25 @@ inline int32_t to_bits(float f) {
   return b;
 }
 
-// Per-range maxima of the Adam pass and its check (|x| as bits, see abs_bits), and how many ranges: two per thread, none shorter
-// than kMinPart vectors (waking a worker costs more).
+// Maxima (|x| as bits, see abs_bits) found by the Adam pass and its check over a range of vectors.
 struct Maxima {
   int32_t m, v, p;
 };
-constexpr size_t kMaxParts = 64, kMinPart = 4096;
-inline size_t split_count(size_t vectors) {
-  const size_t t = thread_count();
-  return t == 1 ? 1 : std::max<size_t>(1, std::min({2 * t, kMaxParts, vectors / kMinPart}));  // 2 per thread, as gemm
+
+// Runs fn(i0, i1) -> Maxima over the vectors [0, nv) in ranges (two per thread, as gemm splits its blocks; none
+// shorter than 4096 vectors, waking a worker costs more) and returns the maxima over all. Each weight's formula is
+// the same in any range and maxima combine by max, so the thread count changes nothing.
+template <class F>
+Maxima over_ranges(size_t nv, const F& fn) {
+  constexpr size_t kMaxParts = 64, kMinPart = 4096;
+  const size_t vectors = nv / W, t = thread_count();
+  const size_t parts = t == 1 ? 1 : std::max<size_t>(1, std::min({2 * t, kMaxParts, vectors / kMinPart}));
+  Maxima found[kMaxParts];
+  parallel_for(parts, [&](size_t r) { found[r] = fn(vectors * r / parts * W, vectors * (r + 1) / parts * W); });
+  Maxima all{0, 0, 0};
+  for (size_t r = 0; r < parts; ++r)
+    all = {std::max(all.m, found[r].m), std::max(all.v, found[r].v), std::max(all.p, found[r].p)};
+  return all;
 }
 
 // a * b rounded to float exactly as the float multiply rounds it, without an assist: the product of two floats is
@@ -253,18 +263,9 @@ bool Optimizer::update(float* p, const float* g) {
   float* v = exp_avg_sq.data();
   const AdamConsts k{wd, b1, b2, 1.f - b1, 1.f - b2, bc2_sqrt, eps, step_size};
   const size_t nv = n - n % W;
-  // The vectors in ranges, one per thread (see parallel.hpp); each weight's formula is the same in any range and
-  // the maxima combine by max, so the thread count changes nothing.
-  Maxima parts[kMaxParts];
-  const size_t n_parts = split_count(nv / W);
-  auto range = [&](size_t part) {
-    parts[part] = adam_range<Commit, ZeroGrads>(p, g, zero_g, m, v, nv / W * part / n_parts * W,
-                                                nv / W * (part + 1) / n_parts * W, k);
-  };
-  parallel_for(n_parts, range);
-  Maxima all{0, 0, 0};
-  for (size_t t = 0; t < n_parts; ++t)
-    all = {std::max(all.m, parts[t].m), std::max(all.v, parts[t].v), std::max(all.p, parts[t].p)};
+  const Maxima all = over_ranges(nv, [&](size_t i0, size_t i1) {
+    return adam_range<Commit, ZeroGrads>(p, g, zero_g, m, v, i0, i1, k);
+  });
   const int32_t finite_max = to_bits(FLT_MAX);
   ok = all.m <= finite_max && all.v <= finite_max && all.p <= finite_max;
   float mm = from_bits(all.m), mv = from_bits(all.v);
@@ -306,19 +307,15 @@ bool Optimizer::adam_surely_finite(const float* p, const float* g) const {
     return false;
   if (!(b1 >= 0.f && b1 <= 1.f && b2 >= 0.f && b2 <= 1.f && eps > 0.f)) return false;
   const size_t n = exp_avg.size(), nv = n - n % W;
-  Maxima parts[kMaxParts];
-  const size_t n_parts = split_count(nv / W);
-  auto range = [&](size_t part) {
+  const Maxima all = over_ranges(nv, [&](size_t i0, size_t i1) {
     I mg(0), mp(0);
-    for (size_t i = nv / W * part / n_parts * W, end = nv / W * (part + 1) / n_parts * W; i < end; i += W) {
+    for (size_t i = i0; i < i1; i += W) {
       mg = max_bits(mg, abs_bits(B::load_unaligned(g + i)));
       mp = max_bits(mp, abs_bits(B::load_unaligned(p + i)));
     }
-    parts[part] = {xsimd::reduce_max(mg), 0, xsimd::reduce_max(mp)};
-  };
-  parallel_for(n_parts, range);
-  int32_t max_g = 0, max_p = 0;
-  for (size_t t = 0; t < n_parts; ++t) max_g = std::max(max_g, parts[t].m), max_p = std::max(max_p, parts[t].p);
+    return Maxima{xsimd::reduce_max(mg), 0, xsimd::reduce_max(mp)};
+  });
+  const int32_t max_g = all.m, max_p = all.p;
   const int32_t limit = to_bits(1e18f);  // also rejects infinity and NaN, whose bits are above it
   if (max_g > limit || max_p > limit) return false;
   double G = from_bits(max_g), P = from_bits(max_p);
