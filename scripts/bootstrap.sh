@@ -93,9 +93,10 @@ done
 for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do
   [ -f "$mnist/$f.gz" ] || gzip -9 -n -k "$mnist/$f"
 done
-# --- playwright-core (drives Debian's Chromium; never downloads a browser) --------------------------
-if [ $want_browser = 1 ] && [ ! -f "$root/tests/e2e/node_modules/playwright-core/package.json" ]; then
-  log "npm ci in tests/e2e (playwright-core)"
+# --- playwright-core (drives Debian's Chromium; never downloads a browser), pngjs (reads its screenshots) ----
+if [ $want_browser = 1 ] && { [ ! -f "$root/tests/e2e/node_modules/playwright-core/package.json" ] \
+                               || [ ! -f "$root/tests/e2e/node_modules/pngjs/package.json" ]; }; then
+  log "npm ci in tests/e2e (playwright-core, pngjs)"
   (cd "$root/tests/e2e" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent >/dev/null)
 fi
 log "ok"

@@ -2,13 +2,16 @@
 # Installs what is missing, then runs every test of the project:
 #   1. the doctest suite natively, debug build with AddressSanitizer + UndefinedBehaviorSanitizer;
 #   2. the same suite compiled to WebAssembly (-O3 -msimd128) under node, which also checks that the same
-#      seed trains to the same weights natively and in wasm;
+#      seed trains to byte-identical weights natively and in wasm;
 #   3. the `aep` command line (wasm build under node): 200 training steps of every preset on the real MNIST
-#      (the loss must fall), save + eval round trip, and clear errors for bad input;
+#      (the loss must fall), the same with the native release build (the weight files must be byte-identical:
+#      the determinism contract), save + eval round trip, divergence keeping the last good weights, clear errors
+#      for bad input;
 #   4. the playground page in Debian's Chromium (tests/e2e/run.js): every preset trains 200 steps in the page
-#      (a screenshot of all panels each), URL parameters, the embedding example over postMessage, a malformed
-#      upload, autosave, divergence, the memory budget, the Content-Security-Policy, UMAP, bench.html, frame times;
-#   5. the desktop app under Xvfb: trains a few hundred frames and writes a screenshot;
+#      (a screenshot of all panels each, every panel's region checked for content), URL parameters, the embedding
+#      example over postMessage, downloads loaded strict in PyTorch, a malformed upload, autosave, divergence, the
+#      memory budget, the Content-Security-Policy, UMAP, bench.html; frame times printed as information;
+#   5. the desktop app under Xvfb: trains a few hundred frames and writes a screenshot whose panels must show content;
 #   6. libFuzzer on every parser for a few seconds each (tests/fuzz/run.sh).
 # Logs and screenshots: build/test-logs/.
 # Prints one line per stage and ends with "N passed, M failed"; exits non-zero if anything failed.
@@ -27,13 +30,15 @@ run() {
   if "$@" >"$log" 2>&1; then pass "$name"; else fail "$name (log: $log)"; tail -n 30 "$log" | sed 's/^/      /'; fi
 }
 
-bash scripts/bootstrap.sh --browser || { echo "0 passed, 1 failed (bootstrap)"; exit 1; }
+bash scripts/bootstrap.sh --browser --torch || { echo "0 passed, 1 failed (bootstrap)"; exit 1; }
 mkdir -p "$logs"
 
 # --- builds ---------------------------------------------------------------------------------------
 build() { cmake --preset "$1" >/dev/null && cmake --build --preset "$1"; }
 run "build native-debug (ASan + UBSan)" "$logs/build-native-debug.log" build native-debug
 run "build wasm-release (-O3 -msimd128) and the page (build_wasm.sh)" "$logs/build-wasm-release.log" bash build_wasm.sh
+build_cli() { cmake --preset native-release >/dev/null && cmake --build --preset native-release --target aep; }
+run "build native-release: the aep command line" "$logs/build-native-release.log" build_cli
 
 # --- unit suites ----------------------------------------------------------------------------------
 det=$logs/determinism-native.safetensors
@@ -78,6 +83,24 @@ if [ -f build/wasm-release/aep.js ]; then
       fail "aep train --preset $name (log: $out/$name.log)"; tail -n 5 "$out/$name.log" | sed 's/^/      /'
     fi
   done
+  # The determinism contract (README): the default mode gives byte-identical weights natively and in wasm. The
+  # native release build (what users run) trains every preset as the wasm CLI just did; the files must be equal.
+  if [ -x build/native-release/aep ]; then
+    mkdir -p "$out/native"
+    for p in assets/presets/*.json; do
+      name=$(basename "$p" .json)
+      if build/native-release/aep train --preset "$name" --steps 200 --seed 1 --test-samples 1000 \
+           --save "$out/native/$name.safetensors" >"$out/native/$name.log" 2>&1 \
+         && cmp -s "$out/$name.safetensors" "$out/native/$name.safetensors"; then
+        pass "determinism: $name, 200 steps: native release and wasm weights byte-identical ($(md5sum < "$out/native/$name.safetensors" | cut -c1-12))"
+      else
+        fail "determinism: $name: native release and wasm weights differ (or training failed: $out/native/$name.log)"
+        cmp "$out/$name.safetensors" "$out/native/$name.safetensors" 2>&1 | head -n 1 | sed 's/^/      /'
+      fi
+    done
+  else
+    fail "determinism: native release CLI not built"
+  fi
   run "aep eval --preset conv --weights (saved by train)" "$out/eval.log" \
     "${aep[@]}" eval --preset conv --weights "$out/conv.safetensors" --test-samples 1000
   # Bad input: non-zero exit and a message naming the problem, never a crash.
@@ -93,6 +116,15 @@ if [ -f build/wasm-release/aep.js ]; then
   expect_error "truncated weights" "truncated.safetensors" eval --preset conv --weights "$out/truncated.safetensors"
   expect_error "absurd batch size" "batch" train --preset conv --steps 1 --batch 0
   expect_error "negative learning rate" "lr" train --preset conv --steps 1 --lr -1
+  # Divergence keeps the run: training that turns NaN stops, and --save still gets the last good weights.
+  rm -f "$out/diverged.safetensors"
+  o=$("${aep[@]}" train --preset vae-mlp --steps 300 --lr 10 --seed 1 --save "$out/diverged.safetensors" 2>&1); rc=$?
+  if [ $rc -eq 1 ] && grep -q "training stopped at step" <<<"$o" && grep -q "saved the last good weights" <<<"$o" \
+     && "${aep[@]}" eval --preset vae-mlp --weights "$out/diverged.safetensors" --test-samples 500 >"$out/diverged-eval.log" 2>&1; then
+    pass "divergence (vae-mlp, lr 10): stops with a message and --save keeps the last good weights ($(grep -o 'after step [0-9]*' <<<"$o"), they load and evaluate)"
+  else
+    fail "divergence: exit $rc, weights kept? $(ls "$out/diverged.safetensors" 2>&1)"; tail -n 5 <<<"$o" | sed 's/^/      /'
+  fi
 else
   fail "aep command line (not built)"
 fi
@@ -105,7 +137,7 @@ grep -E '^ *fuzz_' "$logs/fuzz.log" | sed 's/^ */      /'
 # --- the page in Chromium -----------------------------------------------------------------------------
 if [ -f build/web/aep_web.wasm ]; then
   node tests/e2e/run.js > "$logs/e2e.log" 2>&1; rc=$?
-  grep -E '^(PASS|FAIL|      )' "$logs/e2e.log"
+  grep -E '^(PASS|FAIL|INFO|      )' "$logs/e2e.log"
   np=$(grep -c '^PASS' "$logs/e2e.log"); nf=$(grep -c '^FAIL' "$logs/e2e.log")
   passed=$((passed + np)); failed=$((failed + nf))
   if [ $rc -ne 0 ] && [ "$nf" -eq 0 ]; then fail "end-to-end run stopped early (log: $logs/e2e.log)"; tail -n 5 "$logs/e2e.log"; fi
@@ -120,10 +152,11 @@ if [ -x build/native-debug/aep_desktop ]; then
   if ASAN_OPTIONS=detect_leaks=0 xvfb-run -a -s "-screen 0 1400x900x24" build/native-debug/aep_desktop \
        --preset conv --train --frames 120 --screenshot "$shot" > "$logs/desktop.log" 2>&1 \
      && grep -q '"running":true' "$logs/desktop.log" && [ -s "$shot" ] \
-     && ! grep -q '"step":0,' "$logs/desktop.log"; then
-    pass "desktop app under Xvfb trains and draws (screenshot: $shot)"
+     && ! grep -q '"step":0,' "$logs/desktop.log" \
+     && node tests/e2e/content.js "$shot" "$logs/desktop.log" > "$logs/desktop-content.log" 2>&1; then
+    pass "desktop app under Xvfb trains and draws every panel ($(cat "$logs/desktop-content.log"))"
   else
-    fail "desktop app under Xvfb (log: $logs/desktop.log)"; tail -n 5 "$logs/desktop.log" | sed 's/^/      /'
+    fail "desktop app under Xvfb (log: $logs/desktop.log)"; tail -n 5 "$logs/desktop.log" "$logs/desktop-content.log" 2>/dev/null | sed 's/^/      /'
   fi
 else
   fail "desktop app (not built: is libglfw3-dev installed?)"

@@ -451,4 +451,62 @@ TEST_CASE("app: the layer editor through its buttons: remove a layer, add one fr
   probe.uninstall();
 }
 
+// The Save panel's two downloads: the plain one is the state_dict alone (PyTorch's strict load takes it), the other
+// adds the optimizer's state under optimizer.* keys and says so in its name; the command does what the buttons do.
+TEST_CASE("app: Download weights is a strict state_dict; weights + optimizer is a separate, named file") {
+  Headless ui;
+  UiProbe probe;
+  probe.install();
+  auto app_ptr = make_app();
+  App& app = *app_ptr;
+  REQUIRE(app.command({{"preset", "linear"}, {"panels", "training,save"}, {"seed", 2}})["ok"] == true);
+  // Before any training step and evaluation there is no loss to show: "-", and null in status().
+  CHECK(loss_text(NAN) == "-");
+  CHECK(loss_text(0.0123456) == "0.012346");
+  CHECK(app.status()["trainLoss"].is_null());
+  app.train_steps(3);
+  auto frame = [&] {
+    probe.clear();
+    ui.frame(app);
+  };
+  auto click = [&](const std::string& label) {
+    frame();
+    std::vector<UiProbe::Item> it = probe.find(label);
+    REQUIRE(it.size() == 1);
+    ImGuiIO& io = ImGui::GetIO();
+    io.AddMousePosEvent(it[0].center().x, it[0].center().y);
+    frame();
+    io.AddMouseButtonEvent(0, true);
+    frame();
+    io.AddMouseButtonEvent(0, false);
+    frame();
+  };
+  auto keys = [](const std::vector<uint8_t>& bytes) {
+    SafeTensors st = parse_safetensors(bytes.data(), bytes.size(), "download");
+    size_t model = 0, optimizer = 0;
+    for (const auto& t : st.tensors) (t.name.rfind("optimizer.", 0) == 0 ? optimizer : model)++;
+    return std::make_pair(model, optimizer);
+  };
+  click("Download weights (.safetensors)");
+  REQUIRE(app.download_request_name == "linear-step3.safetensors");
+  auto plain = keys(app.download_request_bytes);
+  CHECK(plain.first > 0);
+  CHECK(plain.second == 0);
+  app.download_request_name.clear();
+  click("Download weights + optimizer");
+  REQUIRE(app.download_request_name == "linear-step3-with-optimizer.safetensors");
+  auto full = keys(app.download_request_bytes);
+  CHECK(full.first == plain.first);
+  CHECK(full.second > 0);
+  // The same through the JS API; a bad value is refused.
+  app.download_request_name.clear();
+  CHECK(app.command({{"download", "weights"}})["ok"] == true);
+  CHECK(app.download_request_name == "linear-step3.safetensors");
+  CHECK(app.command({{"download", "optimizer"}})["ok"] == false);
+  // A plain file uploaded again gives the weights (the optimizer starts afresh); the optimizer file continues.
+  app.load_weights_bytes(app.download_request_bytes, "linear-step3.safetensors");
+  CHECK(app.status()["step"] == 0);
+  probe.uninstall();
+}
+
 }  // namespace aep

@@ -38,6 +38,13 @@ double roc_auc(const std::vector<float>& pos, const std::vector<float>& neg) {
 
 }  // namespace
 
+std::string loss_text(double v) {
+  if (std::isnan(v)) return "-";
+  char b[32];
+  std::snprintf(b, sizeof b, "%.5g", v);
+  return b;
+}
+
 void help_marker(const char* text) {
   ImGui::SameLine();
   ImGui::TextDisabled("(?)");
@@ -687,7 +694,7 @@ json App::command(const json& cmd) {
   };
   static const char* known[] = {"preset", "lr", "batch", "seed", "beta", "l1", "optimizer", "panels", "compact",
                                 "autostart", "train", "pause", "step", "reset", "corruption", "noise", "epochs", "code",
-                                "holdout", "anomaly", "latent", "trainMs"};
+                                "holdout", "anomaly", "latent", "trainMs", "download"};
   for (auto it = cmd.begin(); it != cmd.end(); ++it)
     if (std::find_if(std::begin(known), std::end(known), [&](const char* k) { return it.key() == k; }) == std::end(known))
       errors.push_back("unknown setting '" + it.key() + "'");
@@ -740,6 +747,12 @@ json App::command(const json& cmd) {
   }
   int holdout = s.held_out;
   if (number("holdout", -1, 9, d)) holdout = int(d);
+  int download = -1;  // 0: weights (strict state_dict), 1: weights + optimizer
+  if (cmd.contains("download")) {
+    const json& v = cmd.at("download");
+    if (v == "weights" || v == "weights+optimizer") download = v == "weights+optimizer";
+    else errors.push_back("download must be \"weights\" or \"weights+optimizer\", got " + v.dump());
+  }
   double train_ms = train_budget_ms;
   if (number("trainMs", 1, 100, d)) train_ms = d;
   if (cmd.contains("optimizer")) {
@@ -815,6 +828,7 @@ json App::command(const json& cmd) {
   if (autostart == 1 || train == 1) s.running = true;
   if (pause == 1) s.running = false;
   if (steps > 0) train_steps(size_t(steps));
+  if (download >= 0) request_download(download == 1);
   return {{"ok", true}};
 }
 
@@ -841,9 +855,13 @@ json App::status() const {
   };
   auto pct = [&](double q) { return pct_of(f, q); };
   auto num = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
-  json panels = json::array();
-  for (int i = 0; i < kPanelCount; ++i)
-    if (show_panel[i]) panels.push_back(kPanelKeys[i]);
+  json panels = json::array(), rects = json::object();
+  for (int i = 0; i < kPanelCount; ++i) {
+    if (!show_panel[i]) continue;
+    panels.push_back(kPanelKeys[i]);
+    const PanelLayout::Rect& r = s.layout.shown[i];
+    if (r.w > 0) rects[kPanelKeys[i]] = {r.x, r.y, r.w, r.h};
+  }
   return {{"preset", s.preset.name},
           {"step", s.step},
           {"epoch", s.sampler ? double(s.sampler->epoch) + double(s.sampler->step_in_epoch) / s.sampler->steps_per_epoch() : 0.0},
@@ -867,6 +885,7 @@ json App::status() const {
           {"optimizer", s.preset.optimizer.type},
           {"corruption", s.preset.corruption.type},
           {"panels", panels},
+          {"panelRects", rects},  // {key: [x, y, w, h]} in display pixels, as last drawn
           {"compact", compact},
           {"simd", simd_arch_name()},
           {"threads", thread_count()},
@@ -907,9 +926,15 @@ std::string App::config_query() const {
   return q;
 }
 
-std::vector<uint8_t> App::save_weights_bytes() const {
-  SafeTensors st = model_state(*s_->model, &s_->trainer->optimizer);
+std::vector<uint8_t> App::save_weights_bytes(bool with_optimizer) const {
+  SafeTensors st = model_state(*s_->model, with_optimizer ? &s_->trainer->optimizer : nullptr);
   return serialize_safetensors(st);
+}
+
+void App::request_download(bool with_optimizer) {
+  download_request_bytes = save_weights_bytes(with_optimizer);
+  download_request_name = s_->preset.name + "-step" + std::to_string(s_->step) +
+                          (with_optimizer ? "-with-optimizer" : "") + ".safetensors";
 }
 
 void App::load_weights_bytes(const std::vector<uint8_t>& bytes, const std::string& name) {
@@ -937,7 +962,7 @@ void App::load_weights_bytes(const std::vector<uint8_t>& bytes, const std::strin
   s.views_dirty = true;
   for (const auto& q : s.presets)
     if (q.name == p.name) s.preset_index = int(&q - s.presets.data());
-  message = "Loaded " + name + ".";
+  message = "Loaded " + name + (st.find("optimizer.step") ? "." : " (weights only: the optimizer starts afresh).");
 }
 
 // ---- session (autosave) ----------------------------------------------------------------------------------------------
@@ -1117,7 +1142,10 @@ bool PanelLayout::begin(int id, bool* open) const {
   ImGuiCond cond = relayout ? ImGuiCond_Always : ImGuiCond_FirstUseEver;
   ImGui::SetNextWindowPos(ImVec2(r.x, r.y), cond);
   ImGui::SetNextWindowSize(ImVec2(r.w, r.h), cond);
-  return ImGui::Begin(kPanelTitles[id], open);
+  bool visible = ImGui::Begin(kPanelTitles[id], open);
+  ImVec2 pos = ImGui::GetWindowPos(), size = ImGui::GetWindowSize();
+  shown[id] = visible ? Rect{pos.x, pos.y, size.x, size.y} : Rect{};
+  return visible;
 }
 
 }  // namespace aep

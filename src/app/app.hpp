@@ -71,8 +71,12 @@ class App {
   // {preset, step, epoch, trainLoss, testLoss, samplesPerSec, running, error, ...}
   nlohmann::json status() const;
 
-  // Weights with optimizer state as safetensors bytes; loading keeps the current model on any error.
-  std::vector<uint8_t> save_weights_bytes() const;
+  // The model's state_dict as safetensors bytes (loads strict in PyTorch); with_optimizer adds the optimizer's state
+  // under optimizer.* keys, to continue training here later. Loading keeps the current model on any error.
+  std::vector<uint8_t> save_weights_bytes(bool with_optimizer = false) const;
+  // Hands the weights file (see save_weights_bytes) to the driver as a download: the Save panel's two buttons and
+  // the command {"download": "weights" | "weights+optimizer"}.
+  void request_download(bool with_optimizer);
   void load_weights_bytes(const std::vector<uint8_t>& bytes, const std::string& name);  // throws on bad input
   // A user's own IDX file (images or labels, raw or .gz; 't10k'/'test' in the name means the test set). Once both
   // halves of a set are in, they replace it. Throws on bad input, changing nothing.

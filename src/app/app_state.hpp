@@ -36,6 +36,7 @@ inline uint64_t fnv1a(const void* data, size_t n, uint64_t h = 14695981039346656
 }
 
 void help_marker(const char* text);  // a "(?)" after the last item, showing `text` on hover
+std::string loss_text(double v);     // "%.5g", or "-" while there is no value yet (NaN)
 void per_image_mse(const Tensor& a, const Tensor& b, size_t n, float* out);
 void plot_range(const std::vector<float>& xy, size_t n, float& x0, float& x1, float& y0, float& y1);
 bool with_code_size(Preset& p, size_t d);
@@ -48,6 +49,9 @@ struct PanelLayout {
   ImVec2 last_size;
   bool last_visible[kPanelCount] = {};
   void update(const bool* visible, ImVec2 display, float top);
+  // Where each panel was last drawn (screen rect; w = 0 while collapsed): status() reports it, so that tests can
+  // check a screenshot's panel regions.
+  mutable Rect shown[kPanelCount] = {};
   bool begin(int id, bool* open) const;  // ImGui::Begin of panel id, placed and sized when the layout changed
 };
 

@@ -381,8 +381,8 @@ void App::panel_training() {
   ImGui::TextDisabled("(Space: train/pause)");
   double epoch = s.sampler ? s.sampler->epoch + double(s.sampler->step_in_epoch) / s.sampler->steps_per_epoch() : 0;
   ImGui::Text("step %zu   epoch %.2f / %zu   %.0f samples/s", s.step, epoch, s.preset.training.epochs, s.samples_per_s);
-  ImGui::Text("train loss %.5g   test loss %.5g", s.last_train, s.last_test);
-  if (s.model->is_vae()) ImGui::Text("test KL term %.5g", s.last_test_kl);
+  ImGui::Text("train loss %s   test loss %s", loss_text(s.last_train).c_str(), loss_text(s.last_test).c_str());
+  if (s.model->is_vae()) ImGui::Text("test KL term %s", loss_text(s.last_test_kl).c_str());
   ImGui::TextDisabled("SIMD: %s, threads: %zu", simd_arch_name(), thread_count());
   float train_ms = float(train_budget_ms);
   ImGui::SetNextItemWidth(160);
@@ -917,12 +917,16 @@ void App::panel_inside() {
 void App::panel_save() {
   State& s = *s_;
   if (!s.layout.begin(kPanelSave, &show_panel[kPanelSave])) return ImGui::End();
-  if (ImGui::Button("Download weights (.safetensors)")) {
-    download_request_bytes = save_weights_bytes();
-    download_request_name = s.preset.name + "-step" + std::to_string(s.step) + ".safetensors";
-  }
-  help_marker("Names and shapes are the PyTorch state_dict of the 'Show PyTorch code' module; optimizer state is "
-              "under optimizer.* keys.");
+  if (ImGui::Button("Download weights (.safetensors)")) request_download(false);
+  help_marker("The model's state_dict, named and shaped like the module of 'Show PyTorch code' (or `aep export`): "
+              "model.load_state_dict(load_file(path)) loads it as it is (strict).");
+  if (ImGui::Button("Download weights + optimizer")) request_download(true);
+  ImGui::SameLine();
+  ImGui::TextDisabled("to continue training here");
+  help_marker("Adds the optimizer's state (keys optimizer.step, optimizer.exp_avg.<name> and, for Adam, "
+              "optimizer.exp_avg_sq.<name>), so that training continues where it stopped when you upload the file "
+              "again. PyTorch's strict load_state_dict refuses these keys: use the plain download there, or drop "
+              "the optimizer.* keys first.");
   if (ImGui::Button("Upload weights ...")) upload_requested = true;
   ImGui::SameLine();
   ImGui::TextDisabled("or drop a .safetensors file on the page");

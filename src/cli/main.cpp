@@ -175,7 +175,20 @@ int cmd_train(int argc, char** argv) {
     size_t n;
     const uint32_t* idx = sampler.next(n);
     make_batch(train, idx, n, p, trainer.rng, input, target);
-    LossTerms L = trainer.train_step(input, target);
+    LossTerms L;
+    try {
+      L = trainer.train_step(input, target);
+    } catch (const DivergenceError& e) {
+      // The weights are those of the last good step: keep them (--save) rather than lose the run.
+      if (log) std::fclose(log);
+      if (tty) std::fprintf(stderr, "\n");
+      std::fprintf(stderr, "aep: %s\n", e.what());
+      if (o.count("--save")) {
+        save_weights(o["--save"], model, o.count("--save-optimizer") ? &trainer.optimizer : nullptr);
+        std::fprintf(stderr, "aep: saved the last good weights (after step %zu) to %s\n", step - 1, o["--save"].c_str());
+      }
+      return 1;
+    }
     samples += n;
     running = step == 1 ? L.total : 0.98 * running + 0.02 * L.total;
     double el = std::chrono::duration<double>(Clock::now() - t0).count();

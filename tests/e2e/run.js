@@ -6,6 +6,7 @@
 const fs = require('fs');
 const path = require('path');
 const { serve, launch, waitReady } = require('./lib');
+const { blankPanels } = require('./content');
 
 const root = path.join(__dirname, '../..');
 const out = path.join(root, 'build/test-logs/e2e');
@@ -21,6 +22,12 @@ function check(name, ok, detail = '') {
 }
 const status = (page) => page.evaluate(() => window.aep.status());
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// Every visible panel of the screenshot `png` has content (see content.js); returns [] or the blank ones.
+async function blankIn(page, png) {
+  const s = await status(page);
+  const scale = await page.evaluate(() => window.devicePixelRatio || 1);
+  return blankPanels(png, s.panelRects || {}, s.panels, scale);
+}
 
 async function waitFor(page, pred, ms) {
   const t0 = Date.now();
@@ -88,10 +95,11 @@ async function waitFor(page, pred, ms) {
       dts.sort((a, b) => a - b);
       const q = (x) => dts[Math.min(dts.length - 1, Math.floor(x * dts.length))];
       const r = { label, n: dts.length, p50: q(0.5), p95: q(0.95), max: dts[dts.length - 1], status: st };
-      check(`frame time while training conv, ${label} (informational: p95 < 50 ms wanted)`, dts.length > 10,
-            `${dts.length} frames in 5 s, p50 ${r.p50.toFixed(1)} ms, p95 ${r.p95.toFixed(1)} ms, max ${r.max.toFixed(1)} ms; ` +
-            `the app itself (training slice + UI) p50 ${st.appP50.toFixed(1)} / p95 ${st.appP95.toFixed(1)} ms, ` +
-            `main thread incl. GL p50 ${st.p50.toFixed(1)} / p95 ${st.p95.toFixed(1)} ms`);
+      // Information for the reader, not a pass/fail check: timings on a shared 2-core VM drawing in software.
+      console.log(`INFO  frame time while training conv, ${label}: ${dts.length} frames in 5 s, p50 ${r.p50.toFixed(1)} ms, ` +
+                  `p95 ${r.p95.toFixed(1)} ms, max ${r.max.toFixed(1)} ms; the app itself (training slice + UI) p50 ` +
+                  `${st.appP50.toFixed(1)} / p95 ${st.appP95.toFixed(1)} ms, main thread incl. GL p50 ${st.p50.toFixed(1)} / ` +
+                  `p95 ${st.p95.toFixed(1)} ms`);
       return r;
     };
     await page.evaluate(() => window.aep.setConfig({ preset: 'conv' }));
@@ -124,6 +132,9 @@ async function waitFor(page, pred, ms) {
       const full = await page.screenshot();
       await page.evaluate(() => window.aep.setConfig({ trainMs: 20 }));
       const same = full.equals(inc);
+      const blankFull = await blankIn(page, full);
+      check('the full redraw the incremental one is compared with shows every panel', blankFull.length === 0,
+            blankFull.length ? 'blank: ' + blankFull.join(', ') : '');
       if (!same) fs.writeFileSync(path.join(out, 'redraw-incremental.png'), inc), fs.writeFileSync(path.join(out, 'redraw-full.png'), full);
       check('incremental drawing: after partial changes, the canvas equals a full redraw', same,
             same ? '' : 'see build/test-logs/e2e/redraw-incremental.png vs redraw-full.png');
@@ -157,9 +168,39 @@ async function waitFor(page, pred, ms) {
             `${before.testLoss.toPrecision(5)} -> ${s.testLoss === null ? 'null' : s.testLoss.toPrecision(5)} in ${secs.toFixed(1)} s` +
             (s.message ? ` message: ${s.message}` : ''));
       await sleep(500);  // let the views of the final weights draw
-      await page.screenshot({ path: path.join(out, `preset-${name}.png`) });
+      const shot = await page.screenshot({ path: path.join(out, `preset-${name}.png`) });
+      const blank = await blankIn(page, shot);
+      check(`preset ${name}: every one of the ten panels shows something`, blank.length === 0,
+            blank.length ? 'blank: ' + blank.join(', ') + ` (build/test-logs/e2e/preset-${name}.png)` : '');
     }
     check('no page errors', page.errors.length === 0, page.errors.slice(0, 3).join(' | '));
+
+    // --- the Save panel's downloads: the plain one loads strict in PyTorch, the one with the optimizer is refused there
+    // (and named so); both captured as the browser saves them ------------------------------------------------------
+    {
+      const { execFileSync } = require('child_process');
+      await page.evaluate(() => window.aep.setConfig({ preset: 'conv', seed: 1 }));
+      await page.evaluate(() => window.aep.step(20));
+      const grab = async (what) => {
+        const [dl] = await Promise.all([page.waitForEvent('download', { timeout: 20000 }),
+                                        page.evaluate((w) => window.aep.setConfig({ download: w }), what)]);
+        const file = path.join(out, dl.suggestedFilename());
+        await dl.saveAs(file);
+        return file;
+      };
+      const torch = (file, ...flags) => {
+        try {
+          return { ok: true, text: execFileSync('/usr/bin/python3', [path.join(__dirname, 'load_strict.py'), file, ...flags],
+                                               { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim() };
+        } catch (e) { return { ok: false, text: String(e.stdout || '') + String(e.stderr || e.message) }; }
+      };
+      const plain = await grab('weights'), withOpt = await grab('weights+optimizer');
+      const r1 = torch(plain), r2 = torch(withOpt, '--refused');
+      check('download: the weights file loads strict in PyTorch (load_state_dict, the Save panel\'s first button)',
+            r1.ok && path.basename(plain) === 'conv-step20.safetensors', `${path.basename(plain)}: ${r1.text}`);
+      check('download: "weights + optimizer" is a separate file, named so, whose optimizer.* keys strict PyTorch refuses',
+            r2.ok && path.basename(withOpt) === 'conv-step20-with-optimizer.safetensors', `${path.basename(withOpt)}: ${r2.text}`);
+    }
 
     // --- the Latent panel's UMAP of a 196-d conv code, computed in slices within frames --------------------------
     await page.evaluate(() => window.aep.setConfig({ preset: 'conv', seed: 1, latent: 'umap', panels: 'training,latent' }));
