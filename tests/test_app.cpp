@@ -199,26 +199,27 @@ TEST_CASE("app: a bad weights file is refused and the trained model survives; a 
   App& app = *app_ptr;
   REQUIRE(app.command({{"preset", "mlp-128-64"}})["ok"] == true);
   REQUIRE(app.train_steps(20));
-  std::vector<uint8_t> good = app.save_weights_bytes();
+  // With the optimizer's state, so that the step count and Adam's moments round-trip too.
+  std::vector<uint8_t> good = app.save_weights_bytes(true);
   std::vector<uint8_t> truncated(good.begin(), good.begin() + good.size() / 2);
   CHECK_THROWS_WITH(app.load_weights_bytes(truncated, "half.safetensors"), doctest::Contains("half.safetensors"));
-  CHECK(app.save_weights_bytes() == good);
+  CHECK(app.save_weights_bytes(true) == good);
   std::vector<uint8_t> garbage(100, 0xff);
   CHECK_THROWS(app.load_weights_bytes(garbage, "garbage.bin"));
-  CHECK(app.save_weights_bytes() == good);
+  CHECK(app.save_weights_bytes(true) == good);
   // Weights of another model: refused, nothing changes.
   auto other_ptr = make_app();
   App& other = *other_ptr;
   REQUIRE(other.command({{"preset", "conv"}})["ok"] == true);
-  std::vector<uint8_t> conv = other.save_weights_bytes();
+  std::vector<uint8_t> conv = other.save_weights_bytes(true);
   // conv's file names its own preset in the metadata, so loading it switches the model: that is the intent.
   app.load_weights_bytes(conv, "conv.safetensors");
   CHECK(app.status()["preset"] == "conv");
-  CHECK(app.save_weights_bytes() == conv);
+  CHECK(app.save_weights_bytes(true) == conv);
   app.load_weights_bytes(good, "good.safetensors");
   CHECK(app.status()["preset"] == "mlp-128-64");
   CHECK(app.status()["step"] == 20);
-  CHECK(app.save_weights_bytes() == good);
+  CHECK(app.save_weights_bytes(true) == good);
 }
 
 TEST_CASE("app: divergence (lr = 10) stops training with a message and keeps finite weights") {
