@@ -10,6 +10,7 @@
 #include "core/parallel.hpp"
 #include "core/losses.hpp"
 #include "core/pca.hpp"
+#include "core/run.hpp"
 #include "core/train.hpp"
 #include "core/weights.hpp"
 #include "test_util.hpp"
@@ -709,5 +710,87 @@ TEST_CASE("train_step zeroes the gradients in the optimizer's pass: same weights
         CHECK(a.grads == b.grads);
       }
     }
+  }
+}
+
+TEST_CASE("Run: the seed rule, the training subset, lockstep batches, divergence") {
+  Dataset d = synthetic_dataset(300, 31);
+  SUBCASE("a Run trains exactly as Model + Trainer + BatchSampler with seed, seed + 1, seed + 2") {
+    Preset p = load_preset(preset_path("denoise"));  // corruption: the trainer's random numbers matter too
+    p.training.batch_size = 16;
+    Run run(p, 5);
+    run.set_data(d);
+    Model m(p);
+    m.init(5);
+    Trainer t(m, 6);
+    BatchSampler s(d.count, 16, true, 7);
+    Tensor in, target;
+    for (int step = 0; step < 6; ++step) {
+      size_t n;
+      const uint32_t* idx = s.next(n);
+      make_batch(d, idx, n, p, t.rng, in, target);
+      LossTerms a = t.train_step(in, target), b = run.step();
+      CHECK(a.total == b.total);
+      CHECK(std::vector<uint32_t>(idx, idx + n) == run.last_batch());
+    }
+    CHECK(m.values == run.model->values);
+    CHECK(run.steps == 6);
+    CHECK(run.curve.train.size() == 6);
+    CHECK(run.epoch() == doctest::Approx(6.0 / 19));  // 300 images: 18 batches of 16 and one of 12
+  }
+  SUBCASE("a held-out digit is never drawn") {
+    Run run(load_preset(preset_path("linear")), 1);
+    run.set_data(d, 3);
+    size_t threes = 0;
+    for (size_t i = 0; i < d.count; ++i) threes += d.labels[i] == 3;
+    REQUIRE(threes > 0);
+    CHECK(run.train_images() == d.count - threes);
+    for (int step = 0; step < 10; ++step) {
+      run.step();
+      for (uint32_t i : run.last_batch()) CHECK(d.labels[i] != 3);
+    }
+  }
+  SUBCASE("runs in lockstep see the same batches; mismatched runs are refused") {
+    Preset a = load_preset(preset_path("linear")), b = load_preset(preset_path("vae-mlp"));
+    a.training.batch_size = b.training.batch_size = 32;
+    Run ra(a, 9), rb(b, 9);
+    ra.set_data(d);
+    rb.set_data(d);
+    for (int step = 0; step < 12; ++step) {  // past the end of an epoch (10 batches)
+      std::vector<LockstepStep> r = step_lockstep({&ra, &rb});
+      CHECK(r[0].error.empty());
+      CHECK(r[1].error.empty());
+      CHECK(ra.last_batch() == rb.last_batch());
+    }
+    Run rc(a, 10);
+    rc.set_data(d);
+    CHECK_THROWS_AS(step_lockstep({&ra, &rc}), std::logic_error);
+    // A batch size changed mid-epoch redraws the rest of the epoch the same way for both.
+    ra.set_batch_size(20);
+    CHECK_THROWS_AS(step_lockstep({&ra, &rb}), std::logic_error);
+    rb.set_batch_size(20);
+    step_lockstep({&ra, &rb});
+    CHECK(ra.last_batch().size() == 20);
+    CHECK(ra.last_batch() == rb.last_batch());
+  }
+  SUBCASE("divergence: the step throws, the weights and the step count are those of the last good step") {
+    Preset p = load_preset(preset_path("vae-mlp"));
+    p.optimizer.lr = 10;
+    Run run(p, 1);
+    run.set_data(d);
+    std::vector<float> good;
+    bool diverged = false;
+    for (int step = 0; step < 200 && !diverged; ++step) {
+      good = run.model->values;
+      size_t before = run.steps;
+      try {
+        run.step();
+      } catch (const DivergenceError&) {
+        diverged = true;
+        CHECK(run.steps == before);
+      }
+    }
+    REQUIRE(diverged);
+    CHECK(run.model->values == good);
   }
 }

@@ -1,0 +1,70 @@
+// A training run: one model with its optimizer, the training images it samples, the seed rule and its loss curve.
+// The app (one run or several side by side), the CLI and the bench all drive this type, so a seed gives the same
+// weights wherever it is trained.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/train.hpp"
+
+namespace aep {
+
+struct LossCurve {
+  std::string label;
+  std::vector<float> step, train, recon, kl;  // per training step
+  std::vector<float> test_step, test;         // per evaluation
+};
+
+// The training images a run samples from: all of d, or all but one digit (held out, e.g. for anomaly detection;
+// -1: none). A dataset without labels has no digit to leave out.
+std::vector<uint32_t> training_subset(const Dataset& d, int held_out_digit);
+
+class Run {
+ public:
+  // The seed rule: weights from `seed`, the trainer's random numbers (corruption, the VAE's eps, Dropout masks)
+  // from seed + 1, the batch order from seed + 2. Throws when the preset does not build.
+  Run(const Preset& p, uint64_t seed);
+
+  // The images to train on (`train` must outlive the run, or be replaced by another call): all of it, or all but
+  // one digit. Starts the batch order over at epoch 0; the weights are kept.
+  void set_data(const Dataset& train, int held_out_digit = -1, bool shuffle = true);
+  bool has_data() const { return sampler != nullptr; }
+  size_t train_images() const { return subset_.size(); }
+
+  // One optimizer step on the next batch. On divergence throws DivergenceError and keeps the weights, the optimizer
+  // and the batch order of the last good step (the failed batch is used up).
+  LossTerms step();
+  // A new batch size from the next batch on: the rest of this epoch is drawn anew (from seed + 2 + epoch).
+  void set_batch_size(size_t batch_size);
+  // Epochs done, with the current one as a fraction (1.5: halfway through the second).
+  double epoch() const;
+  // The images of the last batch (indices into the dataset given to set_data).
+  const std::vector<uint32_t>& last_batch() const { return batch_; }
+
+  Preset preset;  // as the run was built (hyper-parameters may be changed on the trainer meanwhile)
+  uint64_t seed;
+  std::unique_ptr<Model> model;
+  std::unique_ptr<Trainer> trainer;
+  std::unique_ptr<BatchSampler> sampler;
+  size_t steps = 0;  // optimizer steps taken by this run
+  LossCurve curve;
+  Tensor input, target;  // the last batch: corrupted input and clean target
+
+ private:
+  const Dataset* train_ = nullptr;
+  std::vector<uint32_t> subset_, batch_;
+  bool shuffle_ = true;
+};
+
+// Lockstep: one step of every run on the same training images. Runs share their batches when they have the same
+// seed, data, held-out digit and batch size (their samplers then draw the same order); this checks that they did and
+// throws std::logic_error otherwise. A run that diverges keeps its last good weights and reports why in `error`; the
+// others step on.
+struct LockstepStep {
+  LossTerms loss;
+  std::string error;  // the DivergenceError's message, empty when the step was taken
+};
+std::vector<LockstepStep> step_lockstep(const std::vector<Run*>& runs);
+
+}  // namespace aep
