@@ -272,7 +272,13 @@ void App::panel_model() {
     if (ImGui::Button("Revert")) s.json_text = preset_to_json(s.preset).dump(2), s.json_error.clear();
     if (!s.json_error.empty()) ImGui::TextColored(ImVec4(1, 0.4f, 0.4f, 1), "%s", s.json_error.c_str());
   }
-  if (ImGui::CollapsingHeader("Show PyTorch code")) {
+  if (ImGui::CollapsingHeader("Show PyTorch / Keras code")) {
+    int keras = s.code_keras;
+    bool changed = ImGui::RadioButton("PyTorch", &keras, 0);
+    ImGui::SameLine();
+    changed |= ImGui::RadioButton("Keras", &keras, 1);
+    if (changed) s.code_keras = keras, s.code_text = model_code(s.preset, s.code_keras);
+    ImGui::SameLine();
     if (ImGui::Button("Copy")) ImGui::SetClipboardText(s.code_text.c_str());
     ImGui::InputTextMultiline("##code", &s.code_text, ImVec2(-1, ImGui::GetTextLineHeight() * 16),
                               ImGuiInputTextFlags_ReadOnly);
