@@ -132,7 +132,13 @@ function forward(model, plan, x) {
 
 function lossTerms(plan, model, r, x) {
   const L = plan.loss, B = x.shape[0];
-  const sum = t => tf.tidy(() => tf.sum(t).dataSync()[0]);
+  // Summed here in double: the wasm backend's tf.sum adds in float32, which alone was 1e-4 to 1e-3 off over 392,000
+  // pixels (the engine sums losses in double).
+  const sum = t => {
+    let s = 0;
+    for (const v of t.dataSync()) s += v;
+    return s;
+  };
   let perPixel;
   if (L.reconstruction === 'mse') perPixel = () => tf.square(tf.sub(r.out, x));
   else if (L.reconstruction === 'bce_with_logits')  // max(z, 0) - z t + log(1 + exp(-|z|))
