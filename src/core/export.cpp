@@ -164,6 +164,7 @@ void torch_model(std::ostringstream& o, const Preset& p) {
   const bool vae = p.is_vae(), fold = folds_sigmoid(p);
   if (has_tied(p))
     o << R"PY(
+
 class TiedLinear(nn.Module):
     """A decoder Linear whose weight is an encoder Linear's, transposed: y = x @ W_source + bias. It owns only
     its bias (the state_dict has no weight for it), like the playground's tied layer."""

@@ -3,6 +3,8 @@
 // plan's layout changes and prints the loss on clean test digits in the format of `aep eval --clean`.
 // The exported Python Keras script is written from the same plan (src/core/export.cpp).
 // usage: node keras_tfjs.js PLAN.json WEIGHTS.safetensors MNIST_DIR [TEST_SAMPLES] [--backend wasm (default)|cpu]
+//        [--dump PREFIX]: also writes every loaded Keras weight to PREFIX.bin (float32) and PREFIX.json (index), for
+//        check_keras_weights.py to compare with what the exported Python script loads.
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -165,6 +167,11 @@ async function main() {
   let backend = 'wasm';  // in node too; the cpu backend took ~10x longer on the conv presets
   const bi = args.indexOf('--backend');
   if (bi >= 0) backend = args.splice(bi, 2)[1];
+  let dump = null;
+  const di = args.indexOf('--dump');
+  if (di >= 0) dump = args.splice(di, 2)[1];
+  const dumped = [], dumpIndex = [];
+  let dumpOffset = 0;
   const [planFile, weightsFile, dataDir, samplesArg] = args;
   if (!dataDir) die('usage: node keras_tfjs.js PLAN.json WEIGHTS.safetensors MNIST_DIR [TEST_SAMPLES] [--backend cpu|wasm]');
   if (backend === 'wasm') require('@tensorflow/tfjs-backend-wasm');
@@ -196,8 +203,18 @@ async function main() {
           die(`${w.source} -> ${spec.name}/${w.name}: shape ${JSON.stringify(value.shape)}, needs ${JSON.stringify(variable.shape)}`);
         variable.write(value);
         loaded++;
+        if (dump) {
+          dumped.push(Buffer.from(new Float32Array(value.dataSync()).buffer));
+          dumpIndex.push({layer: spec.name, weight: w.name, shape: value.shape, offset: dumpOffset});
+          dumpOffset += value.size;
+        }
       }
     }
+
+  if (dump) {
+    fs.writeFileSync(dump + '.bin', Buffer.concat(dumped));
+    fs.writeFileSync(dump + '.json', JSON.stringify(dumpIndex));
+  }
 
   const images = readTestImages(dataDir);
   const n = Math.min(samplesArg ? Number(samplesArg) : images.count, images.count);

@@ -11,7 +11,8 @@
 #     loads with a message;
 #   - Keras: the exported Python must compile (Keras itself is not installable here), and the plan it is written
 #     from, built with TensorFlow.js layers in node (tests/interop/keras_tfjs.js), must give `aep eval --clean`'s
-#     loss (relative 1e-4).
+#     loss (relative 1e-4), and the Keras script's own weight loading (its WEIGHTS table and numpy layout code, run
+#     without TensorFlow) must give exactly the arrays TF.js loaded.
 # Needs build/native-release/aep, /usr/bin/python3 with torch and numpy, node with tests/interop/node_modules
 # (npm ci) and MNIST in assets/data/mnist (scripts/bootstrap.sh). Files: build/interop/.
 # Prints PASS/FAIL per check and "N passed, M failed"; exits non-zero if anything failed.
@@ -97,9 +98,14 @@ for preset_file in "$root"/assets/presets/*.json; do
   if "$aep" export --preset "$p" --keras --weights "$w" >"$out/${p}_keras.py" && "$py" -m py_compile "$out/${p}_keras.py" \
      && "$aep" export --preset "$p" --keras-plan >"$out/$p.plan.json"; then
     if node "$root/tests/interop/keras_tfjs.js" "$out/$p.plan.json" "$w" "$data" $tfjs_samples \
-         >"$out/$p.tfjs.log" 2>&1; then
+         --dump "$out/$p.tfjs-weights" >"$out/$p.tfjs.log" 2>&1; then
       close "$p: Keras plan in TF.js layers, eval ($tfjs_samples test images)" "$ours_tfjs" \
         "$(total "$(grep '^clean test loss' "$out/$p.tfjs.log")")" 1e-4
+      if o=$("$py" "$root/tests/interop/check_keras_weights.py" "$out/${p}_keras.py" "$w" "$out/$p.tfjs-weights" 2>&1); then
+        pass "$p: the Keras script's weight loading (WEIGHTS, apply_layout; numpy) gives TF.js's arrays: $o"
+      else
+        fail "$p: the Keras script's weight loading: $o"
+      fi
     else
       fail "$p: TF.js (log: $out/$p.tfjs.log)"; tail -n 5 "$out/$p.tfjs.log" | sed 's/^/      /'
     fi
