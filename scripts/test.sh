@@ -30,7 +30,7 @@ run() {
   if "$@" >"$log" 2>&1; then pass "$name"; else fail "$name (log: $log)"; tail -n 30 "$log" | sed 's/^/      /'; fi
 }
 
-bash scripts/bootstrap.sh --browser --torch || { echo "0 passed, 1 failed (bootstrap)"; exit 1; }
+bash scripts/bootstrap.sh --browser --interop || { echo "0 passed, 1 failed (bootstrap)"; exit 1; }
 mkdir -p "$logs"
 
 # --- builds ---------------------------------------------------------------------------------------
@@ -127,6 +127,18 @@ if [ -f build/wasm-release/aep.js ]; then
   fi
 else
   fail "aep command line (not built)"
+fi
+
+# --- the exports run in the real frameworks: PyTorch (every preset, strict load, eval and training steps against
+# ours) and the Keras mapping through TensorFlow.js layers (tests/interop/run.sh) -------------------------------------
+if [ -x build/native-release/aep ]; then
+  bash tests/interop/run.sh > "$logs/interop.log" 2>&1; rc=$?
+  grep -E '^(PASS|FAIL)' "$logs/interop.log" | grep -v '^PASS' | sed 's/^/      /'
+  np=$(grep -c '^PASS' "$logs/interop.log"); nf=$(grep -c '^FAIL' "$logs/interop.log")
+  if [ "$nf" -eq 0 ] && [ $rc -eq 0 ]; then pass "interop: $np checks of the PyTorch and Keras exports (log: $logs/interop.log)"
+  else fail "interop: $nf of $((np + nf)) checks failed (log: $logs/interop.log)"; tail -n 5 "$logs/interop.log" | sed 's/^/      /'; fi
+else
+  fail "interop (native release CLI not built)"
 fi
 
 # --- fuzzing the parsers briefly (tests/fuzz/run.sh 600 for the long run) -------------------------------

@@ -276,15 +276,13 @@ TEST_CASE("app: a user's own IDX files replace a set once images and labels are 
   CHECK(app.message == "Now using 10000 test images from t10k-images-idx3-ubyte.gz.");
 }
 
-TEST_CASE("app: PyTorch code names the preset's layers") {
+TEST_CASE("app: the code view shows the model in PyTorch or Keras (tests/test_export.cpp checks the code)") {
   Preset p = load_preset("tied");
-  std::string code = pytorch_code(p);
-  CHECK(code.find("nn.Linear(in_features=784, out_features=32)") != std::string::npos);
-  CHECK(code.find("TiedLinear(self.encoder[1])") != std::string::npos);
-  CHECK(code.find("torch.optim.Adam") != std::string::npos);
-  std::string vae = pytorch_code(load_preset("vae-mlp"));
-  CHECK(vae.find("self.mu = nn.Sequential(") != std::string::npos);
-  CHECK(vae.find("binary_cross_entropy(out, target, reduction='sum') / len(target)") != std::string::npos);
+  CHECK(model_code(p, false) == pytorch_code(p));
+  CHECK(model_code(p, true) == keras_code(p));
+  p = load_preset("conv");
+  p.decoder[0]["output_padding"] = 1;  // rows beyond every kernel tap: Keras has no layer for them
+  CHECK(model_code(p, true).rfind("# No Keras code for this model: decoder.0 (ConvTranspose2d): ", 0) == 0);
 }
 
 

@@ -166,7 +166,7 @@ bool App::select_preset(const Preset& p, std::string* error) {
     s_->model = std::move(m);
     s_->json_text = preset_to_json(p).dump(2);
     s_->json_error.clear();
-    s_->code_text = pytorch_code(p);
+    s_->code_text = model_code(p, s_->code_keras);
     s_->draft = p;  // a new model replaces any unapplied layer edits
     s_->draft_edited = false;
     reset_training();
@@ -903,6 +903,15 @@ json App::status() const {
           {"message", message}};
 }
 
+std::string model_code(const Preset& p, bool keras) {
+  if (!keras) return pytorch_code(p);
+  try {
+    return keras_code(p);
+  } catch (const std::exception& e) {
+    return std::string("# No Keras code for this model: ") + e.what() + "\n";
+  }
+}
+
 std::string App::config_query() const {
   const State& s = *s_;
   std::string q = "preset=" + s.preset.name;
@@ -953,7 +962,7 @@ void App::load_weights_bytes(const std::vector<uint8_t>& bytes, const std::strin
   s.model = std::move(model);
   s.trainer = std::move(trainer);
   s.json_text = preset_to_json(p).dump(2);
-  s.code_text = pytorch_code(p);
+  s.code_text = model_code(p, s.code_keras);
   s.draft = p;
   s.draft_edited = false;
   rebuild_train_map();

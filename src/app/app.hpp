@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/data.hpp"
+#include "core/export.hpp"
 #include "core/idx.hpp"
 #include "core/model.hpp"
 #include "core/pca.hpp"
@@ -148,7 +149,8 @@ class App {
   void main_menu();
 };
 
-// Equivalent PyTorch code (nn.Module + training loop) for a preset, for the "Show PyTorch code" view.
-std::string pytorch_code(const Preset& p);
+// The Model panel's code view: the preset as a PyTorch or Keras script (core/export.hpp), or why Keras cannot
+// express it.
+std::string model_code(const Preset& p, bool keras);
 
 }  // namespace aep

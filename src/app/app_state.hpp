@@ -152,6 +152,7 @@ struct App::State {
   bool draft_edited = false;
   bool show_json = false, show_code = false;
   std::string code_text;
+  bool code_keras = false;  // the code view shows Keras instead of PyTorch
 };
 
 }  // namespace aep

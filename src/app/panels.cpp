@@ -272,7 +272,13 @@ void App::panel_model() {
     if (ImGui::Button("Revert")) s.json_text = preset_to_json(s.preset).dump(2), s.json_error.clear();
     if (!s.json_error.empty()) ImGui::TextColored(ImVec4(1, 0.4f, 0.4f, 1), "%s", s.json_error.c_str());
   }
-  if (ImGui::CollapsingHeader("Show PyTorch code")) {
+  if (ImGui::CollapsingHeader("Show PyTorch / Keras code")) {
+    int keras = s.code_keras;
+    bool changed = ImGui::RadioButton("PyTorch", &keras, 0);
+    ImGui::SameLine();
+    changed |= ImGui::RadioButton("Keras", &keras, 1);
+    if (changed) s.code_keras = keras, s.code_text = model_code(s.preset, s.code_keras);
+    ImGui::SameLine();
     if (ImGui::Button("Copy")) ImGui::SetClipboardText(s.code_text.c_str());
     ImGui::InputTextMultiline("##code", &s.code_text, ImVec2(-1, ImGui::GetTextLineHeight() * 16),
                               ImGuiInputTextFlags_ReadOnly);
@@ -918,7 +924,7 @@ void App::panel_save() {
   State& s = *s_;
   if (!s.layout.begin(kPanelSave, &show_panel[kPanelSave])) return ImGui::End();
   if (ImGui::Button("Download weights (.safetensors)")) request_download(false);
-  help_marker("The model's state_dict, named and shaped like the module of 'Show PyTorch code' (or `aep export`): "
+  help_marker("The model's state_dict, named and shaped like the module of 'Show PyTorch / Keras code' (or `aep export --pytorch`): "
               "model.load_state_dict(load_file(path)) loads it as it is (strict).");
   if (ImGui::Button("Download weights + optimizer")) request_download(true);
   ImGui::SameLine();

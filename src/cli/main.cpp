@@ -1,4 +1,5 @@
-// aep: the command line of Autoencoder Playground - list presets, train on MNIST, evaluate weights, PCA baseline.
+// aep: the command line of Autoencoder Playground - list presets, train on MNIST, evaluate weights, export PyTorch and
+// Keras code, PCA baseline.
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "bench/bench.hpp"
+#include "core/export.hpp"
 #include "core/gemm.hpp"
 #include "core/parallel.hpp"
 #include "core/pca.hpp"
@@ -41,12 +43,16 @@ const char* kUsage =
     "  presets                          list the presets with their parameter counts\n"
     "  train --preset NAME|FILE [--data DIR] [--epochs N | --steps N] [--batch B] [--lr X] [--seed S]\n"
     "        [--init W.safetensors] [--save W.safetensors] [--save-optimizer] [--no-shuffle] [--log FILE.csv]\n"
-    "        [--test-samples N] [--threads T]\n"
-    "  eval  --preset NAME|FILE --weights W.safetensors [--data DIR] [--test-samples N]\n"
+    "        [--test-samples N] [--threads T] [--clean]\n"
+    "  eval  --preset NAME|FILE --weights W.safetensors [--data DIR] [--test-samples N] [--clean]\n"
+    "  export --preset NAME|FILE --pytorch|--keras|--keras-plan [--weights W.safetensors]\n"
+    "        prints a PyTorch or Keras script for the model (loading W by default), or the Keras layer plan (JSON)\n"
     "  pca   --k K [--data DIR] [--normalize 0_1|-1_1]   PCA baseline: test reconstruction MSE\n"
     "  bench [--only A,B,gemm,umap,presets,NAME...] [--seconds S] [--runs N] [--warmup S] [--json FILE]\n"
     "        [--model-a FILE] [--data DIR] [--threads T]   training speed (batch 64, Adam) and GEMM GFLOP/s\n"
     "T: threads for GEMM and the optimizer (default 1; the same results for any T).\n"
+    "--clean: eval on uncorrupted test digits (the number the exported scripts' --eval reproduce); train without\n"
+    "corruption and with a VAE's z = mu (to compare steps with the scripts' --train-steps K --clean).\n"
     "DIR holds the MNIST IDX files (raw or .gz) under their standard names; default: the fetched MNIST.\n";
 
 struct UsageError : std::runtime_error {
@@ -135,11 +141,13 @@ int cmd_train(int argc, char** argv) {
   auto o = parse_options(argc, argv, 2,
                          {"--preset", "--data", "--epochs", "--steps", "--batch", "--lr", "--seed", "--init", "--save",
                           "--log", "--test-samples", "--threads"},
-                         {"--no-shuffle", "--save-optimizer"});
+                         {"--no-shuffle", "--save-optimizer", "--clean"});
   if (!o.count("--preset")) throw UsageError("train needs --preset");
   use_threads(o);
   if (o.count("--epochs") && o.count("--steps")) throw UsageError("give --epochs or --steps, not both");
   Preset p = load_preset(o["--preset"]);
+  const bool clean = o.count("--clean") > 0;
+  if (clean) p.corruption = CorruptionConfig{};
   if (o.count("--batch")) p.training.batch_size = size_t(parse_int("--batch", o["--batch"], 1, 4096));
   if (o.count("--lr")) p.optimizer.lr = float(parse_double("--lr", o["--lr"], 0.0, 10.0));
   if (o.count("--epochs")) p.training.epochs = size_t(parse_int("--epochs", o["--epochs"], 1, 1000));
@@ -167,7 +175,7 @@ int cmd_train(int argc, char** argv) {
                p.name.c_str(), model.parameter_count(), simd_arch_name(), train.count, total, p.training.batch_size,
                p.optimizer.type.c_str(), double(p.optimizer.lr));
 
-  Tensor input, target;
+  Tensor input, target, zero_eps;
   auto t0 = Clock::now();
   size_t samples = 0;
   double running = 0;
@@ -175,9 +183,13 @@ int cmd_train(int argc, char** argv) {
     size_t n;
     const uint32_t* idx = sampler.next(n);
     make_batch(train, idx, n, p, trainer.rng, input, target);
+    if (clean && model.is_vae()) {  // z = mu: the sampling noise set to 0
+      ensure_shape(zero_eps, model.code_shape(n));
+      std::fill(zero_eps.begin(), zero_eps.end(), 0.f);
+    }
     LossTerms L;
     try {
-      L = trainer.train_step(input, target);
+      L = trainer.train_step(input, target, clean && model.is_vae() ? &zero_eps : nullptr);
     } catch (const DivergenceError& e) {
       // The weights are those of the last good step: keep them (--save) rather than lose the run.
       if (log) std::fclose(log);
@@ -223,7 +235,7 @@ int cmd_train(int argc, char** argv) {
 }
 
 int cmd_eval(int argc, char** argv) {
-  auto o = parse_options(argc, argv, 2, {"--preset", "--weights", "--data", "--test-samples"}, {});
+  auto o = parse_options(argc, argv, 2, {"--preset", "--weights", "--data", "--test-samples"}, {"--clean"});
   if (!o.count("--preset") || !o.count("--weights")) throw UsageError("eval needs --preset and --weights");
   Preset p = load_preset(o["--preset"]);
   Model model(p);
@@ -231,7 +243,32 @@ int cmd_eval(int argc, char** argv) {
   Trainer trainer(model, 0);
   Dataset test = load_mnist(o.count("--data") ? o["--data"] : default_mnist_dir(), false);
   size_t n = o.count("--test-samples") ? size_t(parse_int("--test-samples", o["--test-samples"], 1, 1 << 24)) : 0;
-  print_loss("test loss", evaluate(trainer, test, n, std::min<size_t>(500, model.max_batch())), model.is_vae());
+  const size_t batch = std::min<size_t>(500, model.max_batch());
+  if (!o.count("--clean")) {
+    print_loss("test loss", evaluate(trainer, test, n, batch), model.is_vae());
+    return 0;
+  }
+  // All digits and terms, in the exported scripts' format, for comparing with them.
+  LossTerms L = evaluate(trainer, test, n, batch, true);
+  std::printf("clean test loss: total %.9g reconstruction %.9g kl %.9g penalty %.9g\n", L.total, L.reconstruction,
+              L.kl, L.penalty);
+  return 0;
+}
+
+int cmd_export(int argc, char** argv) {
+  auto o = parse_options(argc, argv, 2, {"--preset", "--weights"}, {"--pytorch", "--keras", "--keras-plan"});
+  if (!o.count("--preset")) throw UsageError("export needs --preset");
+  if (o.count("--pytorch") + o.count("--keras") + o.count("--keras-plan") != 1)
+    throw UsageError("export needs one of --pytorch, --keras, --keras-plan");
+  Preset p = load_preset(o["--preset"]);
+  std::string weights = o.count("--weights") ? o["--weights"] : "";
+  if (!weights.empty()) {  // refuse a file the script could not load
+    Model model(p);
+    load_weights(weights, model);
+  }
+  if (o.count("--pytorch")) std::fputs(pytorch_code(p, weights).c_str(), stdout);
+  if (o.count("--keras")) std::fputs(keras_code(p, weights).c_str(), stdout);
+  if (o.count("--keras-plan")) std::printf("%s\n", keras_plan(p).dump(1).c_str());
   return 0;
 }
 
@@ -289,6 +326,7 @@ int main(int argc, char** argv) {
     if (cmd == "presets") return cmd_presets();
     if (cmd == "train") return cmd_train(argc, argv);
     if (cmd == "eval") return cmd_eval(argc, argv);
+    if (cmd == "export") return cmd_export(argc, argv);
     if (cmd == "pca") return cmd_pca(argc, argv);
     if (cmd == "bench") return cmd_bench(argc, argv);
     throw UsageError("unknown command '" + cmd + "'");

@@ -200,7 +200,7 @@ void make_batch(const Dataset& d, const uint32_t* idx, size_t n, const Preset& p
   corrupt(p.corruption, p.normalize, rng, input);
 }
 
-LossTerms evaluate(Trainer& t, const Dataset& d, size_t max_samples, size_t batch_size) {
+LossTerms evaluate(Trainer& t, const Dataset& d, size_t max_samples, size_t batch_size, bool clean) {
   size_t total = max_samples == 0 ? d.count : std::min(max_samples, d.count);
   Rng noise(0x5eed);
   Tensor input, target;
@@ -209,8 +209,9 @@ LossTerms evaluate(Trainer& t, const Dataset& d, size_t max_samples, size_t batc
   for (size_t start = 0; start < total; start += batch_size) {
     size_t n = std::min(batch_size, total - start);
     std::iota(idx.begin(), idx.begin() + n, uint32_t(start));
-    make_batch(d, idx.data(), n, t.model.preset(), noise, input, target);
-    LossTerms L = t.forward_backward(input, target, false, false);
+    if (clean) fill_batch(d, idx.data(), n, t.model.preset().normalize, input);
+    else make_batch(d, idx.data(), n, t.model.preset(), noise, input, target);
+    LossTerms L = t.forward_backward(input, clean ? input : target, false, false);
     sum.total += L.total * n;
     sum.reconstruction += L.reconstruction * n;
     sum.kl += L.kl * n;

@@ -74,8 +74,9 @@ class BatchSampler {
 void make_batch(const Dataset& d, const uint32_t* idx, size_t n, const Preset& p, Rng& rng, Tensor& input,
                 Tensor& target);
 
-// Mean loss over the first max_samples images (all if 0), in eval mode; corruption uses a fixed seed so the
-// number is comparable from call to call.
-LossTerms evaluate(Trainer& t, const Dataset& d, size_t max_samples = 0, size_t batch_size = 500);
+// Mean loss over the first max_samples images (all if 0), in eval mode (a VAE decodes z = mu). The inputs are
+// corrupted like the preset's training inputs, with a fixed seed so the number is comparable from call to call, unless
+// `clean`: then it is the number PyTorch and Keras reproduce from the same weights (the exports' --eval).
+LossTerms evaluate(Trainer& t, const Dataset& d, size_t max_samples = 0, size_t batch_size = 500, bool clean = false);
 
 }  // namespace aep
