@@ -160,16 +160,14 @@ void App::set_data(Dataset train, Dataset test) {
 
 bool App::select_preset(const Preset& p, std::string* error) {
   try {
-    auto m = std::make_unique<Model>(p);
-    if (p.loss.contractive > 0) m->contractive_layer();
+    auto run = std::make_unique<Run>(p, s_->seed);  // throws if the model does not build
     s_->preset = p;
-    s_->model = std::move(m);
     s_->json_text = preset_to_json(p).dump(2);
     s_->json_error.clear();
     s_->code_text = model_code(p, s_->code_keras);
     s_->draft = p;  // a new model replaces any unapplied layer edits
     s_->draft_edited = false;
-    reset_training();
+    reset_training(std::move(run));
     return true;
   } catch (const std::exception& e) {
     if (error) *error = e.what();
@@ -177,25 +175,21 @@ bool App::select_preset(const Preset& p, std::string* error) {
   }
 }
 
-void App::reset_training() {
+// Starts the run over from fresh weights (the current settings and seed), or with `fresh` (a Run of them just built).
+void App::reset_training(std::unique_ptr<Run> fresh) {
   State& s = *s_;
-  if (!s.curve.step.empty()) {
-    s.past.push_back(std::move(s.curve));
+  if (s.run && !s.run->curve.step.empty()) {
+    s.past.push_back(std::move(s.run->curve));
     if (s.past.size() > 4) s.past.erase(s.past.begin());
   }
-  s.curve = LossCurve();
+  cancel_views();
+  s.run = fresh ? std::move(fresh) : std::make_unique<Run>(s.preset, s.seed);
   char label[160];
   std::snprintf(label, sizeof label, "%s, %s lr %g, batch %zu, seed %llu", s.preset.name.c_str(),
                 s.preset.optimizer.type.c_str(), double(s.preset.optimizer.lr), s.preset.training.batch_size,
                 (unsigned long long)s.seed);
-  s.curve.label = label;
-  cancel_views();
-  s.model->init(s.seed);
-  s.trainer = std::make_unique<Trainer>(*s.model, s.seed + 1);
-  s.sampler.reset();
-  rebuild_train_map();
-  if (has_data()) s.sampler = std::make_unique<BatchSampler>(s.train_map.size(), s.preset.training.batch_size, true, s.seed + 2);
-  s.step = 0;
+  s.run->curve.label = label;
+  if (has_data()) s.run->set_data(train_, s.held_out);
   s.running = false;
   s.samples_per_s = 0;
   s.last_train = s.last_test = s.last_test_kl = NAN;
@@ -203,13 +197,6 @@ void App::reset_training() {
   s.views_dirty = true;
   s.draw_dirty = true;
   s.pca_mse = NAN;
-}
-
-void App::rebuild_train_map() {
-  State& s = *s_;
-  s.train_map.clear();
-  for (size_t i = 0; i < train_.count; ++i)
-    if (s.held_out < 0 || train_.labels.empty() || train_.labels[i] != s.held_out) s.train_map.push_back(uint32_t(i));
 }
 
 void App::load_data_file(const std::vector<uint8_t>& bytes, const std::string& name) {
@@ -263,39 +250,21 @@ void App::set_ood(Dataset d) {
 // Hyper-parameters that can change between steps without rebuilding the model.
 void App::apply_hyper_parameters() {
   State& s = *s_;
-  s.trainer->optimizer.config.lr = s.preset.optimizer.lr;
-  s.trainer->optimizer.config.weight_decay = s.preset.optimizer.weight_decay;
-  s.model->set_loss(s.preset.loss);
-  if (s.sampler && s.sampler->batch_size() != s.preset.training.batch_size) {
+  if (s.run->sampler && s.run->sampler->batch_size() != s.preset.training.batch_size) {
     try {
-      s.model->check_memory(s.preset.training.batch_size);
+      s.run->model->check_memory(s.preset.training.batch_size);
     } catch (const std::exception& e) {
       message = std::string("Batch size not changed: ") + e.what();
-      s.preset.training.batch_size = s.sampler->batch_size();
-      return;
+      s.preset.training.batch_size = s.run->sampler->batch_size();
     }
-    size_t epoch = s.sampler->epoch;
-    s.sampler = std::make_unique<BatchSampler>(s.train_map.size(), s.preset.training.batch_size, true, s.seed + 2 + epoch);
-    s.sampler->epoch = epoch;
   }
+  s.run->apply_settings(s.preset);
 }
 
 bool App::step_once() {
   State& s = *s_;
-  size_t n;
-  const uint32_t* pos = s.sampler->next(n);
-  std::vector<uint32_t>& idx = s.batch_idx;
-  idx.resize(n);
-  for (size_t i = 0; i < n; ++i) idx[i] = s.train_map[pos[i]];
-  make_batch(train_, idx.data(), n, s.preset, s.trainer->rng, s.input, s.target);
   try {
-    LossTerms L = s.trainer->train_step(s.input, s.target);
-    ++s.step;
-    s.last_train = L.total;
-    s.curve.step.push_back(float(s.step));
-    s.curve.train.push_back(float(L.total));
-    s.curve.recon.push_back(float(L.reconstruction));
-    s.curve.kl.push_back(float(L.kl));
+    s.last_train = s.run->step().total;
     return true;
   } catch (const DivergenceError& e) {
     s.running = false;
@@ -316,7 +285,7 @@ bool App::train_steps(size_t n) {
   size_t samples = 0;
   for (size_t i = 0; i < n; ++i) {
     if (!step_once()) return false;
-    samples += s_->input.shape()[0];
+    samples += s_->run->input.shape()[0];
   }
   double dt = seconds_since(t0);
   if (dt > 0) s_->samples_per_s = s_->samples_per_s == 0 ? samples / dt : 0.8 * s_->samples_per_s + 0.2 * samples / dt;
@@ -398,12 +367,12 @@ void App::start_views() {
     j.trainer = std::make_unique<Trainer>(*j.model, 0);
   }
   j.model->set_loss(s.preset.loss);
-  std::copy(s.model->values.begin(), s.model->values.end(), j.model->values.begin());
-  std::copy(s.model->buffer_values.begin(), s.model->buffer_values.end(), j.model->buffer_values.begin());
+  std::copy(s.run->model->values.begin(), s.run->model->values.end(), j.model->values.begin());
+  std::copy(s.run->model->buffer_values.begin(), s.run->model->buffer_values.end(), j.model->buffer_values.begin());
   j.active = true;
   j.stage = 0;
   j.pos = 0;
-  j.step = s.step;
+  j.step = s.run->steps;
   j.noise = Rng(0x5eed);
   j.total = j.kl = 0;
   j.n_view = std::min(view_images, test_.count);
@@ -499,9 +468,9 @@ void App::finish_views() {
   const float lo = range_min(p.normalize), hi = range_max(p.normalize);
   s.last_test = j.total;
   s.last_test_kl = j.kl;
-  if (s.curve.test_step.empty() || s.curve.test_step.back() != float(j.step)) {
-    s.curve.test_step.push_back(float(j.step));
-    s.curve.test.push_back(float(j.total));
+  if (s.run->curve.test_step.empty() || s.run->curve.test_step.back() != float(j.step)) {
+    s.run->curve.test_step.push_back(float(j.step));
+    s.run->curve.test.push_back(float(j.total));
   }
   s.n_view = j.n_view;
   s.code_dim = j.code_dim;
@@ -791,7 +760,7 @@ json App::command(const json& cmd) {
   number("step", 0, 100000, steps);
   if (!new_model && p.training.batch_size != s.preset.training.batch_size) {
     try {
-      s.model->check_memory(p.training.batch_size);
+      s.run->model->check_memory(p.training.batch_size);
     } catch (const std::exception& e) {
       errors.push_back(e.what());
     }
@@ -863,15 +832,15 @@ json App::status() const {
     if (r.w > 0) rects[kPanelKeys[i]] = {r.x, r.y, r.w, r.h};
   }
   return {{"preset", s.preset.name},
-          {"step", s.step},
-          {"epoch", s.sampler ? double(s.sampler->epoch) + double(s.sampler->step_in_epoch) / s.sampler->steps_per_epoch() : 0.0},
+          {"step", s.run->steps},
+          {"epoch", s.run->epoch()},
           {"trainLoss", num(s.last_train)},
           {"testLoss", num(s.last_test)},
           {"testStep", s.refreshed_step == size_t(-1) ? json(nullptr) : json(s.refreshed_step)},
           {"samplesPerSec", s.samples_per_s},
           {"trainMs", train_budget_ms},
           {"memoryBytes", memory_bytes ? json(memory_bytes) : json(nullptr)},
-          {"trainingBytes", s.model->training_bytes(s.preset.training.batch_size)},
+          {"trainingBytes", s.run->model->training_bytes(s.preset.training.batch_size)},
           {"memoryLimitBytes", Model::kMemoryBudget},
           {"frameMs", {{"p50", pct(0.5)}, {"p95", pct(0.95)}, {"max", pct(1.0)}, {"frames", f.size()},
                        {"appP50", pct_of(a, 0.5)}, {"appP95", pct_of(a, 0.95)}}},
@@ -889,10 +858,10 @@ json App::status() const {
           {"compact", compact},
           {"simd", simd_arch_name()},
           {"threads", thread_count()},
-          {"parameters", s.model->parameter_count()},
-          {"codeSize", s.model->code_size()},
+          {"parameters", s.run->model->parameter_count()},
+          {"codeSize", s.run->model->code_size()},
           {"holdout", s.held_out},
-          {"trainImages", s.train_map.size()},
+          {"trainImages", s.run->train_images()},
           {"anomaly", s.anomaly_mode == 0 ? "noise" : s.anomaly_mode == 1 ? "digit" : "fashion"},
           {"latent", s.code_dim > 2 ? (s.latent_umap ? "umap" : "pca") : "code"},
           {"umapPoints", s.umap_n},
@@ -920,7 +889,7 @@ std::string App::config_query() const {
   q += buf;
   q += "&optimizer=" + s.preset.optimizer.type + "&batch=" + std::to_string(s.preset.training.batch_size) +
        "&epochs=" + std::to_string(s.preset.training.epochs) + "&seed=" + std::to_string(s.seed);
-  if (s.model->is_vae()) std::snprintf(buf, sizeof buf, "&beta=%g", double(s.preset.loss.beta)), q += buf;
+  if (s.run->model->is_vae()) std::snprintf(buf, sizeof buf, "&beta=%g", double(s.preset.loss.beta)), q += buf;
   if (s.preset.loss.l1 > 0) std::snprintf(buf, sizeof buf, "&l1=%g", double(s.preset.loss.l1)), q += buf;
   if (s.preset.corruption.type == "gaussian") std::snprintf(buf, sizeof buf, "&noise=%g", double(s.preset.corruption.std)), q += buf;
   else q += "&corruption=" + s.preset.corruption.type;
@@ -936,13 +905,13 @@ std::string App::config_query() const {
 }
 
 std::vector<uint8_t> App::save_weights_bytes(bool with_optimizer) const {
-  SafeTensors st = model_state(*s_->model, with_optimizer ? &s_->trainer->optimizer : nullptr);
+  SafeTensors st = model_state(*s_->run->model, with_optimizer ? &s_->run->trainer->optimizer : nullptr);
   return serialize_safetensors(st);
 }
 
 void App::request_download(bool with_optimizer) {
   download_request_bytes = save_weights_bytes(with_optimizer);
-  download_request_name = s_->preset.name + "-step" + std::to_string(s_->step) +
+  download_request_name = s_->preset.name + "-step" + std::to_string(s_->run->steps) +
                           (with_optimizer ? "-with-optimizer" : "") + ".safetensors";
 }
 
@@ -953,21 +922,19 @@ void App::load_weights_bytes(const std::vector<uint8_t>& bytes, const std::strin
   auto meta = st.metadata.find("preset");
   Preset p = s.preset;
   if (meta != st.metadata.end()) p = parse_preset_text(meta->second, name + " (metadata 'preset')");
-  auto model = std::make_unique<Model>(p);
-  auto trainer = std::make_unique<Trainer>(*model, s.seed + 1);
-  load_state(*model, st, name, &trainer->optimizer);  // throws before anything of ours changed
+  auto run = std::make_unique<Run>(p, s.seed);
+  load_state(*run->model, st, name, &run->trainer->optimizer);  // throws before anything of ours changed
   s.running = false;
   s.preset = p;
   cancel_views();
-  s.model = std::move(model);
-  s.trainer = std::move(trainer);
+  run->curve = std::move(s.run->curve);  // the curve goes on from here
+  run->steps = size_t(run->trainer->optimizer.steps());
+  s.run = std::move(run);
+  if (has_data()) s.run->set_data(train_, s.held_out);
   s.json_text = preset_to_json(p).dump(2);
   s.code_text = model_code(p, s.code_keras);
   s.draft = p;
   s.draft_edited = false;
-  rebuild_train_map();
-  if (has_data()) s.sampler = std::make_unique<BatchSampler>(s.train_map.size(), p.training.batch_size, true, s.seed + 2);
-  s.step = size_t(s.trainer->optimizer.steps());
   s.views_dirty = true;
   for (const auto& q : s.presets)
     if (q.name == p.name) s.preset_index = int(&q - s.presets.data());
@@ -999,13 +966,13 @@ std::vector<float> floats(const json& a, const char* what) {
 
 std::vector<uint8_t> App::session_bytes() const {
   const State& s = *s_;
-  SafeTensors st = model_state(*s.model, &s.trainer->optimizer);
-  const LossCurve& c = s.curve;
+  SafeTensors st = model_state(*s.run->model, &s.run->trainer->optimizer);
+  const LossCurve& c = s.run->curve;
   json curve = {{"label", c.label}, {"step", thin(c.step, 2000)}, {"train", thin(c.train, 2000)},
                 {"recon", thin(c.recon, 2000)}, {"kl", thin(c.kl, 2000)},
                 {"test_step", thin(c.test_step, 2000)}, {"test", thin(c.test, 2000)}};
-  st.metadata["aep_session"] = json{{"version", kSessionVersion}, {"seed", s.seed}, {"step", s.step},
-                                    {"epoch", s.sampler ? s.sampler->epoch : 0}, {"curve", curve}}.dump();
+  st.metadata["aep_session"] = json{{"version", kSessionVersion}, {"seed", s.seed}, {"step", s.run->steps},
+                                    {"epoch", s.run->sampler ? s.run->sampler->epoch : 0}, {"curve", curve}}.dump();
   return serialize_safetensors(st);
 }
 
@@ -1035,13 +1002,19 @@ void App::restore_session(const std::vector<uint8_t>& bytes) {
     throw std::runtime_error("autosave: the loss curves have different lengths");
   uint64_t seed = meta["seed"].get<uint64_t>();
   size_t epoch = meta.value("epoch", size_t(0));
-  load_weights_bytes(bytes, "autosave");  // validates and swaps the model in, or throws having changed nothing
-  s.seed = seed;
-  s.curve = std::move(curve);
-  s.step = meta["step"].get<size_t>();
-  if (s.sampler) s.sampler->epoch = epoch;
-  s.last_train = s.curve.train.empty() ? NAN : s.curve.train.back();
-  message = "Restored your autosaved session: " + s.preset.name + " at step " + std::to_string(s.step) + ".";
+  const uint64_t seed_before = s.seed;
+  s.seed = seed;  // the restored run's seed rule
+  try {
+    load_weights_bytes(bytes, "autosave");  // validates and swaps the model in, or throws having changed nothing
+  } catch (...) {
+    s.seed = seed_before;
+    throw;
+  }
+  s.run->curve = std::move(curve);
+  s.run->steps = meta["step"].get<size_t>();
+  if (s.run->sampler) s.run->sampler->epoch = epoch;
+  s.last_train = s.run->curve.train.empty() ? NAN : s.run->curve.train.back();
+  message = "Restored your autosaved session: " + s.preset.name + " at step " + std::to_string(s.run->steps) + ".";
 }
 
 // ---- frame -----------------------------------------------------------------------------------------------------------
@@ -1062,8 +1035,8 @@ void App::frame() {
       auto ts = Clock::now();
       if (!step_once()) break;
       s.step_ms = 0.8 * s.step_ms + 0.2 * seconds_since(ts) * 1000;
-      samples += s.input.shape()[0];
-      if (s.sampler->epoch >= s.preset.training.epochs) {
+      samples += s.run->input.shape()[0];
+      if (s.run->sampler->epoch >= s.preset.training.epochs) {
         s.running = false;
         message = "Finished " + std::to_string(s.preset.training.epochs) + " epoch(s).";
         break;
@@ -1107,7 +1080,7 @@ void App::main_menu() {
   }
   ImGui::Separator();
   if (!loading_.empty()) ImGui::TextUnformatted(loading_.c_str());
-  else ImGui::Text("%s | step %zu | %.0f samples/s | SIMD: %s, %zu thread%s", s.preset.name.c_str(), s.step,
+  else ImGui::Text("%s | step %zu | %.0f samples/s | SIMD: %s, %zu thread%s", s.preset.name.c_str(), s.run->steps,
                    s.samples_per_s, simd_arch_name(), thread_count(), thread_count() == 1 ? "" : "s");
   if (!message.empty()) {
     ImGui::Separator();

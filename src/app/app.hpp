@@ -14,7 +14,7 @@
 #include "core/idx.hpp"
 #include "core/model.hpp"
 #include "core/pca.hpp"
-#include "core/train.hpp"
+#include "core/run.hpp"
 
 namespace aep {
 
@@ -41,12 +41,6 @@ struct Picture {
   ImTextureID texture(const TextureApi& api);
   // Uploads if changed and draws at `scale` screen pixels per image pixel; returns the top-left screen point.
   ImVec2 show(const TextureApi& api, float scale);
-};
-
-struct LossCurve {
-  std::string label;
-  std::vector<float> step, train, recon, kl;  // per training step (train smoothed when drawn)
-  std::vector<float> test_step, test;         // per evaluation
 };
 
 enum PanelId { kPanelModel, kPanelData, kPanelTraining, kPanelRecon, kPanelLatent, kPanelGenerate, kPanelDraw,
@@ -125,10 +119,9 @@ class App {
   std::string loading_;
 
   bool select_preset(const Preset& p, std::string* error);
-  void reset_training();
+  void reset_training(std::unique_ptr<Run> fresh = nullptr);
   void apply_hyper_parameters();
   bool step_once();
-  void rebuild_train_map();
   void start_views();
   bool step_views(double budget_ms);
   void finish_views();

@@ -60,19 +60,13 @@ struct App::State {
   std::vector<Preset> presets;
   int preset_index = 0;
   Preset preset;  // the current model's description, with the user's edits
-  std::unique_ptr<Model> model;
-  std::unique_ptr<Trainer> trainer;
-  std::unique_ptr<BatchSampler> sampler;
+  std::unique_ptr<Run> run;  // the model training: weights, optimizer, batch order, loss curve, step count
   uint64_t seed = 1;
   bool running = false;
-  size_t step = 0;
   double step_ms = 0, chunk_ms = 0;  // running estimates, to stop a slice before it overruns its budget
   double samples_per_s = 0, last_train = NAN, last_test = NAN, last_test_kl = NAN;
-  LossCurve curve;
   std::vector<LossCurve> past;
   bool log_scale = true, show_recon_kl = true;
-  Tensor input, target;
-  std::vector<uint32_t> batch_idx;
   Clock::time_point last_refresh = Clock::now();
   size_t refreshed_step = size_t(-1);
   bool views_dirty = true;
@@ -111,7 +105,6 @@ struct App::State {
   int anomaly_mode = 0;  // 0 noise images, 1 one digit vs the rest (held out of training or not), 2 Fashion-MNIST
   int held_digit = 0;
   int held_out = -1;              // digit left out of the training set, -1 none
-  std::vector<uint32_t> train_map;  // training images used (all, or all but the held-out digit)
   std::vector<ImVec2> roc;          // ROC curve points (false positive rate, true positive rate)
   int code_edit = 0;
   float draw_canvas[28 * 28] = {};

@@ -56,7 +56,7 @@ bool with_code_size(Preset& p, size_t d) {
 void App::layer_editor() {
   State& s = *s_;
   bool changed = false;
-  const Model* shown = s.draft_edited ? s.draft_model.get() : s.model.get();
+  const Model* shown = s.draft_edited ? s.draft_model.get() : s.run->model.get();
   std::string bad_row;  // "decoder.2" when the draft's error comes from that layer
   size_t sp = s.draft_error.find(" (");
   if (sp != std::string::npos && s.draft_error.find(' ') == sp) bad_row = s.draft_error.substr(0, sp);
@@ -234,10 +234,10 @@ void App::panel_model() {
     ImGui::EndCombo();
   }
   ImGui::TextWrapped("%s", described_with_lesson(s.preset).c_str());
-  ImGui::Text("%zu parameters, code %s%s", s.model->parameter_count(), shape_str(s.model->code_shape(1)).c_str(),
-              s.model->is_vae() ? " (VAE latent)" : "");
-  layer_editor();  // may replace s.model (Apply)
-  const Model& m = *s.model;
+  ImGui::Text("%zu parameters, code %s%s", s.run->model->parameter_count(), shape_str(s.run->model->code_shape(1)).c_str(),
+              s.run->model->is_vae() ? " (VAE latent)" : "");
+  layer_editor();  // may replace s.run->model (Apply)
+  const Model& m = *s.run->model;
   {
     // Code size: under- vs over-complete codes (lesson 002), a 2-d code to plot directly, a wider conv code.
     Preset p = s.preset;
@@ -385,10 +385,10 @@ void App::panel_training() {
   if (!can) ImGui::EndDisabled();
   ImGui::SameLine();
   ImGui::TextDisabled("(Space: train/pause)");
-  double epoch = s.sampler ? s.sampler->epoch + double(s.sampler->step_in_epoch) / s.sampler->steps_per_epoch() : 0;
-  ImGui::Text("step %zu   epoch %.2f / %zu   %.0f samples/s", s.step, epoch, s.preset.training.epochs, s.samples_per_s);
+  double epoch = s.run->epoch();
+  ImGui::Text("step %zu   epoch %.2f / %zu   %.0f samples/s", s.run->steps, epoch, s.preset.training.epochs, s.samples_per_s);
   ImGui::Text("train loss %s   test loss %s", loss_text(s.last_train).c_str(), loss_text(s.last_test).c_str());
-  if (s.model->is_vae()) ImGui::Text("test KL term %s", loss_text(s.last_test_kl).c_str());
+  if (s.run->model->is_vae()) ImGui::Text("test KL term %s", loss_text(s.last_test_kl).c_str());
   ImGui::TextDisabled("SIMD: %s, threads: %zu", simd_arch_name(), thread_count());
   float train_ms = float(train_budget_ms);
   ImGui::SetNextItemWidth(160);
@@ -396,7 +396,7 @@ void App::panel_training() {
   help_marker("How long each frame trains before the page is drawn. More trains faster; less keeps the page smooth. "
               "On a slow computer, or a browser drawing without a GPU, try less.");
   const double mb = 1 << 20;
-  ImGui::TextDisabled("memory: training needs ~%.0f MB (limit %.0f MB)", s.model->training_bytes(s.preset.training.batch_size) / mb,
+  ImGui::TextDisabled("memory: training needs ~%.0f MB (limit %.0f MB)", s.run->model->training_bytes(s.preset.training.batch_size) / mb,
                       Model::kMemoryBudget / mb);
   if (memory_bytes) {
     ImGui::SameLine();
@@ -432,7 +432,7 @@ void App::panel_training() {
   ImGui::SameLine(0, 20);
   ImGui::SetNextItemWidth(w);
   ImGui::SliderFloat("L1 sparsity", &s.preset.loss.l1, 0.f, 1.f, "%.4g", ImGuiSliderFlags_Logarithmic);
-  if (s.model->is_vae()) {
+  if (s.run->model->is_vae()) {
     ImGui::SetNextItemWidth(w);
     ImGui::SliderFloat("beta (KL weight)", &s.preset.loss.beta, 0.f, 10.f, "%.3g");
   }
@@ -451,7 +451,7 @@ void App::panel_training() {
     for (float v : c.train) if (std::isfinite(v)) y0 = std::min(y0, v), y1 = std::max(y1, v);
     for (float v : c.test) if (std::isfinite(v)) y0 = std::min(y0, v), y1 = std::max(y1, v);
   };
-  range(s.curve);
+  range(s.run->curve);
   for (const auto& c : s.past) range(c);
   if (y1 > y0) {
     if (!s.log_scale) y0 = std::min(y0, 0.f);
@@ -459,11 +459,11 @@ void App::panel_training() {
       draw_curve(dl, p0, size, c.step, c.train, x1, y0, y1, s.log_scale, IM_COL32(120, 160, 220, 70), 0.98f);
       draw_curve(dl, p0, size, c.test_step, c.test, x1, y0, y1, s.log_scale, IM_COL32(240, 160, 80, 70), 0);
     }
-    draw_curve(dl, p0, size, s.curve.step, s.curve.train, x1, y0, y1, s.log_scale, IM_COL32(120, 170, 255, 255), 0.98f);
-    draw_curve(dl, p0, size, s.curve.test_step, s.curve.test, x1, y0, y1, s.log_scale, IM_COL32(255, 170, 60, 255), 0);
-    if (s.model->is_vae() && s.show_recon_kl) {
-      draw_curve(dl, p0, size, s.curve.step, s.curve.recon, x1, y0, y1, s.log_scale, IM_COL32(120, 220, 120, 200), 0.98f);
-      draw_curve(dl, p0, size, s.curve.step, s.curve.kl, x1, y0, y1, s.log_scale, IM_COL32(220, 120, 220, 200), 0.98f);
+    draw_curve(dl, p0, size, s.run->curve.step, s.run->curve.train, x1, y0, y1, s.log_scale, IM_COL32(120, 170, 255, 255), 0.98f);
+    draw_curve(dl, p0, size, s.run->curve.test_step, s.run->curve.test, x1, y0, y1, s.log_scale, IM_COL32(255, 170, 60, 255), 0);
+    if (s.run->model->is_vae() && s.show_recon_kl) {
+      draw_curve(dl, p0, size, s.run->curve.step, s.run->curve.recon, x1, y0, y1, s.log_scale, IM_COL32(120, 220, 120, 200), 0.98f);
+      draw_curve(dl, p0, size, s.run->curve.step, s.run->curve.kl, x1, y0, y1, s.log_scale, IM_COL32(220, 120, 220, 200), 0.98f);
     }
     char buf[64];
     std::snprintf(buf, sizeof buf, "%.4g", y1);
@@ -476,14 +476,14 @@ void App::panel_training() {
   float ly = p0.y + 18;
   dl->AddText(ImVec2(p0.x + size.x - 150, ly), IM_COL32(120, 170, 255, 255), "train (smoothed)");
   dl->AddText(ImVec2(p0.x + size.x - 150, ly + 14), IM_COL32(255, 170, 60, 255), "test");
-  if (s.model->is_vae() && s.show_recon_kl) {
+  if (s.run->model->is_vae() && s.show_recon_kl) {
     dl->AddText(ImVec2(p0.x + size.x - 150, ly + 28), IM_COL32(120, 220, 120, 255), "reconstruction");
     dl->AddText(ImVec2(p0.x + size.x - 150, ly + 42), IM_COL32(220, 120, 220, 255), "beta * KL");
   }
   ImGui::InvisibleButton("##curves", size);
   if (ImGui::IsItemHovered() && !s.past.empty()) {
     ImGui::BeginTooltip();
-    ImGui::Text("now: %s", s.curve.label.c_str());
+    ImGui::Text("now: %s", s.run->curve.label.c_str());
     for (const auto& c : s.past) ImGui::TextDisabled("earlier: %s", c.label.c_str());
     ImGui::EndTooltip();
   }
@@ -623,7 +623,7 @@ void App::panel_latent() {
     ImGui::SameLine(side + 20);
     ImGui::TextDisabled("right: the plotted plane decoded on a %dx%d grid", kGrid, kGrid);
   }
-  Model& m = *s.model;
+  Model& m = *s.run->model;
   ImVec2 mp = ImGui::GetIO().MousePos;
   bool inside = mp.x >= p0.x && mp.y >= p0.y && mp.x < p0.x + side && mp.y < p0.y + side && ImGui::IsWindowHovered();
   if (inside) {
@@ -697,7 +697,7 @@ void App::panel_generate() {
     ImGui::TextUnformatted("Waiting for data.");
     return ImGui::End();
   }
-  Model& m = *s.model;
+  Model& m = *s.run->model;
   const float lo = range_min(s.preset.normalize), hi = range_max(s.preset.normalize);
   if (ImGui::Button("Sample 16 digits")) ++s.gen_seed, s.generated.w = 0;
   if (s.generated.w == 0) {  // new samples on request, and the same z redrawn whenever the model changed
@@ -758,7 +758,7 @@ void App::panel_generate() {
 void App::panel_draw() {
   State& s = *s_;
   if (!s.layout.begin(kPanelDraw, &show_panel[kPanelDraw])) return ImGui::End();
-  Model& m = *s.model;
+  Model& m = *s.run->model;
   const float lo = range_min(s.preset.normalize), hi = range_max(s.preset.normalize);
   ImGui::TextDisabled("Left mouse draws, right mouse erases (inpainting).");
   const float cell = 7;

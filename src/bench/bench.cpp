@@ -11,7 +11,7 @@
 
 #include "core/gemm.hpp"
 #include "core/parallel.hpp"
-#include "core/train.hpp"
+#include "core/run.hpp"
 #include "core/umap.hpp"
 
 namespace aep {
@@ -108,20 +108,11 @@ BenchRecord train_workload(const BenchOptions& o, const std::string& workload, c
                            const Dataset& data) {
   Preset p = preset_in;
   p.training.batch_size = 64;
-  Model model(p);
-  model.init(1);
-  Trainer trainer(model, 2);
-  BatchSampler sampler(data.count, 64, true, 3);
-  Tensor input, target;
-  auto step = [&] {
-    size_t n;
-    const uint32_t* idx = sampler.next(n);
-    make_batch(data, idx, n, p, trainer.rng, input, target);
-    trainer.train_step(input, target);
-  };
-  Timing t = measure(o, 64.0, step);
+  Run run(p, 1);  // as `aep train --seed 1` and the page
+  run.set_data(data);
+  Timing t = measure(o, 64.0, [&] { run.step(); });
   BenchRecord r{kSystem, arch(), workload, t.median, 0, t.spread};
-  r.gflops = 3.0 * forward_flops_per_sample(model) * t.median * 1e-9;
+  r.gflops = 3.0 * forward_flops_per_sample(*run.model) * t.median * 1e-9;
   return r;
 }
 

@@ -19,6 +19,7 @@
 #include "core/gemm.hpp"
 #include "core/parallel.hpp"
 #include "core/pca.hpp"
+#include "core/run.hpp"
 #include "core/train.hpp"
 #include "core/weights.hpp"
 
@@ -155,12 +156,14 @@ int cmd_train(int argc, char** argv) {
   size_t test_samples = o.count("--test-samples") ? size_t(parse_int("--test-samples", o["--test-samples"], 1, 1 << 24)) : 0;
   std::string dir = o.count("--data") ? o["--data"] : default_mnist_dir();
 
-  Model model(p);
-  model.init(seed);
-  Trainer trainer(model, seed + 1);
+  Run run(p, seed);  // the seed rule of the page and the desktop app
+  Model& model = *run.model;
+  Trainer& trainer = *run.trainer;
+  run.sample_z = !clean;  // --clean: a VAE trains with z = mu, as the exported scripts' --clean
   if (o.count("--init")) load_weights(o["--init"], model, &trainer.optimizer);
   Dataset train = load_mnist(dir, true), test = load_mnist(dir, false);
-  BatchSampler sampler(train.count, p.training.batch_size, !o.count("--no-shuffle"), seed + 2);
+  run.set_data(train, -1, !o.count("--no-shuffle"));
+  BatchSampler& sampler = *run.sampler;
   size_t total = o.count("--steps") ? size_t(parse_int("--steps", o["--steps"], 1, 100000000))
                                     : sampler.steps_per_epoch() * p.training.epochs;
 
@@ -175,21 +178,13 @@ int cmd_train(int argc, char** argv) {
                p.name.c_str(), model.parameter_count(), simd_arch_name(), train.count, total, p.training.batch_size,
                p.optimizer.type.c_str(), double(p.optimizer.lr));
 
-  Tensor input, target, zero_eps;
   auto t0 = Clock::now();
   size_t samples = 0;
   double running = 0;
   for (size_t step = 1; step <= total; ++step) {
-    size_t n;
-    const uint32_t* idx = sampler.next(n);
-    make_batch(train, idx, n, p, trainer.rng, input, target);
-    if (clean && model.is_vae()) {  // z = mu: the sampling noise set to 0
-      ensure_shape(zero_eps, model.code_shape(n));
-      std::fill(zero_eps.begin(), zero_eps.end(), 0.f);
-    }
     LossTerms L;
     try {
-      L = trainer.train_step(input, target, clean && model.is_vae() ? &zero_eps : nullptr);
+      L = run.step();
     } catch (const DivergenceError& e) {
       // The weights are those of the last good step: keep them (--save) rather than lose the run.
       if (log) std::fclose(log);
@@ -201,6 +196,7 @@ int cmd_train(int argc, char** argv) {
       }
       return 1;
     }
+    const size_t n = run.last_batch().size();
     samples += n;
     running = step == 1 ? L.total : 0.98 * running + 0.02 * L.total;
     double el = std::chrono::duration<double>(Clock::now() - t0).count();

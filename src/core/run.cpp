@@ -1,6 +1,7 @@
 // A training run (see run.hpp): the seed rule, the training subset, the batch order and the curve in one place.
 #include "core/run.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace aep {
@@ -36,7 +37,13 @@ LossTerms Run::step() {
   batch_.resize(n);
   for (size_t i = 0; i < n; ++i) batch_[i] = subset_[pos[i]];
   make_batch(*train_, batch_.data(), n, preset, trainer->rng, input, target);
-  LossTerms L = trainer->train_step(input, target);
+  const Tensor* eps = nullptr;
+  if (!sample_z && model->is_vae()) {
+    ensure_shape(zero_eps_, model->code_shape(n));
+    std::fill(zero_eps_.begin(), zero_eps_.end(), 0.f);
+    eps = &zero_eps_;
+  }
+  LossTerms L = trainer->train_step(input, target, eps);
   ++steps;
   curve.step.push_back(float(steps));
   curve.train.push_back(float(L.total));
@@ -51,6 +58,18 @@ void Run::set_batch_size(size_t batch_size) {
   size_t epoch = sampler->epoch;
   sampler = std::make_unique<BatchSampler>(subset_.size(), batch_size, shuffle_, seed + 2 + epoch);
   sampler->epoch = epoch;
+}
+
+void Run::apply_settings(const Preset& p) {
+  trainer->optimizer.config.lr = p.optimizer.lr;
+  trainer->optimizer.config.weight_decay = p.optimizer.weight_decay;
+  preset.optimizer.lr = p.optimizer.lr;
+  preset.optimizer.weight_decay = p.optimizer.weight_decay;
+  preset.loss = p.loss;
+  model->set_loss(p.loss);
+  preset.corruption = p.corruption;
+  set_batch_size(p.training.batch_size);
+  preset.training.epochs = p.training.epochs;
 }
 
 double Run::epoch() const {

@@ -37,12 +37,16 @@ class Run {
   LossTerms step();
   // A new batch size from the next batch on: the rest of this epoch is drawn anew (from seed + 2 + epoch).
   void set_batch_size(size_t batch_size);
+  // The settings that may change while a run trains, from p (whose layers must be the run's): learning rate and
+  // weight decay, the loss terms (beta, L1, contractive), the corruption, the batch size. The weights stay.
+  void apply_settings(const Preset& p);
   // Epochs done, with the current one as a fraction (1.5: halfway through the second).
   double epoch() const;
   // The images of the last batch (indices into the dataset given to set_data).
   const std::vector<uint32_t>& last_batch() const { return batch_; }
 
-  Preset preset;  // as the run was built (hyper-parameters may be changed on the trainer meanwhile)
+  bool sample_z = true;  // a VAE samples z = mu + sigma * eps in training; false: z = mu (eps = 0, for comparisons)
+  Preset preset;  // the run's model and its current settings (apply_settings)
   uint64_t seed;
   std::unique_ptr<Model> model;
   std::unique_ptr<Trainer> trainer;
@@ -54,6 +58,7 @@ class Run {
  private:
   const Dataset* train_ = nullptr;
   std::vector<uint32_t> subset_, batch_;
+  Tensor zero_eps_;
   bool shuffle_ = true;
 };
 
