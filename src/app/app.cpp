@@ -191,7 +191,8 @@ void App::reset_training(std::unique_ptr<Run> fresh) {
   s.run->curve.label = label;
   if (has_data()) s.run->set_data(train_, s.held_out);
   s.running = false;
-  s.samples_per_s = 0;
+  s.samples_per_s = s.engine_samples_per_s = 0;
+  s.wall.clear();
   s.last_train = s.last_test = s.last_test_kl = NAN;
   s.refreshed_step = size_t(-1);
   s.views_dirty = true;
@@ -275,6 +276,21 @@ bool App::step_once() {
   }
 }
 
+// Samples trained per second of wall time over the last 3 s of running (all that happened between: drawing, views,
+// the browser); kept when training pauses, started afresh when it runs again.
+void App::track_wall_speed() {
+  State& s = *s_;
+  if (!s.running) {
+    s.wall.clear();
+    return;
+  }
+  const double now = std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
+  s.wall.emplace_back(now, s.samples_trained);
+  while (s.wall.size() > 2 && now - s.wall[1].first >= 3.0) s.wall.pop_front();
+  const double span = now - s.wall.front().first;
+  if (span >= 0.5) s.samples_per_s = double(s.samples_trained - s.wall.front().second) / span;
+}
+
 bool App::train_steps(size_t n) {
   if (!has_data()) {
     message = "The MNIST data is not loaded yet.";
@@ -288,7 +304,9 @@ bool App::train_steps(size_t n) {
     samples += s_->run->input.shape()[0];
   }
   double dt = seconds_since(t0);
-  if (dt > 0) s_->samples_per_s = s_->samples_per_s == 0 ? samples / dt : 0.8 * s_->samples_per_s + 0.2 * samples / dt;
+  s_->samples_trained += samples;
+  if (dt > 0)
+    s_->engine_samples_per_s = s_->engine_samples_per_s == 0 ? samples / dt : 0.8 * s_->engine_samples_per_s + 0.2 * samples / dt;
   s_->views_dirty = true;
   return true;
 }
@@ -837,7 +855,8 @@ json App::status() const {
           {"trainLoss", num(s.last_train)},
           {"testLoss", num(s.last_test)},
           {"testStep", s.refreshed_step == size_t(-1) ? json(nullptr) : json(s.refreshed_step)},
-          {"samplesPerSec", s.samples_per_s},
+          {"samplesPerSec", s.samples_per_s},  // per second of wall time while training runs
+          {"engineSamplesPerSec", s.engine_samples_per_s},  // inside the training slices
           {"trainMs", train_budget_ms},
           {"memoryBytes", memory_bytes ? json(memory_bytes) : json(nullptr)},
           {"trainingBytes", s.run->model->training_bytes(s.preset.training.batch_size)},
@@ -1044,10 +1063,12 @@ void App::frame() {
       if (seconds_since(t0) * 1000 + s.step_ms > train_budget_ms) break;
     }
     double dt = seconds_since(t0);
+    s.samples_trained += samples;
     if (samples && dt > 0)
-      s.samples_per_s = s.samples_per_s == 0 ? samples / dt : 0.9 * s.samples_per_s + 0.1 * samples / dt;
+      s.engine_samples_per_s = s.engine_samples_per_s == 0 ? samples / dt : 0.9 * s.engine_samples_per_s + 0.1 * samples / dt;
     s.views_dirty = true;
   }
+  track_wall_speed();
   // Views refresh a few times a second while training, and soon after any change when idle; a chunk per frame.
   if (has_data() && s.views_dirty && !s.job.active && (!s.running || seconds_since(s.last_refresh) > 0.7)) start_views();
   // The views get 40% of the training time per frame while training (8 ms of 20), more when idle.

@@ -122,6 +122,7 @@ class App {
   void reset_training(std::unique_ptr<Run> fresh = nullptr);
   void apply_hyper_parameters();
   bool step_once();
+  void track_wall_speed();
   void start_views();
   bool step_views(double budget_ms);
   void finish_views();

@@ -1,5 +1,6 @@
 // What app.cpp (state, training, views, commands) and panels.cpp (the panels' drawing) share; private to src/app.
 #pragma once
+#include <deque>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -64,7 +65,12 @@ struct App::State {
   uint64_t seed = 1;
   bool running = false;
   double step_ms = 0, chunk_ms = 0;  // running estimates, to stop a slice before it overruns its budget
-  double samples_per_s = 0, last_train = NAN, last_test = NAN, last_test_kl = NAN;
+  // Speed: samples trained per second of wall time while training runs (what the learner gets, drawing included), and
+  // the engine's own speed inside the training slices.
+  double samples_per_s = 0, engine_samples_per_s = 0;
+  uint64_t samples_trained = 0;  // since the model was built
+  std::deque<std::pair<double, uint64_t>> wall;  // (seconds, samples_trained) at the frames of the last 3 s of training
+  double last_train = NAN, last_test = NAN, last_test_kl = NAN;
   std::vector<LossCurve> past;
   bool log_scale = true, show_recon_kl = true;
   Clock::time_point last_refresh = Clock::now();

@@ -387,6 +387,10 @@ void App::panel_training() {
   ImGui::TextDisabled("(Space: train/pause)");
   double epoch = s.run->epoch();
   ImGui::Text("step %zu   epoch %.2f / %zu   %.0f samples/s", s.run->steps, epoch, s.preset.training.epochs, s.samples_per_s);
+  help_marker("Samples trained per second of wall time while training runs, drawing and views included: what you get. "
+              "The engine alone, inside its training slices, is shown greyed beside it.");
+  ImGui::SameLine();
+  ImGui::TextDisabled("engine %.0f/s", s.engine_samples_per_s);
   ImGui::Text("train loss %s   test loss %s", loss_text(s.last_train).c_str(), loss_text(s.last_test).c_str());
   if (s.run->model->is_vae()) ImGui::Text("test KL term %s", loss_text(s.last_test_kl).c_str());
   ImGui::TextDisabled("SIMD: %s, threads: %zu", simd_arch_name(), thread_count());
