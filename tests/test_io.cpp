@@ -1,5 +1,5 @@
-// Tests for the file-format readers: gzip (our layer over zlib), IDX (MNIST) and safetensors, including malformed inputs
-// that must be rejected with a useful message rather than crash or allocate wildly.
+// Tests for the file-format readers: gzip (our layer over zlib), IDX (MNIST) and safetensors, including malformed
+// inputs that must be rejected with a useful message rather than crash or allocate wildly.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -21,7 +21,8 @@ namespace {
 
 using namespace aep::test;
 
-// Produced once with the system gzip tool (`gzip -<level> -n`); the inputs are regenerated below (lcg_bytes, fox_text, tiny_pixels) so the decoded bytes can be compared exactly.
+// Produced once with the system gzip tool (`gzip -<level> -n`); the inputs are regenerated below (lcg_bytes,
+// fox_text, tiny_pixels) so the decoded bytes can be compared exactly.
 
 // gzip -1 of lcg_bytes(300): incompressible, so gzip emits one stored block.
 const uint8_t kGzStored[] = {
@@ -294,7 +295,8 @@ TEST_CASE("gunzip rejects corrupt streams with specific messages") {
         BitWriter w;
         w.bits(1, 1);
         w.bits(3, 2);
-        CHECK(contains(error_of([&] { gunzip_bytes(gzip_member(w.bytes, Bytes())); }), "corrupt gzip data in member 1: invalid block type"));
+        CHECK(contains(error_of([&] { gunzip_bytes(gzip_member(w.bytes, Bytes())); }),
+                       "corrupt gzip data in member 1: invalid block type"));
     }
     SUBCASE("distance before the start of the output") {
         BitWriter w;
@@ -303,7 +305,8 @@ TEST_CASE("gunzip rejects corrupt streams with specific messages") {
         w.code(1, 7);  // length 3 with nothing decoded yet
         w.code(0, 5);
         w.code(0, 7);
-        CHECK(contains(error_of([&] { gunzip_bytes(gzip_member(w.bytes, Bytes())); }), "member 1: invalid distance too far back"));
+        CHECK(contains(error_of([&] { gunzip_bytes(gzip_member(w.bytes, Bytes())); }),
+                       "member 1: invalid distance too far back"));
     }
     SUBCASE("distance before the start of the second member") {
         BitWriter w;
@@ -359,7 +362,8 @@ TEST_CASE("gunzip rejects corrupt streams with specific messages") {
         w.bits(30, 5);  // 287 literal/length codes
         w.bits(0, 5);
         w.bits(0, 4);
-        CHECK(contains(error_of([&] { gunzip_bytes(gzip_member(w.bytes, Bytes())); }), "too many length or distance symbols"));
+        CHECK(contains(error_of([&] { gunzip_bytes(gzip_member(w.bytes, Bytes())); }),
+                       "too many length or distance symbols"));
     }
     SUBCASE("trailing garbage") {
         const Bytes bad = concat(to_bytes(kGzFixed), to_bytes(std::string("junk")));
