@@ -35,18 +35,30 @@ std::string read_text(const std::string& path) {
 }  // namespace
 
 TEST_CASE("goal: precedence and associativity, as in C and Python") {
-  const json status = {{"step", 0}};
+  const json status = {{"step", 0}, {"lr", 1}, {"batch", 2}, {"seed", 3}, {"beta", 4}, {"l1", 8}, {"holdout", 10}};
   struct Case {
     const char* text;
     bool holds;
   };
   const Case cases[] = {
-      {"1 + 2 * 3 == 7", true},          {"(1 + 2) * 3 == 9", true},      {"10 - 4 - 3 == 3", true},
-      {"8 / 4 / 2 == 1", true},          {"-2 * -3 == 6", true},          {"- (1 + 1) == -2", true},
-      {"2 * 3 > 5 and 1 < 2", true},     {"not 1 > 2 and 2 > 1", true},   {"not (1 > 2 or 2 > 1)", false},
-      {"1 > 2 or 2 > 1 and 3 > 4", false}, {"(1 > 2 or 2 > 1) and 3 > 4", false}, {"1 < 2 or 3 < 2 and 1 > 2", true},
-      {"1e-3 < .01", true},              {"2.5e2 == 250", true},          {"1 != 1", false},
-      {"1 <= 1 and 1 >= 1", true},       {"step == 0", true},             {"not not 1 < 2", true},
+      {"lr + batch * seed == 7", true},
+      {"(lr + batch) * seed == 9", true},
+      {"holdout - beta - seed == 3", true},
+      {"l1 / beta / batch == 1", true},
+      {"-batch * -seed == 6", true},
+      {"- (lr + lr) == -batch", true},
+      {"batch * seed > 5 and lr < batch", true},
+      {"not lr > batch and batch > lr", true},
+      {"not (lr > batch or batch > lr)", false},
+      {"lr > batch or batch > lr and seed > beta", false},
+      {"(lr > batch or batch > lr) and seed > beta", false},
+      {"lr < batch or seed < batch and lr > batch", true},
+      {"1e-3 * l1 < .01", true},
+      {"2.5e2 == 250 * lr", true},
+      {"lr != 1", false},
+      {"lr <= 1 and lr >= 1", true},
+      {"step == 0", true},
+      {"not not lr < batch", true},
   };
   for (const Case& c : cases) {
     CAPTURE(c.text);
@@ -130,10 +142,11 @@ TEST_CASE("goal: parse errors name the problem and where it is") {
       {"testLoss <", false, "the goal ends where a number, a value or '(' should come at column 11"},
       {"testLoss < )", false, "expected a number, a value or '(', got ')' at column 12"},
       {"testLoss < 1 step", false, "expected an operator, 'and' or 'or' before 'step' at column 14"},
-      {"1e999 > 1", false, "bad number '1e999' at column 1"},
-      {"1.2.3 > 1", false, "bad number '1.2.3' at column 1"},
-      {"2x > 1", false, "a number must not run into a name ('2x') at column 2"},
+      {"1e999 > step", false, "bad number '1e999' at column 1"},
+      {"1.2.3 > step", false, "bad number '1.2.3' at column 1"},
+      {"2x > step", false, "a number must not run into a name ('2x') at column 2"},
       {"testLoss < 1 # note", false, "unexpected '#' at column 14"},
+      {"1 < 2", false, "'1 < 2' names no value, so it is always true or always false: compare a value, e.g. 'testLoss < 0.03'"},
       {"", false, "the goal is empty"},
       {"   ", false, "the goal is empty"},
       {std::string(40, '(') + "1 < 2" + std::string(40, ')'), false, "nested more than 32 levels deep at column 33"},

@@ -430,6 +430,9 @@ Goal::Goal(const std::string& text, bool has_twin) : text_(text) {
     throw std::runtime_error("the goal has " + std::to_string(text.size()) + " characters; at most " +
                              std::to_string(kMaxGoalLength));
   root_ = Parser(text_, has_twin, names_).parse();
+  if (names_.empty())
+    throw std::runtime_error("'" + text_ + "' names no value, so it is always true or always false: compare a value, "
+                             "e.g. 'testLoss < 0.03'");
 }
 
 Goal::Result Goal::evaluate(const nlohmann::json& status) const {

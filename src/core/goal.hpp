@@ -24,7 +24,8 @@ struct GoalNode;
 class Goal {
  public:
   // Parses and checks the expression: names must be known, prefixed ones ("a.testLoss", "b.testLoss") need a twin
-  // run, and the whole must be a condition (a comparison, or comparisons joined by and/or/not). Throws
+  // run, the whole must be a condition (a comparison, or comparisons joined by and/or/not) and it must name at least
+  // one value (a goal of constants never changes). Throws
   // std::runtime_error with the position and a message, e.g. "unknown value 'testLos' (known: step, ...)".
   Goal(const std::string& text, bool has_twin);
 

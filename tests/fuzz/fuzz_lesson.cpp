@@ -26,7 +26,7 @@ void evaluate_everywhere(const aep::Goal& g) {
     const aep::Goal::Result r = g.evaluate(*s);
     if (r.holds && (!r.missing.empty() || !r.problem.empty())) __builtin_trap();
   }
-  if (g.evaluate(nlohmann::json::object()).holds) __builtin_trap();  // nothing measured: nothing holds
+  if (g.evaluate(nlohmann::json::object()).holds) __builtin_trap();  // every goal names a value: unmeasured, none holds
 }
 
 }  // namespace
