@@ -1,5 +1,5 @@
 // aep: the command line of Autoencoder Playground - list presets, train on MNIST, evaluate weights, export PyTorch and
-// Keras code, PCA baseline.
+// Keras code, PCA baseline, follow a lesson headless.
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,6 +17,7 @@
 #include "bench/bench.hpp"
 #include "core/export.hpp"
 #include "core/gemm.hpp"
+#include "core/lesson.hpp"
 #include "core/parallel.hpp"
 #include "core/pca.hpp"
 #include "core/run.hpp"
@@ -49,6 +50,10 @@ const char* kUsage =
     "  export --preset NAME|FILE --pytorch|--keras|--keras-plan [--weights W.safetensors]\n"
     "        prints a PyTorch or Keras script for the model (loading W by default), or the Keras layer plan (JSON)\n"
     "  pca   --k K [--data DIR] [--normalize 0_1|-1_1]   PCA baseline: test reconstruction MSE\n"
+    "  lessons                          list the lessons\n"
+    "  lesson ID|FILE [--data DIR] [--test-images N] [--values]\n"
+    "        follows a lesson headless: each step's action, then its goal's value; exits 1 unless every goal is\n"
+    "        false when its step opens and holds after its action (--values: every value after each step)\n"
     "  bench [--only A,B,gemm,umap,presets,NAME...] [--seconds S] [--runs N] [--warmup S] [--json FILE]\n"
     "        [--model-a FILE] [--data DIR] [--threads T]   training speed (batch 64, Adam) and GEMM GFLOP/s\n"
     "T: threads for GEMM and the optimizer (default 1; the same results for any T).\n"
@@ -284,6 +289,81 @@ int cmd_pca(int argc, char** argv) {
   return 0;
 }
 
+int cmd_lessons() {
+  for (const std::string& id : list_lessons()) {
+    try {
+      Lesson l = load_lesson(id);
+      std::printf("%-24s %-36s %zu step%s%s  %s\n", id.c_str(), l.section.c_str(), l.steps.size(),
+                  l.steps.size() == 1 ? "" : "s", l.twin ? ", twin" : "", l.title.c_str());
+    } catch (const std::exception& e) {
+      std::printf("%-24s INVALID: %s\n", id.c_str(), e.what());
+    }
+  }
+  return 0;
+}
+
+std::string goal_line(const Goal& g, const Goal::Result& r) {
+  char value[64];
+  std::snprintf(value, sizeof value, "%.6g", r.value);
+  std::string s = "goal " + g.text() + "  value " + (std::isnan(r.value) ? std::string("-") : std::string(value));
+  if (!r.missing.empty()) return s + "  waiting for " + r.missing;
+  if (!r.problem.empty()) return s + "  " + r.problem;
+  return s + (r.holds ? "  holds" : "  does not hold");
+}
+
+// The check a course author runs before publishing: every goal false when its step opens, true after its action.
+int cmd_lesson(int argc, char** argv) {
+  if (argc < 3 || argv[2][0] == '-') throw UsageError("lesson needs a lesson id or file");
+  auto o = parse_options(argc, argv, 3, {"--data", "--test-images"}, {"--values"});
+  Lesson lesson = load_lesson(argv[2]);
+  const size_t test_images =
+      o.count("--test-images") ? size_t(parse_int("--test-images", o["--test-images"], 1, 10000)) : 1000;
+  const std::string dir = o.count("--data") ? o["--data"] : default_mnist_dir();
+  Dataset train = load_mnist(dir, true), test = load_mnist(dir, false);
+  const auto t0 = Clock::now();
+  LessonRunner runner(lesson, train, test, test_images);
+  std::printf("lesson %s: %s (%s), test loss on %zu test images\n", lesson.id.c_str(), lesson.title.c_str(),
+              lesson.section.c_str(), std::min(test_images, test.count));
+  for (size_t i = 0; i < runner.runs(); ++i)
+    std::printf("  run %c: %s%s%s\n", char('a' + i), runner.config(i).preset_name.c_str(),
+                runner.config(i).label.empty() ? "" : ", ", runner.config(i).label.c_str());
+  size_t failed = 0;
+  if (o.count("--values")) std::printf("  values: %s\n", runner.status().dump().c_str());
+  for (size_t k = 0; k < lesson.steps.size(); ++k) {
+    Goal::Result at_start = runner.check(k);
+    if (k > 0 && at_start.holds) {  // the first step opens at the start, checked below
+      std::printf("  goal of step %zu already holds at the start: %s\n", k + 1,
+                  goal_line(lesson.steps[k].goal, at_start).c_str());
+      ++failed;
+    }
+  }
+  for (size_t k = 0; k < lesson.steps.size(); ++k) {
+    const LessonStep& step = lesson.steps[k];
+    const Goal::Result before = runner.check(k);
+    const auto ts = Clock::now();
+    runner.apply_action(k);
+    const double s = std::chrono::duration<double>(Clock::now() - ts).count();
+    const Goal::Result after = runner.check(k);
+    std::printf("step %zu: %s (%.1f s)\n", k + 1, step.action ? step.action->label.c_str() : "no action", s);
+    if (before.holds) {
+      std::printf("  before the action: %s  (must not hold yet)\n", goal_line(step.goal, before).c_str());
+      ++failed;
+    }
+    std::printf("  %s\n", goal_line(step.goal, after).c_str());
+    if (!after.holds) ++failed;
+    if (o.count("--values")) std::printf("  values: %s\n", runner.status().dump().c_str());
+    const std::string message = runner.status()["message"];
+    if (!message.empty()) std::printf("  %s\n", message.c_str());
+  }
+  const double total_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  if (failed) {
+    std::printf("%zu goal check%s failed (%.1f s)\n", failed, failed == 1 ? "" : "s", total_s);
+    return 1;
+  }
+  std::printf("every goal was false when its step opened and holds after its action (%.1f s)\n", total_s);
+  return 0;
+}
+
 int cmd_bench(int argc, char** argv) {
   auto o = parse_options(argc, argv, 2,
                          {"--only", "--seconds", "--runs", "--warmup", "--json", "--model-a", "--data", "--threads"}, {});
@@ -324,6 +404,8 @@ int main(int argc, char** argv) {
     if (cmd == "eval") return cmd_eval(argc, argv);
     if (cmd == "export") return cmd_export(argc, argv);
     if (cmd == "pca") return cmd_pca(argc, argv);
+    if (cmd == "lessons") return cmd_lessons();
+    if (cmd == "lesson") return cmd_lesson(argc, argv);
     if (cmd == "bench") return cmd_bench(argc, argv);
     throw UsageError("unknown command '" + cmd + "'");
   } catch (const UsageError& e) {

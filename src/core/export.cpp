@@ -393,7 +393,8 @@ def train(images, steps, shuffle=True, clean=False, log_every=1):
             x = to_float(images[idx])
             x_in = x if clean else corrupt(x)
             out, h, mu, logvar = model(x_in, sample=not clean)
-            terms = loss_terms(out, x, h, mu, logvar)  # the target is the clean image
+            terms = loss_terms(out, )PY" << (p.corruption.corrupted_target ? "x_in, h, mu, logvar)  # the target is the corrupted input (\"target\": \"corrupted\")"
+                                                                               : "x, h, mu, logvar)  # the target is the clean image") << R"PY(
             optimizer.zero_grad()
             terms[0].backward()
             optimizer.step()
@@ -872,7 +873,7 @@ def load_images(folder, train):
   o << "\n\n@tf.function\ndef train_step(x_in, x, sample):\n"
     << "    with tf.GradientTape() as tape:\n"
     << "        out, h, mu, logvar = forward(x_in, training=True, sample=sample)\n"
-    << "        terms = loss_terms(out, x, h, mu, logvar)  # the target is the clean image\n"
+    << "        terms = loss_terms(out, x, h, mu, logvar)  # x: the target\n"
     << "        objective = terms[0]\n";
   if (oc.weight_decay > 0)
     o << "        # PyTorch's weight_decay adds decay * w to each gradient: an L2 term of the objective\n"
@@ -911,7 +912,8 @@ def train(images, steps, shuffle=True, clean=False, log_every=1):
                 continue
             x = to_float(images[idx])
             x_in = x if clean else corrupt(x, RNG)
-            terms = train_step(tf.constant(x_in), tf.constant(x), not clean)
+            terms = train_step(tf.constant(x_in), tf.constant()PY" << (p.corruption.corrupted_target ? "x_in), not clean)  # target: the corrupted input"
+                                                                                     : "x), not clean)") << R"PY(
             step += 1
             running += float(terms[0])
             if log_every == 1:

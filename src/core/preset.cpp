@@ -10,6 +10,7 @@
 
 #include "core/idx.hpp"
 #include "core/layers.hpp"
+#include "core/json_section.hpp"
 #include "core/utf8.hpp"
 
 #ifndef AEP_DEFAULT_ASSETS_DIR
@@ -22,79 +23,8 @@ using nlohmann::json;
 
 namespace {
 
-// A valid preset nests 4 levels deep (preset, layer list, layer, unflattened_size). The cap keeps hostile input
-// away from nlohmann::json's recursive copy, compare and dump, which would overflow the stack.
+// A valid preset nests 4 levels deep (preset, layer list, layer, unflattened_size); anything deeper is refused.
 constexpr int kMaxJsonDepth = 16;
-
-// A JSON value for an error message: ASCII-only and cut short, so a huge value cannot make a huge message.
-std::string brief(const json& v) {
-  std::string s = v.dump(-1, ' ', true);
-  if (s.size() > 80) s = s.substr(0, 77) + "...";
-  return s;
-}
-
-class Section {
- public:
-  Section(const json& j, std::string where) : j_(j), where_(std::move(where)) {
-    if (!j_.is_object()) fail("must be a JSON object, got " + brief(j_));
-  }
-  [[noreturn]] void fail(const std::string& msg) const { throw std::runtime_error(where_ + ": " + msg); }
-  bool has(const char* k) {
-    used_.insert(k);
-    return j_.contains(k);
-  }
-  std::string str(const char* k, const std::string& def, std::initializer_list<const char*> allowed = {}) {
-    if (!has(k)) return def;
-    const json& v = j_.at(k);
-    if (!v.is_string()) fail("'" + std::string(k) + "' must be a string, got " + brief(v));
-    std::string s = v.get<std::string>();
-    if (allowed.size() && std::none_of(allowed.begin(), allowed.end(), [&](const char* a) { return s == a; })) {
-      std::string list;
-      for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
-      fail("'" + std::string(k) + "' must be one of " + list + ", got \"" + shorten_utf8(s) + "\"");
-    }
-    return s;
-  }
-  double num(const char* k, double def, double lo, double hi, bool lo_open = false) {
-    if (!has(k)) return def;
-    const json& v = j_.at(k);
-    if (!v.is_number()) fail("'" + std::string(k) + "' must be a number, got " + brief(v));
-    double x = v.get<double>();
-    if (!(lo_open ? x > lo : x >= lo) || !(x <= hi)) {
-      std::ostringstream o;
-      o << "'" << k << "' must be in " << (lo_open ? "(" : "[") << lo << ", " << hi << "], got " << brief(v);
-      fail(o.str());
-    }
-    return x;
-  }
-  size_t integer(const char* k, size_t def, size_t lo, size_t hi) {
-    if (!has(k)) return def;
-    const json& v = j_.at(k);
-    if (!v.is_number_integer() || v.get<long long>() < (long long)lo || v.get<long long>() > (long long)hi)
-      fail("'" + std::string(k) + "' must be an integer between " + std::to_string(lo) + " and " +
-           std::to_string(hi) + ", got " + brief(v));
-    return v.get<size_t>();
-  }
-  bool boolean(const char* k, bool def) {
-    if (!has(k)) return def;
-    if (!j_.at(k).is_boolean()) fail("'" + std::string(k) + "' must be true or false, got " + brief(j_.at(k)));
-    return j_.at(k).get<bool>();
-  }
-  const json& sub(const char* k) {
-    used_.insert(k);
-    return j_.at(k);
-  }
-  void done() const {
-    for (auto it = j_.begin(); it != j_.end(); ++it)
-      if (!used_.count(it.key())) fail("unknown key '" + shorten_utf8(it.key()) + "'");
-  }
-  const std::string& where() const { return where_; }
-
- private:
-  const json& j_;
-  std::string where_;
-  std::set<std::string> used_;
-};
 
 json layer_list(Section& s, const char* key, bool required) {
   if (!s.has(key)) {
@@ -177,6 +107,7 @@ Preset parse_preset(const json& j, const std::string& source) {
     p.corruption.factor = c.integer("factor", 2, 2, 4);
     p.corruption.clip = c.boolean("clip", true);
     p.corruption.scale = c.boolean("scale", false);
+    p.corruption.corrupted_target = c.str("target", "clean", {"clean", "corrupted"}) == "corrupted";
     c.done();
   }
   s.done();
@@ -184,29 +115,7 @@ Preset parse_preset(const json& j, const std::string& source) {
 }
 
 Preset parse_preset_text(const std::string& text, const std::string& source) {
-  // Checked first so that every name and message built from the text is valid UTF-8.
-  const size_t bad = find_invalid_utf8(text);
-  if (bad != std::string::npos)
-    throw std::runtime_error(source + ": not valid UTF-8 (bad byte at offset " + std::to_string(bad) + ")");
-  // nlohmann::json keeps the last of duplicate keys silently; a preset with two "encoder" lists is ambiguous.
-  std::vector<std::set<std::string>> open_objects;
-  auto callback = [&](int depth, json::parse_event_t event, json& parsed) {
-    if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) &&
-        depth >= kMaxJsonDepth)
-      throw std::runtime_error(source + ": JSON is nested more than " + std::to_string(kMaxJsonDepth) + " levels deep");
-    if (event == json::parse_event_t::object_start) open_objects.emplace_back();
-    if (event == json::parse_event_t::object_end) open_objects.pop_back();
-    if (event == json::parse_event_t::key && !open_objects.back().insert(parsed.get<std::string>()).second)
-      throw std::runtime_error(source + ": duplicate key '" + shorten_utf8(parsed.get<std::string>()) + "'");
-    return true;
-  };
-  json j;
-  try {
-    j = json::parse(text, callback);
-  } catch (const json::exception& e) {
-    throw std::runtime_error(source + ": not valid JSON: " + shorten_utf8(e.what(), 200));
-  }
-  return parse_preset(j, source);
+  return parse_preset(parse_json_text(text, source, kMaxJsonDepth), source);
 }
 
 json preset_to_json(const Preset& p) {
@@ -242,6 +151,7 @@ json preset_to_json(const Preset& p) {
   if (c.type == "salt_pepper") cj["p"] = c.p;
   if (c.type == "occlusion") cj["size"] = c.size;
   if (c.type == "downsample") cj["factor"] = c.factor;
+  if (c.corrupted_target) cj["target"] = "corrupted";
   j["corruption"] = cj;
   return j;
 }

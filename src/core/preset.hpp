@@ -39,6 +39,9 @@ struct CorruptionConfig {
   size_t factor = 2;          // downsample
   bool clip = true;           // gaussian: clip to the normalization range
   bool scale = false;         // dropout: multiply kept pixels by 1/(1-p) like nn.Dropout (lesson 002)
+  // The training target: the clean image (a denoising autoencoder), or the corrupted input itself - the mistake
+  // lesson 000 warns about, kept so that a lesson can show what it does.
+  bool corrupted_target = false;
 };
 
 struct Preset {

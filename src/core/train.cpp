@@ -198,6 +198,7 @@ void make_batch(const Dataset& d, const uint32_t* idx, size_t n, const Preset& p
                 Tensor& target) {
   fill_batch(d, idx, n, p.normalize, target, &input);  // written together: no second pass to copy
   corrupt(p.corruption, p.normalize, rng, input);
+  if (p.corruption.corrupted_target) std::copy(input.begin(), input.end(), target.begin());
 }
 
 LossTerms evaluate(Trainer& t, const Dataset& d, size_t max_samples, size_t batch_size, bool clean) {

@@ -70,7 +70,8 @@ class BatchSampler {
   Rng rng_;
 };
 
-// Fills input (corrupted per the preset) and target (clean) for the given images.
+// Fills input (corrupted per the preset) and target (clean, or the corrupted input when the preset's corruption says
+// "target": "corrupted") for the given images.
 void make_batch(const Dataset& d, const uint32_t* idx, size_t n, const Preset& p, Rng& rng, Tensor& input,
                 Tensor& target);
 

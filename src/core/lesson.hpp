@@ -1,0 +1,120 @@
+// Lessons: a course section as a guided experiment (assets/lessons/*.json, format in assets/lessons/README.md),
+// parsed and validated like presets, and the platform-free runner that the app and `aep lesson` both drive: it holds
+// the run (and its twin, trained in lockstep), applies settings and actions, measures the values goals name and
+// checks the current step's goal.
+#pragma once
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/data.hpp"
+#include "core/goal.hpp"
+#include "core/preset.hpp"
+#include "core/run.hpp"
+
+namespace aep {
+
+// The panels a lesson may show or point at (the page's keys, as in ?panels=).
+const std::vector<std::string>& lesson_panel_keys();
+
+// One run's configuration: a preset and the settings of App::command's vocabulary that apply to it.
+struct LessonConfig {
+  std::string label;        // shown beside the run ("clean target"); empty for a lesson without twin
+  std::string preset_name;  // the preset picked, or "custom" for an inline one
+  Preset preset;            // with the settings applied (lr, batch, beta, l1, optimizer, corruption, noise, target)
+  uint64_t seed = 1;
+  int holdout = -1;               // digit left out of training, -1: none
+  std::string anomaly = "noise";  // what anomalyAuc scores against the test digits: "noise" or "digit" (holdout)
+  std::string panels;             // the page's panels=..., empty: unchanged
+};
+
+struct LessonAction {
+  std::string label;                                    // the button
+  nlohmann::json settings = nlohmann::json::object();  // App::command vocabulary, applied to both runs
+  size_t train = 0;                                     // training steps after the settings
+  bool reset = false;                                   // start both runs over (new weights) after the settings
+};
+
+struct LessonStep {
+  std::string instruction;
+  std::optional<LessonAction> action;
+  std::vector<std::string> look;  // panel keys to show
+  Goal goal;
+};
+
+struct Lesson {
+  std::string id, title, section, summary;
+  LessonConfig start;              // the first run
+  std::optional<LessonConfig> twin;  // the second run, trained in lockstep
+  std::vector<LessonStep> steps;
+  nlohmann::json json;  // as written, for the page
+};
+
+// Validates everything and throws std::runtime_error("lesson 'ID': step 3: goal: ...") (or the source name before
+// the id is known).
+Lesson parse_lesson(const nlohmann::json& j, const std::string& source);
+Lesson parse_lesson_text(const std::string& text, const std::string& source);
+// A lesson id from assets/lessons ("denoising"), or a path to a .json file.
+Lesson load_lesson(const std::string& id_or_path);
+// Ids of all lessons in assets/lessons, sorted.
+std::vector<std::string> list_lessons();
+
+// Applies settings (App::command's vocabulary, checked as a lesson's) to a configuration. Returns true when the run
+// must be built again (preset, seed, holdout or optimizer changed). Throws with the setting's name.
+bool apply_lesson_settings(const nlohmann::json& settings, LessonConfig& config);
+
+// The values goals name (goal_values()), measured on one run: test loss terms and errors on the first
+// `test_images` test images, code statistics, the settings. Values not available are null.
+struct MeasureOptions {
+  size_t test_images = 1000;
+  int holdout = -1;
+  bool digit_anomaly = false;  // anomalyAuc: the held-out digit against the others (else uniform noise images)
+  const double* pca_error = nullptr;  // pcaError, when a goal needs it
+};
+nlohmann::json measure_run(Run& run, const Dataset& test, const MeasureOptions& options);
+
+// The mean squared test error of PCA with k components, fitted on the first 10000 training images.
+double pca_test_error(const Dataset& train, const Dataset& test, Normalization norm, size_t k, size_t test_images);
+
+class LessonRunner {
+ public:
+  // train and test must outlive the runner. test_images: how many test images the measurements use.
+  LessonRunner(const Lesson& lesson, const Dataset& train, const Dataset& test, size_t test_images = 1000);
+
+  const Lesson& lesson() const { return lesson_; }
+  size_t runs() const { return runs_.size(); }
+  Run& run(size_t i) { return *runs_[i]; }
+  const LessonConfig& config(size_t i) const { return configs_[i]; }
+
+  // Settings to both runs (the twin keeps what only it sets); builds the runs again when the model changes.
+  void apply_settings(const nlohmann::json& settings);
+  // n steps of every run on the same batches, then a new measurement.
+  void train(size_t n);
+  // The step's action (settings, reset, training) and a new measurement.
+  void apply_action(size_t step);
+  void reset();  // both runs start over from the current configuration
+
+  // {step, epoch, ..., "a": {...}, "b": {...}, "labels": [...], "message": ...}: run a's values at the top level.
+  const nlohmann::json& status() const { return status_; }
+  Goal::Result check(size_t step) const { return lesson_.steps.at(step).goal.evaluate(status_); }
+
+ private:
+  void build();
+  void set(const nlohmann::json& settings);  // apply_settings without measuring
+  void steps(size_t n);                      // train without measuring
+  void measure();
+  Lesson lesson_;
+  const Dataset& train_;
+  const Dataset& test_;
+  size_t test_images_;
+  bool wants_pca_ = false;
+  std::vector<LessonConfig> configs_;
+  std::vector<std::unique_ptr<Run>> runs_;
+  std::vector<std::pair<size_t, double>> pca_cache_;  // (code size * 2 + normalization, error)
+  std::string message_;  // the last divergence, if any
+  nlohmann::json status_;
+};
+
+}  // namespace aep

@@ -1,0 +1,42 @@
+// Per-image errors and ROC AUC (see metrics.hpp).
+#include "core/metrics.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+namespace aep {
+
+void per_image_mse(const float* a, const float* b, size_t n, float* out) {
+  const size_t d = 28 * 28;
+  for (size_t i = 0; i < n; ++i) {
+    double s = 0;
+    for (size_t j = 0; j < d; ++j) {
+      const double e = double(a[i * d + j]) - double(b[i * d + j]);
+      s += e * e;
+    }
+    out[i] = float(s / d);
+  }
+}
+
+double roc_auc(const std::vector<float>& pos, const std::vector<float>& neg) {
+  if (pos.empty() || neg.empty()) return NAN;
+  std::vector<std::pair<float, int>> all;
+  all.reserve(pos.size() + neg.size());
+  for (float v : pos) all.push_back({v, 1});
+  for (float v : neg) all.push_back({v, 0});
+  std::sort(all.begin(), all.end());
+  double rank_sum = 0;
+  for (size_t i = 0; i < all.size();) {
+    size_t j = i;
+    while (j < all.size() && all[j].first == all[i].first) ++j;
+    const double avg_rank = (i + j + 1) / 2.0;  // 1-based ranks i+1..j
+    for (size_t k = i; k < j; ++k)
+      if (all[k].second) rank_sum += avg_rank;
+    i = j;
+  }
+  const double np = double(pos.size()), nn = double(neg.size());
+  return (rank_sum - np * (np + 1) / 2) / (np * nn);
+}
+
+}  // namespace aep

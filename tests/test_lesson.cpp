@@ -1,0 +1,396 @@
+// Lessons: the goal language (precedence, twin prefixes, missing values, division by zero, parse errors), the lesson
+// files and their malformed cases with exact messages, the noisy-target corruption, and every lesson followed headless:
+// each goal false when its step opens and true after its action.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/export.hpp"
+#include "core/goal.hpp"
+#include "core/lesson.hpp"
+#include "core/train.hpp"
+
+namespace {
+
+using namespace aep;
+using nlohmann::json;
+
+const Dataset& lesson_mnist(bool train) {
+  static Dataset tr = load_mnist(default_mnist_dir(), true), te = load_mnist(default_mnist_dir(), false);
+  return train ? tr : te;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+}  // namespace
+
+TEST_CASE("goal: precedence and associativity, as in C and Python") {
+  const json status = {{"step", 0}, {"lr", 1}, {"batch", 2}, {"seed", 3}, {"beta", 4}, {"l1", 8}, {"holdout", 10}};
+  struct Case {
+    const char* text;
+    bool holds;
+  };
+  const Case cases[] = {
+      {"lr + batch * seed == 7", true},
+      {"(lr + batch) * seed == 9", true},
+      {"holdout - beta - seed == 3", true},
+      {"l1 / beta / batch == 1", true},
+      {"-batch * -seed == 6", true},
+      {"- (lr + lr) == -batch", true},
+      {"batch * seed > 5 and lr < batch", true},
+      {"not lr > batch and batch > lr", true},
+      {"not (lr > batch or batch > lr)", false},
+      {"lr > batch or batch > lr and seed > beta", false},
+      {"(lr > batch or batch > lr) and seed > beta", false},
+      {"lr < batch or seed < batch and lr > batch", true},
+      {"1e-3 * l1 < .01", true},
+      {"2.5e2 == 250 * lr", true},
+      {"lr != 1", false},
+      {"lr <= 1 and lr >= 1", true},
+      {"step == 0", true},
+      {"not not lr < batch", true},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.text);
+    const Goal::Result r = Goal(c.text, false).evaluate(status);
+    CHECK(r.holds == c.holds);
+    CHECK(r.missing.empty());
+    CHECK(r.problem.empty());
+  }
+}
+
+TEST_CASE("goal: values of the run and its twin, the value shown, missing values and division by zero") {
+  const json a = {{"testLoss", 0.02}, {"step", 300}, {"testError", 0.0}};
+  const json b = {{"testLoss", 0.03}, {"step", 300}, {"testError", nullptr}};
+  const json status = {{"testLoss", 0.02}, {"step", 300}, {"testError", 0.0}, {"a", a}, {"b", b}};
+
+  Goal::Result r = Goal("b.testLoss / a.testLoss > 1.2", true).evaluate(status);
+  CHECK(r.holds);
+  CHECK(r.value == doctest::Approx(1.5));
+  r = Goal("b.testLoss / testLoss > 1.6", true).evaluate(status);  // unprefixed: run a
+  CHECK_FALSE(r.holds);
+  CHECK(r.value == doctest::Approx(1.5));
+  CHECK(r.missing.empty());
+
+  r = Goal("testLoss < 0.03", false).evaluate(status);  // the value shown: the left side
+  CHECK(r.holds);
+  CHECK(r.value == doctest::Approx(0.02));
+  r = Goal("step >= 300 and testLoss < 0.01", false).evaluate(status);  // the first comparison's left side
+  CHECK_FALSE(r.holds);
+  CHECK(r.value == 300);
+
+  r = Goal("b.testError < 0.05", true).evaluate(status);  // null: not measured yet
+  CHECK_FALSE(r.holds);
+  CHECK(r.missing == "b.testError");
+  CHECK(std::isnan(r.value));
+  r = Goal("not b.testError > 0.05", true).evaluate(status);  // a missing value never makes a goal hold
+  CHECK_FALSE(r.holds);
+  CHECK(r.missing == "b.testError");
+  r = Goal("testLoss < 1 or b.testError < 0.05", true).evaluate(status);
+  CHECK_FALSE(r.holds);
+  r = Goal("testKl < 1", false).evaluate(status);  // absent from the status
+  CHECK(r.missing == "testKl");
+  r = Goal("b.testLoss > 0", true).evaluate(json{{"testLoss", 1}});  // no twin values at all
+  CHECK(r.missing == "b.testLoss");
+
+  r = Goal("testLoss / testError > 1", false).evaluate(status);
+  CHECK_FALSE(r.holds);
+  CHECK(r.problem == "division by zero in 'testLoss / testError'");
+  CHECK(r.missing.empty());
+  r = Goal("not testLoss / (testError * 2) > 1", false).evaluate(status);  // not a way around it
+  CHECK_FALSE(r.holds);
+  CHECK(r.problem == "division by zero in 'testLoss / (testError * 2)'");
+  r = Goal("b.testError / testError > 1", true).evaluate(status);  // waiting comes before the division
+  CHECK(r.missing == "b.testError");
+  CHECK(r.problem.empty());
+
+  CHECK(Goal("b.testLoss / a.testLoss > 1 and testLoss < 1", true).names() ==
+        std::vector<std::string>{"b.testLoss", "a.testLoss", "testLoss"});
+}
+
+TEST_CASE("goal: parse errors name the problem and where it is") {
+  const std::string known = goal_value_names();
+  CHECK(known.rfind("step, epoch, trainLoss, testLoss, ", 0) == 0);
+  struct Case {
+    std::string text;
+    bool twin;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {"testLos < 0.03", false, "unknown value 'testLos' (known: " + known + ")"},
+      {"b.testLos < 0.03", true, "unknown value 'testLos' (known: " + known + ")"},
+      {"b.testLoss > 1", false, "'b.testLoss' names a twin run, but this lesson has no twin"},
+      {"c.testLoss > 1", true, "unknown run 'c' in 'c.testLoss' (runs are a and b)"},
+      {"testLoss", false, "'testLoss' is a number, not a condition: compare it, e.g. 'testLoss < 0.03'"},
+      {"testLoss < 1 < 2", false, "comparisons do not chain: join them with 'and' at column 14"},
+      {"(testLoss < 1", false, "expected ')' to close the '(' at column 1, got the end at column 14"},
+      {"testLoss = 1", false, "'=' is not an operator (compare with '==') at column 10"},
+      {"testLoss < 1 && step > 2", false, "'&' is not an operator (use 'and', 'or', 'not') at column 14"},
+      {"testLoss + (1 < 2) > 0", false, "'+' needs a number on its right, got the condition '(1 < 2)' at column 10"},
+      {"testLoss < 1 and 2", false, "'and' needs a condition on its right, got the number '2' at column 14"},
+      {"not testLoss", false, "'not' needs a condition on its right, got the number 'testLoss' at column 1"},
+      {"testLoss <", false, "the goal ends where a number, a value or '(' should come at column 11"},
+      {"testLoss < )", false, "expected a number, a value or '(', got ')' at column 12"},
+      {"testLoss < 1 step", false, "expected an operator, 'and' or 'or' before 'step' at column 14"},
+      {"1e999 > step", false, "bad number '1e999' at column 1"},
+      {"1.2.3 > step", false, "bad number '1.2.3' at column 1"},
+      {"2x > step", false, "a number must not run into a name ('2x') at column 2"},
+      {"testLoss < 1 # note", false, "unexpected '#' at column 14"},
+      {"1 < 2", false, "'1 < 2' names no value, so it is always true or always false: compare a value, e.g. 'testLoss < 0.03'"},
+      {"", false, "the goal is empty"},
+      {"   ", false, "the goal is empty"},
+      {std::string(40, '(') + "1 < 2" + std::string(40, ')'), false, "nested more than 32 levels deep at column 33"},
+      {std::string(40, '-') + "1 < 2", false, "nested more than 32 levels deep at column 33"},
+      {"1 < " + std::string(600, '1'), false, "the goal has 604 characters; at most 500"},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.text);
+    CHECK_THROWS_WITH_AS(Goal(c.text, c.twin), c.message.c_str(), std::runtime_error);
+  }
+}
+
+TEST_CASE("lessons: every file parses, its id is its name, and the README lists it and every goal value") {
+  const std::vector<std::string> ids = list_lessons();
+  CHECK(ids.size() >= 5);
+  const std::string readme = read_text(assets_dir() + "/lessons/README.md");
+  REQUIRE(!readme.empty());
+  for (const std::string& id : ids) {
+    CAPTURE(id);
+    Lesson l = load_lesson(id);
+    CHECK(l.id == id);
+    CHECK(!l.steps.empty());
+    CHECK(readme.find("`" + id + "`") != std::string::npos);
+    for (const LessonStep& s : l.steps) CHECK(s.action.has_value());  // headless, a step moves only by its action
+  }
+  for (const GoalValue& v : goal_values()) {
+    CAPTURE(v.name);
+    CHECK(readme.find("| `" + std::string(v.name) + "` |") != std::string::npos);
+  }
+  CHECK_THROWS_WITH(load_lesson("no-such-lesson"),
+                    doctest::Contains("unknown lesson 'no-such-lesson' (known: anomaly-detection, "));
+}
+
+TEST_CASE("lessons: malformed lesson files get messages that say what to fix") {
+  const json base = {
+      {"id", "x"},
+      {"title", "A lesson"},
+      {"section", "000 \xC2\xB7 Denoising"},
+      {"start", {{"preset", "linear"}, {"label", "one"}}},
+      {"twin", {{"label", "two"}, {"l1", 0.001}}},
+      {"steps",
+       {{{"instruction", "Train."}, {"action", {{"label", "Train"}, {"train", 10}}}, {"goal", "testLoss < 0.1"}},
+        {{"instruction", "Again."}, {"action", {{"label", "Train"}, {"train", 10}}}, {"goal", "testLoss < 0.05"}},
+        {{"instruction", "More."}, {"action", {{"label", "Train"}, {"train", 10}}}, {"goal", "step > 20"}}}}};
+  REQUIRE_NOTHROW(parse_lesson(base, "t.json"));
+  auto with = [&](const std::string& pointer, const json& value) {
+    json j = base;
+    j[json::json_pointer(pointer)] = value;
+    return j.dump();
+  };
+  auto without = [&](const std::string& key) {
+    json j = base;
+    j.erase(key);
+    return j.dump();
+  };
+  const std::string known = goal_value_names();
+  struct Case {
+    std::string text;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {"{\"id\": ", "t.json: not valid JSON: [json.exception.parse_error.101] parse error at line 1, column 8: "
+                    "syntax error while parsing value - unexpected end of input; expected '[', '{', or a literal"},
+      {"[1, 2]", "t.json: must be a JSON object, got [1,2]"},
+      {"{\"id\": \"x\", \"id\": \"y\"}", "t.json: duplicate key 'id'"},
+      {std::string(30, '[') + std::string(30, ']'), "t.json: JSON is nested more than 20 levels deep"},
+      {without("id"), "t.json: missing 'id'"},
+      {with("/id", "Bad Id"), "t.json: 'id' must be 1 to 48 characters of a-z, 0-9 and '-', got \"Bad Id\""},
+      {with("/colour", "red"), "lesson 'x': unknown key 'colour'"},
+      {without("title"), "lesson 'x': missing 'title'"},
+      {with("/section", "Denoising"),
+       "lesson 'x': 'section' must be a course text's number (000 to 004), \" \xC2\xB7 \" and a heading of that text, "
+       "e.g. \"000 \xC2\xB7 Denoising\", got \"Denoising\""},
+      {with("/section", "007 \xC2\xB7 Spies"),
+       "lesson 'x': 'section' must be a course text's number (000 to 004), \" \xC2\xB7 \" and a heading of that text, "
+       "e.g. \"000 \xC2\xB7 Denoising\", got \"007 \xC2\xB7 Spies\""},
+      {without("start"), "lesson 'x': missing 'start' (the preset and settings the lesson begins with)"},
+      {with("/start", json{{"label", "one"}}), "lesson 'x': start: missing 'preset' (a preset name or an inline preset)"},
+      {with("/start/lr", 20), "lesson 'x': start: lr must be a number between 1e-06 and 10, got 20"},
+      {with("/start/lr", "fast"), "lesson 'x': start: lr must be a number between 1e-06 and 10, got \"fast\""},
+      {with("/start/batch", 64.5), "lesson 'x': start: batch must be an integer between 1 and 4096, got 64.5"},
+      {with("/start/holdout", 10), "lesson 'x': start: holdout must be an integer between -1 and 9, got 10"},
+      {with("/start/corruption", "blur"),
+       "lesson 'x': start: corruption must be one of none, gaussian, dropout, salt_pepper, occlusion, downsample, got "
+       "\"blur\""},
+      {with("/start/target", "noisy"), "lesson 'x': start: target must be one of clean, corrupted, got \"noisy\""},
+      {with("/start/panels", "training,graph"),
+       "lesson 'x': start: unknown panel 'graph' (known: model, data, training, recon, latent, generate, draw, "
+       "anomaly, inside, save, all)"},
+      {with("/start/colour", 1),
+       "lesson 'x': start: unknown setting 'colour' (known: preset, lr, batch, epochs, seed, beta, l1, optimizer, "
+       "corruption, noise, target, holdout, anomaly, panels, latent)"},
+      {with("/start/step", 100), "lesson 'x': start: 'step' is not a lesson setting: an action trains with \"train\": N"},
+      {with("/start/anomaly", "digit"),
+       "lesson 'x': start: anomaly \"digit\" scores the held-out digit: set holdout to a digit (0-9)"},
+      {with("/start/anomaly", "fashion"),
+       "lesson 'x': start: anomaly: \"fashion\" needs Fashion-MNIST, which lessons cannot load yet (use \"noise\" or "
+       "\"digit\")"},
+      {with("/start/label", ""), "lesson 'x': start: 'label' must be 1 to 40 characters"},
+      {with("/start/preset", "nope"), "lesson 'x': start: unknown preset \"nope\" (known: " + [] {
+         std::string s;
+         for (const std::string& n : list_presets()) s += (s.empty() ? "" : ", ") + n;
+         return s;
+       }() + ")"},
+      {with("/start/preset", json{{"name", "mine"}}), "lesson 'x': start: preset: missing 'encoder' (a list of layers)"},
+      {with("/start/preset", json{{"encoder", {{{"type", "Flatten"}}, {{"type", "Linear"}, {"in_features", 784}, {"out_features", 8}}}},
+                                  {"decoder", {{{"type", "Linear"}, {"in_features", 9}, {"out_features", 784}}}}}),
+       "lesson 'x': start: decoder.0 (Linear): Linear expects 9 input features, got 8"},
+      {with("/start", json{{"preset", "fully-conv"}, {"label", "one"}, {"batch", 4096}}),
+       "lesson 'x': start: training this model at batch size 4096 would need about 6739 MB of memory; the limit is "
+       "1024 MB - use a batch size of at most 622 or a smaller model"},
+      {with("/twin/seed", 2),
+       "lesson 'x': twin: 'seed' is shared by both runs (they train in lockstep on the same batches): set it in 'start'"},
+      {with("/twin/panels", "all"), "lesson 'x': twin: 'panels' belongs to 'start' (both runs show in the same panels)"},
+      {with("/twin", json{{"l1", 0.001}}), "lesson 'x': twin: missing 'label' (e.g. \"noisy target\")"},
+      {with("/twin/label", "one"), "lesson 'x': twin: 'label' must differ from the start's"},
+      {with("/start", json{{"preset", "linear"}}), "lesson 'x': start: a lesson with a twin names both runs: add 'label'"},
+      {without("steps"), "lesson 'x': missing 'steps'"},
+      {with("/steps", json::array()), "lesson 'x': 'steps' must be a list of 1 to 20 steps"},
+      {with("/steps/2/goal", "testLos < 0.03"), "lesson 'x': step 3: goal: unknown value 'testLos' (known: " + known + ")"},
+      {with("/steps/0/goal", "c.testLoss < 1"), "lesson 'x': step 1: goal: unknown run 'c' in 'c.testLoss' (runs are a and b)"},
+      {with("/steps/0/goal", 0.1), "lesson 'x': step 1: 'goal' must be a string, got 0.1"},
+      {with("/steps/1/instruction", ""), "lesson 'x': step 2: 'instruction' must be 1 to 600 characters"},
+      {with("/steps/0/action", json{{"label", "Nothing"}}),
+       "lesson 'x': step 1: action: does nothing: give 'settings', 'train' or 'reset'"},
+      {with("/steps/0/action/train", 6000), "lesson 'x': step 1: action: 'train' must be an integer between 1 and 5000, got 6000"},
+      {with("/steps/0/action/label", nullptr), "lesson 'x': step 1: action: 'label' must be a string, got null"},
+      {with("/steps/1/action/settings", json{{"noise", -1}}),
+       "lesson 'x': step 2: action: settings: noise must be a number between 0 and 10, got -1"},
+      {with("/steps/1/action/settings", json{{"reset", true}}),
+       "lesson 'x': step 2: action: settings: 'reset' is not a lesson setting: an action starts over with \"reset\": true"},
+      {with("/steps/1/action/settings", json::object()), "lesson 'x': step 2: action: 'settings' is empty"},
+      {with("/steps/0/look", json{"training", "graph"}),
+       "lesson 'x': step 1: look: unknown panel \"graph\" (known: model, data, training, recon, latent, generate, draw, "
+       "anomaly, inside, save)"},
+      {with("/steps/0/wait", 1), "lesson 'x': step 1: unknown key 'wait'"},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.text);
+    CHECK_THROWS_WITH_AS(parse_lesson_text(c.text, "t.json"), c.message.c_str(), std::runtime_error);
+  }
+}
+
+TEST_CASE("corruption target \"corrupted\": the batch's target is the corrupted input; presets and exports keep it") {
+  Preset p = load_preset("denoise");
+  CHECK_FALSE(p.corruption.corrupted_target);
+  json j = preset_to_json(p);
+  CHECK_FALSE(j["corruption"].contains("target"));
+  j["corruption"]["target"] = "corrupted";
+  Preset q = parse_preset(j, "noisy");
+  CHECK(q.corruption.corrupted_target);
+  CHECK(preset_to_json(q)["corruption"]["target"] == "corrupted");
+  j["corruption"]["target"] = "noisy";
+  CHECK_THROWS_WITH(parse_preset(j, "bad"), "bad: corruption: 'target' must be one of clean, corrupted, got \"noisy\"");
+
+  const Dataset& test = lesson_mnist(false);
+  const uint32_t idx[2] = {0, 1};
+  Tensor in_p, target_p, in_q, target_q;
+  Rng r1(5), r2(5);
+  make_batch(test, idx, 2, p, r1, in_p, target_p);
+  make_batch(test, idx, 2, q, r2, in_q, target_q);
+  CHECK(in_p == in_q);          // the same noise
+  CHECK(target_q == in_q);      // graded against the noisy picture
+  CHECK_FALSE(target_p == in_p);  // graded against the clean digit
+
+  const std::string torch = pytorch_code(q), keras = keras_code(q);
+  CHECK(torch.find("terms = loss_terms(out, x_in, h, mu, logvar)") != std::string::npos);
+  CHECK(pytorch_code(p).find("terms = loss_terms(out, x, h, mu, logvar)") != std::string::npos);
+  CHECK(keras.find("train_step(tf.constant(x_in), tf.constant(x_in), not clean)") != std::string::npos);
+  CHECK(keras_code(p).find("train_step(tf.constant(x_in), tf.constant(x), not clean)") != std::string::npos);
+}
+
+TEST_CASE("lesson runner: measuring changes nothing, matches evaluate(), and settings apply as in the app") {
+  const Dataset &train = lesson_mnist(true), &test = lesson_mnist(false);
+  const json doc = {{"id", "m"},
+                    {"title", "m"},
+                    {"section", "000 \xC2\xB7 Denoising"},
+                    {"start", {{"preset", "denoise"}, {"seed", 3}, {"batch", 32}}},
+                    {"steps", {{{"instruction", "i"}, {"action", {{"label", "l"}, {"train", 5}}}, {"goal", "step > 5"}}}}};
+  const Lesson lesson = parse_lesson(doc, "m");
+  LessonRunner runner(lesson, train, test, 300);
+  runner.train(5);
+  runner.train(5);  // measured in between
+
+  Run plain(lesson.start.preset, 3);
+  plain.set_data(train);
+  for (int i = 0; i < 10; ++i) plain.step();
+  CHECK(runner.run(0).model->values == plain.model->values);
+
+  // The test loss is evaluate()'s on the same images (the corruption from the same fixed seed).
+  const json& s = runner.status();
+  const LossTerms L = evaluate(*plain.trainer, test, 300, 500);
+  CHECK(s["testLoss"].get<double>() == doctest::Approx(L.total).epsilon(1e-6));
+  CHECK(s["step"] == 10);
+  CHECK(s["batch"] == 32);
+  CHECK(s["noise"].get<double>() == doctest::Approx(0.5));
+  CHECK(s["a"]["testLoss"] == s["testLoss"]);
+  CHECK_FALSE(s.contains("b"));
+  CHECK(s["heldOutError"].is_null());
+  CHECK(s["pcaError"].is_null());  // no goal names it
+  // Noisy inputs: testError (output vs the clean digit) is the MSE term.
+  CHECK(s["testError"].get<double>() == doctest::Approx(s["testReconstruction"].get<double>()).epsilon(1e-5));
+
+  // A hyper-parameter keeps the weights; a seed starts over; an invalid setting changes nothing.
+  runner.apply_settings({{"lr", 0.0005}, {"noise", 0}});
+  CHECK(runner.status()["step"] == 10);
+  CHECK(runner.status()["lr"].get<double>() == doctest::Approx(0.0005));
+  CHECK(runner.run(0).preset.corruption.type == "none");
+  CHECK_THROWS_WITH(runner.apply_settings({{"lr", 0.001}, {"batch", 0}}), "batch must be an integer between 1 and 4096, got 0");
+  CHECK(runner.run(0).trainer->optimizer.config.lr == doctest::Approx(0.0005));
+  runner.apply_settings({{"seed", 4}});
+  CHECK(runner.status()["step"] == 0);
+  CHECK(runner.status()["seed"] == 4);
+}
+
+TEST_CASE("lessons: every goal is false when its step opens and holds after its action") {
+  const Dataset &train = lesson_mnist(true), &test = lesson_mnist(false);
+#ifdef __EMSCRIPTEN__
+  // A sample that covers every kind of goal: twin prefixes, pcaError, the held-out digit, a setting change.
+  const std::vector<std::string> ids = {"tied-weights-pca", "sparse-code", "anomaly-detection", "deeper-autoencoder"};
+#else
+  const std::vector<std::string> ids = list_lessons();
+#endif
+  for (const std::string& id : ids) {
+    CAPTURE(id);
+    const auto t0 = std::chrono::steady_clock::now();
+    const Lesson lesson = load_lesson(id);
+    LessonRunner runner(lesson, train, test);
+    for (size_t k = 0; k < lesson.steps.size(); ++k) {
+      CAPTURE(k + 1);
+      CHECK_FALSE(runner.check(k).holds);  // at the start
+    }
+    for (size_t k = 0; k < lesson.steps.size(); ++k) {
+      CAPTURE(k + 1);
+      const Goal::Result before = runner.check(k);
+      CHECK_FALSE(before.holds);
+      runner.apply_action(k);
+      const Goal::Result after = runner.check(k);
+      CAPTURE(after.value);
+      CAPTURE(after.missing);
+      CAPTURE(after.problem);
+      CHECK(after.holds);
+      CHECK(runner.status()["message"] == "");
+    }
+    MESSAGE(id << ": " << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s");
+  }
+}
