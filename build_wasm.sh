@@ -3,13 +3,23 @@
 # build/web/: index.html + aep.js/.css + aep_web.js/.wasm + data/*.gz (MNIST, fetched by scripts/bootstrap.sh).
 # Any static file server can serve build/web; with the COOP/COEP headers scripts/serve.sh sends, the page runs the
 # threaded engine (aep_web_mt.*), without them the single-threaded one.
+# --page builds only what serving the page needs (the page's engines and bench.html's), not the wasm test suite and
+# the node CLI (scripts/test.sh builds everything).
 set -euo pipefail
 root=$(cd "$(dirname "$0")" && pwd)
 cd "$root"
 export NODE_PATH=${NODE_PATH:-/usr/share/nodejs}
+targets=()
+case ${1:-} in
+  --page) targets=(--target aep_web aep_bench_web) ;;
+  "") ;;
+  *) echo "build_wasm.sh: unknown option $1 (--page: only what the page needs)" >&2; exit 2 ;;
+esac
+echo "[build_wasm] WebAssembly build: ${targets[*]:-everything} (emcc, 2 jobs)"
 cmake --preset wasm-release >/dev/null
-cmake --build --preset wasm-release
+cmake --build --preset wasm-release "${targets[@]}"
 # The threaded page engine (pthreads): the page loads it when served cross-origin isolated (scripts/serve.sh).
+echo "[build_wasm] the threaded page engine (build/wasm-mt)"
 cmake --preset wasm-release -B build/wasm-mt -DAEP_WASM_THREADS=ON -DAEP_BUILD_TESTS=OFF >/dev/null
 cmake --build build/wasm-mt --target aep_web -j2
 out=build/web

@@ -37,7 +37,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   log "apt-get install ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q >/dev/null
-  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  # One line per package as it is set up, so that a long first install shows its progress.
+  apt-get install -y -q --no-install-recommends "${missing[@]}" 2>&1 \
+    | sed -un 's/^Setting up \([^ :]*\).*/[bootstrap]   set up \1/p'
+  for p in "${missing[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
+      || { echo "bootstrap.sh: apt-get could not install $p" >&2; exit 1; }
+  done
 fi
 
 # --- trixie header-only libraries + ImGui and zlib sources, unpacked privately ----------------

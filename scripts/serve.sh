@@ -5,7 +5,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/bootstrap.sh
-bash build_wasm.sh
+bash build_wasm.sh --page  # the page only; scripts/test.sh builds the tests
 port=${PORT:-8080}
 echo "Autoencoder Playground: http://127.0.0.1:$port/   (embedding example: http://127.0.0.1:$port/embed-example.html)"
 # Python's static file server, plus the two headers that make the page cross-origin isolated: it may then share

@@ -15,29 +15,6 @@
 
 namespace aep {
 
-namespace {
-
-// Area under the ROC curve: probability that a random positive scores above a random negative (ties count half).
-double roc_auc(const std::vector<float>& pos, const std::vector<float>& neg) {
-  std::vector<std::pair<float, int>> all;
-  for (float v : pos) all.push_back({v, 1});
-  for (float v : neg) all.push_back({v, 0});
-  std::sort(all.begin(), all.end());
-  double rank_sum = 0;
-  for (size_t i = 0; i < all.size();) {
-    size_t j = i;
-    while (j < all.size() && all[j].first == all[i].first) ++j;
-    double avg_rank = (i + j + 1) / 2.0;  // 1-based ranks i+1..j
-    for (size_t k = i; k < j; ++k)
-      if (all[k].second) rank_sum += avg_rank;
-    i = j;
-  }
-  double np = double(pos.size()), nn = double(neg.size());
-  return (rank_sum - np * (np + 1) / 2) / (np * nn);
-}
-
-}  // namespace
-
 std::string loss_text(double v) {
   if (std::isnan(v)) return "-";
   char b[32];
@@ -53,19 +30,6 @@ void help_marker(const char* text) {
     ImGui::TextUnformatted(text);
     ImGui::PopTextWrapPos();
     ImGui::EndTooltip();
-  }
-}
-
-// Mean squared error per image between two [n, 1, 28, 28] tensors.
-void per_image_mse(const Tensor& a, const Tensor& b, size_t n, float* out) {
-  const size_t d = 28 * 28;
-  for (size_t i = 0; i < n; ++i) {
-    double s = 0;
-    for (size_t j = 0; j < d; ++j) {
-      double e = double(a.data()[i * d + j]) - double(b.data()[i * d + j]);
-      s += e * e;
-    }
-    out[i] = float(s / d);
   }
 }
 
@@ -447,7 +411,7 @@ bool App::step_views(double budget_ms) {
       Tensor z = m.encode(x);
       std::copy(z.data(), z.data() + n * j.code_dim, j.codes.data() + j.pos * j.code_dim);
       Tensor y = m.decode(z);
-      per_image_mse(x, y, n, j.errors.data() + j.pos);
+      per_image_mse(x.data(), y.data(), n, j.errors.data() + j.pos);
       bool outliers = s.anomaly_mode == 0 || (s.anomaly_mode == 2 && s.ood.count > 0);
       if ((j.pos += n) >= j.n_view) j.stage = outliers ? 2 : 3, j.pos = 0;
     } else if (j.stage == 2) {  // the out-of-distribution set of the anomaly panel: noise or Fashion-MNIST images
@@ -464,7 +428,7 @@ bool App::step_views(double budget_ms) {
       }
       Tensor y = m.reconstruct(noise);
       j.noise_errors.resize(j.pos + n);
-      per_image_mse(noise, y, n, j.noise_errors.data() + j.pos);
+      per_image_mse(noise.data(), y.data(), n, j.noise_errors.data() + j.pos);
       if ((j.pos += n) >= total) j.stage = 3;
     } else {
       finish_views();
@@ -505,7 +469,7 @@ void App::finish_views() {
     Tensor in, clean;
     make_batch(test_, idx.data(), kReconCount, s.preset, noise, in, clean);
     Tensor out = m.reconstruct(in);
-    per_image_mse(clean, out, kReconCount, s.recon_err);
+    per_image_mse(clean.data(), out.data(), kReconCount, s.recon_err);
     s.recon.resize(kReconCount * 30 + 2, 3 * 30 + 2);
     for (int i = 0; i < kReconCount; ++i) {
       s.recon.put_digit(2 + i * 30, 2, clean.data() + i * 784, lo, hi);
@@ -681,7 +645,7 @@ json App::command(const json& cmd) {
   };
   static const char* known[] = {"preset", "lr", "batch", "seed", "beta", "l1", "optimizer", "panels", "compact",
                                 "autostart", "train", "pause", "step", "reset", "corruption", "noise", "epochs", "code",
-                                "holdout", "anomaly", "latent", "trainMs", "download"};
+                                "holdout", "anomaly", "latent", "trainMs", "download", "target"};
   for (auto it = cmd.begin(); it != cmd.end(); ++it)
     if (std::find_if(std::begin(known), std::end(known), [&](const char* k) { return it.key() == k; }) == std::end(known))
       errors.push_back("unknown setting '" + it.key() + "'");
@@ -753,6 +717,11 @@ json App::command(const json& cmd) {
     if (v.is_string() && std::find(std::begin(types), std::end(types), v.get<std::string>()) != std::end(types))
       p.corruption.type = v.get<std::string>();
     else errors.push_back("corruption must be one of none, gaussian, dropout, salt_pepper, occlusion, downsample, got " + v.dump());
+  }
+  if (cmd.contains("target")) {  // what the model learns to output: the clean digit, or the corrupted input itself
+    const json& v = cmd.at("target");
+    if (v == "clean" || v == "corrupted") p.corruption.corrupted_target = v == "corrupted";
+    else errors.push_back("target must be \"clean\" or \"corrupted\", got " + v.dump());
   }
   bool panels_given = cmd.contains("panels");
   bool panels[kPanelCount];
@@ -872,6 +841,7 @@ json App::status() const {
           {"l1", s.preset.loss.l1},
           {"optimizer", s.preset.optimizer.type},
           {"corruption", s.preset.corruption.type},
+          {"target", s.preset.corruption.corrupted_target ? "corrupted" : "clean"},
           {"panels", panels},
           {"panelRects", rects},  // {key: [x, y, w, h]} in display pixels, as last drawn
           {"compact", compact},

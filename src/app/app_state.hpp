@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "app/app.hpp"
+#include "core/metrics.hpp"
 #include "core/umap.hpp"
 
 namespace aep {
@@ -38,7 +39,6 @@ inline uint64_t fnv1a(const void* data, size_t n, uint64_t h = 14695981039346656
 
 void help_marker(const char* text);  // a "(?)" after the last item, showing `text` on hover
 std::string loss_text(double v);     // "%.5g", or "-" while there is no value yet (NaN)
-void per_image_mse(const Tensor& a, const Tensor& b, size_t n, float* out);
 void plot_range(const std::vector<float>& xy, size_t n, float& x0, float& x1, float& y0, float& y1);
 bool with_code_size(Preset& p, size_t d);
 std::string described_with_lesson(const Preset& p);  // the description as the Model panel shows it

@@ -821,7 +821,7 @@ void App::panel_draw() {
     Tensor z = m.encode(x);
     s.draw_code.assign(z.data(), z.data() + z.size());
     Tensor y = m.decode(z);
-    per_image_mse(x, y, 1, &s.draw_score);
+    per_image_mse(x.data(), y.data(), 1, &s.draw_score);
     s.draw_out.resize(28, 28);
     s.draw_out.put_digit(0, 0, y.data(), lo, hi);
     s.draw_dirty = false;

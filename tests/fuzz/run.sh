@@ -14,7 +14,7 @@ cd "$(dirname "$0")/../.."
 SECONDS_PER_TARGET=${1:-10}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(fuzz_idx fuzz_gzip fuzz_safetensors fuzz_preset)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(fuzz_idx fuzz_gzip fuzz_safetensors fuzz_preset fuzz_lesson)
 
 CXX=${CXX_FUZZ:-clang++}
 OUT=build/fuzz
