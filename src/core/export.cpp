@@ -521,7 +521,7 @@ void plan_part(const std::string& part, const json& specs, size_t count, Flow& f
       const bool same = s == 1 && k % 2 == 1 && pad == (k - 1) / 2;
       if (pad > 0 && !same)
         out.push_back(keras_layer(name + "_pad", "ZeroPadding2D", {{"padding", {{pad, pad}, {pad, pad}}}}));
-      json w = json::array({weight("kernel", src + ".weight", {transpose({2, 3, 1, 0})})});  // OIHW -> HWIO
+      json w = json::array({weight("kernel", src + ".weight", json::array({transpose({2, 3, 1, 0})}))});  // OIHW -> HWIO
       if (c.has_bias) w.push_back(weight("bias", src + ".bias"));
       out.push_back(keras_layer(name, "Conv2D",
                                 {{"filters", c.out_channels}, {"kernel_size", {k, k}}, {"strides", {s, s}},
@@ -535,7 +535,7 @@ void plan_part(const std::string& part, const json& specs, size_t count, Flow& f
       const size_t full_h = in[2] * s + (k > s ? k - s : 0), full_w = in[3] * s + (k > s ? k - s : 0);
       if (c.padding + outs[2] > full_h || c.padding + outs[3] > full_w)
         unsupported(where, "output_padding larger than padding + stride - kernel_size");
-      json w = json::array({weight("kernel", src + ".weight", {transpose({2, 3, 1, 0})})});  // [in, out, kh, kw] -> [kh, kw, out, in]
+      json w = json::array({weight("kernel", src + ".weight", json::array({transpose({2, 3, 1, 0})}))});  // [in, out, kh, kw] -> [kh, kw, out, in]
       if (c.has_bias) w.push_back(weight("bias", src + ".bias"));
       out.push_back(keras_layer(name, "Conv2DTranspose",
                                 {{"filters", c.out_channels}, {"kernel_size", {k, k}}, {"strides", {s, s}},
