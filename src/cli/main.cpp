@@ -177,6 +177,13 @@ int cmd_presets() {
   return 0;
 }
 
+std::string vae_beta(const Preset& p) {
+  if (!p.is_vae()) return "";
+  char b[48];
+  std::snprintf(b, sizeof b, ", beta %g", double(p.loss.beta));
+  return b;
+}
+
 // --threads N: worker threads for GEMM and the optimizer (results are the same for any count).
 void use_threads(std::map<std::string, std::string>& o) {
   if (!o.count("--threads")) return;
@@ -235,7 +242,7 @@ int cmd_train(int argc, char** argv) {
   std::fprintf(stderr, "training %s (%zu parameters, %s) on %zu images: %zu steps of batch %zu, %s lr %g, %s loss%s\n",
                p.name.c_str(), model.parameter_count(), simd_arch_name(), train.count, total, p.training.batch_size,
                p.optimizer.type.c_str(), double(p.optimizer.lr), p.loss.reconstruction.c_str(),
-               p.is_vae() ? (", beta " + std::to_string(p.loss.beta)).c_str() : "");
+               vae_beta(p).c_str());
 
   auto t0 = Clock::now();
   size_t samples = 0;
