@@ -139,42 +139,72 @@ std::vector<uint8_t> SoftmaxRegression::predict(const float* X, size_t m) const 
 
 // ------------------------------------------------------------------------------------------ k-NN
 
-void knn_predict(const float* train, const uint8_t* labels, size_t n, const float* test, size_t row_begin,
-                 size_t row_end, size_t dim, size_t k, uint8_t* pred) {
-  if (n == 0 || k == 0) throw std::runtime_error("k-NN needs at least one labelled example and k >= 1");
-  k = std::min(k, n);
-  std::vector<float> sq(n);  // |x|^2: with the test row's constant |t|^2 left out, |x|^2 - 2 t.x ranks like distance
+void KnnSearch::begin(const float* train, const uint8_t* labels, size_t n, const float* test, size_t m, size_t dim,
+                      size_t k) {
+  if (n == 0 || k == 0 || dim == 0) throw std::runtime_error("k-NN needs at least one labelled example, one feature and k >= 1");
+  train_ = train, labels_ = labels, test_ = test, n_ = n, m_ = m, dim_ = dim, k_ = std::min(k, n);
+  row_ = col_ = 0;
+  sq_.resize(n);  // |x|^2: with the test row's constant |t|^2 left out, |x|^2 - 2 t.x ranks like the distance
   for (size_t j = 0; j < n; ++j) {
     double s = 0;
     for (size_t d = 0; d < dim; ++d) s += double(train[j * dim + d]) * train[j * dim + d];
-    sq[j] = float(s);
+    sq_[j] = float(s);
   }
-  constexpr size_t kRows = 64;
-  std::vector<float> G(std::min(kRows, row_end - row_begin) * n);
-  std::vector<std::pair<float, uint32_t>> best;
-  for (size_t r0 = row_begin; r0 < row_end; r0 += kRows) {
-    const size_t rows = std::min(kRows, row_end - r0);
-    gemm(false, true, rows, n, dim, 1.f, test + r0 * dim, dim, train, dim, 0.f, G.data(), n);
-    for (size_t r = 0; r < rows; ++r) {
-      best.clear();  // the k nearest so far, nearest first; a later index never displaces an equal distance
-      for (size_t j = 0; j < n; ++j) {
-        const float d = sq[j] - 2.f * G[r * n + j];
-        if (best.size() == k && !(d < best.back().first)) continue;
-        if (best.size() == k) best.pop_back();
-        auto at = std::upper_bound(best.begin(), best.end(), d,
-                                   [](float v, const std::pair<float, uint32_t>& e) { return v < e.first; });
-        best.insert(at, {d, uint32_t(j)});
-      }
-      size_t votes[kClasses] = {};
-      for (const auto& e : best) ++votes[labels[e.second]];
-      const size_t most = *std::max_element(votes, votes + kClasses);
-      for (const auto& e : best)  // nearest first: the first neighbour of a most-voted digit breaks the tie
-        if (votes[labels[e.second]] == most) {
-          pred[r0 + r] = labels[e.second];
-          break;
-        }
+  block_ = std::min<size_t>(256, std::max<size_t>(m, 1));
+  chunk_ = std::min(std::max<size_t>((size_t(1) << 28) / (block_ * dim), 256), n);
+  G_.resize(block_ * chunk_);
+  best_.resize(block_ * k_);
+  found_.assign(block_, 0);
+  pred_.assign(m, 0);
+}
+
+bool KnnSearch::unit() {
+  if (done()) return true;
+  const size_t rows = std::min(block_, m_ - row_), cols = std::min(chunk_, n_ - col_);
+  // G [cols, rows] = train chunk . test block^T
+  gemm(false, true, cols, rows, dim_, 1.f, train_ + col_ * dim_, dim_, test_ + row_ * dim_, dim_, 0.f, G_.data(), rows);
+  for (size_t r = 0; r < rows; ++r) {
+    std::pair<float, uint32_t>* best = best_.data() + r * k_;
+    size_t& have = found_[r];
+    for (size_t c = 0; c < cols; ++c) {
+      const float d = sq_[col_ + c] - 2.f * G_[c * rows + r];
+      if (have == k_ && !(d < best[k_ - 1].first)) continue;  // a later index never displaces an equal distance
+      size_t at = have < k_ ? have++ : k_ - 1;
+      while (at > 0 && d < best[at - 1].first) best[at] = best[at - 1], --at;
+      best[at] = {d, uint32_t(col_ + c)};
     }
   }
+  col_ += cols;
+  if (col_ < n_) return false;
+  for (size_t r = 0; r < rows; ++r) {  // every chunk seen: vote
+    const std::pair<float, uint32_t>* best = best_.data() + r * k_;
+    size_t votes[kClasses] = {};
+    for (size_t i = 0; i < k_; ++i) ++votes[labels_[best[i].second]];
+    const size_t most = *std::max_element(votes, votes + kClasses);
+    for (size_t i = 0; i < k_; ++i)  // nearest first: the first neighbour of a most-voted digit breaks a tie
+      if (votes[labels_[best[i].second]] == most) {
+        pred_[row_ + r] = labels_[best[i].second];
+        break;
+      }
+  }
+  std::fill(found_.begin(), found_.end(), 0);
+  row_ += rows;
+  col_ = 0;
+  return done();
+}
+
+double KnnSearch::progress() const {
+  return m_ == 0 ? 1.0 : (double(row_) * n_ + double(std::min(block_, m_ - std::min(row_, m_))) * col_) / (double(m_) * n_);
+}
+
+void knn_predict(const float* train, const uint8_t* labels, size_t n, const float* test, size_t row_begin,
+                 size_t row_end, size_t dim, size_t k, uint8_t* pred) {
+  if (row_end <= row_begin) return;
+  KnnSearch s;
+  s.begin(train, labels, n, test + row_begin * dim, row_end - row_begin, dim, k);
+  while (!s.unit()) {
+  }
+  std::copy(s.predictions().begin(), s.predictions().end(), pred + row_begin);
 }
 
 // ------------------------------------------------------------------------------------------ features
@@ -293,28 +323,23 @@ void Probe::unit() {
       size_t right = 0;
       for (size_t i = 0; i < test_n_; ++i) right += pred[i] == test_labels_[i];
       result_.softmax_accuracy = double(right) / double(test_n_);
-      knn_pred_.assign(result_.knn_tested, 0);
-      stage_ = Stage::Knn, pos_ = 0;
+      knn_.begin(train_x_.data(), train_labels_.data(), subset_.size(), test_x_.data(), result_.knn_tested, dims, s_.k);
+      knn_work_ = double(subset_.size()) * result_.knn_tested * dims;
+      work_done_ += 1;
+      stage_ = Stage::Knn;
       return;
     }
     case Stage::Knn: {
-      // About 2^25 multiply-adds per unit: ~1 ms natively, a few in WebAssembly.
-      const size_t n = subset_.size();
-      const size_t rows = std::clamp<size_t>((size_t(1) << 25) / std::max<size_t>(1, n * dims), 1, 256);
-      const size_t end = std::min(result_.knn_tested, pos_ + rows);
-      knn_predict(train_x_.data(), train_labels_.data(), n, test_x_.data(), pos_, end, dims, s_.k, knn_pred_.data());
-      work_done_ += double(end - pos_) * n * dims;
-      pos_ = end;
-      if (pos_ == result_.knn_tested) {
-        size_t right = 0;
-        for (size_t i = 0; i < pos_; ++i) right += knn_pred_[i] == test_labels_[i];
-        result_.knn_accuracy = double(right) / double(pos_);
-        stage_ = Stage::Done;
-        std::vector<float>().swap(train_x_);
-        std::vector<float>().swap(test_x_);
-        std::vector<float>().swap(raw_);
-        softmax_ = SoftmaxRegression();
-      }
+      if (!knn_.unit()) return;
+      size_t right = 0;
+      for (size_t i = 0; i < result_.knn_tested; ++i) right += knn_.predictions()[i] == test_labels_[i];
+      result_.knn_accuracy = double(right) / double(result_.knn_tested);
+      stage_ = Stage::Done;
+      std::vector<float>().swap(train_x_);
+      std::vector<float>().swap(test_x_);
+      std::vector<float>().swap(raw_);
+      softmax_ = SoftmaxRegression();
+      knn_ = KnnSearch();
       return;
     }
   }
@@ -332,7 +357,8 @@ bool Probe::step(double budget_ms) {
 
 double Probe::progress() const {
   if (stage_ == Stage::Done) return 1.0;
-  return std::min(1.0, work_done_ / work_total_);
+  const double knn = stage_ == Stage::Knn ? knn_.progress() * knn_work_ : 0.0;
+  return std::min(1.0, (work_done_ + knn) / work_total_);
 }
 
 const char* Probe::stage_name() const {
