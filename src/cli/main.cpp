@@ -17,9 +17,12 @@
 #include "bench/bench.hpp"
 #include "core/export.hpp"
 #include "core/gemm.hpp"
+#include "core/instruments.hpp"
+#include "core/losses.hpp"
 #include "core/lesson.hpp"
 #include "core/parallel.hpp"
 #include "core/pca.hpp"
+#include "core/probe.hpp"
 #include "core/run.hpp"
 #include "core/train.hpp"
 #include "core/weights.hpp"
@@ -45,8 +48,12 @@ const char* kUsage =
     "  presets                          list the presets with their parameter counts\n"
     "  train --preset NAME|FILE [--data DIR] [--epochs N | --steps N] [--batch B] [--lr X] [--seed S]\n"
     "        [--init W.safetensors] [--save W.safetensors] [--save-optimizer] [--no-shuffle] [--log FILE.csv]\n"
-    "        [--test-samples N] [--threads T] [--clean]\n"
+    "        [--test-samples N] [--threads T] [--clean] [--beta X] [--loss mse|bce|l1]\n"
     "  eval  --preset NAME|FILE --weights W.safetensors [--data DIR] [--test-samples N] [--clean]\n"
+    "        [--probe] [--probe-labels N,N...] [--probe-dims D] [--jacobian] [--json FILE]\n"
+    "        the test loss, then the instruments that apply: code sparsity, the encoder Jacobian's norm (codes of at\n"
+    "        most 512 numbers, or --jacobian), a VAE's active units and KL per dimension; --probe: classifiers on\n"
+    "        100 and 1000 labelled codes (or --probe-labels) vs pixels vs PCA; --json: the values as named numbers\n"
     "  export --preset NAME|FILE --pytorch|--keras|--keras-plan [--weights W.safetensors]\n"
     "        prints a PyTorch or Keras script for the model (loading W by default), or the Keras layer plan (JSON)\n"
     "  pca   --k K [--data DIR] [--normalize 0_1|-1_1]   PCA baseline: test reconstruction MSE\n"
@@ -121,6 +128,46 @@ void print_loss(const char* what, const LossTerms& L, bool vae) {
     std::printf("%s: %.6f\n", what, L.total);
 }
 
+// The instruments' values (instrument_values) as lines of text; the names in [brackets] are their JSON names.
+void print_instruments(const nlohmann::json& v, size_t digits, const InstrumentOptions& io, const ProbeSettings& ps) {
+  const size_t units = v.at("codeSize").get<size_t>();
+  std::printf("code: %zu numbers per digit; sparsity %.4f [sparsity: share of units with |h| <= %g x the digit's "
+              "largest |h|], mean |h| %.4g [meanAbsCode] (%zu test digits)\n",
+              units, v.at("sparsity").get<double>(), kSilentRelativeThreshold, v.at("meanAbsCode").get<double>(), digits);
+  if (v.contains("jacobianNorm"))
+    std::printf("encoder Jacobian: mean ||d code / d x||_F^2 %.6g [jacobianNorm] (%zu test digits)\n",
+                v.at("jacobianNorm").get<double>(), std::min(digits, io.jacobian_images));
+  else
+    std::printf("encoder Jacobian: not computed for a code of %zu numbers (one backward pass per number; --jacobian "
+                "computes it)\n", units);
+  if (v.contains("activeUnits")) {
+    std::printf("VAE posterior: %zu of %zu latent units active [activeUnits: variance over test digits of mu_j > %g, "
+                "Burda et al. 2016]\n", v.at("activeUnits").get<size_t>(), units, kActiveUnitThreshold);
+    std::printf("KL per latent dimension (nats per digit) [klPerDim]:");
+    for (const auto& k : v.at("klPerDim")) std::printf(" %.4f", k.get<double>());
+    std::printf("; summed %.4f [klTotal]\n", v.at("klTotal").get<double>());
+    std::printf("variance of mu per latent dimension [latentVariance]:");
+    for (const auto& k : v.at("latentVariance")) std::printf(" %.4g", k.get<double>());
+    std::printf("\n");
+  }
+  if (!v.contains("probe")) return;
+  std::printf("probe: test accuracy of softmax regression (%zu full-batch Adam steps, l2 %g; %zu test digits) / "
+              "%zu-NN (Euclidean; first %zu test digits); features above %zu numbers reduced by PCA to %zu\n",
+              ps.steps, double(ps.l2), std::min<size_t>(ps.test_images, 10000), ps.k,
+              std::min(ps.knn_test_images, ps.test_images), ps.max_dims, ps.max_dims);
+  for (const auto& r : v.at("probe")) {
+    auto dims = [&](const char* what, size_t in) {
+      const size_t d = r.at(what).at("dims").get<size_t>();
+      return d == in ? std::to_string(d) + " dims" : std::to_string(in) + " -> PCA " + std::to_string(d) + " dims";
+    };
+    std::printf("probe %5zu labels: code %.4f / %.4f (%s), pixels %.4f / %.4f (%s), PCA %.4f / %.4f (%s)\n",
+                r.at("labels").get<size_t>(), r["code"]["softmax"].get<double>(), r["code"]["knn"].get<double>(),
+                dims("code", units).c_str(), r["pixels"]["softmax"].get<double>(), r["pixels"]["knn"].get<double>(),
+                dims("pixels", 784).c_str(), r["pca"]["softmax"].get<double>(), r["pca"]["knn"].get<double>(),
+                ("pixels -> PCA " + std::to_string(r["pca"]["dims"].get<size_t>()) + " dims").c_str());
+  }
+}
+
 int cmd_presets() {
   for (const std::string& name : list_presets()) {
     try {
@@ -135,6 +182,13 @@ int cmd_presets() {
   return 0;
 }
 
+std::string vae_beta(const Preset& p) {
+  if (!p.is_vae()) return "";
+  char b[48];
+  std::snprintf(b, sizeof b, ", beta %g", double(p.loss.beta));
+  return b;
+}
+
 // --threads N: worker threads for GEMM and the optimizer (results are the same for any count).
 void use_threads(std::map<std::string, std::string>& o) {
   if (!o.count("--threads")) return;
@@ -146,7 +200,7 @@ void use_threads(std::map<std::string, std::string>& o) {
 int cmd_train(int argc, char** argv) {
   auto o = parse_options(argc, argv, 2,
                          {"--preset", "--data", "--epochs", "--steps", "--batch", "--lr", "--seed", "--init", "--save",
-                          "--log", "--test-samples", "--threads"},
+                          "--log", "--test-samples", "--threads", "--beta", "--loss"},
                          {"--no-shuffle", "--save-optimizer", "--clean"});
   if (!o.count("--preset")) throw UsageError("train needs --preset");
   use_threads(o);
@@ -157,6 +211,17 @@ int cmd_train(int argc, char** argv) {
   if (o.count("--batch")) p.training.batch_size = size_t(parse_int("--batch", o["--batch"], 1, 4096));
   if (o.count("--lr")) p.optimizer.lr = float(parse_double("--lr", o["--lr"], 0.0, 10.0));
   if (o.count("--epochs")) p.training.epochs = size_t(parse_int("--epochs", o["--epochs"], 1, 1000));
+  if (o.count("--beta")) {
+    if (!p.is_vae()) throw UsageError("--beta weights a VAE's KL term, and '" + p.name + "' is not a VAE");
+    p.loss.beta = float(parse_double("--beta", o["--beta"], -1e-300, 1000.0));
+  }
+  if (o.count("--loss")) {
+    const std::string l = o["--loss"];
+    if (l != "mse" && l != "bce" && l != "l1") throw UsageError("--loss must be mse, bce or l1, got '" + l + "'");
+    p.loss.reconstruction = l;
+    const std::string problem = bce_range_problem(p);
+    if (!problem.empty()) throw UsageError("--loss bce: " + problem);
+  }
   uint64_t seed = o.count("--seed") ? uint64_t(parse_int("--seed", o["--seed"], 0, 1LL << 62)) : 1;
   size_t test_samples = o.count("--test-samples") ? size_t(parse_int("--test-samples", o["--test-samples"], 1, 1 << 24)) : 0;
   std::string dir = o.count("--data") ? o["--data"] : default_mnist_dir();
@@ -179,9 +244,10 @@ int cmd_train(int argc, char** argv) {
     std::fprintf(log, "step,epoch,loss,reconstruction,kl,penalty,samples_per_s\n");
   }
   const bool tty = stderr_is_terminal();
-  std::fprintf(stderr, "training %s (%zu parameters, %s) on %zu images: %zu steps of batch %zu, %s lr %g\n",
+  std::fprintf(stderr, "training %s (%zu parameters, %s) on %zu images: %zu steps of batch %zu, %s lr %g, %s loss%s\n",
                p.name.c_str(), model.parameter_count(), simd_arch_name(), train.count, total, p.training.batch_size,
-               p.optimizer.type.c_str(), double(p.optimizer.lr));
+               p.optimizer.type.c_str(), double(p.optimizer.lr), p.loss.reconstruction.c_str(),
+               vae_beta(p).c_str());
 
   auto t0 = Clock::now();
   size_t samples = 0;
@@ -236,23 +302,57 @@ int cmd_train(int argc, char** argv) {
 }
 
 int cmd_eval(int argc, char** argv) {
-  auto o = parse_options(argc, argv, 2, {"--preset", "--weights", "--data", "--test-samples"}, {"--clean"});
+  auto o = parse_options(argc, argv, 2,
+                         {"--preset", "--weights", "--data", "--test-samples", "--probe-labels", "--probe-dims", "--json"},
+                         {"--clean", "--probe", "--jacobian"});
   if (!o.count("--preset") || !o.count("--weights")) throw UsageError("eval needs --preset and --weights");
   Preset p = load_preset(o["--preset"]);
   Model model(p);
   load_weights(o["--weights"], model);
   Trainer trainer(model, 0);
-  Dataset test = load_mnist(o.count("--data") ? o["--data"] : default_mnist_dir(), false);
+  const std::string dir = o.count("--data") ? o["--data"] : default_mnist_dir();
+  Dataset test = load_mnist(dir, false);
   size_t n = o.count("--test-samples") ? size_t(parse_int("--test-samples", o["--test-samples"], 1, 1 << 24)) : 0;
+  InstrumentOptions io;
+  io.test_images = n;
+  io.force_jacobian = o.count("--jacobian") > 0;
+  if (o.count("--probe") || o.count("--probe-labels")) {
+    io.probe_labels = {100, 1000};
+    if (o.count("--probe-labels")) {
+      io.probe_labels.clear();
+      const std::string s = o["--probe-labels"];
+      for (size_t start = 0; start <= s.size();) {
+        const size_t end = std::min(s.find(',', start), s.size());
+        io.probe_labels.push_back(size_t(parse_int("--probe-labels", s.substr(start, end - start), 10, 60000)));
+        start = end + 1;
+      }
+    }
+  }
+  ProbeSettings ps;
+  if (o.count("--probe-dims")) ps.max_dims = size_t(parse_int("--probe-dims", o["--probe-dims"], 1, 100000));
   const size_t batch = std::min<size_t>(500, model.max_batch());
   if (!o.count("--clean")) {
     print_loss("test loss", evaluate(trainer, test, n, batch), model.is_vae());
-    return 0;
+  } else {
+    // All digits and terms, in the exported scripts' format, for comparing with them.
+    LossTerms L = evaluate(trainer, test, n, batch, true);
+    std::printf("clean test loss: total %.9g reconstruction %.9g kl %.9g penalty %.9g\n", L.total, L.reconstruction,
+                L.kl, L.penalty);
   }
-  // All digits and terms, in the exported scripts' format, for comparing with them.
-  LossTerms L = evaluate(trainer, test, n, batch, true);
-  std::printf("clean test loss: total %.9g reconstruction %.9g kl %.9g penalty %.9g\n", L.total, L.reconstruction,
-              L.kl, L.penalty);
+  std::fflush(stdout);
+
+  Dataset train;
+  if (!io.probe_labels.empty()) train = load_mnist(dir, true);
+  auto t0 = Clock::now();
+  const nlohmann::json v = instrument_values(model, test, io.probe_labels.empty() ? nullptr : &train, io, &ps);
+  const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  print_instruments(v, std::min(n == 0 ? test.count : n, test.count), io, ps);
+  if (!io.probe_labels.empty()) std::printf("instruments computed in %.2f s\n", seconds);
+  if (o.count("--json")) {
+    std::ofstream f(o["--json"]);
+    f << v.dump(1) << "\n";
+    if (!f) throw std::runtime_error(o["--json"] + ": cannot write");
+  }
   return 0;
 }
 

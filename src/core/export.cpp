@@ -200,7 +200,10 @@ void torch_loss(std::ostringstream& o, const Preset& p) {
   o << "\n\ndef loss_terms(out, x, h, mu, logvar):\n"
     << "    \"\"\"The playground's loss as (total, reconstruction, kl, penalty); x is the clean target.\"\"\"\n"
     << "    zero = torch.zeros(())\n";
-  std::string f = folds_sigmoid(p) ? "F.binary_cross_entropy_with_logits" : bce ? "F.binary_cross_entropy" : "F.mse_loss";
+  std::string f = folds_sigmoid(p) ? "F.binary_cross_entropy_with_logits"
+                  : bce                   ? "F.binary_cross_entropy"
+                  : p.loss.reconstruction == "l1" ? "F.l1_loss"
+                                                  : "F.mse_loss";
   if (sum)
     o << "    rec = " << f << "(out, x, reduction=\"sum\") / len(x)  # summed per image, averaged over the batch\n";
   else
@@ -742,6 +745,7 @@ class TiedDense(keras.layers.Layer):
     << "    batch = tf.cast(tf.shape(x)[0], tf.float32)\n";
   std::string per_pixel = rec == "bce_with_logits" ? "tf.nn.sigmoid_cross_entropy_with_logits(labels=x, logits=out)"
                           : rec == "bce" ? "-(x * tf.maximum(tf.math.log(out), -100.0) + (1 - x) * tf.maximum(tf.math.log(1 - out), -100.0))"
+                          : rec == "l1"  ? "tf.abs(out - x)"
                                          : "tf.square(out - x)";
   if (rec == "bce") o << "    # BCE on probabilities, each log clamped at -100 as PyTorch's binary_cross_entropy does\n";
   o << "    rec = " << (sum ? "tf.reduce_sum(" + per_pixel + ") / batch  # summed per image, averaged over the batch\n"

@@ -28,6 +28,18 @@ double mse_loss(const float* pred, const float* target, size_t n, size_t batch, 
   return ((s[0] + s[1]) + (s[2] + s[3])) / den;
 }
 
+double l1_loss(const float* pred, const float* target, size_t n, size_t batch, Reduction r, float* grad) {
+  const double den = denominator(n, batch, r);
+  const float g = float(1.0 / den);
+  double s = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const float d = pred[i] - target[i];
+    s += std::fabs(double(d));
+    if (grad) grad[i] = d > 0 ? g : (d < 0 ? -g : 0.f);
+  }
+  return s / den;
+}
+
 double bce_loss(const float* prob, const float* target, size_t n, size_t batch, Reduction r, float* grad) {
   const double den = denominator(n, batch, r);
   double s = 0;
@@ -94,6 +106,15 @@ double contractive_penalty(const float* h, const float* W, size_t batch, size_t 
     for (size_t j = 0; j < out; ++j)
       for (size_t i = 0; i < in; ++i) dW[j * in + i] += float(k * coef[j] * 2 * W[j * in + i]);
   return k * s;
+}
+
+std::string bce_range_problem(const Preset& p) {
+  if (p.loss.reconstruction != "bce") return "";
+  if (p.normalize == Normalization::MinusOneOne)
+    return "BCE needs targets in [0, 1], but the inputs are normalized to [-1, 1]: use MSE or L1, or normalize to 0_1";
+  if (p.decoder.empty() || !p.decoder.back().is_object() || p.decoder.back().value("type", "") != "Sigmoid")
+    return "BCE needs outputs in [0, 1], but the decoder does not end in a Sigmoid: add one, or use MSE or L1";
+  return "";
 }
 
 }  // namespace aep

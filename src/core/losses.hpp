@@ -3,6 +3,7 @@
 // averages over the batch (the usual VAE convention). Penalties always use the per-sample sum / batch form.
 #pragma once
 #include <cstddef>
+#include <string>
 
 #include "core/preset.hpp"
 
@@ -10,6 +11,9 @@ namespace aep {
 
 // pred, target, grad: n = batch * per_sample elements. grad = d loss / d pred (overwritten).
 double mse_loss(const float* pred, const float* target, size_t n, size_t batch, Reduction r, float* grad);
+// Mean absolute error (like nn.L1Loss); the gradient is sign(pred - target) / denominator, 0 where they are equal
+// (PyTorch's subgradient). grad may be nullptr.
+double l1_loss(const float* pred, const float* target, size_t n, size_t batch, Reduction r, float* grad);
 // Binary cross-entropy on probabilities (like nn.BCELoss: log clamped at -100). grad may be nullptr.
 double bce_loss(const float* prob, const float* target, size_t n, size_t batch, Reduction r, float* grad);
 // The numerically stable form on logits (nn.BCEWithLogitsLoss): used when the decoder ends in Sigmoid,
@@ -27,5 +31,10 @@ double l1_penalty(const float* z, size_t n, size_t batch, float weight, float* d
 // Adds d/dh into dh and d/dW into dW.
 double contractive_penalty(const float* h, const float* W, size_t batch, size_t out, size_t in, float weight,
                            float* dh, float* dW);
+
+// Why BCE would meet values outside [0, 1] with this preset, or "" when it does not (or the loss is not BCE): targets
+// normalized to [-1, 1], or a decoder whose last layer is not a Sigmoid (its outputs are not probabilities: log of a
+// negative number is NaN). For the UI's warning; parse_preset refuses the first case outright.
+std::string bce_range_problem(const Preset& p);
 
 }  // namespace aep

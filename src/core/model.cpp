@@ -325,6 +325,17 @@ Tensor Model::encode(const Tensor& x) {
   return is_vae() ? Tensor(mu.forward(h, ctx)) : Tensor(h);
 }
 
+Model::Posterior Model::encode_posterior(const Tensor& x) {
+  if (!is_vae())
+    throw std::runtime_error("'" + preset_.name + "' is not a VAE: its encoder gives one code per image, not a posterior");
+  RunContext ctx;
+  const Tensor& h = encoder.forward(x, ctx);
+  Posterior q;
+  q.mu = mu.forward(h, ctx);
+  q.logvar = logvar.forward(h, ctx);
+  return q;
+}
+
 Tensor Model::decode(const Tensor& z) {
   RunContext ctx;
   Tensor out = decoder.forward(z, ctx);

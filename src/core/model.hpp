@@ -79,6 +79,12 @@ class Model {
 
   // Eval-mode inference. x: [B, 1, 28, 28]. encode gives the code (VAE: the mean mu); decode gives [B, 1, 28, 28].
   Tensor encode(const Tensor& x);
+  // VAE: the posterior q(z|x) = N(mu, diag(exp(logvar))) of each image, mu and logvar in the code's shape
+  // [B, latent, 1, 1]. Throws for a plain autoencoder (it has no distribution over codes).
+  struct Posterior {
+    Tensor mu, logvar;
+  };
+  Posterior encode_posterior(const Tensor& x);
   Tensor decode(const Tensor& z);
   Tensor reconstruct(const Tensor& x);
   Tensor sample_prior(size_t n, Rng& rng);  // VAE: decode z ~ N(0, I)

@@ -66,7 +66,7 @@ Preset parse_preset(const json& j, const std::string& source) {
 
   if (s.has("loss")) {
     Section l(s.sub("loss"), source + ": loss");
-    p.loss.reconstruction = l.str("reconstruction", "mse", {"mse", "bce"});
+    p.loss.reconstruction = l.str("reconstruction", "mse", {"mse", "bce", "l1"});
     p.loss.reduction = l.str("reduction", "mean", {"mean", "sum"}) == "sum" ? Reduction::Sum : Reduction::Mean;
     p.loss.beta = float(l.num("beta", 1.0, 0.0, 1000.0));
     p.loss.l1 = float(l.num("l1", 0.0, 0.0, 100.0));

@@ -11,7 +11,7 @@ enum class Normalization { ZeroOne, MinusOneOne };  // pixels/255, or pixels/127
 enum class Reduction { Mean, Sum };                 // mean over all elements, or sum per sample averaged over the batch
 
 struct LossConfig {
-  std::string reconstruction = "mse";  // "mse" | "bce"
+  std::string reconstruction = "mse";  // "mse" | "bce" | "l1" (mean absolute error)
   Reduction reduction = Reduction::Mean;
   float beta = 1.f;         // KL weight (VAE)
   float l1 = 0.f;           // L1 activity penalty on the code (sparse AE), per-sample sum averaged over the batch

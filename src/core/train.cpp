@@ -81,6 +81,8 @@ LossTerms Trainer::forward_backward(const Tensor& input, const Tensor& target, b
                                             p.loss.reduction, dout);
   else if (p.loss.reconstruction == "bce")
     L.reconstruction = bce_loss(out.data(), target.data(), out.size(), B, p.loss.reduction, dout);
+  else if (p.loss.reconstruction == "l1")
+    L.reconstruction = l1_loss(out.data(), target.data(), out.size(), B, p.loss.reduction, dout);
   else
     L.reconstruction = mse_loss(out.data(), target.data(), out.size(), B, p.loss.reduction, dout);
 

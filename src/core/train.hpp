@@ -12,7 +12,7 @@ namespace aep {
 
 struct LossTerms {
   double total = 0;           // what is minimized
-  double reconstruction = 0;  // MSE or BCE
+  double reconstruction = 0;  // MSE, BCE or L1
   double kl = 0;              // beta * KL (VAE)
   double penalty = 0;         // L1 + contractive
 };

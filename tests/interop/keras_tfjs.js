@@ -143,6 +143,7 @@ function lossTerms(plan, model, r, x) {
   };
   let perPixel;
   if (L.reconstruction === 'mse') perPixel = () => tf.square(tf.sub(r.out, x));
+  else if (L.reconstruction === 'l1') perPixel = () => tf.abs(tf.sub(r.out, x));
   else if (L.reconstruction === 'bce_with_logits')  // max(z, 0) - z t + log(1 + exp(-|z|))
     perPixel = () => tf.add(tf.sub(tf.relu(r.out), tf.mul(r.out, x)), tf.log1p(tf.exp(tf.neg(tf.abs(r.out)))));
   else if (L.reconstruction === 'bce')

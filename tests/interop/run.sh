@@ -13,6 +13,7 @@
 #     from, built with TensorFlow.js layers in node (tests/interop/keras_tfjs.js), must give `aep eval --clean`'s
 #     loss (relative 1e-4), and the Keras script's own weight loading (its WEIGHTS table and numpy layout code, run
 #     without TensorFlow) must give exactly the arrays TF.js loaded.
+# Besides the presets, two variants with the L1 reconstruction loss (mean and sum) are checked the same way.
 # Needs build/native-release/aep, /usr/bin/python3 with torch and numpy, node with tests/interop/node_modules
 # (npm ci) and MNIST in assets/data/mnist (scripts/bootstrap.sh). Files: build/interop/.
 # Prints PASS/FAIL per check and "N passed, M failed"; exits non-zero if anything failed.
@@ -57,20 +58,31 @@ for f in train-images-idx3-ubyte t10k-images-idx3-ubyte; do
   [ -f "$gz/$f.gz" ] || gzip -c -1 "$data/$f" > "$gz/$f.gz"
 done
 
-for preset_file in "$root"/assets/presets/*.json; do
+# The L1 reconstruction loss is in no preset of the course: two variants of presets use it (mean and sum).
+mkdir -p "$out/variants"
+"$py" - "$root/assets/presets" "$out/variants" <<'PY' || fail "writing the L1 preset variants"
+import json, sys
+src, dst = sys.argv[1], sys.argv[2]
+for base, name, reduction in (("linear", "linear-l1", "mean"), ("mlp-128-64", "mlp-128-64-l1-sum", "sum")):
+    p = json.load(open("%s/%s.json" % (src, base)))
+    p["name"], p["loss"] = name, dict(p.get("loss", {}), reconstruction="l1", reduction=reduction)
+    json.dump(p, open("%s/%s.json" % (dst, name), "w"), indent=1)
+PY
+
+for preset_file in "$root"/assets/presets/*.json "$out"/variants/*.json; do
   p=$(basename "$preset_file" .json)
   w=$out/$p.safetensors
-  if ! "$aep" train --preset "$p" --steps 30 --seed 1 --test-samples 100 --save "$w" >"$out/$p.train.log" 2>&1; then
+  if ! "$aep" train --preset "$preset_file" --steps 30 --seed 1 --test-samples 100 --save "$w" >"$out/$p.train.log" 2>&1; then
     fail "$p: aep train (log: $out/$p.train.log)"; continue
   fi
-  ours_torch=$(total "$("$aep" eval --preset "$p" --weights "$w" --clean --test-samples $torch_samples 2>&1)")
-  ours_tfjs=$(total "$("$aep" eval --preset "$p" --weights "$w" --clean --test-samples $tfjs_samples 2>&1)")
-  "$aep" train --preset "$p" --init "$w" --no-shuffle --clean --steps $steps --test-samples 2 --log "$out/$p.steps.csv" \
+  ours_torch=$(total "$("$aep" eval --preset "$preset_file" --weights "$w" --clean --test-samples $torch_samples 2>&1)")
+  ours_tfjs=$(total "$("$aep" eval --preset "$preset_file" --weights "$w" --clean --test-samples $tfjs_samples 2>&1)")
+  "$aep" train --preset "$preset_file" --init "$w" --no-shuffle --clean --steps $steps --test-samples 2 --log "$out/$p.steps.csv" \
     >"$out/$p.steps.log" 2>&1 || fail "$p: aep train --init --clean (log: $out/$p.steps.log)"
   ours_step() { awk -F, -v s="$1" '$1 == s { print $3 }' "$out/$p.steps.csv"; }
 
   # PyTorch
-  if "$aep" export --preset "$p" --pytorch --weights "$w" >"$out/$p.py" && "$py" -m py_compile "$out/$p.py"; then
+  if "$aep" export --preset "$preset_file" --pytorch --weights "$w" >"$out/$p.py" && "$py" -m py_compile "$out/$p.py"; then
     if "$py" "$out/$p.py" --data "$gz" --eval --test-samples $torch_samples --train-steps $steps --no-shuffle --clean \
          >"$out/$p.torch.log" 2>&1; then
       log=$(cat "$out/$p.torch.log")
@@ -87,7 +99,7 @@ for preset_file in "$root"/assets/presets/*.json; do
 
   # The preset's own randomness on (different random numbers: a loose check, see the top).
   if grep -q '"corruption"\|"mu"' "$preset_file" && [ -f "$out/$p.py" ]; then
-    "$aep" train --preset "$p" --init "$w" --no-shuffle --steps 1 --test-samples 2 --log "$out/$p.random.csv" \
+    "$aep" train --preset "$preset_file" --init "$w" --no-shuffle --steps 1 --test-samples 2 --log "$out/$p.random.csv" \
       >"$out/$p.random.log" 2>&1
     close "$p: PyTorch training step 1 with the preset's corruption / sampling" \
       "$(awk -F, '$1 == 1 { print $3 }' "$out/$p.random.csv")" \
@@ -95,8 +107,8 @@ for preset_file in "$root"/assets/presets/*.json; do
   fi
 
   # Keras: the Python compiles; its plan runs in TensorFlow.js.
-  if "$aep" export --preset "$p" --keras --weights "$w" >"$out/${p}_keras.py" && "$py" -m py_compile "$out/${p}_keras.py" \
-     && "$aep" export --preset "$p" --keras-plan >"$out/$p.plan.json"; then
+  if "$aep" export --preset "$preset_file" --keras --weights "$w" >"$out/${p}_keras.py" && "$py" -m py_compile "$out/${p}_keras.py" \
+     && "$aep" export --preset "$preset_file" --keras-plan >"$out/$p.plan.json"; then
     if node "$root/tests/interop/keras_tfjs.js" "$out/$p.plan.json" "$w" "$data" $tfjs_samples \
          --dump "$out/$p.tfjs-weights" >"$out/$p.tfjs.log" 2>&1; then
       close "$p: Keras plan in TF.js layers, eval ($tfjs_samples test images)" "$ours_tfjs" \

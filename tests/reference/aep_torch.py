@@ -9,7 +9,7 @@ Linear of this shape).
 
 loss(model, x_input, target, eps, training) reproduces aep::Trainer::forward_backward (src/core/train.cpp):
 
-  reconstruction  "mse" | "bce" with reduction "mean" (over all elements) or "sum" (per sample, averaged over
+  reconstruction  "mse" | "bce" | "l1" with reduction "mean" (over all elements) or "sum" (per sample, averaged over
                   the batch); BCE after a final Sigmoid is computed from its input (BCEWithLogits); decoder
                   output reshaped to [B, 1, 28, 28]
   kl (VAE)        beta * sum over latent of -0.5 (1 + logvar - mu^2 - exp(logvar)), averaged over the batch;
@@ -174,6 +174,8 @@ def loss(model, x_input, target, eps=None, training=True):
             s = F.binary_cross_entropy(out, tgt, reduction="sum")  # log clamped at -100 like the engine
     elif recon_kind == "mse":
         s = F.mse_loss(out, tgt, reduction="sum")
+    elif recon_kind == "l1":
+        s = F.l1_loss(out, tgt, reduction="sum")
     else:
         raise ValueError("unknown reconstruction loss %r" % recon_kind)
     rec = s / (out.numel() if reduction == "mean" else B)
