@@ -12,6 +12,7 @@
 #include "app/app.hpp"
 #include "app/app_state.hpp"
 #include "app/ui_probe.hpp"
+#include "core/instruments.hpp"
 #include "core/weights.hpp"
 
 namespace aep {
@@ -510,6 +511,37 @@ TEST_CASE("app: Download weights is a strict state_dict; weights + optimizer is 
   app.load_weights_bytes(app.download_request_bytes, "linear-step3.safetensors");
   CHECK(app.status()["step"] == 0);
   probe.uninstall();
+}
+
+// The instruments the views compute, against core/instruments on the same weights and test digits.
+TEST_CASE("app: status() carries the code's sparsity, and a VAE's KL per unit and active units") {
+  auto app_ptr = make_app();
+  App& app = *app_ptr;
+  REQUIRE(app.command({{"preset", "vae-mlp"}, {"seed", 1}})["ok"] == true);
+  REQUIRE(app.train_steps(40));
+  app.refresh_views();
+  nlohmann::json st = app.status();
+  REQUIRE(st["klPerDim"].is_array());
+  std::vector<uint8_t> bytes = app.save_weights_bytes();
+  SafeTensors file = parse_safetensors(bytes.data(), bytes.size(), "app");
+  Model m(load_preset("vae-mlp"));
+  load_state(m, file, "app");
+  PosteriorStats q = posterior_stats(m, mnist(false), app.view_images);
+  REQUIRE(st["klPerDim"].size() == q.latent);
+  for (size_t j = 0; j < q.latent; ++j) CHECK(num(st["klPerDim"][j]) == doctest::Approx(q.kl_per_dim[j]).epsilon(1e-5));
+  CHECK(st["activeUnits"] == q.active_units);
+  CHECK(num(st["klTotal"]) == doctest::Approx(q.kl_total()).epsilon(1e-5));
+  CHECK(num(st["sparsity"]) >= 0);
+  CHECK(num(st["sparsity"]) <= 1);
+  CHECK(num(st["meanAbsCode"]) > 0);
+  // A plain autoencoder has no posterior: those are null, the sparsity is there.
+  REQUIRE(app.command({{"preset", "linear"}})["ok"] == true);
+  CHECK(app.status()["sparsity"].is_null());  // no views yet
+  app.refresh_views();
+  st = app.status();
+  CHECK(st["activeUnits"].is_null());
+  CHECK(st["klPerDim"].is_null());
+  CHECK(num(st["sparsity"]) >= 0);
 }
 
 }  // namespace aep

@@ -360,6 +360,7 @@ void App::start_views() {
   j.n_view = std::min(view_images, test_.count);
   j.code_dim = j.model->code_size();
   j.codes.assign(j.n_view * j.code_dim, 0.f);
+  j.logvars.assign(j.model->is_vae() ? j.n_view * j.code_dim : 0, 0.f);
   j.errors.assign(j.n_view, 0.f);
   j.noise_errors.clear();
   s.views_dirty = false;
@@ -375,6 +376,8 @@ void App::cancel_views() {
   s.code_dim = 0;
   s.codes.clear();
   s.errors.clear();
+  s.code_stats = SparsityStats();
+  s.posterior = PosteriorStats();
   s.xy.clear();
   s.umap.clear();
   s.umap_xy.clear();
@@ -408,7 +411,14 @@ bool App::step_views(double budget_ms) {
       size_t n = std::min(B, j.n_view - j.pos);
       for (size_t i = 0; i < n; ++i) idx[i] = uint32_t(j.pos + i);
       fill_batch(test_, idx.data(), n, p.normalize, x);
-      Tensor z = m.encode(x);
+      Tensor z;
+      if (m.is_vae()) {  // the posterior: mu is the code, logvar feeds the KL bars
+        Model::Posterior q = m.encode_posterior(x);
+        std::copy(q.logvar.data(), q.logvar.data() + n * j.code_dim, j.logvars.data() + j.pos * j.code_dim);
+        z = std::move(q.mu);
+      } else {
+        z = m.encode(x);
+      }
       std::copy(z.data(), z.data() + n * j.code_dim, j.codes.data() + j.pos * j.code_dim);
       Tensor y = m.decode(z);
       per_image_mse(x.data(), y.data(), n, j.errors.data() + j.pos);
@@ -458,6 +468,8 @@ void App::finish_views() {
   s.code_dim = j.code_dim;
   s.codes.swap(j.codes);
   s.errors.swap(j.errors);
+  s.code_stats = code_sparsity(s.codes.data(), s.n_view, s.code_dim);
+  s.posterior = m.is_vae() ? posterior_stats(s.codes.data(), j.logvars.data(), s.n_view, s.code_dim) : PosteriorStats();
   s.noise_errors.swap(j.noise_errors);
   Tensor x;
 
@@ -857,6 +869,13 @@ json App::status() const {
           {"umapStep", s.umap_n ? json(s.umap_step) : json(nullptr)},
           {"umapProgress", s.umap.running() ? json(s.umap.progress()) : json(nullptr)},
           {"anomalyAuc", num(s.auc)},
+          // Instruments over the view images (names as core/instruments.hpp's instrument_values): null before the
+          // first views, and the VAE's only for a VAE.
+          {"sparsity", s.n_view ? json(s.code_stats.sparsity) : json(nullptr)},
+          {"meanAbsCode", s.n_view ? json(s.code_stats.mean_abs) : json(nullptr)},
+          {"activeUnits", s.posterior.digits ? json(s.posterior.active_units) : json(nullptr)},
+          {"klPerDim", s.posterior.digits ? json(s.posterior.kl_per_dim) : json(nullptr)},
+          {"klTotal", s.posterior.digits ? json(s.posterior.kl_total()) : json(nullptr)},
           {"oodImages", s.ood.count},
           {"message", message}};
 }

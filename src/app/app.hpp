@@ -135,6 +135,7 @@ class App {
   void panel_training();
   void panel_recon();
   void panel_latent();
+  void instruments_readout();
   void panel_generate();
   void panel_draw();
   void panel_anomaly();

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "app/app.hpp"
+#include "core/instruments.hpp"
 #include "core/metrics.hpp"
 #include "core/umap.hpp"
 
@@ -80,6 +81,10 @@ struct App::State {
   // Views over the first view_images test images.
   size_t n_view = 0, code_dim = 0;
   std::vector<float> codes, xy, errors;
+  // Instruments over the view images' codes (core/instruments): sparsity for every model, the posterior's per-unit KL
+  // and active units for a VAE (empty / 0 otherwise).
+  SparsityStats code_stats;
+  PosteriorStats posterior;
   Pca code_pca;
   bool latent_pca = false;
   float lx0 = -1, lx1 = 1, ly0 = -1, ly1 = 1;  // visible latent range
@@ -131,6 +136,7 @@ struct App::State {
     Rng noise{0x5eed};
     double total = 0, kl = 0;
     std::vector<float> codes, errors, noise_errors;
+    std::vector<float> logvars;  // a VAE's log sigma^2 per view image, beside its mu in codes
   } job;
   IdxImages pending_images[2];  // a user's own IDX files, [0] train, [1] test, until images and labels are both in
   IdxLabels pending_labels[2];

@@ -525,6 +525,30 @@ void App::panel_recon() {
   ImGui::End();
 }
 
+// Under the latent plot: how sparse the codes are, and for a VAE the KL of each latent unit with the active units.
+void App::instruments_readout() {
+  State& s = *s_;
+  const SparsityStats& c = s.code_stats;
+  if (c.digits == 0) return;
+  ImGui::Text("code: %.1f%% of units silent, mean |h| %.3g", 100 * c.sparsity, c.mean_abs);
+  help_marker("A unit is silent for a digit when |h| is at most 1% of that digit's largest |h| (relative, because an "
+              "L1 penalty can also shrink the whole code). Over the test digits of this panel. A sparse autoencoder "
+              "(lesson 004's L1 note) raises the silent share.");
+  const PosteriorStats& q = s.posterior;
+  if (q.digits == 0) return;
+  std::vector<float> kl(q.kl_per_dim.begin(), q.kl_per_dim.end());
+  const float top = kl.empty() ? 1.f : std::max(1.f, *std::max_element(kl.begin(), kl.end()));
+  char overlay[96];
+  std::snprintf(overlay, sizeof overlay, "KL %.2f nats in all; %zu of %zu units active", q.kl_total(), q.active_units,
+                q.latent);
+  ImGui::PlotHistogram("##kl", kl.data(), int(kl.size()), 0, overlay, 0.f, top * 1.1f,
+                       ImVec2(ImGui::GetContentRegionAvail().x - 30, 60));
+  help_marker("Each bar: the KL divergence of one latent unit's posterior N(mu, sigma^2) from the prior N(0, 1), "
+              "averaged over the test digits (nats). A unit is active when the variance of its mu over the digits "
+              "exceeds 0.01 (Burda et al. 2016): an inactive unit says the same for every digit. Raise beta to see "
+              "units collapse onto the prior.");
+}
+
 void App::panel_latent() {
   State& s = *s_;
   if (!s.layout.begin(kPanelLatent, &show_panel[kPanelLatent])) return ImGui::End();
@@ -677,6 +701,7 @@ void App::panel_latent() {
     s.decoded.show(tex_, 2);
   }
 
+  instruments_readout();
   if (m.is_vae() && ImGui::CollapsingHeader("Traverse one latent dimension")) {
     int& dim = s.traverse_dim;
     ImGui::SliderInt("dimension", &dim, 0, int(s.code_dim) - 1);

@@ -174,6 +174,13 @@ async function waitFor(page, pred, ms) {
             blank.length ? 'blank: ' + blank.join(', ') + ` (build/test-logs/e2e/preset-${name}.png)` : '');
     }
     check('no page errors', page.errors.length === 0, page.errors.slice(0, 3).join(' | '));
+    {  // the last preset trained is a VAE (vae-mlp): the Latent panel's KL bars and active units are in status()
+      const sv = await status(page);
+      const ok = sv.preset !== 'vae-mlp' || (Array.isArray(sv.klPerDim) && sv.klPerDim.length === sv.codeSize &&
+        sv.activeUnits >= 0 && sv.activeUnits <= sv.codeSize && sv.sparsity >= 0 && sv.sparsity <= 1);
+      check('instruments: a VAE reports its KL per latent unit and its active units, every model its code sparsity', ok,
+            `${sv.preset}: klPerDim ${JSON.stringify(sv.klPerDim)}, activeUnits ${sv.activeUnits}, sparsity ${sv.sparsity}`);
+    }
 
     // --- the Save panel's downloads: the plain one loads strict in PyTorch, the one with the optimizer is refused there
     // (and named so); both captured as the browser saves them ------------------------------------------------------
