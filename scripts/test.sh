@@ -101,6 +101,18 @@ if [ -f build/wasm-release/aep.js ]; then
   else
     fail "determinism: native release CLI not built"
   fi
+  # Every lesson followed headless by the native release CLI: each goal false when its step opens, true after its
+  # action (the check a course author runs; the sanitized doctest suite takes a sample).
+  if [ -x build/native-release/aep ]; then
+    for l in assets/lessons/*.json; do
+      id=$(basename "$l" .json)
+      if build/native-release/aep lesson "$id" > "$out/lesson-$id.log" 2>&1; then
+        pass "lesson $id: every goal false at its step's start and reached by its action ($(grep -c '^  goal' "$out/lesson-$id.log") goals)"
+      else
+        fail "lesson $id (log: $out/lesson-$id.log)"; tail -n 5 "$out/lesson-$id.log" | sed 's/^/      /'
+      fi
+    done
+  fi
   run "aep eval --preset conv --weights (saved by train)" "$out/eval.log" \
     "${aep[@]}" eval --preset conv --weights "$out/conv.safetensors" --test-samples 1000
   # Bad input: non-zero exit and a message naming the problem, never a crash.
