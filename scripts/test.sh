@@ -5,8 +5,9 @@
 #      seed trains to byte-identical weights natively and in wasm;
 #   3. the `aep` command line (wasm build under node): 200 training steps of every preset on the real MNIST
 #      (the loss must fall), the same with the native release build (the weight files must be byte-identical:
-#      the determinism contract), save + eval round trip, divergence keeping the last good weights, clear errors
-#      for bad input;
+#      the determinism contract), every lesson followed headless (aep lesson ID), save + eval round trip, divergence
+#      keeping the last good weights, clear errors for bad input; the exported PyTorch scripts run in Debian's torch
+#      and the Keras plans in TensorFlow.js layers against aep eval (tests/interop/run.sh);
 #   4. the playground page in Debian's Chromium (tests/e2e/run.js): every preset trains 200 steps in the page
 #      (a screenshot of all panels each, every panel's region checked for content), URL parameters, the embedding
 #      example over postMessage, downloads loaded strict in PyTorch, a malformed upload, autosave, divergence, the
