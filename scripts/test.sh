@@ -155,7 +155,7 @@ else
 fi
 
 # --- fuzzing the parsers briefly (tests/fuzz/run.sh 600 for the long run) -------------------------------
-run "libFuzzer: IDX, gzip, safetensors, presets, ${AEP_FUZZ_SECONDS:-5} s each" "$logs/fuzz.log" \
+run "libFuzzer: IDX, gzip, safetensors, presets, lessons, ${AEP_FUZZ_SECONDS:-5} s each" "$logs/fuzz.log" \
   bash tests/fuzz/run.sh "${AEP_FUZZ_SECONDS:-5}"
 grep -E '^ *fuzz_' "$logs/fuzz.log" | sed 's/^ */      /'
 
