@@ -276,33 +276,24 @@ class Parser {
     return n;
   }
 
-  std::unique_ptr<GoalNode> sum() {
+  // A left-associative level of arithmetic: operands from `next`, joined by the two operators of this level.
+  using Level = std::unique_ptr<GoalNode> (Parser::*)();
+  std::unique_ptr<GoalNode> arithmetic(Level next, const char* op_a, GoalNode::Kind kind_a, const char* op_b,
+                                       GoalNode::Kind kind_b) {
     const size_t from = peek().column;
-    auto left = product();
-    while (peek().kind == Tok::Op && (peek().text == "+" || peek().text == "-")) {
+    auto left = (this->*next)();
+    while (peek().kind == Tok::Op && (peek().text == op_a || peek().text == op_b)) {
       const Token op = take();
-      auto right = product();
+      auto right = (this->*next)();
       need_number(*left, op, "left");
       need_number(*right, op, "right");
-      left = node(op.text == "+" ? GoalNode::Add : GoalNode::Sub, std::move(left), std::move(right));
+      left = node(op.text == op_a ? kind_a : kind_b, std::move(left), std::move(right));
       left->text = source(from, peek().column);
     }
     return left;
   }
-
-  std::unique_ptr<GoalNode> product() {
-    const size_t from = peek().column;
-    auto left = unary();
-    while (peek().kind == Tok::Op && (peek().text == "*" || peek().text == "/")) {
-      const Token op = take();
-      auto right = unary();
-      need_number(*left, op, "left");
-      need_number(*right, op, "right");
-      left = node(op.text == "*" ? GoalNode::Mul : GoalNode::Div, std::move(left), std::move(right));
-      left->text = source(from, peek().column);
-    }
-    return left;
-  }
+  std::unique_ptr<GoalNode> sum() { return arithmetic(&Parser::product, "+", GoalNode::Add, "-", GoalNode::Sub); }
+  std::unique_ptr<GoalNode> product() { return arithmetic(&Parser::unary, "*", GoalNode::Mul, "/", GoalNode::Div); }
 
   std::unique_ptr<GoalNode> unary() {
     if (peek().kind == Tok::Op && peek().text == "-") {
