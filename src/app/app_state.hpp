@@ -69,7 +69,7 @@ struct App::State {
   // Speed: samples trained per second of wall time while training runs (what the learner gets, drawing included), and
   // the engine's own speed inside the training slices.
   double samples_per_s = 0, engine_samples_per_s = 0;
-  uint64_t samples_trained = 0;  // since the model was built
+  uint64_t samples_trained = 0;  // a running count (only differences are used)
   std::deque<std::pair<double, uint64_t>> wall;  // (seconds, samples_trained) at the frames of the last 3 s of training
   double last_train = NAN, last_test = NAN, last_test_kl = NAN;
   std::vector<LossCurve> past;
