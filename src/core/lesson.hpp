@@ -73,7 +73,40 @@ struct MeasureOptions {
   bool digit_anomaly = false;  // anomalyAuc: the held-out digit against the others (else uniform noise images)
   const double* pca_error = nullptr;  // pcaError, when a goal needs it
 };
-nlohmann::json measure_run(Run& run, const Dataset& test, const MeasureOptions& options);
+nlohmann::json measure_run(const Run& run, const Dataset& test, const MeasureOptions& options);
+
+// The same measurement in slices, on a snapshot of the run's weights taken at begin(): the page measures while it
+// draws and trains on. measure_run() is begin() and step() until done, so both give the same numbers.
+class RunMeasure {
+ public:
+  // Starts over on a copy of the run's weights; `test` must outlive the measurement. options.pca_error is read now.
+  void begin(const Run& run, const Dataset& test, const MeasureOptions& options);
+  // Measures for about budget_ms (at least one chunk of 100 images); true when the measurement is finished.
+  bool step(double budget_ms);
+  bool active() const { return active_; }
+  size_t snapshot_step() const { return snap_step_; }  // the run's step count at begin()
+  const nlohmann::json& values() const { return values_; }  // the last finished measurement (null before the first)
+
+ private:
+  void finish();
+  bool active_ = false;
+  int stage_ = 0;  // 0: the test images, 1: the noise images (anomalyAuc against noise)
+  size_t pos_ = 0, total_ = 0, snap_step_ = 0;
+  const Dataset* test_ = nullptr;
+  MeasureOptions options_;
+  double pca_error_ = 0;
+  Preset preset_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Trainer> trainer_;
+  nlohmann::json base_;  // the run's values that need no measuring (step, epoch, settings)
+  Rng noise_{0x5eed};
+  Tensor input_, target_, clean_;
+  LossTerms sum_;
+  double code_abs_ = 0;
+  size_t code_count_ = 0;
+  std::vector<float> errors_, clean_errors_, noise_errors_;
+  nlohmann::json values_;
+};
 
 // The mean squared test error of PCA with k components, fitted on the first 10000 training images.
 double pca_test_error(const Dataset& train, const Dataset& test, Normalization norm, size_t k, size_t test_images);
