@@ -352,8 +352,8 @@ void App::panel_data() {
   ImGui::End();
 }
 
-static void draw_curve(ImDrawList* dl, ImVec2 p0, ImVec2 size, const std::vector<float>& xs, const std::vector<float>& ys,
-                       float x1, float y0, float y1, bool log_scale, ImU32 col, float smooth) {
+void draw_curve(ImDrawList* dl, ImVec2 p0, ImVec2 size, const std::vector<float>& xs, const std::vector<float>& ys,
+                float x1, float y0, float y1, bool log_scale, ImU32 col, float smooth) {
   if (xs.empty()) return;
   auto Y = [&](float v) {
     float a = log_scale ? std::log10(std::max(v, 1e-12f)) : v;
@@ -457,6 +457,7 @@ void App::panel_training() {
   };
   range(s.run->curve);
   for (const auto& c : s.past) range(c);
+  if (s.lesson.twin) range(s.lesson.twin->curve);
   if (y1 > y0) {
     if (!s.log_scale) y0 = std::min(y0, 0.f);
     for (const auto& c : s.past) {
@@ -469,6 +470,7 @@ void App::panel_training() {
       draw_curve(dl, p0, size, s.run->curve.step, s.run->curve.recon, x1, y0, y1, s.log_scale, IM_COL32(120, 220, 120, 200), 0.98f);
       draw_curve(dl, p0, size, s.run->curve.step, s.run->curve.kl, x1, y0, y1, s.log_scale, IM_COL32(220, 120, 220, 200), 0.98f);
     }
+    draw_twin_curve(dl, p0, size, x1, y0, y1);
     char buf[64];
     std::snprintf(buf, sizeof buf, "%.4g", y1);
     dl->AddText(ImVec2(p0.x + 4, p0.y + 2), IM_COL32(200, 200, 200, 255), buf);
@@ -483,6 +485,11 @@ void App::panel_training() {
   if (s.run->model->is_vae() && s.show_recon_kl) {
     dl->AddText(ImVec2(p0.x + size.x - 150, ly + 28), IM_COL32(120, 220, 120, 255), "reconstruction");
     dl->AddText(ImVec2(p0.x + size.x - 150, ly + 42), IM_COL32(220, 120, 220, 255), "beta * KL");
+  }
+  if (s.lesson.twin) {  // a lesson's twin run: the curves above are run a's
+    const float ty = ly + (s.run->model->is_vae() && s.show_recon_kl ? 56 : 28);
+    dl->AddText(ImVec2(p0.x + size.x - 150, ty), IM_COL32(255, 140, 190, 255), ("b train: " + s.lesson.twin->curve.label).c_str());
+    dl->AddText(ImVec2(p0.x + size.x - 150, ty + 14), IM_COL32(255, 220, 120, 255), "b test");
   }
   ImGui::InvisibleButton("##curves", size);
   if (ImGui::IsItemHovered() && !s.past.empty()) {
@@ -519,6 +526,7 @@ void App::panel_recon() {
       }
       ImGui::TextWrapped("%s", list.c_str());
     }
+    twin_recon_row();
   } else {
     ImGui::TextUnformatted("Waiting for data.");
   }

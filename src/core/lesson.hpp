@@ -84,6 +84,9 @@ class RunMeasure {
   // Measures for about budget_ms (at least one chunk of 100 images); true when the measurement is finished.
   bool step(double budget_ms);
   bool active() const { return active_; }
+  void cancel() { active_ = false; }
+  // The copy of the run's weights taken at begin() (null before the first): the page draws the twin run from it.
+  Model* snapshot() { return model_.get(); }
   size_t snapshot_step() const { return snap_step_; }  // the run's step count at begin()
   const nlohmann::json& values() const { return values_; }  // the last finished measurement (null before the first)
 
