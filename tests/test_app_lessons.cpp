@@ -165,6 +165,10 @@ TEST_CASE("app lessons: built-in lessons by id, skipping, leaving, and clear err
   CHECK(l["id"] == "denoising");
   CHECK(l["step"] == 2);
   CHECK(l["steps"][0]["progress"] == "skipped");
+  REQUIRE(l["events"].size() == 2);
+  CHECK(l["events"][0]["event"] == "start");
+  CHECK(l["events"][1]["event"] == "skip");
+  CHECK(l["events"][1]["seq"].get<int>() > l["events"][0]["seq"].get<int>());
   CHECK(app.status()["preset"] == "denoise");
   CHECK(app.status()["target"] == "clean");
   CHECK(l["twin"]["label"] == "noisy target");

@@ -814,6 +814,7 @@ json App::command(const json& cmd) {
   if (download >= 0) request_download(download == 1);
   lesson_command(cmd, errors, true);  // after the settings: a lesson sets its own
   if (!errors.empty()) return {{"ok", false}, {"errors", errors}};
+  if (!cmd.contains("lessonPicker")) s.lesson.picker = false;  // the page was set up: the start screen gives way
   return {{"ok", true}};
 }
 

@@ -159,6 +159,7 @@ class App {
   void lesson_goto(size_t step);
   void step_lesson(double budget_ms);
   void lesson_measured();
+  void push_lesson_event(nlohmann::json ev);
   void paint_twin_recon();
   nlohmann::json lesson_status() const;
   nlohmann::json lesson_command(const nlohmann::json& cmd, std::vector<std::string>& errors, bool apply);

@@ -88,7 +88,8 @@ struct LessonPlay {
   std::vector<std::pair<size_t, double>> pca_cache;  // (code size * 2 + normalization, PCA's test error)
   nlohmann::json values;  // the last measurement as LessonRunner::status() has it (null before the first)
   Goal::Result result;    // the open step's goal on it
-  nlohmann::json events = nlohmann::json::array();  // goal events so far, for the page to pass to its parent
+  nlohmann::json events = nlohmann::json::array();  // this lesson's events so far, for the page to pass to its parent
+  size_t next_event = 1;                             // their numbers (seq), never reused in a session
   Picture twin_recon;     // the twin's reconstructions of the Reconstructions panel's digits
   float twin_recon_err[8] = {};
 };

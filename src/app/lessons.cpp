@@ -78,9 +78,8 @@ void App::start_lesson(const Lesson& l, size_t step) {
   L.twin.reset();
   lesson_use_configs(true);
   if (!l.start.panels.empty()) command({{"panels", l.start.panels}});
-  for (size_t k = 0; k < step && k < l.steps.size(); ++k) L.progress[k] = 2;
-  lesson_goto(std::min(step, l.steps.size() - 1));
-  L.events.push_back({{"type", "aep-event"}, {"event", "start"}, {"lesson", l.id}, {"steps", l.steps.size()}});
+  push_lesson_event({{"event", "start"}, {"steps", l.steps.size()}});
+  lesson_goto(std::min(step, l.steps.size() - 1));  // the steps before count as skipped
   message = "Lesson: " + l.title;
 }
 
@@ -213,7 +212,7 @@ void App::lesson_goto(size_t k) {
   for (size_t i = L.step; i < k; ++i)
     if (L.progress[i] == 0) {
       L.progress[i] = 2;
-      L.events.push_back({{"type", "aep-event"}, {"event", "skip"}, {"lesson", L.lesson.id}, {"step", i + 1}});
+      push_lesson_event({{"event", "skip"}, {"step", i + 1}});
     }
   L.step = k;
   L.action_left = 0;
@@ -225,6 +224,15 @@ void App::lesson_goto(size_t k) {
   }
   L.result = L.values.is_object() ? st.goal.evaluate(L.values) : Goal::Result();
   if (L.values.is_object() && L.result.holds) lesson_measured();  // already there (the learner trained ahead)
+}
+
+// Events for the page to pass on to its parent: numbered across lessons, so the page posts each once.
+void App::push_lesson_event(json ev) {
+  LessonPlay& L = s_->lesson;
+  ev["type"] = "aep-event";
+  ev["lesson"] = L.lesson.id;
+  ev["seq"] = L.next_event++;
+  L.events.push_back(std::move(ev));
 }
 
 // ---- measuring ---------------------------------------------------------------------------------------------------------
@@ -303,10 +311,8 @@ void App::lesson_measured() {
   L.progress[L.step] = 1;
   L.reached_value[L.step] = L.result.value;
   const bool all = std::all_of(L.progress.begin(), L.progress.end(), [](int p) { return p == 1; });
-  L.events.push_back({{"type", "aep-event"}, {"event", "goal"}, {"lesson", L.lesson.id}, {"step", L.step + 1},
-                      {"goal", st.goal.text()},
-                      {"value", std::isfinite(L.result.value) ? json(L.result.value) : json(nullptr)},
-                      {"done", all}});
+  push_lesson_event({{"event", "goal"}, {"step", L.step + 1}, {"goal", st.goal.text()},
+                     {"value", std::isfinite(L.result.value) ? json(L.result.value) : json(nullptr)}, {"done", all}});
 }
 
 // The twin's reconstructions of the Reconstructions panel's digits, from the measurement's snapshot.
@@ -572,7 +578,6 @@ void App::lesson_picker() {
   const ImVec2 size(std::min(640.f, d.x - 40), std::min(560.f, d.y - 60));
   ImGui::SetNextWindowPos(ImVec2((d.x - size.x) / 2, (d.y - size.y) / 2), ImGuiCond_Appearing);
   ImGui::SetNextWindowSize(size, ImGuiCond_Appearing);
-  ImGui::SetNextWindowFocus();
   if (!ImGui::Begin("Lessons", &L.picker, ImGuiWindowFlags_NoCollapse)) return ImGui::End();
   ImGui::PushTextWrapPos(0);
   ImGui::TextUnformatted("Each lesson is an experiment from the course: a few steps, each with a goal the playground "
