@@ -11,7 +11,8 @@
 #   4. the playground page in Debian's Chromium (tests/e2e/run.js): every preset trains 200 steps in the page
 #      (a screenshot of all panels each, every panel's region checked for content), URL parameters, the embedding
 #      example over postMessage, downloads loaded strict in PyTorch, a malformed upload, autosave, divergence, the
-#      memory budget, the Content-Security-Policy, UMAP, bench.html; frame times printed as information;
+#      memory budget, the Content-Security-Policy, UMAP, bench.html; frame times printed as information; every lesson
+#      opens from its URL, two are followed to the end, the course page web/lesson-example.html gets goal events;
 #   5. the desktop app under Xvfb: trains a few hundred frames and writes a screenshot whose panels must show content;
 #   6. libFuzzer on every parser for a few seconds each (tests/fuzz/run.sh).
 # Logs and screenshots: build/test-logs/.
@@ -166,6 +167,13 @@ if [ -f build/web/aep_web.wasm ]; then
   np=$(grep -c '^PASS' "$logs/e2e.log"); nf=$(grep -c '^FAIL' "$logs/e2e.log")
   passed=$((passed + np)); failed=$((failed + nf))
   if [ $rc -ne 0 ] && [ "$nf" -eq 0 ]; then fail "end-to-end run stopped early (log: $logs/e2e.log)"; tail -n 5 "$logs/e2e.log"; fi
+  # Lessons: every one opens from its URL (screenshots in build/test-logs/lessons), two are followed to the end, the
+  # course page web/lesson-example.html gets the goal events (`--follow all` times every lesson: README's table).
+  node tests/e2e/lessons.js "$logs/lessons" > "$logs/lessons-e2e.log" 2>&1; rc=$?
+  grep -E '^(PASS|FAIL|INFO|      )' "$logs/lessons-e2e.log"
+  np=$(grep -c '^PASS' "$logs/lessons-e2e.log"); nf=$(grep -c '^FAIL' "$logs/lessons-e2e.log")
+  passed=$((passed + np)); failed=$((failed + nf))
+  if [ $rc -ne 0 ] && [ "$nf" -eq 0 ]; then fail "lessons end-to-end run stopped early (log: $logs/lessons-e2e.log)"; fi
 else
   fail "end-to-end tests (page not built)"
 fi

@@ -304,6 +304,19 @@ void plot_range(const std::vector<float>& xy, size_t n, float& x0, float& x1, fl
   x0 -= mx, x1 += mx, y0 -= my, y1 += my;
 }
 
+std::vector<float> codes_2d(const float* codes, size_t n, size_t dim, Pca* pca) {
+  if (dim == 2) return std::vector<float>(codes, codes + n * 2);
+  // Randomized for large codes: the covariance of 2000 codes of 1568 dimensions alone costs a second in wasm.
+  const size_t k = std::min<size_t>(2, dim);
+  Pca p = dim > 64 ? fit_pca_randomized(codes, n, dim, k) : fit_pca(codes, n, dim, k, 1, 30);
+  std::vector<float> c(n * p.k), xy(n * 2, 0.f);
+  p.project(codes, n, c.data());
+  for (size_t i = 0; i < n; ++i)
+    for (size_t j = 0; j < p.k; ++j) xy[i * 2 + j] = c[i * p.k + j];
+  if (pca) *pca = std::move(p);
+  return xy;
+}
+
 void App::refresh_views() {
   if (!has_data()) return;
   start_views();
@@ -505,19 +518,7 @@ void App::finish_views() {
 
   // 2-D view: the code itself, or its first two principal components.
   s.latent_pca = s.code_dim != 2;
-  s.xy.assign(s.n_view * 2, 0.f);
-  if (s.latent_pca) {
-    // Randomized for large codes: the covariance of 2000 codes of 1568 dimensions alone costs a second in wasm.
-    const size_t k = std::min<size_t>(2, s.code_dim);
-    s.code_pca = s.code_dim > 64 ? fit_pca_randomized(s.codes.data(), s.n_view, s.code_dim, k)
-                                 : fit_pca(s.codes.data(), s.n_view, s.code_dim, k, 1, 30);
-    std::vector<float> c(s.n_view * s.code_pca.k);
-    s.code_pca.project(s.codes.data(), s.n_view, c.data());
-    for (size_t i = 0; i < s.n_view; ++i)
-      for (size_t k = 0; k < s.code_pca.k; ++k) s.xy[i * 2 + k] = c[i * s.code_pca.k + k];
-  } else {
-    s.xy = s.codes;
-  }
+  s.xy = codes_2d(s.codes.data(), s.n_view, s.code_dim, &s.code_pca);
   plot_range(s.xy, s.n_view, s.lx0, s.lx1, s.ly0, s.ly1);
   s.hover_shown = -1;
 

@@ -160,7 +160,7 @@ class App {
   void step_lesson(double budget_ms);
   void lesson_measured();
   void push_lesson_event(nlohmann::json ev);
-  void paint_twin_recon();
+  void paint_twin_views();
   nlohmann::json lesson_status() const;
   nlohmann::json lesson_command(const nlohmann::json& cmd, std::vector<std::string>& errors, bool apply);
   void panel_lesson(float width);
@@ -168,6 +168,7 @@ class App {
   void lessons_menu();
   void draw_twin_curve(ImDrawList* dl, ImVec2 p0, ImVec2 size, float x1, float y0, float y1);
   void twin_recon_row();
+  void twin_latent_view();
   // The autosave's lesson part: the lesson, progress, the settings its actions applied, the twin's weights.
   struct LessonSession;
   void save_lesson_session(SafeTensors& st) const;

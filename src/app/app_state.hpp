@@ -43,6 +43,9 @@ inline uint64_t fnv1a(const void* data, size_t n, uint64_t h = 14695981039346656
 void help_marker(const char* text);  // a "(?)" after the last item, showing `text` on hover
 std::string loss_text(double v);     // "%.5g", or "-" while there is no value yet (NaN)
 void plot_range(const std::vector<float>& xy, size_t n, float& x0, float& x1, float& y0, float& y1);
+// n codes of `dim` numbers as 2-d points [n, 2]: the codes themselves when 2-d, else their first two principal
+// components (the fitted PCA into *pca when given).
+std::vector<float> codes_2d(const float* codes, size_t n, size_t dim, Pca* pca = nullptr);
 bool with_code_size(Preset& p, size_t d);
 // A loss curve in the plot box at p0 (x from 0 to x1 steps, y0..y1, log or linear), exponentially smoothed by `smooth`.
 void draw_curve(ImDrawList* dl, ImVec2 p0, ImVec2 size, const std::vector<float>& xs, const std::vector<float>& ys,
@@ -92,6 +95,8 @@ struct LessonPlay {
   size_t next_event = 1;                             // their numbers (seq), never reused in a session
   Picture twin_recon;     // the twin's reconstructions of the Reconstructions panel's digits
   float twin_recon_err[8] = {};
+  Picture twin_scatter;   // the twin's codes of the measured test digits, 2-d or their first two principal components
+  size_t twin_code_dim = 0;
 };
 
 // A lesson taken out of an autosave (App::take_lesson_session).

@@ -298,7 +298,7 @@ void App::step_lesson(double budget_ms) {
       c.test.push_back(values[1]["testLoss"].get<float>());
     }
   }
-  paint_twin_recon();
+  paint_twin_views();
   lesson_measured();
 }
 
@@ -315,8 +315,9 @@ void App::lesson_measured() {
                      {"value", std::isfinite(L.result.value) ? json(L.result.value) : json(nullptr)}, {"done", all}});
 }
 
-// The twin's reconstructions of the Reconstructions panel's digits, from the measurement's snapshot.
-void App::paint_twin_recon() {
+// The twin's reconstructions of the Reconstructions panel's digits, from the measurement's snapshot, and its latent
+// space from the measurement's codes.
+void App::paint_twin_views() {
   State& s = *s_;
   LessonPlay& L = s.lesson;
   Model* m = L.twin ? L.measure[1].snapshot() : nullptr;
@@ -336,6 +337,33 @@ void App::paint_twin_recon() {
     L.twin_recon.put_digit(2 + i * 30, 2, in.data() + i * 784, lo, hi);
     L.twin_recon.put_digit(2 + i * 30, 32, out.data() + i * 784, lo, hi);
   }
+  const std::vector<float>& codes = L.measure[1].codes();
+  L.twin_code_dim = m->code_size();
+  const size_t n = L.twin_code_dim ? codes.size() / L.twin_code_dim : 0;
+  if (!n) return L.twin_scatter.resize(0, 0);
+  const std::vector<float> xy = codes_2d(codes.data(), n, L.twin_code_dim);
+  float x0, x1, y0, y1;
+  plot_range(xy, n, x0, x1, y0, y1);
+  const int side = 200;
+  L.twin_scatter.resize(side, side);
+  for (size_t i = 0; i < L.twin_scatter.rgba.size(); i += 4)
+    L.twin_scatter.rgba[i] = L.twin_scatter.rgba[i + 1] = 20, L.twin_scatter.rgba[i + 2] = 24;
+  for (size_t i = 0; i < n; ++i) {
+    const float px = (xy[2 * i] - x0) / (x1 - x0) * side, py = (1 - (xy[2 * i + 1] - y0) / (y1 - y0)) * side;
+    if (std::isfinite(px) && std::isfinite(py))
+      L.twin_scatter.put_dot(px, py, 1.6f, kDigitColors[test_.labels.empty() ? 0 : test_.labels[i] % 10]);
+  }
+}
+
+// In the Latent panel, beside the app run's: the twin's codes of the measured test digits.
+void App::twin_latent_view() {
+  LessonPlay& L = s_->lesson;
+  if (!L.twin || !L.twin_scatter.w) return;
+  ImGui::TextColored(ImVec4(1, 0.55f, 0.75f, 1), "b: %s", L.configs[1].label.c_str());
+  ImGui::SameLine();
+  ImGui::TextDisabled("%zu test digits, %s (at step %zu)", L.measure[1].codes().size() / std::max<size_t>(1, L.twin_code_dim),
+                      L.twin_code_dim == 2 ? "2-d code" : "PCA projection of its code", L.measure[1].snapshot_step());
+  L.twin_scatter.show(tex_, 1);
 }
 
 // ---- commands and status -------------------------------------------------------------------------------------------
@@ -514,7 +542,7 @@ void App::panel_lesson(float width) {
   }
   // The goal and its value now.
   ImGui::Spacing();
-  ImGui::Text("Goal: %s", st.goal.text().c_str());
+  ImGui::TextWrapped("Goal: %s", st.goal.text().c_str());
   const Goal::Result& r = L.result;
   if (L.progress[L.step] == 1) {
     ImGui::TextColored(ImVec4(0.3f, 0.85f, 0.4f, 1), "Reached (value %.4g)", L.reached_value[L.step]);
@@ -575,7 +603,7 @@ void App::lesson_picker() {
   LessonPlay& L = s.lesson;
   if (!L.picker) return;
   const ImVec2 d = ImGui::GetIO().DisplaySize;
-  const ImVec2 size(std::min(640.f, d.x - 40), std::min(560.f, d.y - 60));
+  const ImVec2 size(std::min(680.f, d.x - 40), std::min(640.f, d.y - 60));
   ImGui::SetNextWindowPos(ImVec2((d.x - size.x) / 2, (d.y - size.y) / 2), ImGuiCond_Appearing);
   ImGui::SetNextWindowSize(size, ImGuiCond_Appearing);
   if (!ImGui::Begin("Lessons", &L.picker, ImGuiWindowFlags_NoCollapse)) return ImGui::End();
@@ -600,10 +628,11 @@ void App::lesson_picker() {
       }
     }
     ImGui::SameLine();
+    const float x = ImGui::GetCursorPosX();
     ImGui::TextUnformatted(l.title.c_str());
-    ImGui::SameLine();
-    ImGui::TextDisabled("(%s, %zu steps%s)", l.section.substr(std::min<size_t>(l.section.size(), 6)).c_str(),
-                        l.steps.size(), l.twin ? ", two models" : "");
+    ImGui::SetCursorPosX(x);
+    ImGui::TextDisabled("%s, %zu step%s%s", l.section.substr(std::min<size_t>(l.section.size(), 6)).c_str(),
+                        l.steps.size(), l.steps.size() == 1 ? "" : "s", l.twin ? ", two models side by side" : "");
     ImGui::PopID();
   }
   ImGui::End();

@@ -709,6 +709,7 @@ void App::panel_latent() {
     s.decoded.show(tex_, 2);
   }
 
+  twin_latent_view();
   instruments_readout();
   if (m.is_vae() && ImGui::CollapsingHeader("Traverse one latent dimension")) {
     int& dim = s.traverse_dim;

@@ -363,6 +363,7 @@ void RunMeasure::begin(const Run& run, const Dataset& test, const MeasureOptions
   code_abs_ = 0;
   code_count_ = 0;
   errors_.assign(total_, 0.f);
+  codes_.assign(model_->code_size() <= 4096 ? total_ * model_->code_size() : 0, 0.f);
   clean_errors_.assign(preset_.corruption.type != "none" ? total_ : 0, 0.f);
   noise_errors_.assign(o.digit_anomaly ? 0 : 500, 0.f);
   base_ = json::object();
@@ -396,6 +397,7 @@ bool RunMeasure::step(double budget_ms) {
       const Tensor& code = m.is_vae() ? m.mu.output() : m.encoder.output();
       for (float v : code) code_abs_ += std::fabs(double(v));
       code_count_ += code.size();
+      if (!codes_.empty()) std::copy(code.begin(), code.end(), codes_.begin() + pos_ * m.code_size());
       fill_batch(*test_, idx.data(), n, p.normalize, clean_);
       per_image_mse(m.decoder.output().data(), clean_.data(), n, errors_.data() + pos_);
       if (!clean_errors_.empty()) {

@@ -89,6 +89,9 @@ class RunMeasure {
   Model* snapshot() { return model_.get(); }
   size_t snapshot_step() const { return snap_step_; }  // the run's step count at begin()
   const nlohmann::json& values() const { return values_; }  // the last finished measurement (null before the first)
+  // The test images' codes (a VAE's mu), [test images, code size], from the last begin(); empty for codes of more than
+  // 4096 numbers. The page plots a twin run's latent space from them.
+  const std::vector<float>& codes() const { return codes_; }
 
  private:
   void finish();
@@ -107,7 +110,7 @@ class RunMeasure {
   LossTerms sum_;
   double code_abs_ = 0;
   size_t code_count_ = 0;
-  std::vector<float> errors_, clean_errors_, noise_errors_;
+  std::vector<float> errors_, clean_errors_, noise_errors_, codes_;
   nlohmann::json values_;
 };
 
