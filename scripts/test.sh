@@ -191,6 +191,18 @@ if [ -x build/native-debug/aep_desktop ]; then
   else
     fail "desktop app under Xvfb (log: $logs/desktop.log)"; tail -n 5 "$logs/desktop.log" "$logs/desktop-content.log" 2>/dev/null | sed 's/^/      /'
   fi
+  # The same lessons: opened from the command line, its first action run in frames, the lesson panel drawn.
+  shot=$logs/desktop-lesson.png
+  rm -f "$shot"
+  if ASAN_OPTIONS=detect_leaks=0 xvfb-run -a -s "-screen 0 1400x900x24" build/native-debug/aep_desktop \
+       --lesson linear-autoencoder --lesson-action --frames 150 --screenshot "$shot" > "$logs/desktop-lesson.log" 2>&1 \
+     && grep -q '"id":"linear-autoencoder"' "$logs/desktop-lesson.log" && [ -s "$shot" ] \
+     && ! grep -q '"step":0,' "$logs/desktop-lesson.log" \
+     && node tests/e2e/content.js "$shot" "$logs/desktop-lesson.log" > "$logs/desktop-lesson-content.log" 2>&1; then
+    pass "desktop app: a lesson from the command line trains its first action ($(cat "$logs/desktop-lesson-content.log"))"
+  else
+    fail "desktop app lesson (log: $logs/desktop-lesson.log)"; tail -n 5 "$logs/desktop-lesson.log" 2>/dev/null | sed 's/^/      /'
+  fi
 else
   fail "desktop app (not built: is libglfw3-dev installed?)"
 fi

@@ -555,9 +555,12 @@ void App::panel_lesson(float width) {
   } else {
     ImGui::Text("now %.4g: not yet", r.value);
   }
-  if (L.measured_step != size_t(-1))
-    ImGui::TextDisabled("measured at step %zu on %zu test digits%s", L.measured_step, kLessonTestImages,
-                        L.measuring ? " (measuring again)" : "");
+  if (L.measured_step != size_t(-1)) {
+    ImGui::PushStyleColor(ImGuiCol_Text, ImGui::GetStyleColorVec4(ImGuiCol_TextDisabled));
+    ImGui::TextWrapped("measured at step %zu on %zu test digits%s", L.measured_step, kLessonTestImages,
+                       L.measuring ? " (measuring again)" : "");
+    ImGui::PopStyleColor();
+  }
   if (!L.twin_error.empty()) ImGui::TextColored(ImVec4(1, 0.6f, 0.3f, 1), "b stopped: %s", L.twin_error.c_str());
   std::string changed;
   if (lesson_settings_changed(&changed)) {
