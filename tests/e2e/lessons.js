@@ -105,11 +105,12 @@ const measured = (st) => st.lesson && !st.lesson.measuring && st.lesson.actionLe
       console.log(`INFO  lesson ${id}: every goal reached ${secs.toFixed(1)} s after the first action (Chromium, this machine)`);
       await page.screenshot({ path: path.join(out, id + '-done.png') });
       if (id === follow[0]) {  // progress survives a reload (the autosave)
+        const before = await waitFor(page, (s) => measured(s) && !s.running, 120000, 'the last action to end');
         await page.evaluate(() => window.aep.saveSession());
         await page.reload();
         await waitReady(page);
-        const r = await waitFor(page, (s) => s.lesson && s.lesson.id === id, 20000, 'the lesson after a reload');
-        check(`lesson progress survives a reload (${id})`, r.lesson.done === true && r.lesson.step === n && r.step === l.values.step,
+        const r = await waitFor(page, (s) => s.lesson && /^Restored/.test(s.message), 20000, 'the autosave after a reload');
+        check(`lesson progress survives a reload (${id})`, r.lesson.done === true && r.lesson.step === n && r.step === before.step,
               `step ${r.lesson.step} of ${n}, ${r.lesson.steps.map((s) => s.progress).join(', ')}, optimizer step ${r.step}`);
       }
     }
