@@ -417,7 +417,7 @@ TEST_CASE("instruments: checkerboard index by hand and against numpy's FFT") {
 
   // tests/reference/make_checkerboard.py: the same index from the 2-D FFT's power spectrum.
   const SafeTensors st = read_safetensors(std::string(AEP_TEST_DIR) + "/reference/checkerboard.safetensors");
-  REQUIRE_MESSAGE(st.find("images") && st.find("index"),
+  REQUIRE_MESSAGE((st.find("images") && st.find("index")),
                   "checkerboard.safetensors lacks images/index (regenerate: /usr/bin/python3 tests/reference/make_checkerboard.py)");
   const std::vector<float> images = st.find("images")->as_f32(), want = st.find("index")->as_f32();
   REQUIRE(images.size() == want.size() * 784);

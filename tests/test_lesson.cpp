@@ -186,7 +186,7 @@ TEST_CASE("lessons: every file parses, its id is its name, and the README lists 
     CHECK(readme.find("| `" + std::string(v.name) + "` |") != std::string::npos);
   }
   CHECK_THROWS_WITH(load_lesson("no-such-lesson"),
-                    doctest::Contains("unknown lesson 'no-such-lesson' (known: anomaly-detection, "));
+                    doctest::Contains("unknown lesson 'no-such-lesson' (known: ae-vs-vae-latent, anomaly-detection, "));
 }
 
 TEST_CASE("lessons: malformed lesson files get messages that say what to fix") {
