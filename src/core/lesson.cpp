@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "core/idx.hpp"
+#include "core/instruments.hpp"
 #include "core/json_section.hpp"
 #include "core/metrics.hpp"
 #include "core/model.hpp"
@@ -294,6 +295,13 @@ Lesson parse_lesson(const json& j, const std::string& source) {
   return l;
 }
 
+bool Lesson::names_value(const std::string& name) const {
+  for (const LessonStep& s : steps)
+    for (const std::string& n : s.goal.names())
+      if (n == name || n == "a." + name || n == "b." + name) return true;
+  return false;
+}
+
 Lesson parse_lesson_text(const std::string& text, const std::string& source) {
   return parse_lesson(parse_json_text(text, source, kMaxLessonDepth), source);
 }
@@ -366,6 +374,12 @@ void RunMeasure::begin(const Run& run, const Dataset& test, const MeasureOptions
   codes_.assign(model_->code_size() <= 4096 ? total_ * model_->code_size() : 0, 0.f);
   clean_errors_.assign(preset_.corruption.type != "none" ? total_ : 0, 0.f);
   noise_errors_.assign(o.digit_anomaly ? 0 : 500, 0.f);
+  checkerboard_.assign(total_, 0.f);
+  input_errors_.assign(total_, 0.f);
+  mu_.clear(), logvar_.clear();
+  jacobian_total_ = o.jacobian ? std::min(kJacobianImages, test.count) : 0;
+  foreign_total_ = o.foreign ? std::min(o.test_images, o.foreign->count) : 0;
+  jacobian_sum_ = foreign_sum_ = 0;
   base_ = json::object();
   base_["step"] = run.steps;
   base_["epoch"] = run.epoch();
@@ -400,6 +414,12 @@ bool RunMeasure::step(double budget_ms) {
       if (!codes_.empty()) std::copy(code.begin(), code.end(), codes_.begin() + pos_ * m.code_size());
       fill_batch(*test_, idx.data(), n, p.normalize, clean_);
       per_image_mse(m.decoder.output().data(), clean_.data(), n, errors_.data() + pos_);
+      checkerboard_index(m.decoder.output().data(), n, checkerboard_.data() + pos_);
+      per_image_mse(input_.data(), clean_.data(), n, input_errors_.data() + pos_);
+      if (m.is_vae()) {
+        mu_.insert(mu_.end(), m.mu.output().begin(), m.mu.output().end());
+        logvar_.insert(logvar_.end(), m.logvar.output().begin(), m.logvar.output().end());
+      }
       if (!clean_errors_.empty()) {
         const Tensor out = m.reconstruct(clean_);
         per_image_mse(out.data(), clean_.data(), n, clean_errors_.data() + pos_);
@@ -408,7 +428,7 @@ bool RunMeasure::step(double budget_ms) {
       if (pos_ >= total_) stage_ = 1, pos_ = 0;
     } else if (stage_ == 0) {
       stage_ = 1, pos_ = 0;
-    } else if (pos_ < noise_errors_.size()) {
+    } else if (stage_ == 1 && pos_ < noise_errors_.size()) {
       // 500 images of uniform noise in the input range, drawn as the app draws them (Rng(99 + first index)).
       const float lo = range_min(p.normalize), hi = range_max(p.normalize);
       const size_t n = std::min<size_t>(64, noise_errors_.size() - pos_);
@@ -417,6 +437,24 @@ bool RunMeasure::step(double budget_ms) {
       for (float& px : x) px = lo + (hi - lo) * r.uniform();
       const Tensor y = m.reconstruct(x);
       per_image_mse(y.data(), x.data(), n, noise_errors_.data() + pos_);
+      pos_ += n;
+    } else if (stage_ < 3 && (stage_ == 1 || pos_ >= jacobian_total_)) {
+      ++stage_, pos_ = 0;  // 1 -> 2: the Jacobian; 2 -> 3: the foreign images
+    } else if (stage_ == 2) {  // jacobianNorm: clean test images, in chunks of 100
+      const size_t n = std::min<size_t>(100, jacobian_total_ - pos_);
+      std::vector<uint32_t> jidx(n);
+      std::iota(jidx.begin(), jidx.end(), uint32_t(pos_));
+      fill_batch(*test_, jidx.data(), n, p.normalize, clean_);
+      for (double v : jacobian_frobenius_sq(m, clean_)) jacobian_sum_ += v;
+      pos_ += n;
+    } else if (pos_ < foreign_total_) {  // foreignError: clean images of the other dataset
+      const size_t n = std::min(B, foreign_total_ - pos_);
+      std::iota(idx.begin(), idx.begin() + n, uint32_t(pos_));
+      fill_batch(*options_.foreign, idx.data(), n, p.normalize, clean_);
+      const Tensor out = m.reconstruct(clean_);
+      std::vector<float> e(n);
+      per_image_mse(out.data(), clean_.data(), n, e.data());
+      for (float v : e) foreign_sum_ += v;
       pos_ += n;
     } else {
       finish();
@@ -456,6 +494,15 @@ void RunMeasure::finish() {
   else
     v["anomalyAuc"] = total ? finite_or_null(roc_auc(noise_errors_, anomaly_errors)) : json(nullptr);
   v["pcaError"] = finite_or_null(pca_error_);
+  v["inputError"] = total ? finite_or_null(std::accumulate(input_errors_.begin(), input_errors_.end(), 0.0) / nt)
+                          : json(nullptr);
+  v["checkerboard"] = total ? finite_or_null(std::accumulate(checkerboard_.begin(), checkerboard_.end(), 0.0) / nt)
+                            : json(nullptr);
+  v["jacobianNorm"] = jacobian_total_ ? finite_or_null(jacobian_sum_ / double(jacobian_total_)) : json(nullptr);
+  v["activeUnits"] = m.is_vae() && total
+                         ? json(posterior_stats(mu_.data(), logvar_.data(), total, m.code_size()).active_units)
+                         : json(nullptr);
+  v["foreignError"] = foreign_total_ ? finite_or_null(foreign_sum_ / double(foreign_total_)) : json(nullptr);
   v["codeSize"] = m.code_size();
   v["parameters"] = m.parameter_count();
   v["batch"] = p.training.batch_size;
@@ -481,11 +528,11 @@ double pca_test_error(const Dataset& train, const Dataset& test, Normalization n
 
 // ---- the runner ------------------------------------------------------------------------------------------------------
 
-LessonRunner::LessonRunner(const Lesson& lesson, const Dataset& train, const Dataset& test, size_t test_images)
-    : lesson_(lesson), train_(train), test_(test), test_images_(test_images) {
-  for (const LessonStep& s : lesson_.steps)
-    for (const std::string& n : s.goal.names())
-      if (n == "pcaError" || n == "a.pcaError" || n == "b.pcaError") wants_pca_ = true;
+LessonRunner::LessonRunner(const Lesson& lesson, const Dataset& train, const Dataset& test, size_t test_images,
+                           const Dataset* foreign)
+    : lesson_(lesson), train_(train), test_(test), test_images_(test_images), foreign_(foreign) {
+  wants_pca_ = lesson_.names_value("pcaError");
+  wants_jacobian_ = lesson_.names_value("jacobianNorm");
   configs_.push_back(lesson_.start);
   if (lesson_.twin) configs_.push_back(*lesson_.twin);
   build();
@@ -575,6 +622,8 @@ void LessonRunner::measure() {
     o.test_images = test_images_;
     o.holdout = c.holdout;
     o.digit_anomaly = c.anomaly == "digit";
+    o.jacobian = wants_jacobian_;
+    o.foreign = foreign_;
     double pca = NAN;
     if (wants_pca_) {
       const size_t k = runs_[i]->model->code_size();
