@@ -168,6 +168,9 @@ TEST_CASE("L1 as the reconstruction loss: presets accept it, training uses it, B
   bce.decoder.erase(bce.decoder.size() - 1);  // the final Sigmoid
   CHECK(bce_range_problem(bce) ==
         "BCE needs outputs in [0, 1], but the decoder does not end in a Sigmoid: add one, or use MSE or L1");
+  bce = load_preset("conv-dense");  // Sigmoid, then Unflatten: still probabilities
+  bce.loss.reconstruction = "bce";
+  CHECK(bce_range_problem(bce) == "");
   bce = load_preset("linear");
   bce.loss.reconstruction = "bce";
   bce.normalize = Normalization::MinusOneOne;
@@ -280,6 +283,15 @@ TEST_CASE("encoder Jacobian norm matches PyTorch's autograd, and the contractive
     CHECK(j[b] == doctest::Approx(closed).epsilon(1e-5));
   }
   CHECK_THROWS_WITH(jacobian_frobenius_sq(*m, Tensor({2, 1, 14, 14})), "the Jacobian needs images [2, 1, 28, 28], got [2, 1, 14, 14]");
+  // Sliced by rows (as the page computes it between frames): the shares add up to the whole.
+  const size_t units = m->code_size(), cut = units / 3;
+  const std::vector<double> a = jacobian_frobenius_sq(*m, x, 0, cut), b = jacobian_frobenius_sq(*m, x, cut, units);
+  for (size_t i = 0; i < j.size(); ++i) CHECK(a[i] + b[i] == doctest::Approx(j[i]).epsilon(1e-9));
+  CHECK(a[0] > 0);
+  CHECK(b[0] > 0);
+  CHECK_THROWS_WITH(jacobian_frobenius_sq(*m, x, 2, units + 1),
+                    ("the Jacobian's rows 2.." + std::to_string(units + 1) + " are not within the code's " +
+                     std::to_string(units)).c_str());
 }
 
 // ------------------------------------------------------------------------------------------ the probe's classifiers
