@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "app/app.hpp"
+#include "app/instrument_views.hpp"
 #include "core/instruments.hpp"
 #include "core/metrics.hpp"
 #include "core/umap.hpp"
@@ -137,6 +138,7 @@ struct App::State {
     double total = 0, kl = 0;
     std::vector<float> codes, errors, noise_errors;
     std::vector<float> logvars;  // a VAE's log sigma^2 per view image, beside its mu in codes
+    std::string loss;            // the loss its test loss is measured with (reconstruction_loss_label)
   } job;
   IdxImages pending_images[2];  // a user's own IDX files, [0] train, [1] test, until images and labels are both in
   IdxLabels pending_labels[2];
@@ -158,6 +160,8 @@ struct App::State {
   bool show_json = false, show_code = false;
   std::string code_text;
   bool code_keras = false;  // the code view shows Keras instead of PyTorch
+
+  InstrumentViews instr;  // the loss picker, Jacobian norm, code probe and posterior view (instrument_views.cpp)
 };
 
 }  // namespace aep
