@@ -330,6 +330,26 @@ TEST_CASE("probe: softmax regression matches PyTorch's Adam steps, k-NN matches 
   knn_predict(KX.data(), ky.data(), kn, KT.data(), 0, 10, kd, k, pred.data());  // in two calls, as the probe slices
   knn_predict(KX.data(), ky.data(), kn, KT.data(), 10, want.size(), kd, k, pred.data());
   for (size_t i = 0; i < want.size(); ++i) CHECK_MESSAGE(int64_t(pred[i]) == want[i], "k-NN test point " << i);
+
+}
+
+TEST_CASE("k-NN: the same predictions whatever the tile (how finely the search is sliced)") {
+  Rng rng(5);
+  const size_t n = 1000, m = 300, dim = 8;  // 1,000 training rows: 4 chunks of 256 at the smallest tile
+  std::vector<float> train(n * dim), test(m * dim);
+  std::vector<uint8_t> labels(n);
+  for (float& v : train) v = rng.normal();
+  for (float& v : test) v = rng.normal();
+  for (uint8_t& l : labels) l = uint8_t(rng.below(10));
+  std::vector<uint8_t> whole(m, 99), tiled(m, 99);
+  knn_predict(train.data(), labels.data(), n, test.data(), 0, m, dim, 5, whole.data());
+  knn_predict(train.data(), labels.data(), n, test.data(), 0, m, dim, 5, tiled.data(), 1);
+  CHECK(whole == tiled);
+  KnnSearch s;
+  s.begin(train.data(), labels.data(), n, test.data(), m, dim, 5, 1);
+  size_t units = 1;
+  while (!s.unit()) ++units;
+  CHECK(units == 8);  // 2 blocks of test rows (256 + 44) x 4 chunks
 }
 
 TEST_CASE("k-NN: equal distances rank by index, a tied vote goes to the nearest neighbour's digit") {

@@ -155,6 +155,7 @@ class App {
   void set_probe_labels(size_t labels);
   void loss_picker();
   void jacobian_readout();
+  float instruments_height() const;  // room the Latent panel keeps under its plot for the lines below
   void probe_section();
   void select_posterior(int digit);
   void posterior_overlay(ImDrawList* dl, ImVec2 p0, float side, float x0, float x1, float y0, float y1, bool umap);

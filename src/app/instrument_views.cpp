@@ -106,6 +106,7 @@ bool App::step_probe(double budget_ms) {
     if (next < 0) return false;
     ProbeSettings ps;
     ps.labels = P.labels;
+    ps.knn_tile = size_t(1) << 25;  // k-NN in units of a few ms (the same predictions as the CLI's larger units)
     const size_t pixels = train_.rows * train_.cols;
     try {
       if (next == 0) {
@@ -226,6 +227,15 @@ void App::loss_picker() {
 
 // ---- the Latent panel ---------------------------------------------------------------------------------------------------
 
+float App::instruments_height() const {
+  const State& s = *s_;
+  const float line = ImGui::GetTextLineHeightWithSpacing(), frame = ImGui::GetFrameHeightWithSpacing();
+  float h = line + frame;  // the Jacobian line, the probe's header
+  if (s.run->model->is_vae()) h += line;  // the posterior line
+  if (s.instr.probe.open) h += frame + line + 4 * (line + 4);  // slider, progress, table
+  return h;
+}
+
 void App::jacobian_readout() {
   State& s = *s_;
   const JacobianJob& J = s.instr.jacobian;
@@ -251,6 +261,7 @@ void App::jacobian_readout() {
 void App::probe_section() {
   State& s = *s_;
   ProbeJob& P = s.instr.probe;
+  if (P.open_request) ImGui::SetNextItemOpen(true), P.open_request = false;
   P.open = ImGui::CollapsingHeader("Code probe: what is the code good for?");
   if (!P.open) return;
   if (!P.error.empty()) {
@@ -278,10 +289,8 @@ void App::probe_section() {
                 "count.",
                 code, code > 128 ? ", and this code too (so its PCA row equals the pixels' row)" : "");
   help_marker(help);
-  if (P.running >= 0) {
-    ImGui::TextDisabled("computing the %s probe: %s, %d%%", kProbeNames[P.running], P.probe.stage_name(),
-                        int(100 * P.probe.progress()));
-  }
+  if (P.running >= 0) ImGui::TextDisabled("computing the %s probe (%s)...", kProbeNames[P.running], P.probe.stage_name());
+  else ImGui::TextDisabled("test accuracy; %zu labelled training images", P.labels);
   const ImGuiTableFlags flags = ImGuiTableFlags_RowBg | ImGuiTableFlags_BordersInnerV | ImGuiTableFlags_SizingStretchProp;
   if (ImGui::BeginTable("probe", 4, flags)) {
     ImGui::TableSetupColumn("features");
@@ -355,13 +364,6 @@ void App::posterior_overlay(ImDrawList* dl, ImVec2 p0, float side, float x0, flo
     const double b = d == 2 ? (j == 1) : s.code_pca.k > 1 ? s.code_pca.components[d + j] : 0.0;
     cov[0] += a * a * var, cov[1] += a * b * var, cov[2] += b * b * var;
   }
-  const size_t n = v.samples.size() / d;
-  for (size_t i = 0; i < n; ++i) {
-    float q[2];
-    plane(v.samples.data() + i * d, q);
-    const int alpha = int(60 + 170 * (i + 1) / n);  // newest brightest
-    dl->AddCircleFilled(to_screen(q[0], q[1]), 1.8f, IM_COL32(255, 255, 255, alpha), 6);
-  }
   // The 2-sigma ellipse: centre + 2 (sqrt(l1) cos t e1 + sqrt(l2) sin t e2), from the covariance's eigenvectors.
   const double tr = cov[0] + cov[2], det = cov[0] * cov[2] - cov[1] * cov[1];
   const double disc = std::sqrt(std::max(0.0, tr * tr / 4 - det));
@@ -376,15 +378,52 @@ void App::posterior_overlay(ImDrawList* dl, ImVec2 p0, float side, float x0, flo
   }
   float c[2];
   plane(v.mu.data(), c);
-  ImVec2 pts[64];
-  for (int k = 0; k < 64; ++k) {
-    const double t = 2 * 3.14159265358979 * k / 64, a = 2 * std::sqrt(l1) * std::cos(t), b = 2 * std::sqrt(l2) * std::sin(t);
-    pts[k] = to_screen(float(c[0] + a * e1[0] - b * e1[1]), float(c[1] + a * e1[1] + b * e1[0]));
+  constexpr int kRim = 64;
+  float rim[kRim][2];
+  for (int k = 0; k < kRim; ++k) {
+    const double t = 2 * 3.14159265358979 * k / kRim, a = 2 * std::sqrt(l1) * std::cos(t), b = 2 * std::sqrt(l2) * std::sin(t);
+    rim[k][0] = float(c[0] + a * e1[0] - b * e1[1]), rim[k][1] = float(c[1] + a * e1[1] + b * e1[0]);
   }
-  dl->AddPolyline(pts, 64, IM_COL32(255, 230, 80, 255), ImDrawFlags_Closed, 2.f);
+  const size_t n = v.samples.size() / d;
+  std::vector<float> zs(2 * n);
+  for (size_t i = 0; i < n; ++i) plane(v.samples.data() + i * d, &zs[2 * i]);
+  const ImU32 yellow = IM_COL32(255, 230, 80, 255);
+  // Samples (newest brightest), ellipse and mu through a map from the plane to the screen.
+  auto draw = [&](auto&& at, float dot) {
+    for (size_t i = 0; i < n; ++i)
+      dl->AddCircleFilled(at(zs[2 * i], zs[2 * i + 1]), dot, IM_COL32(255, 255, 255, int(60 + 170 * (i + 1) / n)), 6);
+    ImVec2 pts[kRim];
+    for (int k = 0; k < kRim; ++k) pts[k] = at(rim[k][0], rim[k][1]);
+    dl->AddPolyline(pts, kRim, yellow, ImDrawFlags_Closed, 2.f);
+    const ImVec2 m = at(c[0], c[1]);
+    dl->AddLine(ImVec2(m.x - 4, m.y), ImVec2(m.x + 4, m.y), yellow, 1.5f);
+    dl->AddLine(ImVec2(m.x, m.y - 4), ImVec2(m.x, m.y + 4), yellow, 1.5f);
+  };
+  draw(to_screen, 1.8f);
   const ImVec2 m = to_screen(c[0], c[1]);
-  dl->AddLine(ImVec2(m.x - 5, m.y), ImVec2(m.x + 5, m.y), IM_COL32(255, 230, 80, 255), 2.f);
-  dl->AddLine(ImVec2(m.x, m.y - 5), ImVec2(m.x, m.y + 5), IM_COL32(255, 230, 80, 255), 2.f);
+  dl->AddCircle(m, 9, yellow, 16, 1.5f);  // the selected digit, findable however small its posterior
+  // A close-up in the plot's top-right corner: the posterior is often a few percent of the plot's range. It spans
+  // mu +- twice the ellipse's longest radius, at one scale on both axes, with the view's dots that fall inside.
+  const double half = 4 * std::sqrt(l1);
+  if (!(half > 0) || !std::isfinite(half)) return;
+  const float box = std::floor(std::min(150.f, side * 0.38f));
+  const ImVec2 b0(p0.x + side - box - 4, p0.y + 4), b1(b0.x + box, b0.y + box);
+  auto to_box = [&](float x, float y) {
+    return ImVec2(b0.x + box * float(0.5 + (x - c[0]) / (2 * half)), b0.y + box * float(0.5 - (y - c[1]) / (2 * half)));
+  };
+  dl->AddRectFilled(b0, b1, IM_COL32(14, 14, 18, 240));
+  dl->PushClipRect(b0, b1, true);
+  for (size_t i = 0; i < s.n_view && 2 * i + 1 < s.xy.size(); ++i) {
+    const float x = s.xy[2 * i], y = s.xy[2 * i + 1];
+    if (std::fabs(x - c[0]) > half * 1.1 || std::fabs(y - c[1]) > half * 1.1 || int(i) == v.digit) continue;
+    dl->AddCircleFilled(to_box(x, y), 3.f, kDigitColors[test_.labels.empty() ? 7 : test_.labels[i] % 10], 8);
+  }
+  draw(to_box, 2.2f);
+  dl->PopClipRect();
+  dl->AddRect(b0, b1, IM_COL32(255, 230, 80, 160));
+  char label[64];
+  std::snprintf(label, sizeof label, "close-up: %.2g wide", 2 * half);
+  dl->AddText(ImVec2(b0.x + 4, b1.y - 16), IM_COL32(230, 230, 230, 255), label);
 }
 
 void App::posterior_readout(bool umap) {
@@ -408,10 +447,12 @@ void App::posterior_readout(bool umap) {
                      "place for new points: switch to the PCA view to see its samples."
                    : s.code_dim == 2 ? "The VAE's encoder gives each digit a Gaussian N(mu, sigma^2), not a point: the "
                                        "yellow ellipse holds mu +- 2 sigma (about 86% of the samples of a 2-d Gaussian), "
-                                       "the white dots are z drawn from it live, as training draws them."
+                                       "the white dots are z drawn from it live, as training draws them. The box at the "
+                                       "top right is a close-up of it (one scale on both axes), with the codes of other "
+                                       "test digits that fall there."
                                      : "The VAE's encoder gives each digit a Gaussian N(mu, sigma^2), not a point: its "
                                        "samples z, drawn live, and the 2-sigma ellipse of their projection on the PCA "
-                                       "plane.");
+                                       "plane; the box at the top right is a close-up of it.");
 }
 
 // ---- commands and status ------------------------------------------------------------------------------------------------
@@ -472,7 +513,7 @@ void App::apply_instrument_command(const InstrumentCommand& c) {
   }
   if (c.probe_labels > 0) {
     set_probe_labels(size_t(c.probe_labels));
-    s.instr.probe.requested = true;
+    s.instr.probe.requested = s.instr.probe.open_request = true;
   }
   if (c.posterior_digit >= -1) select_posterior(c.posterior_digit);
   if (!c.warnings.empty()) message = c.warnings[0];
@@ -502,6 +543,7 @@ json App::instrument_status() const {
              {"pca", probe_json(P.pca)},
              {"pcaIsPixels", P.pca_is_pixels},
              {"running", P.running >= 0 ? json(kProbeNames[P.running]) : json(nullptr)},
+             {"stage", P.running >= 0 ? json(P.probe.stage_name()) : json(nullptr)},
              {"error", P.error.empty() ? json(nullptr) : json(P.error)}};
   json posterior = nullptr;
   if (v.digit >= 0 && !v.mu.empty()) {

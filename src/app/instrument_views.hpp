@@ -16,7 +16,7 @@ namespace aep {
 // Digits the Jacobian norm is measured on: kJacobianDigits, fewer for large codes so that one measurement costs at
 // most kJacobianRows backward passes of one image (one per code number and digit), and never fewer than
 // kJacobianMinDigits.
-constexpr size_t kJacobianDigits = 200, kJacobianRows = 200 * 64, kJacobianMinDigits = 2;
+constexpr size_t kJacobianDigits = 100, kJacobianRows = 100 * 64, kJacobianMinDigits = 2;
 size_t jacobian_digits(size_t code_size, size_t test_count);
 
 struct JacobianJob {
@@ -39,6 +39,7 @@ struct ProbeJob {
   size_t labels = 1000;   // the slider: labelled training images the classifiers may use
   bool requested = false; // asked for by a command (probeLabels): computed even while the section is closed
   bool open = false;      // the Latent panel's probe section is open (set as it is drawn)
+  bool open_request = false;  // a command asked for the probe: the section opens the next time it is drawn
   std::unique_ptr<Model> model;  // the weights the running code probe encodes with (unchanged until it finishes)
   Probe probe;
   int running = -1;       // which probe runs: 0 codes, 1 pixels, 2 PCA codes; -1 none

@@ -620,7 +620,7 @@ void App::panel_latent() {
                    : "Hover a point to see its digit; click anywhere to decode that point of the plane.");
   const bool grid = s.code_dim == 2 && s.manifold.w;
   ImVec2 avail = ImGui::GetContentRegionAvail();
-  float side = std::max(120.f, std::min(grid ? avail.x * 0.5f - 6 : avail.x, avail.y - 70));
+  float side = std::max(120.f, std::min(grid ? avail.x * 0.5f - 6 : avail.x, avail.y - 70 - instruments_height()));
   side = std::floor(side);
   ImVec2 p0 = ImGui::GetCursorScreenPos();
   p0 = ImVec2(std::floor(p0.x), std::floor(p0.y));  // the dots' picture maps 1:1 onto screen pixels
