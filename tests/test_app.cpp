@@ -613,6 +613,7 @@ TEST_CASE("app: the reconstruction loss changes on the running model; each loss 
   st = app.status();
   REQUIRE(st["lossSegments"].size() == 3);
   CHECK(st["lossSegments"][2]["loss"] == "L1, sum");
+  CHECK(app.config_query().find("&loss=l1&reduction=sum") != std::string::npos);  // the page's "Copy link"
   ui.frame(app);  // the Training panel draws the three segments
 
   // The segments survive the autosave.
@@ -712,6 +713,23 @@ TEST_CASE("app: the code probe: codes, pixels and PCA codes of the code's size, 
   CHECK(num(p["code"]["softmax"]) > 0.3);  // far above chance (0.1) with 100 labels
   CHECK(num(p["pixels"]["knn"]) > 0.5);
 
+  // Another label count: the pixels' PCA is not fitted again (the page keeps it), with the same result as a fit.
+  REQUIRE(app.command({{"probeLabels", 60}})["ok"] == true);
+  app.refresh_instruments();
+  {
+    ProbeSettings p60;
+    p60.labels = 60;
+    Probe fresh;
+    fresh.begin(mnist(true), mnist(false), 784, pixel_features(Normalization::ZeroOne), p60);
+    REQUIRE(fresh.step(1e9));
+    CHECK(num(app.status()["probe"]["pixels"]["softmax"]) == fresh.result().softmax_accuracy);
+    CHECK(num(app.status()["probe"]["pixels"]["knn"]) == fresh.result().knn_accuracy);
+    CHECK(app.status()["probe"]["labels"] == 60);
+  }
+  REQUIRE(app.command({{"probeLabels", 100}})["ok"] == true);
+  app.refresh_instruments();
+  CHECK(app.status()["probe"]["pixels"] == p["pixels"]);
+
   // Training on: the codes are probed again in slices within frames; pixels and PCA stay as they were.
   REQUIRE(app.train_steps(20));
   int frames = 0;
@@ -759,7 +777,7 @@ TEST_CASE("app: a VAE's posterior for a selected digit: its mu and sigma, z samp
   nlohmann::json q = app.status()["posterior"];
   REQUIRE(q.is_object());
   CHECK(q["digit"] == 3);
-  CHECK(q["samples"] == 5 * kPosteriorSamplesPerFrame);
+  CHECK(q["samples"] == kPosteriorSamples);
   auto m = model_of(app, load_preset("vae-mlp"));
   Tensor x;
   const uint32_t id = 3;
@@ -770,8 +788,18 @@ TEST_CASE("app: a VAE's posterior for a selected digit: its mu and sigma, z samp
     CHECK(num(q["mu"][j]) == doctest::Approx(post.mu.data()[j]).epsilon(1e-5));
     CHECK(num(q["sigma"][j]) == doctest::Approx(std::exp(0.5 * post.logvar.data()[j])).epsilon(1e-5));
   }
-  for (int i = 0; i < 100; ++i) ui.frame(app);
-  CHECK(app.status()["posterior"]["samples"] == kPosteriorSamples);  // the cloud keeps the newest
+  // The cloud is drawn from N(mu, sigma^2): its mean within 5 standard errors of mu, its spread within 30% of sigma;
+  // and it is drawn live: after enough frames every sample has been replaced.
+  for (size_t j = 0; j < 2; ++j) {
+    const double sigma = num(q["sigma"][j]);
+    CHECK(std::fabs(num(q["sampleMean"][j]) - num(q["mu"][j])) < 5 * sigma / std::sqrt(double(kPosteriorSamples)));
+    CHECK(num(q["sampleStd"][j]) == doctest::Approx(sigma).epsilon(0.3));
+  }
+  for (size_t i = 0; i < kPosteriorSamples / kPosteriorSamplesPerFrame; ++i) ui.frame(app);
+  const nlohmann::json later = app.status()["posterior"];
+  CHECK(later["samples"] == kPosteriorSamples);
+  CHECK(later["mu"] == q["mu"]);
+  CHECK(later["sampleMean"] != q["sampleMean"]);
   CHECK(app.command({{"posteriorDigit", 400}})["ok"] == false);  // not among the plotted digits (view_images = 400)
   REQUIRE(app.command({{"posteriorDigit", -1}})["ok"] == true);
   CHECK(app.status()["posterior"].is_null());

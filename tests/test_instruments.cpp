@@ -430,6 +430,20 @@ TEST_CASE("probe: learns the digits of a labelled set, and the same result howev
   CHECK(a.knn_accuracy > 0.9);
   CHECK(sliced.progress() == 1.0);
   CHECK(std::string(sliced.stage_name()) == "done");
+  // Given the PCA the first probe fitted, a probe at another label count skips the fit and matches one that fits.
+  REQUIRE(whole.reduction().k == 40);
+  s.labels = 100;
+  Probe fits, given;
+  fits.begin(train, test, 784, pixel_features(Normalization::ZeroOne), s);
+  given.begin(train, test, 784, pixel_features(Normalization::ZeroOne), s, &whole.reduction());
+  CHECK(std::string(given.stage_name()) == "train features");
+  CHECK(fits.step(1e9));
+  CHECK(given.step(1e9));
+  CHECK(given.result().softmax_accuracy == fits.result().softmax_accuracy);
+  CHECK(given.result().knn_accuracy == fits.result().knn_accuracy);
+  s.max_dims = 30;
+  CHECK_THROWS_WITH(given.begin(train, test, 784, pixel_features(Normalization::ZeroOne), s, &whole.reduction()),
+                    "the probe's given PCA maps 784 -> 40 numbers, not 784 -> 30");
 }
 
 TEST_CASE("instrument_values: the named numbers that apply to each model") {

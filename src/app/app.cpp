@@ -927,6 +927,11 @@ std::string App::config_query() const {
   }
   if (compact) q += "&compact=1";
   if (s.latent_umap) q += "&latent=umap";
+  // The loss, when the picker changed it from the preset's.
+  auto named = std::find_if(s.presets.begin(), s.presets.end(), [&](const Preset& p) { return p.name == s.preset.name; });
+  if (named == s.presets.end() || named->loss.reconstruction != s.preset.loss.reconstruction ||
+      named->loss.reduction != s.preset.loss.reduction)
+    q += "&loss=" + s.preset.loss.reconstruction + "&reduction=" + (s.preset.loss.reduction == Reduction::Sum ? "sum" : "mean");
   return q;
 }
 

@@ -29,6 +29,13 @@ json probe_json(const ProbeResult& r) {
 }
 
 const char* kProbeNames[3] = {"codes", "pixels", "PCA codes"};
+
+// What a pixel PCA of the probe is fitted on: the first pca_fit_images training images, normalized.
+uint64_t pixels_pca_key(const Dataset& train, Normalization norm, const ProbeSettings& ps) {
+  const size_t n = std::min(ps.pca_fit_images, train.count) * train.rows * train.cols;
+  const int kind = norm == Normalization::MinusOneOne;
+  return fnv1a(train.pixels.data(), n, fnv1a(&kind, sizeof kind, fnv1a(&ps.max_dims, sizeof ps.max_dims)));
+}
 }  // namespace
 
 // The model changed wholesale (reset, new preset, loaded weights, new data): nothing measured so far applies.
@@ -114,7 +121,9 @@ bool App::step_probe(double budget_ms) {
         P.code_step = s.run->steps;  // of the codes this probe encodes
         P.probe.begin(train_, test_, P.model->code_size(), code_features(*P.model), ps);
       } else if (next == 1) {
-        P.probe.begin(train_, test_, pixels, pixel_features(s.preset.normalize), ps);
+        const uint64_t key = pixels_pca_key(train_, s.preset.normalize, ps);
+        P.probe.begin(train_, test_, pixels, pixel_features(s.preset.normalize), ps,
+                      key == P.pixels_pca_key && P.pixels_pca.k ? &P.pixels_pca : nullptr);
       } else {
         // PCA codes of the size the code probe's classifiers saw. When that is not below the pixels' own reduction,
         // both see the same inputs: the pixels' result is the PCA codes' too.
@@ -136,6 +145,11 @@ bool App::step_probe(double budget_ms) {
   if (!P.probe.step(budget_ms)) return true;
   const ProbeResult r = P.probe.result();
   (P.running == 0 ? P.code : P.running == 1 ? P.pixels : P.pca) = r;
+  if (P.running == 1 && P.probe.reduction().k) {
+    ProbeSettings ps;
+    P.pixels_pca = P.probe.reduction();
+    P.pixels_pca_key = pixels_pca_key(train_, s.preset.normalize, ps);
+  }
   P.running = -1;
   P.probe.clear();
   return true;
@@ -338,12 +352,12 @@ void App::posterior_overlay(ImDrawList* dl, ImVec2 p0, float side, float x0, flo
     v.mu.assign(s.codes.begin() + v.digit * d, s.codes.begin() + (v.digit + 1) * d);
     v.logvar.assign(s.instr.logvars.begin() + v.digit * d, s.instr.logvars.begin() + (v.digit + 1) * d);
     v.step = s.refreshed_step;
-    v.samples.clear();
+    v.samples = sample_posterior(v.mu.data(), v.logvar.data(), d, kPosteriorSamples, v.rng);  // a whole cloud at once
   }
+  // Live: every frame the oldest few samples make way for new ones.
   const std::vector<float> z = sample_posterior(v.mu.data(), v.logvar.data(), d, kPosteriorSamplesPerFrame, v.rng);
+  v.samples.erase(v.samples.begin(), v.samples.begin() + std::ptrdiff_t(z.size()));
   v.samples.insert(v.samples.end(), z.begin(), z.end());
-  if (v.samples.size() > kPosteriorSamples * d)
-    v.samples.erase(v.samples.begin(), v.samples.end() - std::ptrdiff_t(kPosteriorSamples * d));
   if (umap) return;  // a UMAP layout has no map for new points: the panel says so
   auto to_screen = [&](float x, float y) {
     return ImVec2(p0.x + side * (x - x0) / (x1 - x0), p0.y + side * (1 - (y - y0) / (y1 - y0)));
@@ -549,8 +563,16 @@ json App::instrument_status() const {
   if (v.digit >= 0 && !v.mu.empty()) {
     std::vector<float> sigma(v.logvar.size());
     for (size_t j = 0; j < sigma.size(); ++j) sigma[j] = std::exp(0.5f * v.logvar[j]);
-    posterior = {{"digit", v.digit}, {"step", v.step}, {"mu", v.mu}, {"sigma", sigma},
-                 {"samples", s.code_dim ? v.samples.size() / s.code_dim : 0}};
+    // The cloud's own mean and standard deviation per unit, to compare with mu and sigma.
+    const size_t d = v.mu.size(), n = d ? v.samples.size() / d : 0;
+    std::vector<double> mean(d, 0.0), sd(d, 0.0);
+    for (size_t i = 0; i < n; ++i)
+      for (size_t j = 0; j < d; ++j) mean[j] += v.samples[i * d + j] / double(n);
+    for (size_t i = 0; i < n; ++i)
+      for (size_t j = 0; j < d; ++j) sd[j] += (v.samples[i * d + j] - mean[j]) * (v.samples[i * d + j] - mean[j]) / double(n);
+    for (double& x : sd) x = std::sqrt(x);
+    posterior = {{"digit", v.digit}, {"step", v.step}, {"mu", v.mu}, {"sigma", sigma}, {"samples", n},
+                 {"sampleMean", n ? json(mean) : json(nullptr)}, {"sampleStd", n ? json(sd) : json(nullptr)}};
   }
   return {{"loss", s.preset.loss.reconstruction},
           {"reduction", s.preset.loss.reduction == Reduction::Sum ? "sum" : "mean"},

@@ -48,13 +48,17 @@ struct ProbeJob {
   size_t code_step = 0;
   bool pca_is_pixels = false;  // the PCA codes' size is at least the pixels' reduction: the same classifier inputs
   std::string error;           // why it cannot run (e.g. test images without labels)
+  // The pixels' PCA (784 -> 128), fitted once: it depends on the training images it was fitted on and their
+  // normalization (pixels_pca_key), not on the label count.
+  Pca pixels_pca;
+  uint64_t pixels_pca_key = 0;
 };
 
 struct PosteriorView {
   int digit = -1;           // selected test digit (a VAE: its posterior is drawn), -1 none
   size_t step = size_t(-1);  // training step of mu / logvar
   std::vector<float> mu, logvar;
-  std::vector<float> samples;  // [n, latent] z drawn live, newest last, at most kPosteriorSamples
+  std::vector<float> samples;  // [kPosteriorSamples, latent] z drawn live, oldest first
   Rng rng{0x9a55};
 };
 constexpr size_t kPosteriorSamples = 300, kPosteriorSamplesPerFrame = 6;

@@ -225,7 +225,8 @@ FeatureFn code_features(Model& m) {
 
 void Probe::clear() { *this = Probe(); }
 
-void Probe::begin(const Dataset& train, const Dataset& test, size_t dim, FeatureFn features, const ProbeSettings& s) {
+void Probe::begin(const Dataset& train, const Dataset& test, size_t dim, FeatureFn features, const ProbeSettings& s,
+                  const Pca* reduction) {
   clear();
   need_labels(train);
   need_labels(test);
@@ -251,12 +252,19 @@ void Probe::begin(const Dataset& train, const Dataset& test, size_t dim, Feature
   // Work in rough multiply-adds, for progress(): features as one pass over their numbers (a model costs more, but
   // that is unknown here), the PCA fit, softmax steps, k-NN distances.
   const double n = double(subset_.size()), d = double(result_.dims);
-  work_total_ = (reduce_ ? fit_n * (dim * d * 6.0 + dim) : 0.0) + (n + test_n_) * dim * (reduce_ ? d : 1.0) +
+  const bool fitted = reduce_ && reduction;
+  if (fitted && (reduction->dim != dim || reduction->k != result_.dims || reduction->mean.size() != dim ||
+                 reduction->components.size() != dim * result_.dims))
+    throw std::runtime_error("the probe's given PCA maps " + std::to_string(reduction->dim) + " -> " +
+                             std::to_string(reduction->k) + " numbers, not " + std::to_string(dim) + " -> " +
+                             std::to_string(result_.dims));
+  work_total_ = (reduce_ && !fitted ? fit_n * (dim * d * 6.0 + dim) : 0.0) + (n + test_n_) * dim * (reduce_ ? d : 1.0) +
                 s.steps * n * d * kClasses * 2.0 + n * result_.knn_tested * d + 1.0;
   work_done_ = 0;
   pos_ = 0;
-  if (reduce_) fit_x_.resize(fit_n * dim);
-  stage_ = reduce_ ? Stage::FitFeatures : Stage::TrainFeatures;
+  if (fitted) pca_ = *reduction;
+  if (reduce_ && !fitted) fit_x_.resize(fit_n * dim);
+  stage_ = reduce_ && !fitted ? Stage::FitFeatures : Stage::TrainFeatures;
 }
 
 void Probe::features_of(const Dataset& d, const uint32_t* idx, size_t n, float* out) {

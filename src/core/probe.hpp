@@ -128,12 +128,18 @@ class Probe {
  public:
   // train and test must outlive the probe (and features' model stay unchanged). Throws for data without labels or
   // settings out of range; max_dims caps the dimension (the PCA baseline passes the code's).
-  void begin(const Dataset& train, const Dataset& test, size_t dim, FeatureFn features, const ProbeSettings& s);
+  // reduction: the PCA an earlier probe of the same features, training images and settings fitted (its reduction()),
+  // to skip the fit (the page probes pixels again at each label count: the fit of 784 -> 128 is ~0.7 s of wasm in one
+  // piece). Throws when its sizes do not fit; that it was fitted on the same features is the caller's to ensure.
+  void begin(const Dataset& train, const Dataset& test, size_t dim, FeatureFn features, const ProbeSettings& s,
+             const Pca* reduction = nullptr);
   bool step(double budget_ms);
   bool done() const { return stage_ == Stage::Done; }
   double progress() const;  // 0..1
   const char* stage_name() const;
   const ProbeResult& result() const { return result_; }
+  // The PCA the features were reduced with (k = 0 when none was needed, or before the fit).
+  const Pca& reduction() const { return pca_; }
   void clear();
 
  private:
