@@ -13,6 +13,8 @@
 #include "app/app_state.hpp"
 #include "app/ui_probe.hpp"
 #include "core/instruments.hpp"
+#include "core/probe.hpp"
+#include "core/train.hpp"
 #include "core/weights.hpp"
 
 namespace aep {
@@ -542,6 +544,270 @@ TEST_CASE("app: status() carries the code's sparsity, and a VAE's KL per unit an
   CHECK(st["activeUnits"].is_null());
   CHECK(st["klPerDim"].is_null());
   CHECK(num(st["sparsity"]) >= 0);
+}
+
+// ---- instruments (issue 15): the loss picker, the Jacobian norm, the code probe, the VAE posterior --------------------
+
+namespace {
+// The run's weights in a model of `preset` with the app's current settings (loss included).
+std::unique_ptr<Model> model_of(App& app, Preset preset) {
+  std::vector<uint8_t> bytes = app.save_weights_bytes();
+  SafeTensors file = parse_safetensors(bytes.data(), bytes.size(), "app");
+  auto m = std::make_unique<Model>(preset);
+  load_state(*m, file, "app");
+  return m;
+}
+}  // namespace
+
+TEST_CASE("app: the reconstruction loss changes on the running model; each loss is its own curve segment") {
+  Headless ui;
+  auto app_ptr = make_app();
+  App& app = *app_ptr;
+  REQUIRE(app.command({{"preset", "linear"}, {"seed", 1}})["ok"] == true);
+  REQUIRE(app.train_steps(20));
+  app.refresh_views();
+  nlohmann::json st = app.status();
+  CHECK(st["loss"] == "mse");
+  CHECK(st["reduction"] == "mean");
+  CHECK(st["lossWarning"].is_null());
+  REQUIRE(st["lossSegments"].size() == 1);
+  CHECK(st["lossSegments"][0]["loss"] == "MSE, mean");
+  CHECK(st["lossSegments"][0]["trainPoints"] == 20);
+  CHECK(st["lossSegments"][0]["testPoints"] == 1);
+  const double mse_test = num(st["testLoss"]);
+
+  // L1 from step 21: a new segment; the weights, the step and the first segment stay.
+  REQUIRE(app.command({{"loss", "l1"}})["ok"] == true);
+  st = app.status();
+  CHECK(st["loss"] == "l1");
+  CHECK(st["step"] == 20);
+  REQUIRE(st["lossSegments"].size() == 2);
+  CHECK(st["lossSegments"][1]["loss"] == "L1, mean");
+  CHECK(st["lossSegments"][1]["trainPoints"] == 0);
+  CHECK(st["lossSegments"][0]["trainPoints"] == 20);
+  app.refresh_views();  // the same weights' test loss, now measured as L1
+  st = app.status();
+  CHECK(st["lossSegments"][1]["testPoints"] == 1);
+  CHECK(st["lossSegments"][0]["testPoints"] == 1);
+  {
+    Preset l1 = load_preset("linear");
+    l1.loss.reconstruction = "l1";
+    auto m = model_of(app, l1);
+    Trainer t(*m, 0);
+    const double expect = evaluate(t, mnist(false), app.eval_images).total;
+    CHECK(num(st["testLoss"]) == doctest::Approx(expect).epsilon(1e-5));
+    CHECK(num(st["testLoss"]) != doctest::Approx(mse_test).epsilon(1e-2));
+  }
+  REQUIRE(app.train_steps(10));
+  st = app.status();
+  CHECK(st["lossSegments"][1]["trainPoints"] == 10);
+  CHECK(num(st["lossSegments"][1]["fromStep"]) == 21);
+  CHECK(st["lossSegments"][0]["trainPoints"] == 20);
+
+  // Passing through other losses without training adds no empty segment; sum is a loss of its own.
+  REQUIRE(app.command({{"loss", "mse"}})["ok"] == true);
+  REQUIRE(app.command({{"loss", "l1"}})["ok"] == true);
+  CHECK(app.status()["lossSegments"].size() == 2);
+  REQUIRE(app.command({{"reduction", "sum"}})["ok"] == true);
+  REQUIRE(app.train_steps(2));
+  st = app.status();
+  REQUIRE(st["lossSegments"].size() == 3);
+  CHECK(st["lossSegments"][2]["loss"] == "L1, sum");
+  CHECK(app.config_query().find("&loss=l1&reduction=sum") != std::string::npos);  // the page's "Copy link"
+  ui.frame(app);  // the Training panel draws the three segments
+
+  // The segments survive the autosave.
+  std::vector<uint8_t> session = app.session_bytes();
+  auto other = make_app();
+  other->restore_session(session);
+  CHECK(other->status()["lossSegments"] == st["lossSegments"]);
+  CHECK(other->status()["loss"] == "l1");
+
+  // Bad values and BCE on [-1, 1] data are refused with the reason, changing nothing.
+  nlohmann::json r = app.command({{"loss", "huber"}});
+  CHECK(r["ok"] == false);
+  CHECK(r["errors"][0] == "loss must be \"mse\", \"bce\" or \"l1\" (the reconstruction loss), got \"huber\"");
+  CHECK(app.command({{"reduction", "max"}})["errors"][0] == "reduction must be \"mean\" or \"sum\", got \"max\"");
+  REQUIRE(app.command({{"preset", "undercomplete-tanh"}})["ok"] == true);  // inputs in [-1, 1]
+  r = app.command({{"loss", "bce"}});
+  CHECK(r["ok"] == false);
+  CHECK(r["errors"][0] == "loss: BCE needs targets in [0, 1], but the inputs are normalized to [-1, 1]: use MSE or "
+                          "L1, or normalize to 0_1");
+  CHECK(app.status()["loss"] == "mse");
+  CHECK(app.status()["lossSegments"].size() == 1);
+  // A decoder without a final Sigmoid: applied, with a warning (its outputs are not probabilities).
+  REQUIRE(app.command({{"preset", "tied"}})["ok"] == true);
+  r = app.command({{"loss", "bce"}});
+  CHECK(r["ok"] == true);
+  REQUIRE(r["warnings"].size() == 1);
+  CHECK(r["warnings"][0] ==
+        "loss: BCE needs outputs in [0, 1], but the decoder does not end in a Sigmoid: add one, or use MSE or L1");
+  CHECK(app.status()["lossWarning"] ==
+        "BCE needs outputs in [0, 1], but the decoder does not end in a Sigmoid: add one, or use MSE or L1");
+  CHECK(app.status()["loss"] == "bce");
+  // conv-dense ends in Sigmoid, Unflatten: no warning.
+  REQUIRE(app.command({{"preset", "conv-dense"}, {"loss", "bce"}})["ok"] == true);
+  CHECK(app.status()["lossWarning"].is_null());
+  CHECK(app.status()["lossSegments"][0]["loss"] == "BCE, mean");
+}
+
+TEST_CASE("app: the encoder Jacobian norm is computed between frames for every model, as core/instruments does") {
+  Headless ui;
+  auto app_ptr = make_app();
+  App& app = *app_ptr;
+  CHECK(jacobian_digits(32, 10000) == 100);
+  CHECK(jacobian_digits(196, 10000) == 32);
+  CHECK(jacobian_digits(6272, 10000) == 2);
+  CHECK(jacobian_digits(32, 50) == 50);
+  for (const char* name : {"linear", "contractive", "vae-mlp", "conv"}) {
+    INFO(name);
+    REQUIRE(app.command({{"preset", name}, {"seed", 1}, {"panels", "latent"}})["ok"] == true);
+    REQUIRE(app.train_steps(10));
+    CHECK(app.status()["jacobianNorm"].is_null());
+    int frames = 0;
+    for (; frames < 2000 && app.status()["jacobianStep"] != 10; ++frames) ui.frame(app);
+    const nlohmann::json st = app.status();
+    REQUIRE(st["jacobianStep"] == 10);
+    CHECK(frames > 1);
+    const size_t digits = jacobian_digits(st["codeSize"].get<size_t>(), mnist(false).count);
+    CHECK(st["jacobianDigits"] == digits);
+    auto m = model_of(app, load_preset(name));
+    const double expect = mean_jacobian_frobenius_sq(*m, mnist(false), digits);
+    CHECK(expect > 0);
+    CHECK(num(st["jacobianNorm"]) == doctest::Approx(expect).epsilon(1e-6));
+  }
+}
+
+TEST_CASE("app: the code probe: codes, pixels and PCA codes of the code's size, refreshed as the model trains") {
+  Headless ui;
+  auto app_ptr = make_app();
+  App& app = *app_ptr;
+  REQUIRE(app.command({{"preset", "linear"}, {"seed", 1}})["ok"] == true);
+  REQUIRE(app.train_steps(30));
+  CHECK(app.status()["probe"].is_null());  // not asked for (the section is closed)
+  CHECK(app.command({{"probeLabels", 5}})["errors"][0] == "probeLabels must be a whole number from 10 to 60000, got 5");
+  CHECK(app.command({{"probeLabels", 100.5}})["ok"] == false);
+  REQUIRE(app.command({{"probeLabels", 100}})["ok"] == true);
+  app.refresh_instruments();
+  nlohmann::json p = app.status()["probe"];
+  REQUIRE(p.is_object());
+  CHECK(p["labels"] == 100);
+  CHECK(p["step"] == 30);
+  CHECK(p["running"].is_null());
+  // The same as core's compare_probes on the same weights and settings.
+  ProbeSettings ps;
+  ps.labels = 100;
+  auto m = model_of(app, load_preset("linear"));
+  const ProbeComparison c = compare_probes(*m, mnist(true), mnist(false), ps);
+  CHECK(num(p["code"]["softmax"]) == c.code.softmax_accuracy);
+  CHECK(num(p["code"]["knn"]) == c.code.knn_accuracy);
+  CHECK(num(p["pixels"]["softmax"]) == c.pixels.softmax_accuracy);
+  CHECK(num(p["pixels"]["knn"]) == c.pixels.knn_accuracy);
+  CHECK(num(p["pca"]["softmax"]) == c.pca.softmax_accuracy);
+  CHECK(num(p["pca"]["knn"]) == c.pca.knn_accuracy);
+  CHECK(p["code"]["dims"] == 32);
+  CHECK(p["pixels"]["dims"] == 128);  // 784 reduced
+  CHECK(p["pixels"]["inputDims"] == 784);
+  CHECK(p["pca"]["dims"] == 32);
+  CHECK(p["pcaIsPixels"] == false);
+  CHECK(num(p["code"]["softmax"]) > 0.3);  // far above chance (0.1) with 100 labels
+  CHECK(num(p["pixels"]["knn"]) > 0.5);
+
+  // Another label count: the pixels' PCA is not fitted again (the page keeps it), with the same result as a fit.
+  REQUIRE(app.command({{"probeLabels", 60}})["ok"] == true);
+  app.refresh_instruments();
+  {
+    ProbeSettings p60;
+    p60.labels = 60;
+    Probe fresh;
+    fresh.begin(mnist(true), mnist(false), 784, pixel_features(Normalization::ZeroOne), p60);
+    REQUIRE(fresh.step(1e9));
+    CHECK(num(app.status()["probe"]["pixels"]["softmax"]) == fresh.result().softmax_accuracy);
+    CHECK(num(app.status()["probe"]["pixels"]["knn"]) == fresh.result().knn_accuracy);
+    CHECK(app.status()["probe"]["labels"] == 60);
+  }
+  REQUIRE(app.command({{"probeLabels", 100}})["ok"] == true);
+  app.refresh_instruments();
+  CHECK(app.status()["probe"]["pixels"] == p["pixels"]);
+
+  // Training on: the codes are probed again in slices within frames; pixels and PCA stay as they were.
+  REQUIRE(app.train_steps(20));
+  int frames = 0;
+  for (; frames < 5000 && app.status()["probe"]["step"] != 50; ++frames) ui.frame(app);
+  const nlohmann::json q = app.status()["probe"];
+  CHECK(q["step"] == 50);
+  CHECK(frames > 2);
+  CHECK(q["pixels"] == p["pixels"]);
+  CHECK(q["pca"] == p["pca"]);
+
+  // A code above 128 numbers is reduced to 128 like the pixels: its PCA row is the pixels' row.
+  REQUIRE(app.command({{"preset", "conv"}, {"probeLabels", 50}})["ok"] == true);
+  REQUIRE(app.train_steps(5));
+  app.refresh_instruments();
+  p = app.status()["probe"];
+  CHECK(p["code"]["inputDims"] == 196);
+  CHECK(p["code"]["dims"] == 128);
+  CHECK(p["pcaIsPixels"] == true);
+  CHECK(p["pca"] == p["pixels"]);
+
+  // Test images without labels: the probe says it cannot run.
+  Dataset unlabelled = mnist(false);
+  unlabelled.labels.clear();
+  unlabelled.name = "my-images";
+  app.set_data(mnist(true), unlabelled);
+  app.refresh_instruments();
+  p = app.status()["probe"];
+  REQUIRE(p.is_object());
+  CHECK(p["code"].is_null());
+  CHECK(p["error"] == "the probe needs labels, and 'my-images' has none (images without labels can be reconstructed "
+                      "and scored, not probed)");
+  ui.frame(app);
+}
+
+TEST_CASE("app: a VAE's posterior for a selected digit: its mu and sigma, z samples drawn live; none for a plain AE") {
+  Headless ui;
+  auto app_ptr = make_app();
+  App& app = *app_ptr;
+  REQUIRE(app.command({{"preset", "vae-mlp"}, {"seed", 1}, {"panels", "latent"}})["ok"] == true);
+  REQUIRE(app.train_steps(30));
+  app.refresh_views();
+  CHECK(app.status()["posterior"].is_null());
+  REQUIRE(app.command({{"posteriorDigit", 3}})["ok"] == true);
+  for (int i = 0; i < 5; ++i) ui.frame(app);
+  nlohmann::json q = app.status()["posterior"];
+  REQUIRE(q.is_object());
+  CHECK(q["digit"] == 3);
+  CHECK(q["samples"] == kPosteriorSamples);
+  auto m = model_of(app, load_preset("vae-mlp"));
+  Tensor x;
+  const uint32_t id = 3;
+  fill_batch(mnist(false), &id, 1, m->preset().normalize, x);
+  const Model::Posterior post = m->encode_posterior(x);
+  REQUIRE(q["mu"].size() == 2);
+  for (size_t j = 0; j < 2; ++j) {
+    CHECK(num(q["mu"][j]) == doctest::Approx(post.mu.data()[j]).epsilon(1e-5));
+    CHECK(num(q["sigma"][j]) == doctest::Approx(std::exp(0.5 * post.logvar.data()[j])).epsilon(1e-5));
+  }
+  // The cloud is drawn from N(mu, sigma^2): its mean within 5 standard errors of mu, its spread within 30% of sigma;
+  // and it is drawn live: after enough frames every sample has been replaced.
+  for (size_t j = 0; j < 2; ++j) {
+    const double sigma = num(q["sigma"][j]);
+    CHECK(std::fabs(num(q["sampleMean"][j]) - num(q["mu"][j])) < 5 * sigma / std::sqrt(double(kPosteriorSamples)));
+    CHECK(num(q["sampleStd"][j]) == doctest::Approx(sigma).epsilon(0.3));
+  }
+  for (size_t i = 0; i < kPosteriorSamples / kPosteriorSamplesPerFrame; ++i) ui.frame(app);
+  const nlohmann::json later = app.status()["posterior"];
+  CHECK(later["samples"] == kPosteriorSamples);
+  CHECK(later["mu"] == q["mu"]);
+  CHECK(later["sampleMean"] != q["sampleMean"]);
+  CHECK(app.command({{"posteriorDigit", 400}})["ok"] == false);  // not among the plotted digits (view_images = 400)
+  REQUIRE(app.command({{"posteriorDigit", -1}})["ok"] == true);
+  CHECK(app.status()["posterior"].is_null());
+  REQUIRE(app.command({{"preset", "linear"}})["ok"] == true);
+  nlohmann::json r = app.command({{"posteriorDigit", 3}});
+  CHECK(r["ok"] == false);
+  CHECK(r["errors"][0] == "posteriorDigit: this model is not a VAE (it has no posterior)");
+  CHECK(app.status()["posterior"].is_null());
 }
 
 }  // namespace aep

@@ -169,6 +169,9 @@ TEST_CASE("L1 as the reconstruction loss: presets accept it, training uses it, B
   bce.decoder.erase(bce.decoder.size() - 1);  // the final Sigmoid
   CHECK(bce_range_problem(bce) ==
         "BCE needs outputs in [0, 1], but the decoder does not end in a Sigmoid: add one, or use MSE or L1");
+  bce = load_preset("conv-dense");  // Sigmoid, then Unflatten: still probabilities
+  bce.loss.reconstruction = "bce";
+  CHECK(bce_range_problem(bce) == "");
   bce = load_preset("linear");
   bce.loss.reconstruction = "bce";
   bce.normalize = Normalization::MinusOneOne;
@@ -281,6 +284,15 @@ TEST_CASE("encoder Jacobian norm matches PyTorch's autograd, and the contractive
     CHECK(j[b] == doctest::Approx(closed).epsilon(1e-5));
   }
   CHECK_THROWS_WITH(jacobian_frobenius_sq(*m, Tensor({2, 1, 14, 14})), "the Jacobian needs images [2, 1, 28, 28], got [2, 1, 14, 14]");
+  // Sliced by rows (as the page computes it between frames): the shares add up to the whole.
+  const size_t units = m->code_size(), cut = units / 3;
+  const std::vector<double> a = jacobian_frobenius_sq(*m, x, 0, cut), b = jacobian_frobenius_sq(*m, x, cut, units);
+  for (size_t i = 0; i < j.size(); ++i) CHECK(a[i] + b[i] == doctest::Approx(j[i]).epsilon(1e-9));
+  CHECK(a[0] > 0);
+  CHECK(b[0] > 0);
+  CHECK_THROWS_WITH(jacobian_frobenius_sq(*m, x, 2, units + 1),
+                    ("the Jacobian's rows 2.." + std::to_string(units + 1) + " are not within the code's " +
+                     std::to_string(units)).c_str());
 }
 
 // ------------------------------------------------------------------------------------------ the probe's classifiers
@@ -319,6 +331,26 @@ TEST_CASE("probe: softmax regression matches PyTorch's Adam steps, k-NN matches 
   knn_predict(KX.data(), ky.data(), kn, KT.data(), 0, 10, kd, k, pred.data());  // in two calls, as the probe slices
   knn_predict(KX.data(), ky.data(), kn, KT.data(), 10, want.size(), kd, k, pred.data());
   for (size_t i = 0; i < want.size(); ++i) CHECK_MESSAGE(int64_t(pred[i]) == want[i], "k-NN test point " << i);
+
+}
+
+TEST_CASE("k-NN: the same predictions whatever the tile (how finely the search is sliced)") {
+  Rng rng(5);
+  const size_t n = 1000, m = 300, dim = 8;  // 1,000 training rows: 4 chunks of 256 at the smallest tile
+  std::vector<float> train(n * dim), test(m * dim);
+  std::vector<uint8_t> labels(n);
+  for (float& v : train) v = rng.normal();
+  for (float& v : test) v = rng.normal();
+  for (uint8_t& l : labels) l = uint8_t(rng.below(10));
+  std::vector<uint8_t> whole(m, 99), tiled(m, 99);
+  knn_predict(train.data(), labels.data(), n, test.data(), 0, m, dim, 5, whole.data());
+  knn_predict(train.data(), labels.data(), n, test.data(), 0, m, dim, 5, tiled.data(), 1);
+  CHECK(whole == tiled);
+  KnnSearch s;
+  s.begin(train.data(), labels.data(), n, test.data(), m, dim, 5, 1);
+  size_t units = 1;
+  while (!s.unit()) ++units;
+  CHECK(units == 8);  // 2 blocks of test rows (256 + 44) x 4 chunks
 }
 
 TEST_CASE("k-NN: equal distances rank by index, a tied vote goes to the nearest neighbour's digit") {
@@ -399,6 +431,20 @@ TEST_CASE("probe: learns the digits of a labelled set, and the same result howev
   CHECK(a.knn_accuracy > 0.9);
   CHECK(sliced.progress() == 1.0);
   CHECK(std::string(sliced.stage_name()) == "done");
+  // Given the PCA the first probe fitted, a probe at another label count skips the fit and matches one that fits.
+  REQUIRE(whole.reduction().k == 40);
+  s.labels = 100;
+  Probe fits, given;
+  fits.begin(train, test, 784, pixel_features(Normalization::ZeroOne), s);
+  given.begin(train, test, 784, pixel_features(Normalization::ZeroOne), s, &whole.reduction());
+  CHECK(std::string(given.stage_name()) == "train features");
+  CHECK(fits.step(1e9));
+  CHECK(given.step(1e9));
+  CHECK(given.result().softmax_accuracy == fits.result().softmax_accuracy);
+  CHECK(given.result().knn_accuracy == fits.result().knn_accuracy);
+  s.max_dims = 30;
+  CHECK_THROWS_WITH(given.begin(train, test, 784, pixel_features(Normalization::ZeroOne), s, &whole.reduction()),
+                    "the probe's given PCA maps 784 -> 40 numbers, not 784 -> 30");
 }
 
 TEST_CASE("instruments: checkerboard index by hand and against numpy's FFT") {

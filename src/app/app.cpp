@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "core/gemm.hpp"
+#include "core/losses.hpp"
 #include "core/parallel.hpp"
 #include "core/safetensors.hpp"
 #include "core/umap.hpp"
@@ -149,10 +150,10 @@ void App::reset_training(std::unique_ptr<Run> fresh) {
   }
   cancel_views();
   s.run = fresh ? std::move(fresh) : std::make_unique<Run>(s.preset, s.seed);
-  char label[160];
-  std::snprintf(label, sizeof label, "%s, %s lr %g, batch %zu, seed %llu", s.preset.name.c_str(),
+  char label[200];
+  std::snprintf(label, sizeof label, "%s, %s lr %g, batch %zu, seed %llu, %s", s.preset.name.c_str(),
                 s.preset.optimizer.type.c_str(), double(s.preset.optimizer.lr), s.preset.training.batch_size,
-                (unsigned long long)s.seed);
+                (unsigned long long)s.seed, reconstruction_loss_label(s.preset.loss).c_str());
   s.run->curve.label = label;
   if (has_data()) s.run->set_data(train_, s.held_out);
   s.running = false;
@@ -375,6 +376,7 @@ void App::start_views() {
     j.trainer = std::make_unique<Trainer>(*j.model, 0);
   }
   j.model->set_loss(s.preset.loss);
+  j.loss = reconstruction_loss_label(s.preset.loss);
   std::copy(s.run->model->values.begin(), s.run->model->values.end(), j.model->values.begin());
   std::copy(s.run->model->buffer_values.begin(), s.run->model->buffer_values.end(), j.model->buffer_values.begin());
   j.active = true;
@@ -411,6 +413,7 @@ void App::cancel_views() {
   s.umap_runs = 0;
   s.umap_codes_step = size_t(-1);
   s.views_dirty = true;
+  cancel_instruments();
 }
 
 // Works on the view job for about budget_ms (at least one chunk); returns true while there is more to do.
@@ -484,11 +487,16 @@ void App::finish_views() {
   Model& m = *j.model;
   const Preset& p = m.preset();
   const float lo = range_min(p.normalize), hi = range_max(p.normalize);
-  s.last_test = j.total;
-  s.last_test_kl = j.kl;
-  if (s.run->curve.test_step.empty() || s.run->curve.test_step.back() != float(j.step)) {
-    s.run->curve.test_step.push_back(float(j.step));
-    s.run->curve.test.push_back(float(j.total));
+  // A test loss measured with a loss the run has since left is of another quantity: not shown, measured again.
+  LossCurve& curve = s.run->curve;
+  const bool current_loss = curve.segments.empty() || j.loss == curve.segments.back().loss;
+  s.last_test = current_loss ? j.total : NAN;
+  s.last_test_kl = current_loss ? j.kl : NAN;
+  if (!current_loss) s.views_dirty = true;
+  const bool in_segment = !curve.segments.empty() && curve.test.size() > curve.segments.back().test_begin;
+  if (current_loss && (!in_segment || curve.test_step.back() != float(j.step))) {
+    curve.test_step.push_back(float(j.step));
+    curve.test.push_back(float(j.total));
   }
   s.n_view = j.n_view;
   s.code_dim = j.code_dim;
@@ -496,6 +504,7 @@ void App::finish_views() {
   s.errors.swap(j.errors);
   s.code_stats = code_sparsity(s.codes.data(), s.n_view, s.code_dim);
   s.posterior = m.is_vae() ? posterior_stats(s.codes.data(), j.logvars.data(), s.n_view, s.code_dim) : PosteriorStats();
+  s.instr.logvars.swap(j.logvars);  // the posterior view's sigma
   s.noise_errors.swap(j.noise_errors);
   Tensor x;
 
@@ -673,8 +682,11 @@ json App::command(const json& cmd) {
                                 "autostart", "train", "pause", "step", "reset", "corruption", "noise", "epochs", "code",
                                 "holdout", "anomaly", "latent", "trainMs", "download", "target", "lesson",
                                 "lessonJson", "lessonStep", "lessonAction", "lessonRestore", "lessonPicker"};
+  static const char* instrument_keys[] = {"loss", "reduction", "probeLabels", "posteriorDigit"};
   for (auto it = cmd.begin(); it != cmd.end(); ++it)
-    if (std::find_if(std::begin(known), std::end(known), [&](const char* k) { return it.key() == k; }) == std::end(known))
+    if (std::find_if(std::begin(known), std::end(known), [&](const char* k) { return it.key() == k; }) == std::end(known) &&
+        std::find_if(std::begin(instrument_keys), std::end(instrument_keys), [&](const char* k) { return it.key() == k; }) ==
+            std::end(instrument_keys))
       errors.push_back("unknown setting '" + it.key() + "'");
 
   // Validate everything first; apply only if all is well.
@@ -780,6 +792,8 @@ json App::command(const json& cmd) {
     }
   }
   lesson_command(cmd, errors, false);
+  InstrumentCommand instrument;  // loss, reduction (into p), probeLabels, posteriorDigit
+  parse_instrument_command(cmd, p, instrument, errors);
   if (!errors.empty()) return {{"ok", false}, {"errors", errors}};
 
   bool hyper_changed = p.optimizer.lr != s.preset.optimizer.lr || p.loss.beta != s.preset.loss.beta ||
@@ -813,9 +827,11 @@ json App::command(const json& cmd) {
   if (pause == 1) s.running = false;
   if (steps > 0) train_steps(size_t(steps));
   if (download >= 0) request_download(download == 1);
+  apply_instrument_command(instrument);
   lesson_command(cmd, errors, true);  // after the settings: a lesson sets its own
   if (!errors.empty()) return {{"ok", false}, {"errors", errors}};
   if (!cmd.contains("lessonPicker")) s.lesson.picker = false;  // the page was set up: the start screen gives way
+  if (!instrument.warnings.empty()) return {{"ok", true}, {"warnings", instrument.warnings}};
   return {{"ok", true}};
 }
 
@@ -852,7 +868,7 @@ json App::status() const {
   if (const PanelLayout::Rect& r = s.layout.lesson_shown; r.w > 0) rects["lesson"] = {r.x, r.y, r.w, r.h};
   json lessons = json::array();
   for (const Lesson& l : s.lesson.library) lessons.push_back(l.id);
-  return {{"preset", s.preset.name},
+  json st = {{"preset", s.preset.name},
           {"step", s.run->steps},
           {"epoch", s.run->epoch()},
           {"trainLoss", num(s.last_train)},
@@ -903,6 +919,8 @@ json App::status() const {
           {"lessons", lessons},
           {"lessonPicker", s.lesson.picker},
           {"message", message}};
+  st.update(instrument_status());  // loss, lossSegments, jacobianNorm, probe, posterior
+  return st;
 }
 
 std::string model_code(const Preset& p, bool keras) {
@@ -934,6 +952,11 @@ std::string App::config_query() const {
   }
   if (compact) q += "&compact=1";
   if (s.latent_umap) q += "&latent=umap";
+  // The loss, when the picker changed it from the preset's.
+  auto named = std::find_if(s.presets.begin(), s.presets.end(), [&](const Preset& p) { return p.name == s.preset.name; });
+  if (named == s.presets.end() || named->loss.reconstruction != s.preset.loss.reconstruction ||
+      named->loss.reduction != s.preset.loss.reduction)
+    q += "&loss=" + s.preset.loss.reconstruction + "&reduction=" + (s.preset.loss.reduction == Reduction::Sum ? "sum" : "mean");
   return q;
 }
 
@@ -964,6 +987,7 @@ void App::load_weights_state(const SafeTensors& st, const std::string& name) {
   s.preset = p;
   cancel_views();
   run->curve = std::move(s.run->curve);  // the curve goes on from here
+  run->curve.begin_segment(reconstruction_loss_label(p.loss));
   run->steps = size_t(run->trainer->optimizer.steps());
   s.run = std::move(run);
   if (has_data()) s.run->set_data(train_, s.held_out);
@@ -989,6 +1013,11 @@ json thin(const std::vector<float>& v, size_t n) {
   for (size_t i = 0; i < v.size(); i += stride) a.push_back(std::isfinite(v[i]) ? json(v[i]) : json(nullptr));
   return a;
 }
+// The index a point keeps in thin(v, n) (or the next kept one's when it is dropped), for the curve's segments.
+size_t thinned_index(size_t i, size_t size, size_t n) {
+  const size_t stride = std::max<size_t>(1, (size + n - 1) / n);
+  return (i + stride - 1) / stride;
+}
 std::vector<float> floats(const json& a, const char* what) {
   if (!a.is_array()) throw std::runtime_error(std::string("session: '") + what + "' must be an array");
   std::vector<float> v;
@@ -1007,6 +1036,11 @@ std::vector<uint8_t> App::session_bytes() const {
   json curve = {{"label", c.label}, {"step", thin(c.step, 2000)}, {"train", thin(c.train, 2000)},
                 {"recon", thin(c.recon, 2000)}, {"kl", thin(c.kl, 2000)},
                 {"test_step", thin(c.test_step, 2000)}, {"test", thin(c.test, 2000)}};
+  json segments = json::array();  // [train begin, test begin, loss] in the thinned curves
+  for (const auto& g : c.segments)
+    segments.push_back({thinned_index(g.train_begin, c.step.size(), 2000), thinned_index(g.test_begin, c.test.size(), 2000),
+                        g.loss});
+  curve["segments"] = segments;
   st.metadata["aep_session"] = json{{"version", kSessionVersion}, {"seed", s.seed}, {"step", s.run->steps},
                                     {"epoch", s.run->sampler ? s.run->sampler->epoch : 0}, {"curve", curve}}.dump();
   save_lesson_session(st);
@@ -1037,6 +1071,19 @@ void App::restore_session(const std::vector<uint8_t>& bytes) {
   if (curve.train.size() != curve.step.size() || curve.recon.size() != curve.step.size() ||
       curve.kl.size() != curve.step.size() || curve.test.size() != curve.test_step.size())
     throw std::runtime_error("autosave: the loss curves have different lengths");
+  // Segments of different losses (older autosaves have none: one segment of the preset's loss).
+  const json segments = c.value("segments", json::array());
+  if (!segments.is_array()) throw std::runtime_error("autosave: 'segments' must be an array");
+  for (const json& g : segments) {
+    if (!g.is_array() || g.size() != 3 || !g[0].is_number_unsigned() || !g[1].is_number_unsigned() || !g[2].is_string())
+      throw std::runtime_error("autosave: a loss curve segment is not [train begin, test begin, loss]");
+    const size_t a = g[0].get<size_t>(), b = g[1].get<size_t>();
+    const LossCurve::Segment* last = curve.segments.empty() ? nullptr : &curve.segments.back();
+    if (a > curve.step.size() || b > curve.test.size() || (last && (a < last->train_begin || b < last->test_begin)) ||
+        (!last && (a != 0 || b != 0)))
+      throw std::runtime_error("autosave: the loss curve segments are out of order");
+    curve.segments.push_back({a, b, g[2].get<std::string>()});
+  }
   uint64_t seed = meta["seed"].get<uint64_t>();
   size_t epoch = meta.value("epoch", size_t(0));
   // A lesson in progress: its part is checked whole (the twin's weights on a scratch run) before anything changes.
@@ -1050,6 +1097,7 @@ void App::restore_session(const std::vector<uint8_t>& bytes) {
     s.seed = seed_before;
     throw;
   }
+  if (curve.segments.empty()) curve.segments.push_back({0, 0, reconstruction_loss_label(s.preset.loss)});
   s.run->curve = std::move(curve);
   s.run->steps = meta["step"].get<size_t>();
   if (s.run->sampler) s.run->sampler->epoch = epoch;
@@ -1096,6 +1144,7 @@ void App::frame() {
   // The views get 40% of the training time per frame while training (8 ms of 20), more when idle.
   const double view_ms = s.running ? std::max(2.0, 0.4 * train_budget_ms) : 16;
   if (s.job.active) step_views(view_ms);
+  else step_instruments(view_ms);  // the Jacobian norm and the code probe, in the views' free budget
   if (umap_due()) step_umap(view_ms);  // as much again for the UMAP view
   step_lesson(view_ms);                // and for a lesson's goal values
 

@@ -48,6 +48,7 @@ struct Picture {
 enum PanelId { kPanelModel, kPanelData, kPanelTraining, kPanelRecon, kPanelLatent, kPanelGenerate, kPanelDraw,
                kPanelAnomaly, kPanelInside, kPanelSave, kPanelCount };
 const char* panel_key(int id);  // "model", "data", ... as used in the URL's panels=
+struct InstrumentCommand;       // app/instrument_views.hpp
 
 class App {
  public:
@@ -86,6 +87,9 @@ class App {
 
   // Runs n training steps now (tests, the Step button); returns false and sets the error on divergence.
   bool train_steps(size_t n);
+  // The Jacobian norm now, and the code probe too when a command asked for it (tests; the page computes them between
+  // frames).
+  void refresh_instruments();
   void refresh_views();  // test loss, reconstructions, latent codes, anomaly scores (and a wanted UMAP): all now (tests)
   // The Latent panel's scatter as shown, [n, 2] for test images 0..n-1 (empty while there is none yet), and what
   // it is: "code" (a 2-d code itself), "pca" or "umap" (the last finished embedding).
@@ -175,6 +179,23 @@ class App {
   std::unique_ptr<LessonSession> take_lesson_session(SafeTensors& st, uint64_t seed) const;
   void restart_lesson_session(const LessonSession& ls);
   void finish_lesson_session(LessonSession& ls, size_t epoch);
+  // Instruments (instrument_views.cpp).
+  void cancel_instruments();
+  bool step_jacobian(double budget_ms);
+  bool step_probe(double budget_ms);
+  void step_instruments(double budget_ms);
+  void set_probe_labels(size_t labels);
+  void loss_picker();
+  void jacobian_readout();
+  float instruments_height() const;  // room the Latent panel keeps under its plot for the lines below
+  void probe_section();
+  void select_posterior(int digit);
+  void posterior_overlay(ImDrawList* dl, ImVec2 p0, float side, float x0, float x1, float y0, float y1, bool umap);
+  void posterior_readout(bool umap);
+  void parse_instrument_command(const nlohmann::json& cmd, Preset& p, InstrumentCommand& c,
+                                std::vector<std::string>& errors);
+  void apply_instrument_command(const InstrumentCommand& c);
+  nlohmann::json instrument_status() const;
 };
 
 // The Model panel's code view: the preset as a PyTorch or Keras script (core/export.hpp), or why Keras cannot

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "app/app.hpp"
+#include "app/instrument_views.hpp"
 #include "core/instruments.hpp"
 #include "core/lesson.hpp"
 #include "core/safetensors.hpp"
@@ -48,8 +49,9 @@ void plot_range(const std::vector<float>& xy, size_t n, float& x0, float& x1, fl
 std::vector<float> codes_2d(const float* codes, size_t n, size_t dim, Pca* pca = nullptr);
 bool with_code_size(Preset& p, size_t d);
 // A loss curve in the plot box at p0 (x from 0 to x1 steps, y0..y1, log or linear), exponentially smoothed by `smooth`.
+// Points [range.first, range.second) of a curve (one segment: a loss's values), as one line.
 void draw_curve(ImDrawList* dl, ImVec2 p0, ImVec2 size, const std::vector<float>& xs, const std::vector<float>& ys,
-                float x1, float y0, float y1, bool log_scale, ImU32 col, float smooth);
+                std::pair<size_t, size_t> range, float x1, float y0, float y1, bool log_scale, ImU32 col, float smooth);
 std::string described_with_lesson(const Preset& p);  // the description as the Model panel shows it
 
 // Where each panel goes (see update()); per App, so two apps (tests) do not share it.
@@ -191,6 +193,7 @@ struct App::State {
     double total = 0, kl = 0;
     std::vector<float> codes, errors, noise_errors;
     std::vector<float> logvars;  // a VAE's log sigma^2 per view image, beside its mu in codes
+    std::string loss;            // the loss its test loss is measured with (reconstruction_loss_label)
   } job;
   IdxImages pending_images[2];  // a user's own IDX files, [0] train, [1] test, until images and labels are both in
   IdxLabels pending_labels[2];
@@ -214,6 +217,7 @@ struct App::State {
   bool code_keras = false;  // the code view shows Keras instead of PyTorch
 
   LessonPlay lesson;
+  InstrumentViews instr;  // the loss picker, Jacobian norm, code probe and posterior view (instrument_views.cpp)
 };
 
 }  // namespace aep

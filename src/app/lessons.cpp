@@ -672,8 +672,9 @@ void App::draw_twin_curve(ImDrawList* dl, ImVec2 p0, ImVec2 size, float x1, floa
   const LessonPlay& L = s_->lesson;
   if (!L.twin) return;
   const LossCurve& c = L.twin->curve;
-  draw_curve(dl, p0, size, c.step, c.train, x1, y0, y1, s_->log_scale, IM_COL32(255, 140, 190, 230), 0.98f);
-  draw_curve(dl, p0, size, c.test_step, c.test, x1, y0, y1, s_->log_scale, IM_COL32(255, 220, 120, 230), 0);
+  draw_curve(dl, p0, size, c.step, c.train, {0, c.step.size()}, x1, y0, y1, s_->log_scale, IM_COL32(255, 140, 190, 230), 0.98f);
+  draw_curve(dl, p0, size, c.test_step, c.test, {0, c.test_step.size()}, x1, y0, y1, s_->log_scale,
+             IM_COL32(255, 220, 120, 230), 0);
 }
 
 // Under the app run's reconstructions: the twin's, labelled.
@@ -794,6 +795,7 @@ void App::finish_lesson_session(LessonSession& ls, size_t epoch) {
     L.twin->steps = ls.twin_steps;
     if (L.twin->sampler) L.twin->sampler->epoch = epoch;  // where the app run's batches go on
     ls.twin_curve.label = L.twin->curve.label;
+    ls.twin_curve.segments = L.twin->curve.segments;  // one, from the start: a lesson never changes the loss
     ls.twin_curve.recon.assign(ls.twin_curve.step.size(), NAN);
     ls.twin_curve.kl.assign(ls.twin_curve.step.size(), NAN);
     L.twin->curve = std::move(ls.twin_curve);

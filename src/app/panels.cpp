@@ -255,6 +255,7 @@ void App::panel_model() {
     help_marker("Changes the layer that makes the code and the first decoder layer together (2 = plot the code "
                 "directly; larger than the input = over-complete). Training starts over.");
   }
+  loss_picker();
   if (ImGui::CollapsingHeader("Edit the model (JSON)")) {
     ImGui::TextDisabled("Layers, loss, optimizer, corruption: the preset format (assets/presets/README.md).");
     ImGui::InputTextMultiline("##json", &s.json_text, ImVec2(-1, ImGui::GetTextLineHeight() * 14));
@@ -352,21 +353,24 @@ void App::panel_data() {
   ImGui::End();
 }
 
+// Points [begin, end) of a curve (one segment: a loss's values), as one line.
 void draw_curve(ImDrawList* dl, ImVec2 p0, ImVec2 size, const std::vector<float>& xs, const std::vector<float>& ys,
-                float x1, float y0, float y1, bool log_scale, ImU32 col, float smooth) {
-  if (xs.empty()) return;
+                std::pair<size_t, size_t> range, float x1, float y0, float y1, bool log_scale, ImU32 col,
+                float smooth) {
+  const size_t begin = range.first, end = std::min({range.second, xs.size(), ys.size()});
+  if (begin >= end) return;
   auto Y = [&](float v) {
     float a = log_scale ? std::log10(std::max(v, 1e-12f)) : v;
     float lo = log_scale ? std::log10(std::max(y0, 1e-12f)) : y0, hi = log_scale ? std::log10(std::max(y1, 1e-12f)) : y1;
     return p0.y + size.y * (1 - (a - lo) / (hi - lo + 1e-12f));
   };
   // At most ~2 points per pixel: average runs of steps, with an exponential smoother for the noisy train loss.
-  size_t n = xs.size(), stride = std::max<size_t>(1, n / size_t(std::max(size.x, 1.f)));
+  size_t stride = std::max<size_t>(1, xs.size() / size_t(std::max(size.x, 1.f)));
   std::vector<ImVec2> pts;
-  float ema = ys[0];
-  for (size_t i = 0; i < n; ++i) {
+  float ema = ys[begin];
+  for (size_t i = begin; i < end; ++i) {
     ema = smooth > 0 ? smooth * ema + (1 - smooth) * ys[i] : ys[i];
-    if (i % stride == 0 || i + 1 == n)
+    if ((i - begin) % stride == 0 || i + 1 == end)
       pts.push_back(ImVec2(p0.x + size.x * xs[i] / std::max(x1, 1.f), Y(ema)));
   }
   dl->AddPolyline(pts.data(), int(pts.size()), col, 0, 1.5f);
@@ -460,15 +464,29 @@ void App::panel_training() {
   if (s.lesson.twin) range(s.lesson.twin->curve);
   if (y1 > y0) {
     if (!s.log_scale) y0 = std::min(y0, 0.f);
-    for (const auto& c : s.past) {
-      draw_curve(dl, p0, size, c.step, c.train, x1, y0, y1, s.log_scale, IM_COL32(120, 160, 220, 70), 0.98f);
-      draw_curve(dl, p0, size, c.test_step, c.test, x1, y0, y1, s.log_scale, IM_COL32(240, 160, 80, 70), 0);
-    }
-    draw_curve(dl, p0, size, s.run->curve.step, s.run->curve.train, x1, y0, y1, s.log_scale, IM_COL32(120, 170, 255, 255), 0.98f);
-    draw_curve(dl, p0, size, s.run->curve.test_step, s.run->curve.test, x1, y0, y1, s.log_scale, IM_COL32(255, 170, 60, 255), 0);
-    if (s.run->model->is_vae() && s.show_recon_kl) {
-      draw_curve(dl, p0, size, s.run->curve.step, s.run->curve.recon, x1, y0, y1, s.log_scale, IM_COL32(120, 220, 120, 200), 0.98f);
-      draw_curve(dl, p0, size, s.run->curve.step, s.run->curve.kl, x1, y0, y1, s.log_scale, IM_COL32(220, 120, 220, 200), 0.98f);
+    // Each segment (a stretch of one loss: the loss can change while training) is its own line, never joined to
+    // the next: values of different losses are different quantities.
+    for (const auto& c : s.past)
+      for (size_t k = 0; k < c.segments.size(); ++k) {
+        draw_curve(dl, p0, size, c.step, c.train, c.train_range(k), x1, y0, y1, s.log_scale, IM_COL32(120, 160, 220, 70), 0.98f);
+        draw_curve(dl, p0, size, c.test_step, c.test, c.test_range(k), x1, y0, y1, s.log_scale, IM_COL32(240, 160, 80, 70), 0);
+      }
+    const LossCurve& c = s.run->curve;
+    for (size_t k = 0; k < c.segments.size(); ++k) {
+      const auto tr = c.train_range(k), te = c.test_range(k);
+      draw_curve(dl, p0, size, c.step, c.train, tr, x1, y0, y1, s.log_scale, IM_COL32(120, 170, 255, 255), 0.98f);
+      draw_curve(dl, p0, size, c.test_step, c.test, te, x1, y0, y1, s.log_scale, IM_COL32(255, 170, 60, 255), 0);
+      if (s.run->model->is_vae() && s.show_recon_kl) {
+        draw_curve(dl, p0, size, c.step, c.recon, tr, x1, y0, y1, s.log_scale, IM_COL32(120, 220, 120, 200), 0.98f);
+        draw_curve(dl, p0, size, c.step, c.kl, tr, x1, y0, y1, s.log_scale, IM_COL32(220, 120, 220, 200), 0.98f);
+      }
+      if (c.segments.size() < 2) continue;
+      // Where the segment starts: a line and the loss's name.
+      const float first = tr.second > tr.first ? c.step[tr.first] : te.second > te.first ? c.test_step[te.first] : NAN;
+      if (!std::isfinite(first)) continue;
+      const float x = p0.x + size.x * std::max(first - (k ? 1.f : 0.f), 0.f) / std::max(x1, 1.f);
+      if (k) dl->AddLine(ImVec2(x, p0.y), ImVec2(x, p0.y + size.y), IM_COL32(200, 200, 200, 110), 1.f);
+      dl->AddText(ImVec2(x + 3, p0.y + size.y - 32), IM_COL32(230, 230, 230, 255), c.segments[k].loss.c_str());
     }
     draw_twin_curve(dl, p0, size, x1, y0, y1);
     char buf[64];
@@ -542,6 +560,7 @@ void App::instruments_readout() {
   help_marker("A unit is silent for a digit when |h| is at most 1% of that digit's largest |h| (relative, because an "
               "L1 penalty can also shrink the whole code). Over the test digits of this panel. A sparse autoencoder "
               "(lesson 004's L1 note) raises the silent share.");
+  jacobian_readout();
   const PosteriorStats& q = s.posterior;
   if (q.digits == 0) return;
   std::vector<float> kl(q.kl_per_dim.begin(), q.kl_per_dim.end());
@@ -609,7 +628,7 @@ void App::panel_latent() {
                    : "Hover a point to see its digit; click anywhere to decode that point of the plane.");
   const bool grid = s.code_dim == 2 && s.manifold.w;
   ImVec2 avail = ImGui::GetContentRegionAvail();
-  float side = std::max(120.f, std::min(grid ? avail.x * 0.5f - 6 : avail.x, avail.y - 70));
+  float side = std::max(120.f, std::min(grid ? avail.x * 0.5f - 6 : avail.x, avail.y - 70 - instruments_height()));
   side = std::floor(side);
   ImVec2 p0 = ImGui::GetCursorScreenPos();
   p0 = ImVec2(std::floor(p0.x), std::floor(p0.y));  // the dots' picture maps 1:1 onto screen pixels
@@ -646,6 +665,7 @@ void App::panel_latent() {
     dl->AddCircle(q, 7, IM_COL32(255, 255, 255, 255), 12, 2.f);
   }
   if (!umap && s.have_click) dl->AddCircle(to_screen(s.click[0], s.click[1]), 5, IM_COL32(255, 255, 0, 255), 12, 2.f);
+  if (s.run->model->is_vae()) posterior_overlay(dl, p0, side, x0, x1, y0, y1, umap);
   ImGui::InvisibleButton("##latent", ImVec2(side, side));
   if (grid) {
     ImGui::SameLine(0, 12);
@@ -684,7 +704,9 @@ void App::panel_latent() {
                   size_t(best) < s.errors.size() ? s.errors[best] : NAN);
       s.hover_pic.show(tex_, 3);
       if (umap) ImGui::TextDisabled("(UMAP view: no click-to-decode; use PCA)");
+      if (m.is_vae()) ImGui::TextDisabled("click: show its posterior");
       ImGui::EndTooltip();
+      if (m.is_vae() && ImGui::IsMouseClicked(0)) select_posterior(best);
     }
     if (!umap && ImGui::IsMouseClicked(0)) {
       s.click[0] = s.lx0 + (mp.x - p0.x) / side * (s.lx1 - s.lx0);
@@ -710,7 +732,9 @@ void App::panel_latent() {
   }
 
   twin_latent_view();
+  posterior_readout(umap);
   instruments_readout();
+  probe_section();
   if (m.is_vae() && ImGui::CollapsingHeader("Traverse one latent dimension")) {
     int& dim = s.traverse_dim;
     ImGui::SliderInt("dimension", &dim, 0, int(s.code_dim) - 1);

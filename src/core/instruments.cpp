@@ -121,6 +121,13 @@ SparsityStats code_sparsity(const float* codes, size_t n, size_t units, double r
 }
 
 std::vector<double> jacobian_frobenius_sq(Model& m, const Tensor& x) {
+  return jacobian_frobenius_sq(m, x, 0, m.code_size());
+}
+
+std::vector<double> jacobian_frobenius_sq(Model& m, const Tensor& x, size_t unit_begin, size_t unit_end) {
+  if (unit_begin > unit_end || unit_end > m.code_size())
+    throw std::runtime_error("the Jacobian's rows " + std::to_string(unit_begin) + ".." + std::to_string(unit_end) +
+                             " are not within the code's " + std::to_string(m.code_size()));
   const size_t B = x.shape()[0];
   if (x.shape() != m.input_shape(B))
     throw std::runtime_error("the Jacobian needs images " + shape_str(m.input_shape(B)) + ", got " + shape_str(x.shape()));
@@ -133,7 +140,7 @@ std::vector<double> jacobian_frobenius_sq(Model& m, const Tensor& x) {
   const size_t units = per_sample(code_shape), pixels = per_sample(x.shape());
   Tensor seed = xt::zeros<float>(code_shape);
   std::vector<double> norm(B, 0.0);
-  for (size_t j = 0; j < units; ++j) {
+  for (size_t j = unit_begin; j < unit_end; ++j) {
     for (size_t b = 0; b < B; ++b) seed.data()[b * units + j] = 1.f;  // row j of every image's Jacobian
     const Tensor* g = &seed;
     if (m.is_vae()) g = &m.mu.backward(*g, size_t(-1), true);

@@ -64,6 +64,10 @@ SparsityStats code_sparsity(const float* codes, size_t n, size_t units, double r
 // contractive preset's Linear -> Sigmoid encoder this is the penalty term itself, sum_j (h_j (1 - h_j))^2 ||W_j||^2.
 // Leaves the model's gradients as they were (the trainer owns them between steps).
 std::vector<double> jacobian_frobenius_sq(Model& m, const Tensor& x);
+// The share of rows [unit_begin, unit_end) of each image's Jacobian (one backward pass per row, after one forward
+// pass), so that the work can be sliced (the page computes it between frames): the shares of consecutive ranges add up
+// to the whole norm. Throws when the range is not within the code.
+std::vector<double> jacobian_frobenius_sq(Model& m, const Tensor& x, size_t unit_begin, size_t unit_end);
 // The mean of the above over the first n images of d.
 double mean_jacobian_frobenius_sq(Model& m, const Dataset& d, size_t n);
 

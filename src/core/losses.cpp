@@ -3,6 +3,7 @@
 #include "core/mathfn.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <vector>
 
@@ -112,9 +113,20 @@ std::string bce_range_problem(const Preset& p) {
   if (p.loss.reconstruction != "bce") return "";
   if (p.normalize == Normalization::MinusOneOne)
     return "BCE needs targets in [0, 1], but the inputs are normalized to [-1, 1]: use MSE or L1, or normalize to 0_1";
-  if (p.decoder.empty() || !p.decoder.back().is_object() || p.decoder.back().value("type", "") != "Sigmoid")
+  // Layers that only reshape (conv-dense ends in Sigmoid, Unflatten) keep the Sigmoid's range.
+  size_t last = p.decoder.size();
+  while (last > 0 && p.decoder[last - 1].is_object() &&
+         (p.decoder[last - 1].value("type", "") == "Unflatten" || p.decoder[last - 1].value("type", "") == "Flatten"))
+    --last;
+  if (last == 0 || !p.decoder[last - 1].is_object() || p.decoder[last - 1].value("type", "") != "Sigmoid")
     return "BCE needs outputs in [0, 1], but the decoder does not end in a Sigmoid: add one, or use MSE or L1";
   return "";
+}
+
+std::string reconstruction_loss_label(const LossConfig& loss) {
+  std::string name = loss.reconstruction;
+  for (char& c : name) c = char(std::toupper((unsigned char)c));
+  return name + (loss.reduction == Reduction::Sum ? ", sum" : ", mean");
 }
 
 }  // namespace aep

@@ -37,4 +37,7 @@ double contractive_penalty(const float* h, const float* W, size_t batch, size_t 
 // negative number is NaN). For the UI's warning; parse_preset refuses the first case outright.
 std::string bce_range_problem(const Preset& p);
 
+// The reconstruction loss as the loss curve and the Model panel name it: "MSE, mean", "BCE, sum", "L1, mean".
+std::string reconstruction_loss_label(const LossConfig& loss);
+
 }  // namespace aep

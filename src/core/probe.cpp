@@ -140,7 +140,7 @@ std::vector<uint8_t> SoftmaxRegression::predict(const float* X, size_t m) const 
 // ------------------------------------------------------------------------------------------ k-NN
 
 void KnnSearch::begin(const float* train, const uint8_t* labels, size_t n, const float* test, size_t m, size_t dim,
-                      size_t k) {
+                      size_t k, size_t tile) {
   if (n == 0 || k == 0 || dim == 0) throw std::runtime_error("k-NN needs at least one labelled example, one feature and k >= 1");
   train_ = train, labels_ = labels, test_ = test, n_ = n, m_ = m, dim_ = dim, k_ = std::min(k, n);
   row_ = col_ = 0;
@@ -151,7 +151,7 @@ void KnnSearch::begin(const float* train, const uint8_t* labels, size_t n, const
     sq_[j] = float(s);
   }
   block_ = std::min<size_t>(256, std::max<size_t>(m, 1));
-  chunk_ = std::min(std::max<size_t>((size_t(1) << 28) / (block_ * dim), 256), n);
+  chunk_ = std::min(std::max<size_t>(tile / (block_ * dim), 256), n);
   G_.resize(block_ * chunk_);
   best_.resize(block_ * k_);
   found_.assign(block_, 0);
@@ -198,10 +198,10 @@ double KnnSearch::progress() const {
 }
 
 void knn_predict(const float* train, const uint8_t* labels, size_t n, const float* test, size_t row_begin,
-                 size_t row_end, size_t dim, size_t k, uint8_t* pred) {
+                 size_t row_end, size_t dim, size_t k, uint8_t* pred, size_t tile) {
   if (row_end <= row_begin) return;
   KnnSearch s;
-  s.begin(train, labels, n, test + row_begin * dim, row_end - row_begin, dim, k);
+  s.begin(train, labels, n, test + row_begin * dim, row_end - row_begin, dim, k, tile);
   while (!s.unit()) {
   }
   std::copy(s.predictions().begin(), s.predictions().end(), pred + row_begin);
@@ -225,7 +225,8 @@ FeatureFn code_features(Model& m) {
 
 void Probe::clear() { *this = Probe(); }
 
-void Probe::begin(const Dataset& train, const Dataset& test, size_t dim, FeatureFn features, const ProbeSettings& s) {
+void Probe::begin(const Dataset& train, const Dataset& test, size_t dim, FeatureFn features, const ProbeSettings& s,
+                  const Pca* reduction) {
   clear();
   need_labels(train);
   need_labels(test);
@@ -251,12 +252,19 @@ void Probe::begin(const Dataset& train, const Dataset& test, size_t dim, Feature
   // Work in rough multiply-adds, for progress(): features as one pass over their numbers (a model costs more, but
   // that is unknown here), the PCA fit, softmax steps, k-NN distances.
   const double n = double(subset_.size()), d = double(result_.dims);
-  work_total_ = (reduce_ ? fit_n * (dim * d * 6.0 + dim) : 0.0) + (n + test_n_) * dim * (reduce_ ? d : 1.0) +
+  const bool fitted = reduce_ && reduction;
+  if (fitted && (reduction->dim != dim || reduction->k != result_.dims || reduction->mean.size() != dim ||
+                 reduction->components.size() != dim * result_.dims))
+    throw std::runtime_error("the probe's given PCA maps " + std::to_string(reduction->dim) + " -> " +
+                             std::to_string(reduction->k) + " numbers, not " + std::to_string(dim) + " -> " +
+                             std::to_string(result_.dims));
+  work_total_ = (reduce_ && !fitted ? fit_n * (dim * d * 6.0 + dim) : 0.0) + (n + test_n_) * dim * (reduce_ ? d : 1.0) +
                 s.steps * n * d * kClasses * 2.0 + n * result_.knn_tested * d + 1.0;
   work_done_ = 0;
   pos_ = 0;
-  if (reduce_) fit_x_.resize(fit_n * dim);
-  stage_ = reduce_ ? Stage::FitFeatures : Stage::TrainFeatures;
+  if (fitted) pca_ = *reduction;
+  if (reduce_ && !fitted) fit_x_.resize(fit_n * dim);
+  stage_ = reduce_ && !fitted ? Stage::FitFeatures : Stage::TrainFeatures;
 }
 
 void Probe::features_of(const Dataset& d, const uint32_t* idx, size_t n, float* out) {
@@ -323,7 +331,7 @@ void Probe::unit() {
       size_t right = 0;
       for (size_t i = 0; i < test_n_; ++i) right += pred[i] == test_labels_[i];
       result_.softmax_accuracy = double(right) / double(test_n_);
-      knn_.begin(train_x_.data(), train_labels_.data(), subset_.size(), test_x_.data(), result_.knn_tested, dims, s_.k);
+      knn_.begin(train_x_.data(), train_labels_.data(), subset_.size(), test_x_.data(), result_.knn_tested, dims, s_.k, s_.knn_tile);
       knn_work_ = double(subset_.size()) * result_.knn_tested * dims;
       work_done_ += 1;
       stage_ = Stage::Knn;

@@ -32,6 +32,9 @@ struct ProbeSettings {
   size_t knn_test_images = 2000;  // k-NN classifies the first knn_test_images test digits (each costs a pass over
                                   // every labelled example)
   size_t k = 5;                   // neighbours that vote (fewer when fewer labels)
+  // Multiply-adds per k-NN unit of work (see KnnSearch): the result does not depend on it, only how finely the search
+  // is sliced (the page, which keeps its frames short, takes 2^25: a few ms of wasm).
+  size_t knn_tile = size_t(1) << 28;
   // Softmax regression: features centred and divided by one scale (their RMS over the labelled set, so that l2 means
   // the same for any code), weights from 0, `steps` full-batch Adam steps (PyTorch's defaults but lr) on the mean
   // cross-entropy + l2 / 2 * ||W||^2 (bias not penalized). The problem is strictly convex: 200 steps reach its
@@ -79,8 +82,10 @@ class SoftmaxRegression {
 // per block of 256 test rows rather than once per row. The arrays are borrowed: they must outlive the search.
 class KnnSearch {
  public:
-  // train [n, dim], labels [n], test [m, dim], all row-major.
-  void begin(const float* train, const uint8_t* labels, size_t n, const float* test, size_t m, size_t dim, size_t k);
+  // train [n, dim], labels [n], test [m, dim], all row-major. tile: multiply-adds per unit (about; at least a
+  // 256-row chunk); the predictions are the same for any tile.
+  void begin(const float* train, const uint8_t* labels, size_t n, const float* test, size_t m, size_t dim, size_t k,
+             size_t tile = size_t(1) << 28);
   bool unit();  // one tile; true once every test row has its prediction
   bool done() const { return row_ >= m_; }
   double progress() const;
@@ -97,7 +102,7 @@ class KnnSearch {
 };
 // Runs a KnnSearch on test rows [row_begin, row_end) of test [m, dim], writing pred[row_begin .. row_end).
 void knn_predict(const float* train, const uint8_t* labels, size_t n, const float* test, size_t row_begin,
-                 size_t row_end, size_t dim, size_t k, uint8_t* pred);
+                 size_t row_end, size_t dim, size_t k, uint8_t* pred, size_t tile = size_t(1) << 28);
 
 // Features of images: out [n, dim] for the images idx[0..n) of d.
 using FeatureFn = std::function<void(const Dataset& d, const uint32_t* idx, size_t n, float* out)>;
@@ -123,12 +128,18 @@ class Probe {
  public:
   // train and test must outlive the probe (and features' model stay unchanged). Throws for data without labels or
   // settings out of range; max_dims caps the dimension (the PCA baseline passes the code's).
-  void begin(const Dataset& train, const Dataset& test, size_t dim, FeatureFn features, const ProbeSettings& s);
+  // reduction: the PCA an earlier probe of the same features, training images and settings fitted (its reduction()),
+  // to skip the fit (the page probes pixels again at each label count: the fit of 784 -> 128 is ~0.7 s of wasm in one
+  // piece). Throws when its sizes do not fit; that it was fitted on the same features is the caller's to ensure.
+  void begin(const Dataset& train, const Dataset& test, size_t dim, FeatureFn features, const ProbeSettings& s,
+             const Pca* reduction = nullptr);
   bool step(double budget_ms);
   bool done() const { return stage_ == Stage::Done; }
   double progress() const;  // 0..1
   const char* stage_name() const;
   const ProbeResult& result() const { return result_; }
+  // The PCA the features were reduced with (k = 0 when none was needed, or before the fit).
+  const Pca& reduction() const { return pca_; }
   void clear();
 
  private:

@@ -1,6 +1,8 @@
 // A training run (see run.hpp): the seed rule, the training subset, the batch order and the curve in one place.
 #include "core/run.hpp"
 
+#include "core/losses.hpp"
+
 #include <algorithm>
 #include <stdexcept>
 
@@ -19,6 +21,27 @@ Run::Run(const Preset& p, uint64_t s) : preset(p), seed(s) {
   if (p.loss.contractive > 0) model->contractive_layer();  // throws when the encoder does not end as it must
   model->init(seed);
   trainer = std::make_unique<Trainer>(*model, seed + 1);
+  curve.segments.push_back({0, 0, reconstruction_loss_label(p.loss)});
+}
+
+std::pair<size_t, size_t> LossCurve::train_range(size_t k) const {
+  return {segments[k].train_begin, k + 1 < segments.size() ? segments[k + 1].train_begin : step.size()};
+}
+
+void LossCurve::begin_segment(const std::string& loss) {
+  const Segment next{step.size(), test.size(), loss};
+  auto empty = [&](const Segment& g) { return g.train_begin == next.train_begin && g.test_begin == next.test_begin; };
+  if (segments.empty()) return segments.push_back({0, 0, loss});
+  if (loss == segments.back().loss) return;
+  // A last segment that holds no point yet is dropped rather than closed (the picker went past it).
+  if (segments.size() > 1 && empty(segments.back())) segments.pop_back();
+  if (segments.back().loss == loss) return;
+  if (empty(segments.back())) segments.back() = next;
+  else segments.push_back(next);
+}
+
+std::pair<size_t, size_t> LossCurve::test_range(size_t k) const {
+  return {segments[k].test_begin, k + 1 < segments.size() ? segments[k + 1].test_begin : test.size()};
 }
 
 void Run::set_data(const Dataset& train, int held_out_digit, bool shuffle) {
@@ -61,12 +84,13 @@ void Run::set_batch_size(size_t batch_size) {
 }
 
 void Run::apply_settings(const Preset& p) {
+  model->set_loss(p.loss);  // throws, before anything changed, when the model refuses the loss
   trainer->optimizer.config.lr = p.optimizer.lr;
   trainer->optimizer.config.weight_decay = p.optimizer.weight_decay;
   preset.optimizer.lr = p.optimizer.lr;
   preset.optimizer.weight_decay = p.optimizer.weight_decay;
+  curve.begin_segment(reconstruction_loss_label(p.loss));
   preset.loss = p.loss;
-  model->set_loss(p.loss);
   preset.corruption = p.corruption;
   set_batch_size(p.training.batch_size);
   preset.training.epochs = p.training.epochs;

@@ -14,6 +14,19 @@ struct LossCurve {
   std::string label;
   std::vector<float> step, train, recon, kl;  // per training step
   std::vector<float> test_step, test;         // per evaluation
+  // The reconstruction loss can change while a run trains (the Model panel's picker): values of different losses are
+  // different quantities and must never be drawn as one line. Segment k holds the train points from its train_begin
+  // to the next segment's, and the test points likewise; the first starts at 0, and a run always has one.
+  struct Segment {
+    size_t train_begin = 0, test_begin = 0;
+    std::string loss;  // reconstruction_loss_label: "MSE, mean"
+  };
+  std::vector<Segment> segments;
+  // [begin, end) of segment k's train (or test) points.
+  std::pair<size_t, size_t> train_range(size_t k) const;
+  std::pair<size_t, size_t> test_range(size_t k) const;
+  // From the next point on, values of `loss`: a new segment unless the last one is of that loss already.
+  void begin_segment(const std::string& loss);
 };
 
 // The training images a run samples from: all of d, or all but one digit (held out, e.g. for anomaly detection;
@@ -38,7 +51,9 @@ class Run {
   // A new batch size from the next batch on: the rest of this epoch is drawn anew (from seed + 2 + epoch).
   void set_batch_size(size_t batch_size);
   // The settings that may change while a run trains, from p (whose layers must be the run's): learning rate and
-  // weight decay, the loss terms (beta, L1, contractive), the corruption, the batch size. The weights stay.
+  // weight decay, the loss terms (reconstruction loss and reduction, beta, L1, contractive), the corruption, the
+  // batch size. The weights stay. A new reconstruction loss or reduction starts a new curve segment. Throws (changing
+  // nothing) when the model refuses the loss (BCE on [-1, 1] data).
   void apply_settings(const Preset& p);
   // Epochs done, with the current one as a fraction (1.5: halfway through the second).
   double epoch() const;

@@ -1,0 +1,83 @@
+// The Latent panel's instruments that take more than a view refresh to compute (issue 15): the encoder Jacobian's norm
+// and the code probe, each worked on between frames on its own snapshot of the weights, and the selected digit's VAE
+// posterior. Private to src/app; the code is in instrument_views.cpp.
+#pragma once
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/model.hpp"
+#include "core/probe.hpp"
+#include "core/rng.hpp"
+
+namespace aep {
+
+// Digits the Jacobian norm is measured on: kJacobianDigits, fewer for large codes so that one measurement costs at
+// most kJacobianRows backward passes of one image (one per code number and digit), and never fewer than
+// kJacobianMinDigits.
+constexpr size_t kJacobianDigits = 100, kJacobianRows = 100 * 64, kJacobianMinDigits = 2;
+size_t jacobian_digits(size_t code_size, size_t test_count);
+
+struct JacobianJob {
+  std::unique_ptr<Model> model;  // snapshot of the weights at `step`
+  bool active = false;
+  size_t step = 0, digits = 0, image_pos = 0, unit_pos = 0;
+  Tensor x;                  // the current batch of digits
+  std::vector<double> sum;   // per digit of the batch, rows done so far
+  double total = 0;          // finished digits' norms
+  double row_ms = 0;         // running estimate of one Jacobian row over the batch
+  // The last finished measurement: mean ||d code / d x||_F^2 over `value_digits` test digits at training step
+  // `value_step` (NaN before the first).
+  double value = NAN;
+  size_t value_step = 0, value_digits = 0;
+};
+
+// The code probe (core/probe.hpp): codes, then pixels and PCA codes of the same size once per label count, then the
+// codes again for every newer snapshot.
+struct ProbeJob {
+  size_t labels = 1000;   // the slider: labelled training images the classifiers may use
+  bool requested = false; // asked for by a command (probeLabels): computed even while the section is closed
+  bool open = false;      // the Latent panel's probe section is open (set as it is drawn)
+  bool open_request = false;  // a command asked for the probe: the section opens the next time it is drawn
+  std::unique_ptr<Model> model;  // the weights the running code probe encodes with (unchanged until it finishes)
+  Probe probe;
+  int running = -1;       // which probe runs: 0 codes, 1 pixels, 2 PCA codes; -1 none
+  // Finished results for `labels` (labels == 0: none yet); code_step: the training step of the codes probed.
+  ProbeResult code, pixels, pca;
+  size_t code_step = 0;
+  bool pca_is_pixels = false;  // the PCA codes' size is at least the pixels' reduction: the same classifier inputs
+  std::string error;           // why it cannot run (e.g. test images without labels)
+  // The pixels' PCA (784 -> 128), fitted once: it depends on the training images it was fitted on and their
+  // normalization (pixels_pca_key), not on the label count.
+  Pca pixels_pca;
+  uint64_t pixels_pca_key = 0;
+};
+
+struct PosteriorView {
+  int digit = -1;           // selected test digit (a VAE: its posterior is drawn), -1 none
+  size_t step = size_t(-1);  // training step of mu / logvar
+  std::vector<float> mu, logvar;
+  std::vector<float> samples;  // [kPosteriorSamples, latent] z drawn live, oldest first
+  Rng rng{0x9a55};
+};
+constexpr size_t kPosteriorSamples = 300, kPosteriorSamplesPerFrame = 6;
+
+// A command's instrument settings, validated (App::parse_instrument_command) before anything is applied.
+struct InstrumentCommand {
+  bool loss_given = false;     // loss or reduction (already in the command's preset)
+  long probe_labels = -1;      // probeLabels, -1: not given
+  int posterior_digit = -2;    // posteriorDigit (-1: none), -2: not given
+  std::vector<std::string> warnings;
+};
+
+struct InstrumentViews {
+  std::vector<float> logvars;  // a VAE's log sigma^2 of the view images [n_view, code_dim], beside their mu (codes)
+  JacobianJob jacobian;
+  ProbeJob probe;
+  PosteriorView posterior;
+  std::string loss_refused;  // the Model panel's loss picker: why the last choice was not applied
+  int turn = 0;              // the two jobs take turns at the free view budget
+};
+
+}  // namespace aep
