@@ -213,6 +213,7 @@ void App::set_ood(Dataset d) {
   s_->ood = std::move(d);
   ood_requested = false;
   s_->views_dirty = true;
+  s_->lesson.measured_step = size_t(-1);  // a lesson's foreignError can be measured now
 }
 
 // Hyper-parameters that can change between steps without rebuilding the model.

@@ -29,13 +29,6 @@ bool apply_to_configs(const json& settings, std::vector<LessonConfig>& configs) 
   return rebuild;
 }
 
-bool lesson_reads(const Lesson& l, const char* value) {
-  for (const LessonStep& s : l.steps)
-    for (const std::string& n : s.goal.names())
-      if (n == value || n == std::string("a.") + value || n == std::string("b.") + value) return true;
-  return false;
-}
-
 }  // namespace
 
 void App::load_lesson_library() {
@@ -255,7 +248,12 @@ void App::step_lesson(double budget_ms) {
       o.holdout = i ? c.holdout : s.held_out;
       o.digit_anomaly = c.anomaly == "digit";
       double pca = NAN;
-      if (lesson_reads(L.lesson, "pcaError")) {
+      o.jacobian = L.lesson.names_value("jacobianNorm");
+      if (L.lesson.names_value("foreignError")) {  // Fashion-MNIST, loaded by the driver when first asked for
+        if (s.ood.count) o.foreign = &s.ood;
+        else ood_requested = true;
+      }
+      if (L.lesson.names_value("pcaError")) {
         const size_t k = r.model->code_size();
         const size_t key = k * 2 + (r.preset.normalize == Normalization::MinusOneOne ? 1 : 0);
         auto it = std::find_if(L.pca_cache.begin(), L.pca_cache.end(), [&](const auto& e) { return e.first == key; });
