@@ -96,7 +96,7 @@ void App::lesson_use_configs(bool rebuild) {
   State& s = *s_;
   LessonPlay& L = s.lesson;
   const LessonConfig& c = L.configs[0];
-  s.anomaly_mode = c.anomaly == "digit" ? 1 : 0;
+  s.anomaly_mode = c.anomaly == "digit" ? 1 : c.anomaly == "fashion" ? 2 : 0;  // the Anomaly panel scores what the goal does
   s.running = false;
   L.action_left = 0;
   if (rebuild) {
@@ -247,9 +247,10 @@ void App::step_lesson(double budget_ms) {
       o.test_images = kLessonTestImages;
       o.holdout = i ? c.holdout : s.held_out;
       o.digit_anomaly = c.anomaly == "digit";
+      o.foreign_anomaly = c.anomaly == "fashion";
       double pca = NAN;
       o.jacobian = L.lesson.names_value("jacobianNorm");
-      if (L.lesson.names_value("foreignError")) {  // Fashion-MNIST, loaded by the driver when first asked for
+      if (L.lesson.uses_fashion()) {  // Fashion-MNIST, loaded by the driver when first asked for
         if (s.ood.count) o.foreign = &s.ood;
         else ood_requested = true;
       }
