@@ -207,8 +207,7 @@ void App::lesson_goto(size_t k) {
       L.progress[i] = 2;
       push_lesson_event({{"event", "skip"}, {"step", i + 1}});
     }
-  L.step = k;
-  L.action_left = 0;
+  L.step = k;  // an action still training goes on to its end: the next step's button waits for it
   const LessonStep& st = L.lesson.steps[k];
   if (!st.look.empty()) {
     std::string list;
@@ -418,6 +417,8 @@ json App::lesson_command(const json& cmd, std::vector<std::string>& errors, bool
   };
   const bool action = flag("lessonAction"), restore = flag("lessonRestore");
   if ((action || restore) && !L.active && !start) errors.push_back("no lesson is open");
+  if (action && L.active && !start && L.action_left > 0)
+    errors.push_back("lessonAction: the last action is still training (" + std::to_string(L.action_left) + " steps to go)");
   if (action && !has_data()) errors.push_back("lessonAction: the MNIST data is not loaded yet");
   int picker = -1;
   if (cmd.contains("lessonPicker")) picker = flag("lessonPicker") ? 1 : 0;
