@@ -88,6 +88,7 @@ struct LessonPlay {
   size_t action_left = 0;        // training steps of the running action still to take
   RunMeasure measure[2];
   bool measuring = false;
+  bool measure_in_action = false;  // the running measurement began while an action trained
   size_t measured_step = size_t(-1);  // the app run's step at the last finished measurement
   Clock::time_point measure_start = Clock::now();
   std::vector<std::pair<size_t, double>> pca_cache;  // (code size * 2 + normalization, PCA's test error)

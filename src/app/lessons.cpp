@@ -267,6 +267,7 @@ void App::step_lesson(double budget_ms) {
       L.measure[i].begin(r, test_, o);
     }
     L.measuring = true;
+    L.measure_in_action = L.action_left > 0;
     L.measure_start = Clock::now();
     return;
   }
@@ -305,7 +306,9 @@ void App::lesson_measured() {
   LessonPlay& L = s_->lesson;
   const LessonStep& st = L.lesson.steps[L.step];
   L.result = st.goal.evaluate(L.values);
-  if (!L.result.holds || L.progress[L.step] != 0) return;
+  // While a step's action trains, the value is shown as it goes; the goal counts once the action is over (as
+  // `aep lesson` checks it), or at any time when the learner trains on their own.
+  if (!L.result.holds || L.progress[L.step] != 0 || L.measure_in_action) return;
   L.progress[L.step] = 1;
   L.reached_value[L.step] = L.result.value;
   const bool all = std::all_of(L.progress.begin(), L.progress.end(), [](int p) { return p == 1; });
@@ -553,7 +556,7 @@ void App::panel_lesson(float width) {
   } else if (!r.problem.empty()) {
     ImGui::TextColored(ImVec4(1, 0.7f, 0.3f, 1), "%s", r.problem.c_str());
   } else {
-    ImGui::Text("now %.4g: not yet", r.value);
+    ImGui::Text(r.holds ? "now %.4g: holds, counted when the action's training is over" : "now %.4g: not yet", r.value);
   }
   if (L.measured_step != size_t(-1)) {
     ImGui::PushStyleColor(ImGuiCol_Text, ImGui::GetStyleColorVec4(ImGuiCol_TextDisabled));
