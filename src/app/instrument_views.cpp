@@ -436,7 +436,7 @@ void App::posterior_overlay(ImDrawList* dl, ImVec2 p0, float side, float x0, flo
   dl->PopClipRect();
   dl->AddRect(b0, b1, IM_COL32(255, 230, 80, 160));
   char label[64];
-  std::snprintf(label, sizeof label, "close-up: %.2g wide", 2 * half);
+  std::snprintf(label, sizeof label, "%.2g wide", 2 * half);  // the close-up's width in code units
   dl->AddText(ImVec2(b0.x + 4, b1.y - 16), IM_COL32(230, 230, 230, 255), label);
 }
 
