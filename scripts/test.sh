@@ -11,7 +11,8 @@
 #   4. the playground page in Debian's Chromium (tests/e2e/run.js): every preset trains 200 steps in the page
 #      (a screenshot of all panels each, every panel's region checked for content), URL parameters, the embedding
 #      example over postMessage, downloads loaded strict in PyTorch, a malformed upload, autosave, divergence, the
-#      memory budget, the Content-Security-Policy, UMAP, bench.html; frame times printed as information;
+#      memory budget, the Content-Security-Policy, UMAP, bench.html; frame times printed as information; every lesson
+#      opens from its URL, two are followed to the end, the course page web/lesson-example.html gets goal events;
 #   5. the desktop app under Xvfb: trains a few hundred frames and writes a screenshot whose panels must show content;
 #   6. libFuzzer on every parser for a few seconds each (tests/fuzz/run.sh).
 # Logs and screenshots: build/test-logs/.
@@ -166,6 +167,13 @@ if [ -f build/web/aep_web.wasm ]; then
   np=$(grep -c '^PASS' "$logs/e2e.log"); nf=$(grep -c '^FAIL' "$logs/e2e.log")
   passed=$((passed + np)); failed=$((failed + nf))
   if [ $rc -ne 0 ] && [ "$nf" -eq 0 ]; then fail "end-to-end run stopped early (log: $logs/e2e.log)"; tail -n 5 "$logs/e2e.log"; fi
+  # Lessons: every one opens from its URL (screenshots in build/test-logs/lessons), two are followed to the end, the
+  # course page web/lesson-example.html gets the goal events (`--follow all` times every lesson: README's table).
+  node tests/e2e/lessons.js "$logs/lessons" > "$logs/lessons-e2e.log" 2>&1; rc=$?
+  grep -E '^(PASS|FAIL|INFO|      )' "$logs/lessons-e2e.log"
+  np=$(grep -c '^PASS' "$logs/lessons-e2e.log"); nf=$(grep -c '^FAIL' "$logs/lessons-e2e.log")
+  passed=$((passed + np)); failed=$((failed + nf))
+  if [ $rc -ne 0 ] && [ "$nf" -eq 0 ]; then fail "lessons end-to-end run stopped early (log: $logs/lessons-e2e.log)"; fi
 else
   fail "end-to-end tests (page not built)"
 fi
@@ -182,6 +190,18 @@ if [ -x build/native-debug/aep_desktop ]; then
     pass "desktop app under Xvfb trains and draws every panel ($(cat "$logs/desktop-content.log"))"
   else
     fail "desktop app under Xvfb (log: $logs/desktop.log)"; tail -n 5 "$logs/desktop.log" "$logs/desktop-content.log" 2>/dev/null | sed 's/^/      /'
+  fi
+  # The same lessons: opened from the command line, its first action run in frames, the lesson panel drawn.
+  shot=$logs/desktop-lesson.png
+  rm -f "$shot"
+  if ASAN_OPTIONS=detect_leaks=0 xvfb-run -a -s "-screen 0 1400x900x24" build/native-debug/aep_desktop \
+       --lesson linear-autoencoder --lesson-action --frames 150 --screenshot "$shot" > "$logs/desktop-lesson.log" 2>&1 \
+     && grep -q '"id":"linear-autoencoder"' "$logs/desktop-lesson.log" && [ -s "$shot" ] \
+     && ! grep -q '"step":0,' "$logs/desktop-lesson.log" \
+     && node tests/e2e/content.js "$shot" "$logs/desktop-lesson.log" > "$logs/desktop-lesson-content.log" 2>&1; then
+    pass "desktop app: a lesson from the command line trains its first action ($(cat "$logs/desktop-lesson-content.log"))"
+  else
+    fail "desktop app lesson (log: $logs/desktop-lesson.log)"; tail -n 5 "$logs/desktop-lesson.log" 2>/dev/null | sed 's/^/      /'
   fi
 else
   fail "desktop app (not built: is libglfw3-dev installed?)"

@@ -11,6 +11,7 @@
 
 #include "core/instruments.hpp"
 #include "core/losses.hpp"
+#include "core/metrics.hpp"
 #include "core/probe.hpp"
 #include "core/safetensors.hpp"
 #include "core/train.hpp"
@@ -444,6 +445,31 @@ TEST_CASE("probe: learns the digits of a labelled set, and the same result howev
   s.max_dims = 30;
   CHECK_THROWS_WITH(given.begin(train, test, 784, pixel_features(Normalization::ZeroOne), s, &whole.reduction()),
                     "the probe's given PCA maps 784 -> 40 numbers, not 784 -> 30");
+}
+
+TEST_CASE("instruments: checkerboard index by hand and against numpy's FFT") {
+  // By hand: one lit pixel has R = C = D = 1 over 784 * 1 - 1^2; two lit neighbours in a row have R = 2, C = D = 0.
+  std::vector<float> x(4 * 784, 0.f);
+  x[0] = 1.f;
+  x[784] = x[785] = 1.f;
+  for (size_t i = 0; i < 784; ++i) x[2 * 784 + i] = 0.7f;                             // constant: no variation
+  for (size_t i = 0; i < 784; ++i) x[3 * 784 + i] = float(((i / 28) + (i % 28)) % 2);  // a pure checkerboard
+  float out[4];
+  checkerboard_index(x.data(), 4, out);
+  CHECK(out[0] == doctest::Approx(3.0 / 783.0).epsilon(1e-6));
+  CHECK(out[1] == doctest::Approx(4.0 / 1564.0).epsilon(1e-6));
+  CHECK(out[2] == 0.f);
+  CHECK(out[3] == doctest::Approx(1.0).epsilon(1e-6));
+
+  // tests/reference/make_checkerboard.py: the same index from the 2-D FFT's power spectrum.
+  const SafeTensors st = read_safetensors(std::string(AEP_TEST_DIR) + "/reference/checkerboard.safetensors");
+  REQUIRE_MESSAGE((st.find("images") && st.find("index")),
+                  "checkerboard.safetensors lacks images/index (regenerate: /usr/bin/python3 tests/reference/make_checkerboard.py)");
+  const std::vector<float> images = st.find("images")->as_f32(), want = st.find("index")->as_f32();
+  REQUIRE(images.size() == want.size() * 784);
+  std::vector<float> got(want.size());
+  checkerboard_index(images.data(), want.size(), got.data());
+  expect_near("checkerboard index vs numpy FFT", got.data(), want.data(), got.size());
 }
 
 TEST_CASE("instrument_values: the named numbers that apply to each model") {

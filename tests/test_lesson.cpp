@@ -6,13 +6,16 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <numeric>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "core/export.hpp"
 #include "core/goal.hpp"
+#include "core/instruments.hpp"
 #include "core/lesson.hpp"
+#include "core/metrics.hpp"
 #include "core/train.hpp"
 
 namespace {
@@ -23,6 +26,12 @@ using nlohmann::json;
 const Dataset& lesson_mnist(bool train) {
   static Dataset tr = load_mnist(default_mnist_dir(), true), te = load_mnist(default_mnist_dir(), false);
   return train ? tr : te;
+}
+
+// Fashion-MNIST's test images (Debian's dataset-fashion-mnist, installed by scripts/bootstrap.sh), for foreignError.
+const Dataset& lesson_fashion() {
+  static Dataset d = load_mnist("/usr/share/datasets/fashion-mnist", false);
+  return d;
 }
 
 std::string read_text(const std::string& path) {
@@ -177,7 +186,7 @@ TEST_CASE("lessons: every file parses, its id is its name, and the README lists 
     CHECK(readme.find("| `" + std::string(v.name) + "` |") != std::string::npos);
   }
   CHECK_THROWS_WITH(load_lesson("no-such-lesson"),
-                    doctest::Contains("unknown lesson 'no-such-lesson' (known: anomaly-detection, "));
+                    doctest::Contains("unknown lesson 'no-such-lesson' (known: ae-vs-vae-latent, anomaly-detection, "));
 }
 
 TEST_CASE("lessons: malformed lesson files get messages that say what to fix") {
@@ -370,7 +379,10 @@ TEST_CASE("lessons: every goal is false when its step opens and holds after its 
   const std::vector<std::string> ids = {"deeper-autoencoder"};
 #elif defined(__EMSCRIPTEN__)
   // A sample that covers every kind of goal: twin prefixes, pcaError, the held-out digit, a setting change.
-  const std::vector<std::string> ids = {"tied-weights-pca", "sparse-code", "anomaly-detection", "deeper-autoencoder"};
+  // Every goal value that needs its own code path: checkerboard, jacobianNorm, activeUnits, foreignError, inputError.
+  const std::vector<std::string> ids = {"tied-weights-pca", "sparse-code",  "anomaly-detection", "deeper-autoencoder",
+                                        "checkerboard",     "contractive",  "vae-manifold",      "data-specific",
+                                        "dropout-noise"};
 #else
   const std::vector<std::string> ids = list_lessons();
 #endif
@@ -378,7 +390,7 @@ TEST_CASE("lessons: every goal is false when its step opens and holds after its 
     CAPTURE(id);
     const auto t0 = std::chrono::steady_clock::now();
     const Lesson lesson = load_lesson(id);
-    LessonRunner runner(lesson, train, test);
+    LessonRunner runner(lesson, train, test, 1000, lesson.names_value("foreignError") ? &lesson_fashion() : nullptr);
     for (size_t k = 0; k < lesson.steps.size(); ++k) {
       CAPTURE(k + 1);
       CHECK_FALSE(runner.check(k).holds);  // at the start
@@ -397,4 +409,86 @@ TEST_CASE("lessons: every goal is false when its step opens and holds after its 
     }
     MESSAGE(id << ": " << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s");
   }
+}
+
+TEST_CASE("lesson values: checkerboard, inputError, jacobianNorm, activeUnits and foreignError mean what they say") {
+  const Dataset &train = lesson_mnist(true), &test = lesson_mnist(false);
+  const size_t n = 300;
+  auto first = [](size_t count) {
+    std::vector<uint32_t> idx(count);
+    for (size_t i = 0; i < count; ++i) idx[i] = uint32_t(i);
+    return idx;
+  };
+  const std::vector<uint32_t> idx = first(n);
+
+  // A contractive model with Gaussian input noise, 20 steps: the values against the instruments computed directly.
+  Preset p = load_preset("contractive");
+  p.corruption.type = "gaussian";
+  p.corruption.std = 0.3f;
+  Run run(p, 1);
+  run.set_data(train);
+  for (int i = 0; i < 20; ++i) run.step();
+  MeasureOptions o;
+  o.test_images = n;
+  const json plain = measure_run(run, test, o);
+  CHECK(plain["jacobianNorm"].is_null());  // only when asked for (a goal names it)
+  CHECK(plain["foreignError"].is_null());  // no foreign data given
+  CHECK(plain["activeUnits"].is_null());   // not a VAE
+  o.jacobian = true;
+  const json v = measure_run(run, test, o);
+  Tensor clean;
+  fill_batch(test, idx.data(), kJacobianImages, p.normalize, clean);
+  const std::vector<double> jac = jacobian_frobenius_sq(*run.model, clean);
+  CHECK(v["jacobianNorm"].get<double>() == doctest::Approx(std::accumulate(jac.begin(), jac.end(), 0.0) / double(jac.size())).epsilon(1e-9));
+  CHECK(v["testError"] == plain["testError"]);
+
+  // checkerboard and inputError: the outputs and inputs of the measured batches, corrupted from the fixed seed.
+  Rng noise(0x5eed);
+  double cb = 0, in_err = 0;
+  for (size_t start = 0; start < n; start += 100) {
+    Tensor input, target, x;
+    make_batch(test, idx.data() + start, 100, p, noise, input, target);
+    fill_batch(test, idx.data() + start, 100, p.normalize, x);
+    const Tensor out = run.model->reconstruct(input);
+    std::vector<float> c(100), e(100);
+    checkerboard_index(out.data(), 100, c.data());
+    per_image_mse(input.data(), x.data(), 100, e.data());
+    for (size_t i = 0; i < 100; ++i) cb += c[i], in_err += e[i];
+  }
+  CHECK(v["checkerboard"].get<double>() == doctest::Approx(cb / double(n)).epsilon(1e-5));
+  CHECK(v["inputError"].get<double>() == doctest::Approx(in_err / double(n)).epsilon(1e-5));
+  CHECK(v["inputError"].get<double>() > 0.01);  // the noise is there
+
+  // foreignError: the mean per-pixel error of the clean foreign images (here MNIST's training images stand in).
+  o.foreign = &train;
+  const json f = measure_run(run, test, o);
+  fill_batch(train, idx.data(), n, p.normalize, clean);
+  const Tensor out = run.model->reconstruct(clean);
+  std::vector<float> e(n);
+  per_image_mse(out.data(), clean.data(), n, e.data());
+  CHECK(f["foreignError"].get<double>() == doctest::Approx(std::accumulate(e.begin(), e.end(), 0.0) / double(n)).epsilon(1e-5));
+
+  // activeUnits: posterior_stats over the measured test images.
+  Run vae(load_preset("vae-mlp"), 1);
+  vae.set_data(train);
+  for (int i = 0; i < 20; ++i) vae.step();
+  o = MeasureOptions();
+  o.test_images = n;
+  const json a = measure_run(vae, test, o);
+  const PosteriorStats ps = posterior_stats(*vae.model, test, n);
+  CHECK(a["activeUnits"] == ps.active_units);
+
+  // A lesson whose goal reads foreignError, without the data: the value is null and the goal waits for it.
+  const json doc = {{"id", "f"},
+                    {"title", "f"},
+                    {"section", "001 \xC2\xB7 Properties of Autoencoders"},
+                    {"start", {{"preset", "linear"}}},
+                    {"steps", {{{"instruction", "i"}, {"action", {{"label", "l"}, {"train", 2}}}, {"goal", "foreignError > 0"}}}}};
+  const Lesson lesson = parse_lesson(doc, "f");
+  CHECK(lesson.names_value("foreignError"));
+  CHECK_FALSE(lesson.names_value("pcaError"));
+  LessonRunner runner(lesson, train, test, 100);
+  runner.apply_action(0);
+  CHECK(runner.status()["foreignError"].is_null());
+  CHECK(runner.check(0).missing == "foreignError");
 }

@@ -30,7 +30,7 @@ std::string preset_path(const std::string& name) { return std::string(AEP_TEST_D
 std::vector<std::string> all_presets() {
   return {"linear", "deep-linear", "conv-simple", "conv", "conv-upsample", "denoise", "conv-wide", "mlp-128-64",
           "undercomplete-tanh", "overcomplete-tanh", "sparse", "contractive", "tied", "vae-mlp", "vae-conv",
-          "conv-dense", "fully-conv"};
+          "conv-dense", "fully-conv", "conv-k3s2"};
 }
 
 // Synthetic 28x28 "digits": random strokes, so tests need no dataset.
@@ -135,6 +135,12 @@ double preset_gradient_error(const Preset& p, bool training) {
   return directional_gradient_error(m.values, grads, loss, rng);
 }
 }  // namespace
+
+TEST_CASE("all_presets() names every preset file") {
+  std::vector<std::string> names = all_presets();
+  std::sort(names.begin(), names.end());
+  CHECK(names == list_presets());
+}
 
 TEST_CASE("every preset builds, and its gradients match finite differences") {
   for (const std::string& name : all_presets()) {

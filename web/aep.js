@@ -28,7 +28,7 @@
   }
 
   let ready = false;
-  const queued = [];  // API calls made before the engine is up
+  const queued = [];  // postMessage calls that came before the engine was up: answered once it is
 
   function call(name, ret, types, args) { return Module.ccall(name, ret, types, args); }
   function command(obj) {
@@ -42,10 +42,18 @@
   function notice(text) { if (ready) call('aep_notice', null, ['string'], [text]); }
 
   // Settings from the URL (?preset=vae-mlp&lr=0.001&panels=training,latent&autostart=1&compact=1). Each is applied
-  // on its own so one bad value falls back to the default without losing the others.
+  // on its own so one bad value falls back to the default without losing the others. ?lesson=ID&step=K opens a lesson
+  // (at its step K) after the other settings.
   function applyUrl() {
     const params = new URLSearchParams(location.search);
     const errors = [];
+    if (params.has('lesson')) {
+      const lesson = { lesson: params.get('lesson') };
+      if (params.has('step')) lesson.lessonStep = params.get('step');
+      params.delete('lesson');
+      params.delete('step');
+      params.set('lesson', JSON.stringify(lesson));  // applied last, as one command
+    }
     if (params.has('threads')) {  // the engine's, not the App's: see aep_set_threads in web_main.cpp
       const n = Number(params.get('threads'));
       if (Number.isInteger(n) && n >= 1 && n <= 64) call('aep_set_threads', 'number', ['number'], [n]);
@@ -53,10 +61,10 @@
       params.delete('threads');
     }
     const order = ['preset', 'optimizer', 'seed', 'lr', 'batch', 'epochs', 'beta', 'l1', 'noise', 'corruption',
-                   'panels', 'compact', 'autostart'];
+                   'panels', 'compact', 'lesson', 'autostart'];
     const keys = [...params.keys()].sort((a, b) => (order.indexOf(a) + 1 || 99) - (order.indexOf(b) + 1 || 99));
     for (const key of keys) {
-      const r = command({ [key]: params.get(key) });
+      const r = command(key === 'lesson' ? JSON.parse(params.get(key)) : { [key]: params.get(key) });
       if (!r.ok) errors.push(...r.errors);
     }
     if (errors.length) notice('URL: ' + errors.join('; ') + ' (using the defaults for those)');
@@ -171,7 +179,9 @@
       notice('Your autosaved session could not be restored (' + err + '); it was set aside and training starts fresh.');
     } else {
       savedAt = status().step + '|' + call('aep_config_query', 'string', [], []);
+      return true;
     }
+    return false;
   }
   setInterval(() => { saveSession(false).catch((e) => notice('Autosave failed: ' + e.message)); }, 5000);
   document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'hidden') saveSession(false).catch(() => {}); });
@@ -195,25 +205,61 @@
     link: () => ready ? location.origin + location.pathname + '?' + call('aep_config_query', 'string', [], []) : null,
     openWeights: () => $('file').click(),
     saveSession: () => saveSession(true),
+    // Lessons: the open one's progress and live goal (null when none), the built-in ids, and opening one - built in
+    // by id (at step K, 1-based), or a course page's own as JSON (validated like the built-in ones).
+    lesson: () => (ready ? status().lesson : null),
+    lessons: () => (ready ? status().lessons : []),
+    startLesson: (id, step) => command(step === undefined ? { lesson: id } : { lesson: id, lessonStep: step }),
+    loadLesson: (json, step) => command(step === undefined ? { lessonJson: json } : { lessonJson: json, lessonStep: step }),
+    lessonAction: () => command({ lessonAction: true }),
+    lessonStep: (k) => command({ lessonStep: k }),
+    leaveLesson: () => command({ lesson: '' }),
   };
   window.aep = api;
 
-  // postMessage from an embedding page: {type: 'aep', id, method: 'setConfig'|'start'|'pause'|'step'|'reset'|'status',
-  // arg}. Replies {type: 'aep-reply', id, result} to the sender.
+  // Lesson events (a goal reached, a step skipped, a lesson started) go to the page that embeds us as
+  // {type: 'aep-event', event, lesson, step, value, done, seq}, and to this window as an 'aep-event' DOM event, so that
+  // a course page or an LMS records progress without polling.
+  let lastEvent = 0;
+  setInterval(() => {
+    if (!ready) return;
+    const l = status().lesson;
+    if (!l) return;
+    for (const ev of l.events) {
+      if (ev.seq <= lastEvent) continue;
+      lastEvent = ev.seq;
+      if (window.parent !== window) window.parent.postMessage(ev, '*');
+      window.dispatchEvent(new CustomEvent('aep-event', { detail: ev }));
+    }
+  }, 250);
+
+  // postMessage from an embedding page: {type: 'aep', id, method, arg} with a method of the API above (setConfig, start,
+  // pause, step, reset, status, lesson, lessons, startLesson, loadLesson, lessonAction, lessonStep, leaveLesson;
+  // startLesson / loadLesson take an id / a lesson, or {lesson, step}). Replies {type: 'aep-reply', id, result} to the
+  // sender; calls that come before the engine is up are answered once it is.
   window.addEventListener('message', (e) => {
     const m = e.data;
     if (!m || typeof m !== 'object' || m.type !== 'aep') return;
-    const methods = ['setConfig', 'start', 'pause', 'step', 'reset', 'status'];
+    if (!ready) { queued.push(e); return; }
+    answer(e);
+  });
+  function answer(e) {
+    const m = e.data;
+    const methods = ['setConfig', 'start', 'pause', 'step', 'reset', 'status', 'lesson', 'lessons', 'startLesson',
+                     'loadLesson', 'lessonAction', 'lessonStep', 'leaveLesson'];
     let result;
     if (typeof m.method !== 'string' || !methods.includes(m.method)) {
       result = { ok: false, errors: ['unknown method ' + JSON.stringify(m.method) + ' (known: ' + methods.join(', ') + ')'] };
     } else if (m.method === 'step' && m.arg !== undefined && (typeof m.arg !== 'number' || !(m.arg >= 0 && m.arg <= 100000))) {
       result = { ok: false, errors: ['step needs a number of steps between 0 and 100000'] };
+    } else if (m.method === 'startLesson' || m.method === 'loadLesson') {  // arg: an id or a lesson, or {lesson, step}
+      const a = m.arg && typeof m.arg === 'object' && !Array.isArray(m.arg) && 'step' in m.arg ? m.arg : { lesson: m.arg };
+      result = api[m.method](a.lesson, a.step);
     } else {
       result = api[m.method](m.arg);
     }
     if (e.source) e.source.postMessage({ type: 'aep-reply', id: m.id, result }, e.origin === 'null' ? '*' : e.origin);
-  });
+  }
 
   $('canvas').addEventListener('contextmenu', (e) => e.preventDefault());
   // The canvas keeps its pixels between frames: the renderer draws again only the windows that changed, which
@@ -258,8 +304,12 @@
       ready = true;
       $('overlay').classList.add('done');
       applyUrl();
+      queued.splice(0).forEach(answer);
       const t0 = performance.now();
-      loadData().then(restoreSession).then(() => {
+      loadData().then(restoreSession).then((restored) => {
+        // A first visit with nothing asked for opens on the lesson picker (a course page's settings or lesson, or an
+        // autosaved session, go straight to work).
+        if (!restored && !location.search && !status().lesson) command({ lessonPicker: true });
         window.aepTimings = { dataReadyMs: performance.now() };
         console.log('MNIST ready in ' + ((performance.now() - t0) / 1000).toFixed(2) + ' s');
       }, (e) => notice('Could not load MNIST: ' + e.message));

@@ -110,6 +110,7 @@ App::App(TextureApi textures) : s_(new State), tex_(textures) {
   s_->preset_index = it == s_->presets.end() ? 0 : int(it - s_->presets.begin());
   std::string err;
   if (!select_preset(s_->presets[s_->preset_index], &err)) throw std::runtime_error(err);
+  load_lesson_library();
 }
 
 App::~App() = default;
@@ -163,6 +164,7 @@ void App::reset_training(std::unique_ptr<Run> fresh) {
   s.views_dirty = true;
   s.draw_dirty = true;
   s.pca_mse = NAN;
+  if (s.lesson.active) rebuild_twin();  // a lesson's twin starts over with the run it steps beside
 }
 
 void App::load_data_file(const std::vector<uint8_t>& bytes, const std::string& name) {
@@ -225,14 +227,25 @@ void App::apply_hyper_parameters() {
     }
   }
   s.run->apply_settings(s.preset);
+  sync_twin();
 }
 
 bool App::step_once() {
   State& s = *s_;
+  LessonPlay& L = s.lesson;
   try {
-    s.last_train = s.run->step().total;
+    if (L.twin && L.twin_error.empty() && twin_in_lockstep()) {  // a lesson's twin takes the same batch
+      const std::vector<LockstepStep> out = step_lockstep({s.run.get(), L.twin.get()});
+      if (!out[1].error.empty()) L.twin_error = out[1].error;
+      if (!out[0].error.empty()) throw DivergenceError(out[0].error);
+      s.last_train = out[0].loss.total;
+    } else {
+      s.last_train = s.run->step().total;
+    }
+    if (L.action_left > 0 && --L.action_left == 0) s.running = false;  // a lesson's "train N steps" is done
     return true;
   } catch (const DivergenceError& e) {
+    L.action_left = 0;
     s.running = false;
     message = e.what();  // "training stopped at step N: ... Try a smaller learning rate ..."
     if (!message.empty()) message[0] = char(std::toupper((unsigned char)message[0]));
@@ -290,6 +303,19 @@ void plot_range(const std::vector<float>& xy, size_t n, float& x0, float& x1, fl
   if (y1 <= y0) y0 = -1, y1 = 1;
   float mx = 0.05f * (x1 - x0), my = 0.05f * (y1 - y0);
   x0 -= mx, x1 += mx, y0 -= my, y1 += my;
+}
+
+std::vector<float> codes_2d(const float* codes, size_t n, size_t dim, Pca* pca) {
+  if (dim == 2) return std::vector<float>(codes, codes + n * 2);
+  // Randomized for large codes: the covariance of 2000 codes of 1568 dimensions alone costs a second in wasm.
+  const size_t k = std::min<size_t>(2, dim);
+  Pca p = dim > 64 ? fit_pca_randomized(codes, n, dim, k) : fit_pca(codes, n, dim, k, 1, 30);
+  std::vector<float> c(n * p.k), xy(n * 2, 0.f);
+  p.project(codes, n, c.data());
+  for (size_t i = 0; i < n; ++i)
+    for (size_t j = 0; j < p.k; ++j) xy[i * 2 + j] = c[i * p.k + j];
+  if (pca) *pca = std::move(p);
+  return xy;
 }
 
 void App::refresh_views() {
@@ -501,19 +527,7 @@ void App::finish_views() {
 
   // 2-D view: the code itself, or its first two principal components.
   s.latent_pca = s.code_dim != 2;
-  s.xy.assign(s.n_view * 2, 0.f);
-  if (s.latent_pca) {
-    // Randomized for large codes: the covariance of 2000 codes of 1568 dimensions alone costs a second in wasm.
-    const size_t k = std::min<size_t>(2, s.code_dim);
-    s.code_pca = s.code_dim > 64 ? fit_pca_randomized(s.codes.data(), s.n_view, s.code_dim, k)
-                                 : fit_pca(s.codes.data(), s.n_view, s.code_dim, k, 1, 30);
-    std::vector<float> c(s.n_view * s.code_pca.k);
-    s.code_pca.project(s.codes.data(), s.n_view, c.data());
-    for (size_t i = 0; i < s.n_view; ++i)
-      for (size_t k = 0; k < s.code_pca.k; ++k) s.xy[i * 2 + k] = c[i * s.code_pca.k + k];
-  } else {
-    s.xy = s.codes;
-  }
+  s.xy = codes_2d(s.codes.data(), s.n_view, s.code_dim, &s.code_pca);
   plot_range(s.xy, s.n_view, s.lx0, s.lx1, s.ly0, s.ly1);
   s.hover_shown = -1;
 
@@ -666,7 +680,8 @@ json App::command(const json& cmd) {
   };
   static const char* known[] = {"preset", "lr", "batch", "seed", "beta", "l1", "optimizer", "panels", "compact",
                                 "autostart", "train", "pause", "step", "reset", "corruption", "noise", "epochs", "code",
-                                "holdout", "anomaly", "latent", "trainMs", "download", "target"};
+                                "holdout", "anomaly", "latent", "trainMs", "download", "target", "lesson",
+                                "lessonJson", "lessonStep", "lessonAction", "lessonRestore", "lessonPicker"};
   static const char* instrument_keys[] = {"loss", "reduction", "probeLabels", "posteriorDigit"};
   for (auto it = cmd.begin(); it != cmd.end(); ++it)
     if (std::find_if(std::begin(known), std::end(known), [&](const char* k) { return it.key() == k; }) == std::end(known) &&
@@ -776,6 +791,7 @@ json App::command(const json& cmd) {
       errors.push_back(e.what());
     }
   }
+  lesson_command(cmd, errors, false);
   InstrumentCommand instrument;  // loss, reduction (into p), probeLabels, posteriorDigit
   parse_instrument_command(cmd, p, instrument, errors);
   if (!errors.empty()) return {{"ok", false}, {"errors", errors}};
@@ -811,7 +827,10 @@ json App::command(const json& cmd) {
   if (pause == 1) s.running = false;
   if (steps > 0) train_steps(size_t(steps));
   if (download >= 0) request_download(download == 1);
+  lesson_command(cmd, errors, true);  // after the settings: a lesson sets its own
+  if (!errors.empty()) return {{"ok", false}, {"errors", errors}};
   apply_instrument_command(instrument);
+  if (!cmd.contains("lessonPicker")) s.lesson.picker = false;  // the page was set up: the start screen gives way
   if (!instrument.warnings.empty()) return {{"ok", true}, {"warnings", instrument.warnings}};
   return {{"ok", true}};
 }
@@ -846,6 +865,9 @@ json App::status() const {
     const PanelLayout::Rect& r = s.layout.shown[i];
     if (r.w > 0) rects[kPanelKeys[i]] = {r.x, r.y, r.w, r.h};
   }
+  if (const PanelLayout::Rect& r = s.layout.lesson_shown; r.w > 0) rects["lesson"] = {r.x, r.y, r.w, r.h};
+  json lessons = json::array();
+  for (const Lesson& l : s.lesson.library) lessons.push_back(l.id);
   json st = {{"preset", s.preset.name},
           {"step", s.run->steps},
           {"epoch", s.run->epoch()},
@@ -893,6 +915,9 @@ json App::status() const {
           {"klPerDim", s.posterior.digits ? json(s.posterior.kl_per_dim) : json(nullptr)},
           {"klTotal", s.posterior.digits ? json(s.posterior.kl_total()) : json(nullptr)},
           {"oodImages", s.ood.count},
+          {"lesson", lesson_status()},
+          {"lessons", lessons},
+          {"lessonPicker", s.lesson.picker},
           {"message", message}};
   st.update(instrument_status());  // loss, lossSegments, jacobianNorm, probe, posterior
   return st;
@@ -947,8 +972,11 @@ void App::request_download(bool with_optimizer) {
 }
 
 void App::load_weights_bytes(const std::vector<uint8_t>& bytes, const std::string& name) {
+  load_weights_state(parse_safetensors(bytes.data(), bytes.size(), name), name);
+}
+
+void App::load_weights_state(const SafeTensors& st, const std::string& name) {
   State& s = *s_;
-  SafeTensors st = parse_safetensors(bytes.data(), bytes.size(), name);
   // A file saved by the engine names its preset: switch to it first if it differs, on a scratch model.
   auto meta = st.metadata.find("preset");
   Preset p = s.preset;
@@ -1015,6 +1043,7 @@ std::vector<uint8_t> App::session_bytes() const {
   curve["segments"] = segments;
   st.metadata["aep_session"] = json{{"version", kSessionVersion}, {"seed", s.seed}, {"step", s.run->steps},
                                     {"epoch", s.run->sampler ? s.run->sampler->epoch : 0}, {"curve", curve}}.dump();
+  save_lesson_session(st);
   return serialize_safetensors(st);
 }
 
@@ -1057,10 +1086,13 @@ void App::restore_session(const std::vector<uint8_t>& bytes) {
   }
   uint64_t seed = meta["seed"].get<uint64_t>();
   size_t epoch = meta.value("epoch", size_t(0));
+  // A lesson in progress: its part is checked whole (the twin's weights on a scratch run) before anything changes.
+  std::unique_ptr<LessonSession> lesson = take_lesson_session(st, seed);
+  if (lesson) restart_lesson_session(*lesson);  // the lesson's runs as its actions left them, from fresh weights
   const uint64_t seed_before = s.seed;
   s.seed = seed;  // the restored run's seed rule
   try {
-    load_weights_bytes(bytes, "autosave");  // validates and swaps the model in, or throws having changed nothing
+    load_weights_state(st, "autosave");  // validates and swaps the model in, or throws having changed nothing
   } catch (...) {
     s.seed = seed_before;
     throw;
@@ -1071,6 +1103,7 @@ void App::restore_session(const std::vector<uint8_t>& bytes) {
   if (s.run->sampler) s.run->sampler->epoch = epoch;
   s.last_train = s.run->curve.train.empty() ? NAN : s.run->curve.train.back();
   message = "Restored your autosaved session: " + s.preset.name + " at step " + std::to_string(s.run->steps) + ".";
+  if (lesson) finish_lesson_session(*lesson, epoch);
 }
 
 // ---- frame -----------------------------------------------------------------------------------------------------------
@@ -1089,7 +1122,7 @@ void App::frame() {
     size_t samples = 0;
     for (;;) {  // at least one step, then more while the next one is expected to fit the budget
       auto ts = Clock::now();
-      if (!step_once()) break;
+      if (!step_once() || !s.running) break;
       s.step_ms = 0.8 * s.step_ms + 0.2 * seconds_since(ts) * 1000;
       samples += s.run->input.shape()[0];
       if (s.run->sampler->epoch >= s.preset.training.epochs) {
@@ -1113,9 +1146,14 @@ void App::frame() {
   if (s.job.active) step_views(view_ms);
   else step_instruments(view_ms);  // the Jacobian norm and the code probe, in the views' free budget
   if (umap_due()) step_umap(view_ms);  // as much again for the UMAP view
+  step_lesson(view_ms);                // and for a lesson's goal values
 
   main_menu();
-  s.layout.update(show_panel, ImGui::GetIO().DisplaySize, compact ? 0.f : ImGui::GetFrameHeight());
+  const ImVec2 display = ImGui::GetIO().DisplaySize;
+  const float lesson_w = s.lesson.active ? std::clamp(display.x * 0.28f, 260.f, 420.f) : 0.f;
+  s.layout.update(show_panel, display, compact ? 0.f : ImGui::GetFrameHeight(), lesson_w);
+  if (s.lesson.active) panel_lesson(lesson_w);
+  else s.layout.lesson_shown = {};
   if (show_panel[kPanelModel]) panel_model();
   if (show_panel[kPanelData]) panel_data();
   if (show_panel[kPanelTraining]) panel_training();
@@ -1126,6 +1164,7 @@ void App::frame() {
   if (show_panel[kPanelAnomaly]) panel_anomaly();
   if (show_panel[kPanelInside]) panel_inside();
   if (show_panel[kPanelSave]) panel_save();
+  lesson_picker();
 }
 
 void App::main_menu() {
@@ -1137,6 +1176,7 @@ void App::main_menu() {
     for (int i = 0; i < kPanelCount; ++i) ImGui::MenuItem(kPanelTitles[i], nullptr, &show_panel[i]);
     ImGui::EndMenu();
   }
+  lessons_menu();
   ImGui::Separator();
   if (!loading_.empty()) ImGui::TextUnformatted(loading_.c_str());
   else ImGui::Text("%s | step %zu | %.0f samples/s | SIMD: %s, %zu thread%s", s.preset.name.c_str(), s.run->steps,
@@ -1151,11 +1191,14 @@ void App::main_menu() {
 
 // Window placement: with every panel shown, a fixed 3-column arrangement; with a subset (an embedded lesson's
 // panels=...), the visible panels tiled in up to 3 columns. Redone whenever the display size or the set changes.
-void PanelLayout::update(const bool* visible, ImVec2 d, float top) {
-  relayout = d.x != last_size.x || d.y != last_size.y || !std::equal(visible, visible + kPanelCount, last_visible);
+void PanelLayout::update(const bool* visible, ImVec2 display, float top, float left) {
+  relayout = display.x != last_size.x || display.y != last_size.y || left != last_left ||
+             !std::equal(visible, visible + kPanelCount, last_visible);
   if (!relayout) return;
-  last_size = d;
+  last_size = display;
+  last_left = left;
   std::copy(visible, visible + kPanelCount, last_visible);
+  const ImVec2 d(display.x - left, display.y);
   float h = d.y - top;
   int n = int(std::count(visible, visible + kPanelCount, true));
   if (n == kPanelCount) {
@@ -1164,7 +1207,7 @@ void PanelLayout::update(const bool* visible, ImVec2 d, float top) {
         {0, 0, 0.40f},     {0, 0.40f, 0.62f}, {1, 0, 0.45f}, {1, 0.45f, 0.64f}, {2, 0, 0.52f},
         {2, 0.52f, 0.78f}, {1, 0.64f, 1},     {2, 0.78f, 1}, {0, 0.62f, 0.84f}, {0, 0.84f, 1}};
     for (int i = 0; i < kPanelCount; ++i)
-      rect[i] = {L[i].col * d.x / 3, top + L[i].y0 * h, d.x / 3, (L[i].y1 - L[i].y0) * h};
+      rect[i] = {left + L[i].col * d.x / 3, top + L[i].y0 * h, d.x / 3, (L[i].y1 - L[i].y0) * h};
     return;
   }
   int cols = n <= 3 ? std::max(n, 1) : n == 4 ? 2 : 3;
@@ -1173,7 +1216,7 @@ void PanelLayout::update(const bool* visible, ImVec2 d, float top) {
     if (!visible[i]) continue;
     int c = k / rows, r = k % rows;
     int in_col = std::min(rows, n - c * rows);  // the last column may hold fewer panels: they grow
-    rect[i] = {c * d.x / cols, top + r * h / in_col, d.x / cols, h / in_col};
+    rect[i] = {left + c * d.x / cols, top + r * h / in_col, d.x / cols, h / in_col};
     ++k;
   }
 }

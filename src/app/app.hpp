@@ -12,8 +12,10 @@
 #include "core/data.hpp"
 #include "core/export.hpp"
 #include "core/idx.hpp"
+#include "core/lesson.hpp"
 #include "core/model.hpp"
 #include "core/pca.hpp"
+#include "core/safetensors.hpp"
 #include "core/run.hpp"
 
 namespace aep {
@@ -123,6 +125,7 @@ class App {
   std::string loading_;
 
   bool select_preset(const Preset& p, std::string* error);
+  void load_weights_state(const SafeTensors& st, const std::string& name);
   void reset_training(std::unique_ptr<Run> fresh = nullptr);
   void apply_hyper_parameters();
   bool step_once();
@@ -146,6 +149,36 @@ class App {
   void panel_inside();
   void panel_save();
   void main_menu();
+
+  // Lessons (src/app/lessons.cpp).
+  void load_lesson_library();
+  void start_lesson(const Lesson& l, size_t step = 0);  // throws when its model does not build
+  void leave_lesson();
+  void lesson_use_configs(bool rebuild);  // the lesson's configurations into the app's run and the twin
+  void rebuild_twin();
+  void sync_twin();
+  bool twin_in_lockstep() const;
+  bool lesson_settings_changed(std::string* what = nullptr) const;
+  void lesson_action();
+  void lesson_goto(size_t step);
+  void step_lesson(double budget_ms);
+  void lesson_measured();
+  void push_lesson_event(nlohmann::json ev);
+  void paint_twin_views();
+  nlohmann::json lesson_status() const;
+  nlohmann::json lesson_command(const nlohmann::json& cmd, std::vector<std::string>& errors, bool apply);
+  void panel_lesson(float width);
+  void lesson_picker();
+  void lessons_menu();
+  void draw_twin_curve(ImDrawList* dl, ImVec2 p0, ImVec2 size, float x1, float y0, float y1);
+  void twin_recon_row();
+  void twin_latent_view();
+  // The autosave's lesson part: the lesson, progress, the settings its actions applied, the twin's weights.
+  struct LessonSession;
+  void save_lesson_session(SafeTensors& st) const;
+  std::unique_ptr<LessonSession> take_lesson_session(SafeTensors& st, uint64_t seed) const;
+  void restart_lesson_session(const LessonSession& ls);
+  void finish_lesson_session(LessonSession& ls, size_t epoch);
 
   // Instruments (instrument_views.cpp).
   void cancel_instruments();

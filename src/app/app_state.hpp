@@ -9,6 +9,8 @@
 #include "app/app.hpp"
 #include "app/instrument_views.hpp"
 #include "core/instruments.hpp"
+#include "core/lesson.hpp"
+#include "core/safetensors.hpp"
 #include "core/metrics.hpp"
 #include "core/umap.hpp"
 
@@ -42,7 +44,19 @@ inline uint64_t fnv1a(const void* data, size_t n, uint64_t h = 14695981039346656
 void help_marker(const char* text);  // a "(?)" after the last item, showing `text` on hover
 std::string loss_text(double v);     // "%.5g", or "-" while there is no value yet (NaN)
 void plot_range(const std::vector<float>& xy, size_t n, float& x0, float& x1, float& y0, float& y1);
+// n codes of `dim` numbers as 2-d points [n, 2]: the codes themselves when 2-d, else their first two principal
+// components (the fitted PCA into *pca when given).
+std::vector<float> codes_2d(const float* codes, size_t n, size_t dim, Pca* pca = nullptr);
 bool with_code_size(Preset& p, size_t d);
+// A loss curve in the plot box at p0 (x from 0 to x1 steps, y0..y1, log or linear), exponentially smoothed by `smooth`:
+// points [range.first, range.second) (one segment of a LossCurve, i.e. of one loss), or all of them.
+void draw_curve(ImDrawList* dl, ImVec2 p0, ImVec2 size, const std::vector<float>& xs, const std::vector<float>& ys,
+                std::pair<size_t, size_t> range, float x1, float y0, float y1, bool log_scale, ImU32 col, float smooth);
+inline void draw_curve(ImDrawList* dl, ImVec2 p0, ImVec2 size, const std::vector<float>& xs,
+                       const std::vector<float>& ys, float x1, float y0, float y1, bool log_scale, ImU32 col,
+                       float smooth) {
+  draw_curve(dl, p0, size, xs, ys, {0, xs.size()}, x1, y0, y1, log_scale, col, smooth);
+}
 std::string described_with_lesson(const Preset& p);  // the description as the Model panel shows it
 
 // Where each panel goes (see update()); per App, so two apps (tests) do not share it.
@@ -50,12 +64,58 @@ struct PanelLayout {
   struct Rect { float x, y, w, h; } rect[kPanelCount] = {};
   bool relayout = true;
   ImVec2 last_size;
+  float last_left = 0;
   bool last_visible[kPanelCount] = {};
-  void update(const bool* visible, ImVec2 display, float top);
+  // The panels fill the display right of `left` (the lesson panel's strip) and below `top` (the menu bar).
+  void update(const bool* visible, ImVec2 display, float top, float left = 0);
   // Where each panel was last drawn (screen rect; w = 0 while collapsed): status() reports it, so that tests can
   // check a screenshot's panel regions.
   mutable Rect shown[kPanelCount] = {};
+  Rect lesson_shown = {};  // the lesson panel's
   bool begin(int id, bool* open) const;  // ImGui::Begin of panel id, placed and sized when the layout changed
+};
+
+// A lesson being followed in the page (src/app/lessons.cpp): its runs' configurations, the twin run trained in
+// lockstep with the app's own run, the goal values measured in slices, and the learner's progress.
+struct LessonPlay {
+  std::vector<Lesson> library;  // the built-in lessons (assets/lessons), sorted by section
+  bool picker = false;          // the start screen listing them
+  bool active = false;
+  bool custom = false;  // handed over by a course page (aep.loadLesson), not built in
+  Lesson lesson;
+  std::vector<LessonConfig> configs;  // [0] the app's run, [1] the twin's
+  std::unique_ptr<Run> twin;
+  std::string twin_error;  // why the twin stopped (diverged)
+  size_t step = 0;               // the open step
+  std::vector<int> progress;     // per step: 0 not reached, 1 goal reached, 2 skipped
+  std::vector<double> reached_value;  // the goal's value when it was reached
+  std::vector<size_t> applied;        // the steps whose action settings were applied, in order (for the autosave)
+  size_t action_left = 0;        // training steps of the running action still to take
+  RunMeasure measure[2];
+  bool measuring = false;
+  size_t measured_step = size_t(-1);  // the app run's step at the last finished measurement
+  Clock::time_point measure_start = Clock::now();
+  std::vector<std::pair<size_t, double>> pca_cache;  // (code size * 2 + normalization, PCA's test error)
+  nlohmann::json values;  // the last measurement as LessonRunner::status() has it (null before the first)
+  Goal::Result result;    // the open step's goal on it
+  nlohmann::json events = nlohmann::json::array();  // this lesson's events so far, for the page to pass to its parent
+  size_t next_event = 1;                             // their numbers (seq), never reused in a session
+  Picture twin_recon;     // the twin's reconstructions of the Reconstructions panel's digits
+  float twin_recon_err[8] = {};
+  Picture twin_scatter;   // the twin's codes of the measured test digits, 2-d or their first two principal components
+  size_t twin_code_dim = 0;
+};
+
+// A lesson taken out of an autosave (App::take_lesson_session).
+struct App::LessonSession {
+  Lesson lesson;
+  bool custom = false;
+  size_t step = 0, twin_steps = 0;
+  std::vector<int> progress;
+  std::vector<double> reached;
+  std::vector<size_t> applied;
+  SafeTensors twin;  // its weights and optimizer, names without the "lesson.twin." prefix
+  LossCurve twin_curve;
 };
 
 struct App::State {
@@ -161,6 +221,7 @@ struct App::State {
   std::string code_text;
   bool code_keras = false;  // the code view shows Keras instead of PyTorch
 
+  LessonPlay lesson;
   InstrumentViews instr;  // the loss picker, Jacobian norm, code probe and posterior view (instrument_views.cpp)
 };
 

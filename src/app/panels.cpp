@@ -354,9 +354,8 @@ void App::panel_data() {
 }
 
 // Points [begin, end) of a curve (one segment: a loss's values), as one line.
-static void draw_curve(ImDrawList* dl, ImVec2 p0, ImVec2 size, const std::vector<float>& xs, const std::vector<float>& ys,
-                       std::pair<size_t, size_t> range, float x1, float y0, float y1, bool log_scale, ImU32 col,
-                       float smooth) {
+void draw_curve(ImDrawList* dl, ImVec2 p0, ImVec2 size, const std::vector<float>& xs, const std::vector<float>& ys,
+                std::pair<size_t, size_t> range, float x1, float y0, float y1, bool log_scale, ImU32 col, float smooth) {
   const size_t begin = range.first, end = std::min({range.second, xs.size(), ys.size()});
   if (begin >= end) return;
   auto Y = [&](float v) {
@@ -461,6 +460,7 @@ void App::panel_training() {
   };
   range(s.run->curve);
   for (const auto& c : s.past) range(c);
+  if (s.lesson.twin) range(s.lesson.twin->curve);
   if (y1 > y0) {
     if (!s.log_scale) y0 = std::min(y0, 0.f);
     // Each segment (a stretch of one loss: the loss can change while training) is its own line, never joined to
@@ -487,6 +487,7 @@ void App::panel_training() {
       if (k) dl->AddLine(ImVec2(x, p0.y), ImVec2(x, p0.y + size.y), IM_COL32(200, 200, 200, 110), 1.f);
       dl->AddText(ImVec2(x + 3, p0.y + size.y - 32), IM_COL32(230, 230, 230, 255), c.segments[k].loss.c_str());
     }
+    draw_twin_curve(dl, p0, size, x1, y0, y1);
     char buf[64];
     std::snprintf(buf, sizeof buf, "%.4g", y1);
     dl->AddText(ImVec2(p0.x + 4, p0.y + 2), IM_COL32(200, 200, 200, 255), buf);
@@ -501,6 +502,11 @@ void App::panel_training() {
   if (s.run->model->is_vae() && s.show_recon_kl) {
     dl->AddText(ImVec2(p0.x + size.x - 150, ly + 28), IM_COL32(120, 220, 120, 255), "reconstruction");
     dl->AddText(ImVec2(p0.x + size.x - 150, ly + 42), IM_COL32(220, 120, 220, 255), "beta * KL");
+  }
+  if (s.lesson.twin) {  // a lesson's twin run: the curves above are run a's
+    const float ty = ly + (s.run->model->is_vae() && s.show_recon_kl ? 56 : 28);
+    dl->AddText(ImVec2(p0.x + size.x - 150, ty), IM_COL32(255, 140, 190, 255), ("b train: " + s.lesson.twin->curve.label).c_str());
+    dl->AddText(ImVec2(p0.x + size.x - 150, ty + 14), IM_COL32(255, 220, 120, 255), "b test");
   }
   ImGui::InvisibleButton("##curves", size);
   if (ImGui::IsItemHovered() && !s.past.empty()) {
@@ -537,6 +543,7 @@ void App::panel_recon() {
       }
       ImGui::TextWrapped("%s", list.c_str());
     }
+    twin_recon_row();
   } else {
     ImGui::TextUnformatted("Waiting for data.");
   }
@@ -724,6 +731,7 @@ void App::panel_latent() {
   }
 
   posterior_readout(umap);
+  twin_latent_view();
   instruments_readout();
   probe_section();
   if (m.is_vae() && ImGui::CollapsingHeader("Traverse one latent dimension")) {

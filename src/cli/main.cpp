@@ -58,9 +58,10 @@ const char* kUsage =
     "        prints a PyTorch or Keras script for the model (loading W by default), or the Keras layer plan (JSON)\n"
     "  pca   --k K [--data DIR] [--normalize 0_1|-1_1]   PCA baseline: test reconstruction MSE\n"
     "  lessons                          list the lessons\n"
-    "  lesson ID|FILE [--data DIR] [--test-images N] [--values]\n"
+    "  lesson ID|FILE [--data DIR] [--test-images N] [--fashion DIR] [--values]\n"
     "        follows a lesson headless: each step's action, then its goal's value; exits 1 unless every goal is\n"
-    "        false when its step opens and holds after its action (--values: every value after each step)\n"
+    "        false when its step opens and holds after its action (--values: every value after each step;\n"
+    "        --fashion: Fashion-MNIST for foreignError, default /usr/share/datasets/fashion-mnist)\n"
     "  bench [--only A,B,gemm,umap,presets,NAME...] [--seconds S] [--runs N] [--warmup S] [--json FILE]\n"
     "        [--model-a FILE] [--data DIR] [--threads T]   training speed (batch 64, Adam) and GEMM GFLOP/s\n"
     "T: threads for GEMM and the optimizer (default 1; the same results for any T).\n"
@@ -414,14 +415,25 @@ std::string goal_line(const Goal& g, const Goal::Result& r) {
 // The check a course author runs before publishing: every goal false when its step opens, true after its action.
 int cmd_lesson(int argc, char** argv) {
   if (argc < 3 || argv[2][0] == '-') throw UsageError("lesson needs a lesson id or file");
-  auto o = parse_options(argc, argv, 3, {"--data", "--test-images"}, {"--values"});
+  auto o = parse_options(argc, argv, 3, {"--data", "--test-images", "--fashion"}, {"--values"});
   Lesson lesson = load_lesson(argv[2]);
   const size_t test_images =
       o.count("--test-images") ? size_t(parse_int("--test-images", o["--test-images"], 1, 10000)) : 1000;
   const std::string dir = o.count("--data") ? o["--data"] : default_mnist_dir();
   Dataset train = load_mnist(dir, true), test = load_mnist(dir, false);
+  // Fashion-MNIST only when a goal reads foreignError (Debian's dataset-fashion-mnist, as the desktop app uses).
+  Dataset fashion;
+  if (lesson.names_value("foreignError")) {
+    const std::string fdir = o.count("--fashion") ? o["--fashion"] : "/usr/share/datasets/fashion-mnist";
+    try {
+      fashion = load_mnist(fdir, false);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(std::string("this lesson's goals read foreignError, which needs Fashion-MNIST: ") +
+                               e.what() + " (apt-get install dataset-fashion-mnist, or --fashion DIR)");
+    }
+  }
   const auto t0 = Clock::now();
-  LessonRunner runner(lesson, train, test, test_images);
+  LessonRunner runner(lesson, train, test, test_images, fashion.count ? &fashion : nullptr);
   std::printf("lesson %s: %s (%s), test loss on %zu test images\n", lesson.id.c_str(), lesson.title.c_str(),
               lesson.section.c_str(), std::min(test_images, test.count));
   for (size_t i = 0; i < runner.runs(); ++i)

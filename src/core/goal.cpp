@@ -20,12 +20,19 @@ const std::vector<GoalValue>& goal_values() {
       {"testKl", "the KL term of testLoss, times beta (VAE; 0 otherwise)"},
       {"testPenalty", "the L1 and contractive terms of testLoss"},
       {"testError", "mean squared error per pixel between the output and the clean test digit"},
+      {"inputError", "mean squared error per pixel between the input as the model gets it (corrupted or not) and the "
+                     "clean test digit: what the output's testError improves on"},
       {"heldOutError", "testError of the held-out digit's test images (null when no digit is held out)"},
       {"otherError", "testError of the other digits' test images (null when no digit is held out)"},
       {"anomalyAuc", "ROC AUC of the per-image error: the held-out digit against the others, or else uniform "
                      "noise images against the test digits"},
       {"codeMeanAbs", "mean |code| over the test images' code units (a VAE's mean)"},
       {"pcaError", "test error of PCA with as many components as the code has numbers (null unless a goal names it)"},
+      {"checkerboard", "mean checkerboard index of the test outputs: the share of each output's variation that repeats "
+                       "every 2 pixels (metrics.hpp)"},
+      {"jacobianNorm", "mean ||d code / d x||_F^2 over the first 200 clean test images (null unless a goal names it)"},
+      {"activeUnits", "VAE latent units whose mean varies over the test images by more than 0.01 (null if not a VAE)"},
+      {"foreignError", "mean squared error per pixel on Fashion-MNIST test images (null without that data)"},
       {"codeSize", "numbers in the code"},
       {"parameters", "trainable parameters"},
       {"lr", "learning rate"},

@@ -2,6 +2,7 @@
 #include "core/lesson.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <dirent.h>
@@ -9,6 +10,7 @@
 #include <stdexcept>
 
 #include "core/idx.hpp"
+#include "core/instruments.hpp"
 #include "core/json_section.hpp"
 #include "core/metrics.hpp"
 #include "core/model.hpp"
@@ -293,6 +295,13 @@ Lesson parse_lesson(const json& j, const std::string& source) {
   return l;
 }
 
+bool Lesson::names_value(const std::string& name) const {
+  for (const LessonStep& s : steps)
+    for (const std::string& n : s.goal.names())
+      if (n == name || n == "a." + name || n == "b." + name) return true;
+  return false;
+}
+
 Lesson parse_lesson_text(const std::string& text, const std::string& source) {
   return parse_lesson(parse_json_text(text, source, kMaxLessonDepth), source);
 }
@@ -336,87 +345,180 @@ json finite_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr
 
 }  // namespace
 
-json measure_run(Run& run, const Dataset& test, const MeasureOptions& o) {
-  Model& m = *run.model;
+void RunMeasure::begin(const Run& run, const Dataset& test, const MeasureOptions& o) {
   const Preset& p = run.preset;  // the corruption as set now (the model keeps the one it was built with)
-  const size_t total = std::min(o.test_images, test.count);
-  const size_t B = std::max<size_t>(1, std::min<size_t>(500, m.max_batch()));
-  std::vector<float> errors(total), clean_errors;  // per image: output vs clean, as trained / from clean input
-  const bool corrupted = p.corruption.type != "none";
-  if (corrupted) clean_errors.resize(total);
-  Rng noise(0x5eed);  // the corruption of the test inputs: the same every time, as evaluate() and the app
-  Tensor input, target, clean;
-  std::vector<uint32_t> idx(B);
-  LossTerms sum;
-  double code_abs = 0;
-  size_t code_count = 0;
-  for (size_t start = 0; start < total; start += B) {
-    const size_t n = std::min(B, total - start);
-    std::iota(idx.begin(), idx.begin() + n, uint32_t(start));
-    make_batch(test, idx.data(), n, p, noise, input, target);
-    const LossTerms L = run.trainer->forward_backward(input, target, false, false);
-    sum.total += L.total * n, sum.reconstruction += L.reconstruction * n, sum.kl += L.kl * n;
-    sum.penalty += L.penalty * n;
-    const Tensor& code = m.is_vae() ? m.mu.output() : m.encoder.output();
-    for (float v : code) code_abs += std::fabs(double(v));
-    code_count += code.size();
-    fill_batch(test, idx.data(), n, p.normalize, clean);
-    per_image_mse(m.decoder.output().data(), clean.data(), n, errors.data() + start);
-    if (corrupted) {
-      const Tensor out = m.reconstruct(clean);
-      per_image_mse(out.data(), clean.data(), n, clean_errors.data() + start);
-    }
+  const bool same_model = model_ && p.normalize == preset_.normalize && p.encoder == preset_.encoder &&
+                          p.decoder == preset_.decoder && p.mu == preset_.mu && p.logvar == preset_.logvar;
+  preset_ = p;
+  if (!same_model) {
+    trainer_.reset();
+    model_ = std::make_unique<Model>(p);
+    trainer_ = std::make_unique<Trainer>(*model_, 0);
   }
-  const std::vector<float>& anomaly_errors = corrupted ? clean_errors : errors;
+  model_->set_loss(p.loss);
+  std::copy(run.model->values.begin(), run.model->values.end(), model_->values.begin());
+  std::copy(run.model->buffer_values.begin(), run.model->buffer_values.end(), model_->buffer_values.begin());
+  test_ = &test;
+  options_ = o;
+  pca_error_ = o.pca_error ? *o.pca_error : NAN;
+  options_.pca_error = nullptr;
+  snap_step_ = run.steps;
+  total_ = std::min(o.test_images, test.count);
+  stage_ = 0;
+  pos_ = 0;
+  noise_ = Rng(0x5eed);  // the corruption of the test inputs: the same every time, as evaluate() and the app
+  sum_ = LossTerms();
+  code_abs_ = 0;
+  code_count_ = 0;
+  errors_.assign(total_, 0.f);
+  codes_.assign(model_->code_size() <= 4096 ? total_ * model_->code_size() : 0, 0.f);
+  clean_errors_.assign(preset_.corruption.type != "none" ? total_ : 0, 0.f);
+  noise_errors_.assign(o.digit_anomaly ? 0 : 500, 0.f);
+  checkerboard_.assign(total_, 0.f);
+  input_errors_.assign(total_, 0.f);
+  mu_.clear(), logvar_.clear();
+  jacobian_total_ = o.jacobian ? std::min(kJacobianImages, test.count) : 0;
+  foreign_total_ = o.foreign ? std::min(o.test_images, o.foreign->count) : 0;
+  jacobian_sum_ = foreign_sum_ = 0;
+  base_ = json::object();
+  base_["step"] = run.steps;
+  base_["epoch"] = run.epoch();
+  base_["trainLoss"] = run.curve.train.empty() ? json(nullptr) : finite_or_null(run.curve.train.back());
+  base_["lr"] = run.trainer->optimizer.config.lr;
+  base_["seed"] = run.seed;
+  active_ = true;
+}
 
-  json v;
-  v["step"] = run.steps;
-  v["epoch"] = run.epoch();
-  v["trainLoss"] = run.curve.train.empty() ? json(nullptr) : finite_or_null(run.curve.train.back());
+bool RunMeasure::step(double budget_ms) {
+  if (!active_) return true;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto elapsed_ms = [&] {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  };
+  Model& m = *model_;
+  const Preset& p = preset_;
+  // Chunks of at most 100 images, the same in the page and headless, so both sum in the same order.
+  const size_t B = std::max<size_t>(1, std::min<size_t>(100, m.max_batch()));
+  std::vector<uint32_t> idx(B);
+  do {
+    if (stage_ == 0 && pos_ < total_) {
+      const size_t n = std::min(B, total_ - pos_);
+      std::iota(idx.begin(), idx.begin() + n, uint32_t(pos_));
+      make_batch(*test_, idx.data(), n, p, noise_, input_, target_);
+      const LossTerms L = trainer_->forward_backward(input_, target_, false, false);
+      sum_.total += L.total * n, sum_.reconstruction += L.reconstruction * n, sum_.kl += L.kl * n;
+      sum_.penalty += L.penalty * n;
+      const Tensor& code = m.is_vae() ? m.mu.output() : m.encoder.output();
+      for (float v : code) code_abs_ += std::fabs(double(v));
+      code_count_ += code.size();
+      if (!codes_.empty()) std::copy(code.begin(), code.end(), codes_.begin() + pos_ * m.code_size());
+      fill_batch(*test_, idx.data(), n, p.normalize, clean_);
+      per_image_mse(m.decoder.output().data(), clean_.data(), n, errors_.data() + pos_);
+      checkerboard_index(m.decoder.output().data(), n, checkerboard_.data() + pos_);
+      per_image_mse(input_.data(), clean_.data(), n, input_errors_.data() + pos_);
+      if (m.is_vae()) {
+        mu_.insert(mu_.end(), m.mu.output().begin(), m.mu.output().end());
+        logvar_.insert(logvar_.end(), m.logvar.output().begin(), m.logvar.output().end());
+      }
+      if (!clean_errors_.empty()) {
+        const Tensor out = m.reconstruct(clean_);
+        per_image_mse(out.data(), clean_.data(), n, clean_errors_.data() + pos_);
+      }
+      pos_ += n;
+      if (pos_ >= total_) stage_ = 1, pos_ = 0;
+    } else if (stage_ == 0) {
+      stage_ = 1, pos_ = 0;
+    } else if (stage_ == 1 && pos_ < noise_errors_.size()) {
+      // 500 images of uniform noise in the input range, drawn as the app draws them (Rng(99 + first index)).
+      const float lo = range_min(p.normalize), hi = range_max(p.normalize);
+      const size_t n = std::min<size_t>(64, noise_errors_.size() - pos_);
+      Tensor x(m.input_shape(n));
+      Rng r(99 + pos_);
+      for (float& px : x) px = lo + (hi - lo) * r.uniform();
+      const Tensor y = m.reconstruct(x);
+      per_image_mse(y.data(), x.data(), n, noise_errors_.data() + pos_);
+      pos_ += n;
+    } else if (stage_ < 3 && (stage_ == 1 || pos_ >= jacobian_total_)) {
+      ++stage_, pos_ = 0;  // 1 -> 2: the Jacobian; 2 -> 3: the foreign images
+    } else if (stage_ == 2) {  // jacobianNorm: clean test images, in chunks of 100
+      const size_t n = std::min<size_t>(100, jacobian_total_ - pos_);
+      std::vector<uint32_t> jidx(n);
+      std::iota(jidx.begin(), jidx.end(), uint32_t(pos_));
+      fill_batch(*test_, jidx.data(), n, p.normalize, clean_);
+      for (double v : jacobian_frobenius_sq(m, clean_)) jacobian_sum_ += v;
+      pos_ += n;
+    } else if (pos_ < foreign_total_) {  // foreignError: clean images of the other dataset
+      const size_t n = std::min(B, foreign_total_ - pos_);
+      std::iota(idx.begin(), idx.begin() + n, uint32_t(pos_));
+      fill_batch(*options_.foreign, idx.data(), n, p.normalize, clean_);
+      const Tensor out = m.reconstruct(clean_);
+      std::vector<float> e(n);
+      per_image_mse(out.data(), clean_.data(), n, e.data());
+      for (float v : e) foreign_sum_ += v;
+      pos_ += n;
+    } else {
+      finish();
+      return true;
+    }
+  } while (elapsed_ms() < budget_ms);
+  return false;
+}
+
+void RunMeasure::finish() {
+  active_ = false;
+  const Model& m = *model_;
+  const Preset& p = preset_;
+  const Dataset& test = *test_;
+  const size_t total = total_;
+  const std::vector<float>& anomaly_errors = clean_errors_.empty() ? errors_ : clean_errors_;
+  json v = base_;
   const double nt = double(total);
-  v["testLoss"] = total ? finite_or_null(sum.total / nt) : json(nullptr);
-  v["testReconstruction"] = total ? finite_or_null(sum.reconstruction / nt) : json(nullptr);
-  v["testKl"] = total ? finite_or_null(sum.kl / nt) : json(nullptr);
-  v["testPenalty"] = total ? finite_or_null(sum.penalty / nt) : json(nullptr);
-  v["testError"] = total ? finite_or_null(std::accumulate(errors.begin(), errors.end(), 0.0) / nt) : json(nullptr);
-  v["codeMeanAbs"] = code_count ? finite_or_null(code_abs / double(code_count)) : json(nullptr);
+  v["testLoss"] = total ? finite_or_null(sum_.total / nt) : json(nullptr);
+  v["testReconstruction"] = total ? finite_or_null(sum_.reconstruction / nt) : json(nullptr);
+  v["testKl"] = total ? finite_or_null(sum_.kl / nt) : json(nullptr);
+  v["testPenalty"] = total ? finite_or_null(sum_.penalty / nt) : json(nullptr);
+  v["testError"] = total ? finite_or_null(std::accumulate(errors_.begin(), errors_.end(), 0.0) / nt) : json(nullptr);
+  v["codeMeanAbs"] = code_count_ ? finite_or_null(code_abs_ / double(code_count_)) : json(nullptr);
 
   // The held-out digit against the rest, from clean inputs as the anomaly panel scores them.
   std::vector<float> held, other;
-  if (o.holdout >= 0 && !test.labels.empty())
-    for (size_t i = 0; i < total; ++i) (test.labels[i] == o.holdout ? held : other).push_back(anomaly_errors[i]);
+  if (options_.holdout >= 0 && !test.labels.empty())
+    for (size_t i = 0; i < total; ++i) (test.labels[i] == options_.holdout ? held : other).push_back(anomaly_errors[i]);
   auto mean = [](const std::vector<float>& e) {
     return e.empty() ? json(nullptr) : finite_or_null(std::accumulate(e.begin(), e.end(), 0.0) / double(e.size()));
   };
   v["heldOutError"] = mean(held);
   v["otherError"] = mean(other);
-  if (o.digit_anomaly) {
+  if (options_.digit_anomaly)
     v["anomalyAuc"] = held.empty() || other.empty() ? json(nullptr) : finite_or_null(roc_auc(held, other));
-  } else {  // 500 images of uniform noise in the input range, drawn as the app draws them (Rng(99 + first index))
-    const float lo = range_min(p.normalize), hi = range_max(p.normalize);
-    const size_t count = 500, chunk = 64;
-    std::vector<float> noise_errors(count);
-    for (size_t start = 0; start < count; start += chunk) {
-      const size_t n = std::min(chunk, count - start);
-      Tensor x(m.input_shape(n));
-      Rng r(99 + start);
-      for (float& px : x) px = lo + (hi - lo) * r.uniform();
-      const Tensor y = m.reconstruct(x);
-      per_image_mse(y.data(), x.data(), n, noise_errors.data() + start);
-    }
-    v["anomalyAuc"] = total ? finite_or_null(roc_auc(noise_errors, anomaly_errors)) : json(nullptr);
-  }
-  v["pcaError"] = o.pca_error ? finite_or_null(*o.pca_error) : json(nullptr);
+  else
+    v["anomalyAuc"] = total ? finite_or_null(roc_auc(noise_errors_, anomaly_errors)) : json(nullptr);
+  v["pcaError"] = finite_or_null(pca_error_);
+  v["inputError"] = total ? finite_or_null(std::accumulate(input_errors_.begin(), input_errors_.end(), 0.0) / nt)
+                          : json(nullptr);
+  v["checkerboard"] = total ? finite_or_null(std::accumulate(checkerboard_.begin(), checkerboard_.end(), 0.0) / nt)
+                            : json(nullptr);
+  v["jacobianNorm"] = jacobian_total_ ? finite_or_null(jacobian_sum_ / double(jacobian_total_)) : json(nullptr);
+  v["activeUnits"] = m.is_vae() && total
+                         ? json(posterior_stats(mu_.data(), logvar_.data(), total, m.code_size()).active_units)
+                         : json(nullptr);
+  v["foreignError"] = foreign_total_ ? finite_or_null(foreign_sum_ / double(foreign_total_)) : json(nullptr);
   v["codeSize"] = m.code_size();
   v["parameters"] = m.parameter_count();
-  v["lr"] = run.trainer->optimizer.config.lr;
   v["batch"] = p.training.batch_size;
-  v["seed"] = run.seed;
   v["beta"] = p.loss.beta;
   v["l1"] = p.loss.l1;
   v["noise"] = p.corruption.type == "gaussian" ? p.corruption.std : 0.f;
-  v["holdout"] = o.holdout;
-  return v;
+  v["holdout"] = options_.holdout;
+  values_ = std::move(v);
+}
+
+json measure_run(const Run& run, const Dataset& test, const MeasureOptions& o) {
+  RunMeasure m;
+  m.begin(run, test, o);
+  while (!m.step(1e9)) {
+  }
+  return m.values();
 }
 
 double pca_test_error(const Dataset& train, const Dataset& test, Normalization norm, size_t k, size_t test_images) {
@@ -426,11 +528,11 @@ double pca_test_error(const Dataset& train, const Dataset& test, Normalization n
 
 // ---- the runner ------------------------------------------------------------------------------------------------------
 
-LessonRunner::LessonRunner(const Lesson& lesson, const Dataset& train, const Dataset& test, size_t test_images)
-    : lesson_(lesson), train_(train), test_(test), test_images_(test_images) {
-  for (const LessonStep& s : lesson_.steps)
-    for (const std::string& n : s.goal.names())
-      if (n == "pcaError" || n == "a.pcaError" || n == "b.pcaError") wants_pca_ = true;
+LessonRunner::LessonRunner(const Lesson& lesson, const Dataset& train, const Dataset& test, size_t test_images,
+                           const Dataset* foreign)
+    : lesson_(lesson), train_(train), test_(test), test_images_(test_images), foreign_(foreign) {
+  wants_pca_ = lesson_.names_value("pcaError");
+  wants_jacobian_ = lesson_.names_value("jacobianNorm");
   configs_.push_back(lesson_.start);
   if (lesson_.twin) configs_.push_back(*lesson_.twin);
   build();
@@ -520,6 +622,8 @@ void LessonRunner::measure() {
     o.test_images = test_images_;
     o.holdout = c.holdout;
     o.digit_anomaly = c.anomaly == "digit";
+    o.jacobian = wants_jacobian_;
+    o.foreign = foreign_;
     double pca = NAN;
     if (wants_pca_) {
       const size_t k = runs_[i]->model->code_size();

@@ -50,6 +50,9 @@ struct Lesson {
   std::optional<LessonConfig> twin;  // the second run, trained in lockstep
   std::vector<LessonStep> steps;
   nlohmann::json json;  // as written, for the page
+  // True when a goal reads the value `name` of any run ("pcaError", "a.pcaError", "b.pcaError"): the values that cost
+  // extra work or data are measured only then.
+  bool names_value(const std::string& name) const;
 };
 
 // Validates everything and throws std::runtime_error("lesson 'ID': step 3: goal: ...") (or the source name before
@@ -72,8 +75,56 @@ struct MeasureOptions {
   int holdout = -1;
   bool digit_anomaly = false;  // anomalyAuc: the held-out digit against the others (else uniform noise images)
   const double* pca_error = nullptr;  // pcaError, when a goal needs it
+  bool jacobian = false;              // jacobianNorm, on the first kJacobianImages clean test images
+  const Dataset* foreign = nullptr;   // foreignError: Fashion-MNIST's test images, or null (then foreignError is null)
 };
-nlohmann::json measure_run(Run& run, const Dataset& test, const MeasureOptions& options);
+// Images jacobianNorm averages over (one backward pass through the encoder per code unit and chunk of 100 images).
+constexpr size_t kJacobianImages = 200;
+nlohmann::json measure_run(const Run& run, const Dataset& test, const MeasureOptions& options);
+
+// The same measurement in slices, on a snapshot of the run's weights taken at begin(): the page measures while it
+// draws and trains on. measure_run() is begin() and step() until done, so both give the same numbers.
+class RunMeasure {
+ public:
+  // Starts over on a copy of the run's weights; `test` must outlive the measurement. options.pca_error is read now.
+  void begin(const Run& run, const Dataset& test, const MeasureOptions& options);
+  // Measures for about budget_ms (at least one chunk of 100 images); true when the measurement is finished.
+  bool step(double budget_ms);
+  bool active() const { return active_; }
+  void cancel() { active_ = false; }
+  // The copy of the run's weights taken at begin() (null before the first): the page draws the twin run from it.
+  Model* snapshot() { return model_.get(); }
+  size_t snapshot_step() const { return snap_step_; }  // the run's step count at begin()
+  const nlohmann::json& values() const { return values_; }  // the last finished measurement (null before the first)
+  // The test images' codes (a VAE's mu), [test images, code size], from the last begin(); empty for codes of more than
+  // 4096 numbers. The page plots a twin run's latent space from them.
+  const std::vector<float>& codes() const { return codes_; }
+
+ private:
+  void finish();
+  bool active_ = false;
+  int stage_ = 0;  // 0: the test images, 1: the noise images (anomalyAuc against noise)
+  size_t pos_ = 0, total_ = 0, snap_step_ = 0;
+  const Dataset* test_ = nullptr;
+  MeasureOptions options_;
+  double pca_error_ = 0;
+  Preset preset_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Trainer> trainer_;
+  nlohmann::json base_;  // the run's values that need no measuring (step, epoch, settings)
+  Rng noise_{0x5eed};
+  Tensor input_, target_, clean_;
+  LossTerms sum_;
+  double code_abs_ = 0;
+  size_t code_count_ = 0;
+  std::vector<float> errors_, clean_errors_, noise_errors_, codes_;
+  nlohmann::json values_;
+  std::vector<float> checkerboard_;  // per test image: the checkerboard index of its output
+  std::vector<float> input_errors_;  // per test image: MSE of the (corrupted) input against the clean digit
+  std::vector<float> mu_, logvar_;   // a VAE's posterior over the test images, for activeUnits
+  size_t jacobian_total_ = 0, foreign_total_ = 0;
+  double jacobian_sum_ = 0, foreign_sum_ = 0;
+};
 
 // The mean squared test error of PCA with k components, fitted on the first 10000 training images.
 double pca_test_error(const Dataset& train, const Dataset& test, Normalization norm, size_t k, size_t test_images);
@@ -81,7 +132,9 @@ double pca_test_error(const Dataset& train, const Dataset& test, Normalization n
 class LessonRunner {
  public:
   // train and test must outlive the runner. test_images: how many test images the measurements use.
-  LessonRunner(const Lesson& lesson, const Dataset& train, const Dataset& test, size_t test_images = 1000);
+  // foreign: Fashion-MNIST's test images for foreignError (it must outlive the runner too), or null.
+  LessonRunner(const Lesson& lesson, const Dataset& train, const Dataset& test, size_t test_images = 1000,
+               const Dataset* foreign = nullptr);
 
   const Lesson& lesson() const { return lesson_; }
   size_t runs() const { return runs_.size(); }
@@ -109,7 +162,8 @@ class LessonRunner {
   const Dataset& train_;
   const Dataset& test_;
   size_t test_images_;
-  bool wants_pca_ = false;
+  bool wants_pca_ = false, wants_jacobian_ = false;
+  const Dataset* foreign_ = nullptr;
   std::vector<LessonConfig> configs_;
   std::vector<std::unique_ptr<Run>> runs_;
   std::vector<std::pair<size_t, double>> pca_cache_;  // (code size * 2 + normalization, error)

@@ -1,4 +1,4 @@
-// Per-image errors and ROC AUC (see metrics.hpp).
+// Per-image errors, the checkerboard index and ROC AUC (see metrics.hpp).
 #include "core/metrics.hpp"
 
 #include <algorithm>
@@ -16,6 +16,25 @@ void per_image_mse(const float* a, const float* b, size_t n, float* out) {
       s += e * e;
     }
     out[i] = float(s / d);
+  }
+}
+
+void checkerboard_index(const float* images, size_t n, float* out) {
+  constexpr size_t side = 28, d = side * side;
+  for (size_t k = 0; k < n; ++k) {
+    const float* x = images + k * d;
+    double sum = 0, sum_sq = 0, rows = 0, cols = 0, diag = 0;
+    for (size_t i = 0; i < side; ++i)
+      for (size_t j = 0; j < side; ++j) {
+        const double v = x[i * side + j];
+        const double ri = (i & 1) ? -v : v;
+        sum += v, sum_sq += v * v;
+        rows += ri;
+        cols += (j & 1) ? -v : v;
+        diag += (j & 1) ? -ri : ri;
+      }
+    const double variation = double(d) * sum_sq - sum * sum;  // the energy at non-zero frequencies (Parseval)
+    out[k] = variation > 0 ? float((rows * rows + cols * cols + diag * diag) / variation) : 0.f;
   }
 }
 

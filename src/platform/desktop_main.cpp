@@ -96,12 +96,14 @@ int main(int argc, char** argv) {
     if (a == "--frames" && has_value) frames = std::atol(argv[++i]);
     else if (a == "--train") cmd["train"] = true;
     else if (a == "--preset" && has_value) cmd["preset"] = argv[++i];
+    else if (a == "--lesson" && has_value) cmd["lesson"] = argv[++i];
+    else if (a == "--lesson-action") cmd["lessonAction"] = true;
     else if (a == "--data" && has_value) data_dir = argv[++i];
     else if (a == "--budget" && has_value) budget = std::atof(argv[++i]);
     else if (a == "--screenshot" && has_value) screenshot = argv[++i];
     else if (a == "--threads" && has_value) threads = std::atol(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: aep_desktop [--preset NAME] [--train] [--data DIR] [--frames N] [--budget MS] "
+      std::fprintf(stderr, "usage: aep_desktop [--preset NAME | --lesson ID [--lesson-action]] [--train] [--data DIR] [--frames N] [--budget MS] "
                            "[--screenshot FILE.png] [--threads T (default: all hardware threads)]\n");
       return 2;
     }
@@ -151,6 +153,7 @@ int main(int argc, char** argv) {
         }
       }
     });
+    if (cmd.empty() && frames < 0) cmd["lessonPicker"] = true;  // a plain start opens on the lessons
     nlohmann::json r = app.command(cmd);
     if (!r["ok"].get<bool>()) std::fprintf(stderr, "aep_desktop: %s\n", r.dump().c_str());
     for (long f = 0; !glfwWindowShouldClose(window) && (frames < 0 || f < frames); ++f) {

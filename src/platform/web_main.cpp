@@ -164,11 +164,12 @@ EMSCRIPTEN_KEEPALIVE const char* aep_load_data_file(const uint8_t* data, size_t 
 // JSON in, JSON out: {"preset": "vae-mlp", "lr": 0.001, "train": true} -> {"ok": true} or {"ok": false, "errors": [...]}.
 EMSCRIPTEN_KEEPALIVE const char* aep_command(const char* json_text) {
   try {
-    // A command is a flat object: refuse deep nesting before it can exhaust the stack.
+    // A command is a flat object, or holds a lesson (lessonJson: a model inline, its layers' arguments): refuse deeper
+    // nesting before it can exhaust the stack.
     auto shallow = [](int depth, nlohmann::json::parse_event_t event, nlohmann::json&) {
       if ((event == nlohmann::json::parse_event_t::object_start || event == nlohmann::json::parse_event_t::array_start) &&
-          depth >= 4)
-        throw std::runtime_error("commands are flat objects like {\"lr\": 0.001}; this one nests too deeply");
+          depth >= 12)
+        throw std::runtime_error("a command nests at most 12 levels deep (a lesson with its model inline needs 7); this one nests deeper");
       return true;
     };
     return reply(g_app->command(nlohmann::json::parse(json_text, shallow)).dump());

@@ -62,7 +62,7 @@ function check(name, ok, detail) {
     // The Jacobian norm and the sparsity readout of the contractive model.
     page = await open('preset=contractive&panels=training,latent&autostart=1');
     st = await until(page, (s) => s.jacobianNorm !== null && s.jacobianStep >= 300, 90);
-    check('jacobianNorm is measured while training', st.jacobianNorm > 0 && st.jacobianDigits === 100,
+    check('jacobianNorm is measured while training', st.jacobianNorm > 0 && st.jacobianDigits === 200,
           `jacobianNorm ${st.jacobianNorm} on ${st.jacobianDigits} digits at step ${st.jacobianStep}, sparsity ` +
           `${st.sparsity}, meanAbsCode ${st.meanAbsCode}, frames p50 ${st.frameMs.p50} p95 ${st.frameMs.p95} ms`);
     await page.screenshot({ path: path.join(out, 'jacobian.png') });

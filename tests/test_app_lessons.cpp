@@ -1,0 +1,189 @@
+// Lessons in the playground, driven headless: a lesson with a twin run followed through its button, its goal values
+// equal to `aep lesson`'s (LessonRunner), progress and the twin surviving the autosave, settings changed and put back,
+// and the lesson commands' errors.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "app/ui_probe.hpp"
+#include "app_headless.hpp"
+#include "core/lesson.hpp"
+
+namespace aep {
+namespace {
+
+using testing::Headless;
+using testing::make_app;
+using nlohmann::json;
+
+// Two linear autoencoders from the same seed, one with a tenth of the learning rate: the same weights at the start
+// (ratio 1), the slow one behind after 30 steps.
+const char* kTinyTwin = R"({
+  "id": "tiny-twin", "title": "Tiny twin", "section": "000 · A Linear Autoencoder",
+  "start": {"preset": "linear", "label": "lr 0.001", "seed": 5, "lr": 0.001, "panels": "training,recon"},
+  "twin": {"label": "lr 0.0001", "lr": 0.0001},
+  "steps": [
+    {"instruction": "Train both.", "action": {"label": "Train both 30 steps", "train": 30}, "look": ["training", "recon"],
+     "goal": "b.testLoss / a.testLoss > 1.03"},
+    {"instruction": "Now faster.", "action": {"label": "Faster", "settings": {"lr": 0.003}, "train": 20},
+     "goal": "step >= 50"}
+  ]})";
+
+// Frames until the lesson's measurement is of the runs' current step (and no action is running).
+json settle(Headless& ui, App& app) {
+  json l;
+  for (int i = 0; i < 3000; ++i) {
+    ui.frame(app);
+    const json st = app.status();
+    l = st["lesson"];
+    if (l.is_object() && l["actionLeft"] == 0 && l["measuring"] == false && l["measuredStep"] == st["step"]) return l;
+  }
+  FAIL("the lesson's measurement never caught up");
+  return l;
+}
+
+}  // namespace
+
+TEST_CASE("app lessons: a twin lesson followed through its button measures what aep lesson measures") {
+  Headless ui;
+  UiProbe probe;
+  probe.install();
+  auto app_ptr = make_app();
+  App& app = *app_ptr;
+  const json lesson_json = json::parse(kTinyTwin);
+  REQUIRE(app.command({{"lessonJson", lesson_json}})["ok"] == true);
+  json l = settle(ui, app);
+  CHECK(l["id"] == "tiny-twin");
+  CHECK(l["custom"] == true);
+  CHECK(l["step"] == 1);
+  CHECK(l["holds"] == false);
+  CHECK(l["value"].get<double>() == doctest::Approx(1.0));  // same seed, same weights: ratio 1
+  CHECK(l["twin"]["label"] == "lr 0.0001");
+  CHECK(app.status()["panels"] == json({"training", "recon"}));  // the step's look
+  CHECK(app.status()["panelRects"].contains("lesson"));
+  CHECK(l["events"].size() == 1);  // "start"
+
+  // The learner presses the step's button.
+  probe.clear();
+  ui.frame(app);
+  const std::vector<UiProbe::Item> button = probe.find("Train both 30 steps");
+  REQUIRE(button.size() == 1);
+  ImGuiIO& io = ImGui::GetIO();
+  io.AddMousePosEvent(button[0].center().x, button[0].center().y);
+  ui.frame(app);
+  io.AddMouseButtonEvent(0, true);
+  ui.frame(app);
+  io.AddMouseButtonEvent(0, false);
+  l = settle(ui, app);
+  CHECK(app.status()["step"] == 30);
+  CHECK(l["twin"]["step"] == 30);
+  CHECK(l["holds"] == true);
+  CHECK(l["steps"][0]["progress"] == "reached");
+  REQUIRE(l["events"].size() == 2);
+  const json ev = l["events"][1];
+  CHECK(ev["type"] == "aep-event");
+  CHECK(ev["event"] == "goal");
+  CHECK(ev["lesson"] == "tiny-twin");
+  CHECK(ev["step"] == 1);
+  CHECK(ev["done"] == false);
+  CHECK(ev["value"].get<double>() > 1.03);
+
+  // The same lesson headless, as `aep lesson` follows it: the page's values are the same numbers.
+  LessonRunner runner(parse_lesson(lesson_json, "test"), testing::app_mnist(true), testing::app_mnist(false));
+  runner.apply_action(0);
+  for (const char* run : {"a", "b"})
+    for (const char* key : {"testLoss", "testError", "anomalyAuc", "codeMeanAbs", "step"}) {
+      CAPTURE(run);
+      CAPTURE(key);
+      CHECK(l["values"][run][key] == runner.status()[run][key]);
+    }
+
+  // The autosave keeps the lesson, its progress and the twin's weights.
+  REQUIRE(app.command({{"lessonStep", 2}})["ok"] == true);
+  const std::vector<uint8_t> session = app.session_bytes();
+  {
+    auto other_ptr = make_app();
+    App& other = *other_ptr;
+    other.restore_session(session);
+    const json r = settle(ui, other);
+    CHECK(r["id"] == "tiny-twin");
+    CHECK(r["step"] == 2);
+    CHECK(r["steps"][0]["progress"] == "reached");
+    CHECK(r["twin"]["step"] == 30);
+    CHECK(r["values"]["b"]["testLoss"] == l["values"]["b"]["testLoss"]);
+    CHECK(r["values"]["a"]["testLoss"] == l["values"]["a"]["testLoss"]);
+    CHECK(r["changed"] == "");
+  }
+
+  // The second step's action changes a setting of both runs and trains on: its goal holds, the lesson is done.
+  REQUIRE(app.command({{"lessonAction", true}})["ok"] == true);
+  l = settle(ui, app);
+  CHECK(app.status()["lr"].get<double>() == doctest::Approx(0.003));
+  CHECK(l["changed"] == "");
+  CHECK(l["holds"] == true);
+  CHECK(l["done"] == true);
+  CHECK(l["events"].back()["done"] == true);
+
+  // A change the lesson did not make is named, and putting the settings back starts both runs over.
+  REQUIRE(app.command({{"lr", 0.01}})["ok"] == true);
+  ui.frame(app);
+  CHECK(app.status()["lesson"]["changed"] == "the optimizer");
+  REQUIRE(app.command({{"lessonRestore", true}})["ok"] == true);
+  ui.frame(app);
+  CHECK(app.status()["lesson"]["changed"] == "");
+  CHECK(app.status()["step"] == 0);
+  CHECK(app.status()["lesson"]["twin"]["step"] == 0);
+}
+
+TEST_CASE("app lessons: built-in lessons by id, skipping, leaving, and clear errors that change nothing") {
+  Headless ui;
+  auto app_ptr = make_app();
+  App& app = *app_ptr;
+  const json st0 = app.status();
+  CHECK(st0["lesson"].is_null());
+  REQUIRE(st0["lessons"].size() >= 9);
+  CHECK(std::find(st0["lessons"].begin(), st0["lessons"].end(), "denoising") != st0["lessons"].end());
+
+  json r = app.command({{"lesson", "nope"}});
+  CHECK(r["ok"] == false);
+  CHECK(r["errors"][0].get<std::string>().find("unknown lesson \"nope\" (known: ") == 0);
+  r = app.command({{"lessonJson", {{"id", "x"}}}});
+  CHECK(r["ok"] == false);
+  CHECK(r["errors"][0].get<std::string>().find("lesson 'x'") != std::string::npos);
+  r = app.command({{"lessonStep", 2}});
+  CHECK(r["ok"] == false);
+  CHECK(r["errors"][0] == "lessonStep: no lesson is open");
+  r = app.command({{"lessonAction", true}});
+  CHECK(r["ok"] == false);
+  CHECK(app.status()["lesson"].is_null());
+  CHECK(app.status()["preset"] == st0["preset"]);
+
+  // Opened at its second step: the first counts as skipped, and the parent page is told.
+  REQUIRE(app.command({{"lesson", "denoising"}, {"lessonStep", 2}})["ok"] == true);
+  ui.frame(app);
+  json l = app.status()["lesson"];
+  CHECK(l["id"] == "denoising");
+  CHECK(l["step"] == 2);
+  CHECK(l["steps"][0]["progress"] == "skipped");
+  REQUIRE(l["events"].size() == 2);
+  CHECK(l["events"][0]["event"] == "start");
+  CHECK(l["events"][1]["event"] == "skip");
+  CHECK(l["events"][1]["seq"].get<int>() > l["events"][0]["seq"].get<int>());
+  CHECK(app.status()["preset"] == "denoise");
+  CHECK(app.status()["target"] == "clean");
+  CHECK(l["twin"]["label"] == "noisy target");
+  r = app.command({{"lessonStep", 7}});
+  CHECK(r["ok"] == false);
+  CHECK(r["errors"][0] == "lessonStep must be a whole number from 1 to 2, got 7");
+
+  // The start screen and the lesson panel draw; leaving gives every panel back.
+  REQUIRE(app.command({{"lessonPicker", true}})["ok"] == true);
+  for (int i = 0; i < 3; ++i) ui.frame(app);
+  CHECK(app.status()["lessonPicker"] == true);
+  REQUIRE(app.command({{"lesson", ""}})["ok"] == true);
+  ui.frame(app);
+  CHECK(app.status()["lesson"].is_null());
+  CHECK(app.status()["panels"].size() == 10);
+}
+
+}  // namespace aep
