@@ -69,7 +69,9 @@ bool App::step_jacobian(double budget_ms) {
     J.image_pos = J.unit_pos = 0;
     J.total = 0;
   }
-  constexpr size_t kBatch = 50;
+  // Small batches: every call runs the encoder forward once before its rows, so the forward of a batch must be
+  // small beside the budget, or a call affords a single row (conv in wasm: 50 digits' forward is ~ a whole slice).
+  constexpr size_t kBatch = 10;
   const size_t units = J.model->code_size();
   const auto t0 = Clock::now();
   for (;;) {
