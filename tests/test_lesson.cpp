@@ -251,9 +251,8 @@ TEST_CASE("lessons: malformed lesson files get messages that say what to fix") {
       {with("/start/step", 100), "lesson 'x': start: 'step' is not a lesson setting: an action trains with \"train\": N"},
       {with("/start/anomaly", "digit"),
        "lesson 'x': start: anomaly \"digit\" scores the held-out digit: set holdout to a digit (0-9)"},
-      {with("/start/anomaly", "fashion"),
-       "lesson 'x': start: anomaly: \"fashion\" needs Fashion-MNIST, which lessons cannot load yet (use \"noise\" or "
-       "\"digit\")"},
+      {with("/start/anomaly", "clothes"),
+       "lesson 'x': start: anomaly must be one of noise, digit, fashion, got \"clothes\""},
       {with("/start/label", ""), "lesson 'x': start: 'label' must be 1 to 40 characters"},
       {with("/start/preset", "nope"), "lesson 'x': start: unknown preset \"nope\" (known: " + [] {
          std::string s;
@@ -390,7 +389,7 @@ TEST_CASE("lessons: every goal is false when its step opens and holds after its 
     CAPTURE(id);
     const auto t0 = std::chrono::steady_clock::now();
     const Lesson lesson = load_lesson(id);
-    LessonRunner runner(lesson, train, test, 1000, lesson.names_value("foreignError") ? &lesson_fashion() : nullptr);
+    LessonRunner runner(lesson, train, test, 1000, lesson.uses_fashion() ? &lesson_fashion() : nullptr);
     for (size_t k = 0; k < lesson.steps.size(); ++k) {
       CAPTURE(k + 1);
       CHECK_FALSE(runner.check(k).holds);  // at the start
@@ -467,6 +466,16 @@ TEST_CASE("lesson values: checkerboard, inputError, jacobianNorm, activeUnits an
   std::vector<float> e(n);
   per_image_mse(out.data(), clean.data(), n, e.data());
   CHECK(f["foreignError"].get<double>() == doctest::Approx(std::accumulate(e.begin(), e.end(), 0.0) / double(n)).epsilon(1e-5));
+  // anomalyAuc against the foreign images: their errors against the test digits' (clean inputs: this preset is noisy).
+  o.foreign_anomaly = true;
+  const json fa = measure_run(run, test, o);
+  fill_batch(test, idx.data(), n, p.normalize, clean);
+  const Tensor test_out = run.model->reconstruct(clean);
+  std::vector<float> te(n);
+  per_image_mse(test_out.data(), clean.data(), n, te.data());
+  CHECK(fa["anomalyAuc"].get<double>() == doctest::Approx(roc_auc(e, te)).epsilon(1e-6));
+  o.foreign = nullptr;
+  CHECK(measure_run(run, test, o)["anomalyAuc"].is_null());
 
   // activeUnits: posterior_stats over the measured test images.
   Run vae(load_preset("vae-mlp"), 1);
@@ -486,7 +495,9 @@ TEST_CASE("lesson values: checkerboard, inputError, jacobianNorm, activeUnits an
                     {"steps", {{{"instruction", "i"}, {"action", {{"label", "l"}, {"train", 2}}}, {"goal", "foreignError > 0"}}}}};
   const Lesson lesson = parse_lesson(doc, "f");
   CHECK(lesson.names_value("foreignError"));
+  CHECK(lesson.uses_fashion());
   CHECK_FALSE(lesson.names_value("pcaError"));
+  CHECK_FALSE(load_lesson("anomaly-detection").uses_fashion());
   LessonRunner runner(lesson, train, test, 100);
   runner.apply_action(0);
   CHECK(runner.status()["foreignError"].is_null());

@@ -213,6 +213,7 @@ void App::set_ood(Dataset d) {
   s_->ood = std::move(d);
   ood_requested = false;
   s_->views_dirty = true;
+  s_->lesson.measured_step = size_t(-1);  // a lesson's foreignError can be measured now
 }
 
 // Hyper-parameters that can change between steps without rebuilding the model.
@@ -827,9 +828,9 @@ json App::command(const json& cmd) {
   if (pause == 1) s.running = false;
   if (steps > 0) train_steps(size_t(steps));
   if (download >= 0) request_download(download == 1);
+  apply_instrument_command(instrument);
   lesson_command(cmd, errors, true);  // after the settings: a lesson sets its own
   if (!errors.empty()) return {{"ok", false}, {"errors", errors}};
-  apply_instrument_command(instrument);
   if (!cmd.contains("lessonPicker")) s.lesson.picker = false;  // the page was set up: the start screen gives way
   if (!instrument.warnings.empty()) return {{"ok", true}, {"warnings", instrument.warnings}};
   return {{"ok", true}};

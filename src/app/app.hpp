@@ -179,7 +179,6 @@ class App {
   std::unique_ptr<LessonSession> take_lesson_session(SafeTensors& st, uint64_t seed) const;
   void restart_lesson_session(const LessonSession& ls);
   void finish_lesson_session(LessonSession& ls, size_t epoch);
-
   // Instruments (instrument_views.cpp).
   void cancel_instruments();
   bool step_jacobian(double budget_ms);

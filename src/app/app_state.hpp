@@ -48,15 +48,10 @@ void plot_range(const std::vector<float>& xy, size_t n, float& x0, float& x1, fl
 // components (the fitted PCA into *pca when given).
 std::vector<float> codes_2d(const float* codes, size_t n, size_t dim, Pca* pca = nullptr);
 bool with_code_size(Preset& p, size_t d);
-// A loss curve in the plot box at p0 (x from 0 to x1 steps, y0..y1, log or linear), exponentially smoothed by `smooth`:
-// points [range.first, range.second) (one segment of a LossCurve, i.e. of one loss), or all of them.
+// A loss curve in the plot box at p0 (x from 0 to x1 steps, y0..y1, log or linear), exponentially smoothed by `smooth`.
+// Points [range.first, range.second) of a curve (one segment: a loss's values), as one line.
 void draw_curve(ImDrawList* dl, ImVec2 p0, ImVec2 size, const std::vector<float>& xs, const std::vector<float>& ys,
                 std::pair<size_t, size_t> range, float x1, float y0, float y1, bool log_scale, ImU32 col, float smooth);
-inline void draw_curve(ImDrawList* dl, ImVec2 p0, ImVec2 size, const std::vector<float>& xs,
-                       const std::vector<float>& ys, float x1, float y0, float y1, bool log_scale, ImU32 col,
-                       float smooth) {
-  draw_curve(dl, p0, size, xs, ys, {0, xs.size()}, x1, y0, y1, log_scale, col, smooth);
-}
 std::string described_with_lesson(const Preset& p);  // the description as the Model panel shows it
 
 // Where each panel goes (see update()); per App, so two apps (tests) do not share it.

@@ -29,13 +29,6 @@ bool apply_to_configs(const json& settings, std::vector<LessonConfig>& configs) 
   return rebuild;
 }
 
-bool lesson_reads(const Lesson& l, const char* value) {
-  for (const LessonStep& s : l.steps)
-    for (const std::string& n : s.goal.names())
-      if (n == value || n == std::string("a.") + value || n == std::string("b.") + value) return true;
-  return false;
-}
-
 }  // namespace
 
 void App::load_lesson_library() {
@@ -103,7 +96,7 @@ void App::lesson_use_configs(bool rebuild) {
   State& s = *s_;
   LessonPlay& L = s.lesson;
   const LessonConfig& c = L.configs[0];
-  s.anomaly_mode = c.anomaly == "digit" ? 1 : 0;
+  s.anomaly_mode = c.anomaly == "digit" ? 1 : c.anomaly == "fashion" ? 2 : 0;  // the Anomaly panel scores what the goal does
   s.running = false;
   L.action_left = 0;
   if (rebuild) {
@@ -214,8 +207,7 @@ void App::lesson_goto(size_t k) {
       L.progress[i] = 2;
       push_lesson_event({{"event", "skip"}, {"step", i + 1}});
     }
-  L.step = k;
-  L.action_left = 0;
+  L.step = k;  // an action still training goes on to its end: the next step's button waits for it
   const LessonStep& st = L.lesson.steps[k];
   if (!st.look.empty()) {
     std::string list;
@@ -254,8 +246,14 @@ void App::step_lesson(double budget_ms) {
       o.test_images = kLessonTestImages;
       o.holdout = i ? c.holdout : s.held_out;
       o.digit_anomaly = c.anomaly == "digit";
+      o.foreign_anomaly = c.anomaly == "fashion";
       double pca = NAN;
-      if (lesson_reads(L.lesson, "pcaError")) {
+      o.jacobian = L.lesson.names_value("jacobianNorm");
+      if (L.lesson.uses_fashion()) {  // Fashion-MNIST, loaded by the driver when first asked for
+        if (s.ood.count) o.foreign = &s.ood;
+        else ood_requested = true;
+      }
+      if (L.lesson.names_value("pcaError")) {
         const size_t k = r.model->code_size();
         const size_t key = k * 2 + (r.preset.normalize == Normalization::MinusOneOne ? 1 : 0);
         auto it = std::find_if(L.pca_cache.begin(), L.pca_cache.end(), [&](const auto& e) { return e.first == key; });
@@ -419,6 +417,8 @@ json App::lesson_command(const json& cmd, std::vector<std::string>& errors, bool
   };
   const bool action = flag("lessonAction"), restore = flag("lessonRestore");
   if ((action || restore) && !L.active && !start) errors.push_back("no lesson is open");
+  if (action && L.active && !start && L.action_left > 0)
+    errors.push_back("lessonAction: the last action is still training (" + std::to_string(L.action_left) + " steps to go)");
   if (action && !has_data()) errors.push_back("lessonAction: the MNIST data is not loaded yet");
   int picker = -1;
   if (cmd.contains("lessonPicker")) picker = flag("lessonPicker") ? 1 : 0;
@@ -672,8 +672,9 @@ void App::draw_twin_curve(ImDrawList* dl, ImVec2 p0, ImVec2 size, float x1, floa
   const LessonPlay& L = s_->lesson;
   if (!L.twin) return;
   const LossCurve& c = L.twin->curve;
-  draw_curve(dl, p0, size, c.step, c.train, x1, y0, y1, s_->log_scale, IM_COL32(255, 140, 190, 230), 0.98f);
-  draw_curve(dl, p0, size, c.test_step, c.test, x1, y0, y1, s_->log_scale, IM_COL32(255, 220, 120, 230), 0);
+  draw_curve(dl, p0, size, c.step, c.train, {0, c.step.size()}, x1, y0, y1, s_->log_scale, IM_COL32(255, 140, 190, 230), 0.98f);
+  draw_curve(dl, p0, size, c.test_step, c.test, {0, c.test_step.size()}, x1, y0, y1, s_->log_scale,
+             IM_COL32(255, 220, 120, 230), 0);
 }
 
 // Under the app run's reconstructions: the twin's, labelled.
@@ -794,6 +795,7 @@ void App::finish_lesson_session(LessonSession& ls, size_t epoch) {
     L.twin->steps = ls.twin_steps;
     if (L.twin->sampler) L.twin->sampler->epoch = epoch;  // where the app run's batches go on
     ls.twin_curve.label = L.twin->curve.label;
+    ls.twin_curve.segments = L.twin->curve.segments;  // one, from the start: a lesson never changes the loss
     ls.twin_curve.recon.assign(ls.twin_curve.step.size(), NAN);
     ls.twin_curve.kl.assign(ls.twin_curve.step.size(), NAN);
     L.twin->curve = std::move(ls.twin_curve);

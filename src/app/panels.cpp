@@ -355,7 +355,8 @@ void App::panel_data() {
 
 // Points [begin, end) of a curve (one segment: a loss's values), as one line.
 void draw_curve(ImDrawList* dl, ImVec2 p0, ImVec2 size, const std::vector<float>& xs, const std::vector<float>& ys,
-                std::pair<size_t, size_t> range, float x1, float y0, float y1, bool log_scale, ImU32 col, float smooth) {
+                std::pair<size_t, size_t> range, float x1, float y0, float y1, bool log_scale, ImU32 col,
+                float smooth) {
   const size_t begin = range.first, end = std::min({range.second, xs.size(), ys.size()});
   if (begin >= end) return;
   auto Y = [&](float v) {
@@ -730,8 +731,8 @@ void App::panel_latent() {
     s.decoded.show(tex_, 2);
   }
 
-  posterior_readout(umap);
   twin_latent_view();
+  posterior_readout(umap);
   instruments_readout();
   probe_section();
   if (m.is_vae() && ImGui::CollapsingHeader("Traverse one latent dimension")) {

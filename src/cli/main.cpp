@@ -61,7 +61,8 @@ const char* kUsage =
     "  lesson ID|FILE [--data DIR] [--test-images N] [--fashion DIR] [--values]\n"
     "        follows a lesson headless: each step's action, then its goal's value; exits 1 unless every goal is\n"
     "        false when its step opens and holds after its action (--values: every value after each step;\n"
-    "        --fashion: Fashion-MNIST for foreignError, default /usr/share/datasets/fashion-mnist)\n"
+    "        --fashion: Fashion-MNIST for foreignError and anomaly \"fashion\", default\n"
+    "        /usr/share/datasets/fashion-mnist)\n"
     "  bench [--only A,B,gemm,umap,presets,NAME...] [--seconds S] [--runs N] [--warmup S] [--json FILE]\n"
     "        [--model-a FILE] [--data DIR] [--threads T]   training speed (batch 64, Adam) and GEMM GFLOP/s\n"
     "T: threads for GEMM and the optimizer (default 1; the same results for any T).\n"
@@ -421,14 +422,14 @@ int cmd_lesson(int argc, char** argv) {
       o.count("--test-images") ? size_t(parse_int("--test-images", o["--test-images"], 1, 10000)) : 1000;
   const std::string dir = o.count("--data") ? o["--data"] : default_mnist_dir();
   Dataset train = load_mnist(dir, true), test = load_mnist(dir, false);
-  // Fashion-MNIST only when a goal reads foreignError (Debian's dataset-fashion-mnist, as the desktop app uses).
+  // Fashion-MNIST only when a run needs it (Debian's dataset-fashion-mnist, as the desktop app uses).
   Dataset fashion;
-  if (lesson.names_value("foreignError")) {
+  if (lesson.uses_fashion()) {
     const std::string fdir = o.count("--fashion") ? o["--fashion"] : "/usr/share/datasets/fashion-mnist";
     try {
       fashion = load_mnist(fdir, false);
     } catch (const std::exception& e) {
-      throw std::runtime_error(std::string("this lesson's goals read foreignError, which needs Fashion-MNIST: ") +
+      throw std::runtime_error(std::string("this lesson needs Fashion-MNIST (foreignError, or anomaly \"fashion\"): ") +
                                e.what() + " (apt-get install dataset-fashion-mnist, or --fashion DIR)");
     }
   }

@@ -237,12 +237,7 @@ bool apply_lesson_settings(const json& settings, LessonConfig& c) {
     rebuild |= holdout != n.holdout;
     n.holdout = holdout;
   }
-  if (has("anomaly")) {
-    const json& v = settings.at("anomaly");
-    if (v == "fashion")
-      throw std::runtime_error("anomaly: \"fashion\" needs Fashion-MNIST, which lessons cannot load yet (use \"noise\" or \"digit\")");
-    n.anomaly = choice_setting(v, "anomaly", {"noise", "digit"});
-  }
+  if (has("anomaly")) n.anomaly = choice_setting(settings.at("anomaly"), "anomaly", {"noise", "digit", "fashion"});
   if (has("panels")) n.panels = panel_list(settings.at("panels"));
   if (has("latent")) choice_setting(settings.at("latent"), "latent", {"pca", "umap"});
   if (n.anomaly == "digit" && n.holdout < 0)
@@ -299,6 +294,13 @@ bool Lesson::names_value(const std::string& name) const {
   for (const LessonStep& s : steps)
     for (const std::string& n : s.goal.names())
       if (n == name || n == "a." + name || n == "b." + name) return true;
+  return false;
+}
+
+bool Lesson::uses_fashion() const {
+  if (names_value("foreignError") || start.anomaly == "fashion" || (twin && twin->anomaly == "fashion")) return true;
+  for (const LessonStep& s : steps)
+    if (s.action && s.action->settings.contains("anomaly") && s.action->settings.at("anomaly") == "fashion") return true;
   return false;
 }
 
@@ -373,13 +375,13 @@ void RunMeasure::begin(const Run& run, const Dataset& test, const MeasureOptions
   errors_.assign(total_, 0.f);
   codes_.assign(model_->code_size() <= 4096 ? total_ * model_->code_size() : 0, 0.f);
   clean_errors_.assign(preset_.corruption.type != "none" ? total_ : 0, 0.f);
-  noise_errors_.assign(o.digit_anomaly ? 0 : 500, 0.f);
+  noise_errors_.assign(o.digit_anomaly || o.foreign_anomaly ? 0 : 500, 0.f);
   checkerboard_.assign(total_, 0.f);
   input_errors_.assign(total_, 0.f);
   mu_.clear(), logvar_.clear();
   jacobian_total_ = o.jacobian ? std::min(kJacobianImages, test.count) : 0;
-  foreign_total_ = o.foreign ? std::min(o.test_images, o.foreign->count) : 0;
-  jacobian_sum_ = foreign_sum_ = 0;
+  foreign_errors_.assign(o.foreign ? std::min(o.test_images, o.foreign->count) : 0, 0.f);
+  jacobian_sum_ = 0;
   base_ = json::object();
   base_["step"] = run.steps;
   base_["epoch"] = run.epoch();
@@ -447,14 +449,12 @@ bool RunMeasure::step(double budget_ms) {
       fill_batch(*test_, jidx.data(), n, p.normalize, clean_);
       for (double v : jacobian_frobenius_sq(m, clean_)) jacobian_sum_ += v;
       pos_ += n;
-    } else if (pos_ < foreign_total_) {  // foreignError: clean images of the other dataset
-      const size_t n = std::min(B, foreign_total_ - pos_);
+    } else if (pos_ < foreign_errors_.size()) {  // foreignError: clean images of the other dataset
+      const size_t n = std::min(B, foreign_errors_.size() - pos_);
       std::iota(idx.begin(), idx.begin() + n, uint32_t(pos_));
       fill_batch(*options_.foreign, idx.data(), n, p.normalize, clean_);
       const Tensor out = m.reconstruct(clean_);
-      std::vector<float> e(n);
-      per_image_mse(out.data(), clean_.data(), n, e.data());
-      for (float v : e) foreign_sum_ += v;
+      per_image_mse(out.data(), clean_.data(), n, foreign_errors_.data() + pos_);
       pos_ += n;
     } else {
       finish();
@@ -491,6 +491,8 @@ void RunMeasure::finish() {
   v["otherError"] = mean(other);
   if (options_.digit_anomaly)
     v["anomalyAuc"] = held.empty() || other.empty() ? json(nullptr) : finite_or_null(roc_auc(held, other));
+  else if (options_.foreign_anomaly)
+    v["anomalyAuc"] = foreign_errors_.empty() || !total ? json(nullptr) : finite_or_null(roc_auc(foreign_errors_, anomaly_errors));
   else
     v["anomalyAuc"] = total ? finite_or_null(roc_auc(noise_errors_, anomaly_errors)) : json(nullptr);
   v["pcaError"] = finite_or_null(pca_error_);
@@ -502,7 +504,7 @@ void RunMeasure::finish() {
   v["activeUnits"] = m.is_vae() && total
                          ? json(posterior_stats(mu_.data(), logvar_.data(), total, m.code_size()).active_units)
                          : json(nullptr);
-  v["foreignError"] = foreign_total_ ? finite_or_null(foreign_sum_ / double(foreign_total_)) : json(nullptr);
+  v["foreignError"] = foreign_errors_.empty() ? json(nullptr) : mean(foreign_errors_);
   v["codeSize"] = m.code_size();
   v["parameters"] = m.parameter_count();
   v["batch"] = p.training.batch_size;
@@ -622,6 +624,7 @@ void LessonRunner::measure() {
     o.test_images = test_images_;
     o.holdout = c.holdout;
     o.digit_anomaly = c.anomaly == "digit";
+    o.foreign_anomaly = c.anomaly == "fashion";
     o.jacobian = wants_jacobian_;
     o.foreign = foreign_;
     double pca = NAN;

@@ -26,7 +26,8 @@ struct LessonConfig {
   Preset preset;            // with the settings applied (lr, batch, beta, l1, optimizer, corruption, noise, target)
   uint64_t seed = 1;
   int holdout = -1;               // digit left out of training, -1: none
-  std::string anomaly = "noise";  // what anomalyAuc scores against the test digits: "noise" or "digit" (holdout)
+  std::string anomaly = "noise";  // what anomalyAuc scores against the test digits: "noise", "digit" (holdout) or
+                                  // "fashion" (Fashion-MNIST's test images)
   std::string panels;             // the page's panels=..., empty: unchanged
 };
 
@@ -53,6 +54,8 @@ struct Lesson {
   // True when a goal reads the value `name` of any run ("pcaError", "a.pcaError", "b.pcaError"): the values that cost
   // extra work or data are measured only then.
   bool names_value(const std::string& name) const;
+  // True when a run needs Fashion-MNIST: a goal reads foreignError, or a run's anomalyAuc scores Fashion-MNIST.
+  bool uses_fashion() const;
 };
 
 // Validates everything and throws std::runtime_error("lesson 'ID': step 3: goal: ...") (or the source name before
@@ -74,6 +77,7 @@ struct MeasureOptions {
   size_t test_images = 1000;
   int holdout = -1;
   bool digit_anomaly = false;  // anomalyAuc: the held-out digit against the others (else uniform noise images)
+  bool foreign_anomaly = false;  // anomalyAuc: the foreign images against the test digits (null without them)
   const double* pca_error = nullptr;  // pcaError, when a goal needs it
   bool jacobian = false;              // jacobianNorm, on the first kJacobianImages clean test images
   const Dataset* foreign = nullptr;   // foreignError: Fashion-MNIST's test images, or null (then foreignError is null)
@@ -122,8 +126,9 @@ class RunMeasure {
   std::vector<float> checkerboard_;  // per test image: the checkerboard index of its output
   std::vector<float> input_errors_;  // per test image: MSE of the (corrupted) input against the clean digit
   std::vector<float> mu_, logvar_;   // a VAE's posterior over the test images, for activeUnits
-  size_t jacobian_total_ = 0, foreign_total_ = 0;
-  double jacobian_sum_ = 0, foreign_sum_ = 0;
+  size_t jacobian_total_ = 0;
+  double jacobian_sum_ = 0;
+  std::vector<float> foreign_errors_;  // per foreign image (clean input)
 };
 
 // The mean squared test error of PCA with k components, fitted on the first 10000 training images.

@@ -85,7 +85,7 @@ const measured = (st) => st.lesson && !st.lesson.measuring && st.lesson.actionLe
         const r = await page.evaluate(() => window.aep.lessonAction());
         const ta = Date.now();
         try {  // until the goal is reached, or the action is over and measured without it
-          const st = await waitFor(page, (s) => s.lesson.steps[k].progress === 'reached' ||
+          const st = await waitFor(page, (s) => (s.lesson.steps[k].progress === 'reached' && s.lesson.actionLeft === 0) ||
                                                 (measured(s) && !s.running && Date.now() - ta > 3000),
                                    300000, `${id} step ${k + 1}`);
           const sk = st.lesson.steps[k];
