@@ -69,7 +69,9 @@ bool App::step_jacobian(double budget_ms) {
     J.image_pos = J.unit_pos = 0;
     J.total = 0;
   }
-  constexpr size_t kBatch = 50;
+  // Small batches: every call runs the encoder forward once before its rows, so the forward of a batch must be
+  // small beside the budget, or a call affords a single row (conv in wasm: 50 digits' forward is ~ a whole slice).
+  constexpr size_t kBatch = 10;
   const size_t units = J.model->code_size();
   const auto t0 = Clock::now();
   for (;;) {
@@ -436,7 +438,7 @@ void App::posterior_overlay(ImDrawList* dl, ImVec2 p0, float side, float x0, flo
   dl->PopClipRect();
   dl->AddRect(b0, b1, IM_COL32(255, 230, 80, 160));
   char label[64];
-  std::snprintf(label, sizeof label, "close-up: %.2g wide", 2 * half);
+  std::snprintf(label, sizeof label, "%.2g wide", 2 * half);  // the close-up's width in code units
   dl->AddText(ImVec2(b0.x + 4, b1.y - 16), IM_COL32(230, 230, 230, 255), label);
 }
 

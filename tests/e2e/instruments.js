@@ -48,6 +48,12 @@ function check(name, ok, detail) {
           st.lossSegments[0].loss === 'MSE, mean' && st.lossSegments[1].loss === 'L1, mean' &&
           st.lossSegments[1].trainPoints > 0, JSON.stringify(st.lossSegments));
     await page.screenshot({ path: path.join(out, 'loss.png') });
+    const warned = await page.evaluate(() => window.aep.setConfig({ preset: 'tied', loss: 'bce' }));
+    st = await status(page);
+    check('BCE with a decoder that does not end in a Sigmoid: applied, with a warning', warned.ok === true &&
+          /Sigmoid/.test(warned.warnings[0]) && st.loss === 'bce' && /Sigmoid/.test(st.lossWarning), JSON.stringify(warned));
+    await page.waitForTimeout(500);
+    await page.screenshot({ path: path.join(out, 'loss-warning.png') });
     const refused = await page.evaluate(() => window.aep.setConfig({ preset: 'undercomplete-tanh', loss: 'bce' }));
     check('BCE on [-1, 1] inputs is refused with the reason', refused.ok === false &&
           /\[-1, 1\]/.test(refused.errors[0]), JSON.stringify(refused));
@@ -56,7 +62,7 @@ function check(name, ok, detail) {
     // The Jacobian norm and the sparsity readout of the contractive model.
     page = await open('preset=contractive&panels=training,latent&autostart=1');
     st = await until(page, (s) => s.jacobianNorm !== null && s.jacobianStep >= 300, 90);
-    check('jacobianNorm is measured while training', st.jacobianNorm > 0 && st.jacobianDigits === 100,
+    check('jacobianNorm is measured while training', st.jacobianNorm > 0 && st.jacobianDigits === 200,
           `jacobianNorm ${st.jacobianNorm} on ${st.jacobianDigits} digits at step ${st.jacobianStep}, sparsity ` +
           `${st.sparsity}, meanAbsCode ${st.meanAbsCode}, frames p50 ${st.frameMs.p50} p95 ${st.frameMs.p95} ms`);
     await page.screenshot({ path: path.join(out, 'jacobian.png') });
@@ -72,7 +78,7 @@ function check(name, ok, detail) {
     await page.screenshot({ path: path.join(out, 'probe.png') });
     await page.evaluate(() => window.aep.pause());
     // Frame intervals while it computes, by the probe's stage at the frame (requestAnimationFrame in the page).
-    await page.evaluate(() => {
+    const record = () => page.evaluate(() => {
       window.probeFrames = [];
       let last = performance.now();
       const tick = (t) => {
@@ -83,19 +89,36 @@ function check(name, ok, detail) {
       };
       requestAnimationFrame(tick);
     });
+    const summary = async () => {
+      const frames = await page.evaluate(() => { const f = window.probeFrames; window.probeFrames = []; return f; });
+      const byStage = {};
+      for (const [dt, stage] of frames) (byStage[stage] = byStage[stage] || []).push(dt);
+      return Object.entries(byStage).map(([stage, v]) => {
+        v.sort((a, b) => a - b);
+        return `${stage}: ${v.length} frames, p50 ${v[v.length >> 1].toFixed(0)} max ${v[v.length - 1].toFixed(0)} ms`;
+      }).join('; ');
+    };
+    await record();
     await page.evaluate(() => window.aep.setConfig({ probeLabels: 60000 }));
-    const t0 = Date.now();
+    let t0 = Date.now();
     st = await until(page, done, 600);
-    const frames = await page.evaluate(() => window.probeFrames);
-    const byStage = {};
-    for (const [dt, stage] of frames) (byStage[stage] = byStage[stage] || []).push(dt);
-    const summary = Object.entries(byStage).map(([stage, v]) => {
-      v.sort((a, b) => a - b);
-      return `${stage}: ${v.length} frames, p50 ${v[v.length >> 1].toFixed(0)} max ${v[v.length - 1].toFixed(0)} ms`;
-    }).join('; ');
     check('probe at 60,000 labels finishes between frames', done(st), `${((Date.now() - t0) / 1000).toFixed(0)} s, ` +
-          `frame intervals by stage: ${summary}; ` + JSON.stringify(st.probe));
+          `frame intervals by stage: ${await summary()}; ` + JSON.stringify(st.probe));
     await page.screenshot({ path: path.join(out, 'probe-60000.png') });
+    // Another label count: the pixels' PCA is kept, so no frame waits for its fit.
+    await page.evaluate(() => window.aep.setConfig({ probeLabels: 1000 }));
+    t0 = Date.now();
+    st = await until(page, done, 600);
+    check('probe at 1,000 labels (the pixels\' PCA kept)', done(st), `${((Date.now() - t0) / 1000).toFixed(0)} s, ` +
+          `frame intervals by stage: ${await summary()}; ` + JSON.stringify(st.probe));
+    await page.close();
+
+    // A code of 196 numbers (conv): reduced to 128 like the pixels, so its PCA row is the pixels'.
+    page = await open('preset=conv&panels=training,latent&probeLabels=1000&autostart=1');
+    st = await until(page, (s) => done(s) && s.probe.step >= 300, 180);
+    check('probe of conv\'s 196-number code: 196 -> 128, PCA row = pixels row', done(st) && st.probe.code.dims === 128 &&
+          st.probe.code.inputDims === 196 && st.probe.pcaIsPixels === true, JSON.stringify(st.probe));
+    await page.screenshot({ path: path.join(out, 'probe-conv.png') });
     await page.close();
 
     // A VAE digit's posterior: its 2-sigma ellipse and live samples.
