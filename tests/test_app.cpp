@@ -12,6 +12,7 @@
 #include "app/app.hpp"
 #include "app/app_state.hpp"
 #include "app/ui_probe.hpp"
+#include "app_headless.hpp"
 #include "core/instruments.hpp"
 #include "core/probe.hpp"
 #include "core/train.hpp"
@@ -20,44 +21,9 @@
 namespace aep {
 namespace {
 
-// One ImGui context per test case, with a built font atlas so NewFrame works without a renderer.
-struct Headless {
-  Headless() {
-    ImGui::CreateContext();
-    ImGuiIO& io = ImGui::GetIO();
-    io.IniFilename = nullptr;
-    io.DisplaySize = ImVec2(1400, 900);
-    io.DeltaTime = 1.f / 60;
-    unsigned char* px;
-    int w, h;
-    io.Fonts->GetTexDataAsRGBA32(&px, &w, &h);
-  }
-  ~Headless() { ImGui::DestroyContext(); }
-  void frame(App& app) {
-    ImGui::NewFrame();
-    app.frame();
-    ImGui::Render();
-  }
-  void press_space(App& app) {
-    ImGui::GetIO().AddKeyEvent(ImGuiKey_Space, true);
-    frame(app);
-    ImGui::GetIO().AddKeyEvent(ImGuiKey_Space, false);
-    frame(app);
-  }
-};
-
-const Dataset& mnist(bool train) {
-  static Dataset tr = load_mnist(default_mnist_dir(), true), te = load_mnist(default_mnist_dir(), false);
-  return train ? tr : te;
-}
-
-std::unique_ptr<App> make_app() {
-  auto app = std::make_unique<App>();
-  app->view_images = 400;  // fewer than the page's 2000/1000: the suite also runs under the sanitizers
-  app->eval_images = 400;
-  app->set_data(mnist(true), mnist(false));
-  return app;
-}
+using testing::Headless;
+using testing::make_app;
+const Dataset& mnist(bool train) { return testing::app_mnist(train); }
 
 double num(const nlohmann::json& j) { return j.is_number() ? j.get<double>() : NAN; }
 
