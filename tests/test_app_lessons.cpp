@@ -186,4 +186,36 @@ TEST_CASE("app lessons: built-in lessons by id, skipping, leaving, and clear err
   CHECK(app.status()["panels"].size() == 10);
 }
 
+TEST_CASE("app: compare with... trains a second preset beside the run, in lockstep, measured like a lesson's twin") {
+  Headless ui;
+  auto app_ptr = make_app();
+  App& app = *app_ptr;
+  REQUIRE(app.command({{"preset", "linear"}, {"seed", 4}})["ok"] == true);
+  json r = app.command({{"compare", "nope"}});
+  CHECK(r["ok"] == false);
+  CHECK(r["errors"][0].get<std::string>().find("compare must be a preset name") == 0);
+  CHECK(app.status()["compare"].is_null());
+  REQUIRE(app.command({{"compare", "tied"}})["ok"] == true);
+  json c = app.status()["compare"];
+  CHECK(c["a"] == "linear");
+  CHECK(c["b"] == "tied");
+  REQUIRE(app.command({{"step", 20}})["ok"] == true);
+  CHECK(app.status()["step"] == 20);
+  CHECK(app.status()["compare"]["twinStep"] == 20);
+  for (int i = 0; i < 2000 && app.status()["compare"]["measuredStep"] != 20; ++i) ui.frame(app);
+  c = app.status()["compare"];
+  REQUIRE(c["measuredStep"] == 20);
+  // The twin is the tied preset trained 20 steps on the same batches: as LessonRunner trains a lesson's twin.
+  Lesson l = parse_lesson(json::parse(R"({"id": "cmp", "title": "t", "section": "000 · A Linear Autoencoder",
+    "start": {"preset": "linear", "label": "a", "seed": 4}, "twin": {"preset": "tied", "label": "b"},
+    "steps": [{"instruction": "i", "action": {"label": "go", "train": 20}, "goal": "step >= 20"}]})"), "test");
+  LessonRunner runner(l, testing::app_mnist(true), testing::app_mnist(false));
+  runner.apply_action(0);
+  CHECK(c["values"]["b"]["testLoss"] == runner.status()["b"]["testLoss"]);
+  CHECK(c["values"]["a"]["testLoss"] == runner.status()["a"]["testLoss"]);
+  for (int i = 0; i < 3; ++i) ui.frame(app);  // the Training panel draws both
+  REQUIRE(app.command({{"compare", ""}})["ok"] == true);
+  CHECK(app.status()["compare"].is_null());
+}
+
 }  // namespace aep

@@ -164,7 +164,7 @@ void App::reset_training(std::unique_ptr<Run> fresh) {
   s.views_dirty = true;
   s.draw_dirty = true;
   s.pca_mse = NAN;
-  if (s.lesson.active) rebuild_twin();  // a lesson's twin starts over with the run it steps beside
+  if (s.lesson.active || s.lesson.comparing) rebuild_twin();  // a twin starts over with the run it steps beside
 }
 
 void App::load_data_file(const std::vector<uint8_t>& bytes, const std::string& name) {
@@ -682,7 +682,7 @@ json App::command(const json& cmd) {
   static const char* known[] = {"preset", "lr", "batch", "seed", "beta", "l1", "optimizer", "panels", "compact",
                                 "autostart", "train", "pause", "step", "reset", "corruption", "noise", "epochs", "code",
                                 "holdout", "anomaly", "latent", "trainMs", "download", "target", "lesson",
-                                "lessonJson", "lessonStep", "lessonAction", "lessonRestore", "lessonPicker"};
+                                "lessonJson", "lessonStep", "lessonAction", "lessonRestore", "lessonPicker", "compare"};
   static const char* instrument_keys[] = {"loss", "reduction", "probeLabels", "posteriorDigit"};
   for (auto it = cmd.begin(); it != cmd.end(); ++it)
     if (std::find_if(std::begin(known), std::end(known), [&](const char* k) { return it.key() == k; }) == std::end(known) &&
@@ -919,6 +919,7 @@ json App::status() const {
           {"lesson", lesson_status()},
           {"lessons", lessons},
           {"lessonPicker", s.lesson.picker},
+          {"compare", compare_status()},
           {"message", message}};
   st.update(instrument_status());  // loss, lossSegments, jacobianNorm, probe, posterior
   return st;

@@ -166,6 +166,7 @@ class App {
   void push_lesson_event(nlohmann::json ev);
   void paint_twin_views();
   nlohmann::json lesson_status() const;
+  nlohmann::json compare_status() const;
   nlohmann::json lesson_command(const nlohmann::json& cmd, std::vector<std::string>& errors, bool apply);
   void panel_lesson(float width);
   void lesson_picker();
@@ -173,6 +174,8 @@ class App {
   void draw_twin_curve(ImDrawList* dl, ImVec2 p0, ImVec2 size, float x1, float y0, float y1);
   void twin_recon_row();
   void twin_latent_view();
+  void compare_with(const std::string& preset_name);  // "" ends the comparison; throws on an unknown preset
+  void compare_picker();
   // The autosave's lesson part: the lesson, progress, the settings its actions applied, the twin's weights.
   struct LessonSession;
   void save_lesson_session(SafeTensors& st) const;

@@ -76,6 +76,7 @@ struct LessonPlay {
   std::vector<Lesson> library;  // the built-in lessons (assets/lessons), sorted by section
   bool picker = false;          // the start screen listing them
   bool active = false;
+  bool comparing = false;  // a twin outside lessons: the Training panel's "compare with..."
   bool custom = false;  // handed over by a course page (aep.loadLesson), not built in
   Lesson lesson;
   std::vector<LessonConfig> configs;  // [0] the app's run, [1] the twin's

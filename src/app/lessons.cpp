@@ -59,6 +59,7 @@ void App::start_lesson(const Lesson& l, size_t step) {
   if (l.twin) Model probe(l.twin->preset);
   L.lesson = l;
   L.active = true;
+  L.comparing = false;
   L.picker = false;
   L.configs = {l.start};
   if (l.twin) L.configs.push_back(*l.twin);
@@ -126,7 +127,8 @@ void App::rebuild_twin() {
   for (RunMeasure& m : L.measure) m.cancel();
   L.measuring = false;
   L.measured_step = size_t(-1);
-  if (!L.active || L.configs.size() < 2) return;
+  if (!(L.active || L.comparing) || L.configs.size() < 2) return;
+  if (L.comparing) L.configs[0].label = s.preset.name;  // the learner may have picked another model for a
   Preset p = L.configs[1].preset;
   p.training.batch_size = s.preset.training.batch_size;
   L.twin = std::make_unique<Run>(p, s.seed);
@@ -234,7 +236,7 @@ void App::push_lesson_event(json ev) {
 void App::step_lesson(double budget_ms) {
   State& s = *s_;
   LessonPlay& L = s.lesson;
-  if (!L.active || !has_data()) return;
+  if (!(L.active || L.comparing) || !has_data()) return;
   if (!L.measuring) {
     const bool moved = s.run->steps != L.measured_step;
     if (!moved || (s.running && seconds_since(L.measure_start) < 1.0)) return;
@@ -298,7 +300,7 @@ void App::step_lesson(double budget_ms) {
     }
   }
   paint_twin_views();
-  lesson_measured();
+  if (L.active) lesson_measured();
 }
 
 // A new measurement: the open step's goal on it; reaching it is recorded once and told to the page.
@@ -367,6 +369,76 @@ void App::twin_latent_view() {
   L.twin_scatter.show(tex_, 1);
 }
 
+// ---- compare with... ------------------------------------------------------------------------------------------------
+
+// A twin outside lessons: the learner's run beside another preset, both from fresh weights with the run's seed,
+// batches, held-out digit and batch size, trained in lockstep and shown side by side. An empty name ends it.
+void App::compare_with(const std::string& preset_name) {
+  State& s = *s_;
+  LessonPlay& L = s.lesson;
+  if (preset_name.empty()) {
+    if (!L.comparing) return;
+    L.comparing = false;
+    L.twin.reset();
+    L.values = nullptr;
+    L.measuring = false;
+    for (RunMeasure& m : L.measure) m.cancel();
+    message = "Comparison ended.";
+    return;
+  }
+  auto it = std::find_if(s.presets.begin(), s.presets.end(), [&](const Preset& q) { return q.name == preset_name; });
+  if (it == s.presets.end()) throw std::runtime_error("compare: unknown preset '" + preset_name + "'");
+  { Model probe(*it); }  // it must build before anything changes
+  if (L.active) leave_lesson();
+  LessonConfig a, b;
+  a.label = s.preset.name;
+  a.preset_name = s.preset.name;
+  a.preset = s.preset;
+  b.label = it->name + (it->name == s.preset.name ? " (2)" : "");
+  b.preset_name = it->name;
+  b.preset = *it;
+  for (LessonConfig* c : {&a, &b}) c->seed = s.seed, c->holdout = s.held_out;
+  L.configs = {a, b};
+  L.comparing = true;
+  L.values = nullptr;
+  reset_training();  // both start over together (lockstep), the twin in rebuild_twin
+  message = "Comparing " + a.label + " (a) with " + b.label + " (b): both from fresh weights, on the same batches.";
+}
+
+// The Training panel's "compare with..." picker.
+void App::compare_picker() {
+  State& s = *s_;
+  LessonPlay& L = s.lesson;
+  if (L.active) return;  // a lesson sets its own twin
+  const std::string current = L.comparing ? L.configs[1].preset_name : "nothing";
+  ImGui::SetNextItemWidth(180);
+  if (ImGui::BeginCombo("compare with", current.c_str())) {
+    if (ImGui::Selectable("nothing", !L.comparing)) compare_with("");
+    for (const Preset& p : s.presets)
+      if (ImGui::Selectable(p.name.c_str(), L.comparing && p.name == current)) {
+        try {
+          compare_with(p.name);
+        } catch (const std::exception& e) {
+          message = e.what();
+        }
+      }
+    ImGui::EndCombo();
+  }
+  help_marker("Trains a second model beside this one, from the same seed on the same batches, starting both over. "
+              "Its loss curves are drawn over these (pink), its reconstructions and latent space beside this model's; "
+              "its test values are measured on 1000 test digits. Twice the work: training runs at half the speed.");
+  if (L.comparing && L.twin && !twin_in_lockstep())
+    ImGui::TextColored(ImVec4(1, 0.7f, 0.3f, 1), "b is paused: its batches no longer match a's (Reset starts both over)");
+  if (L.comparing && L.values.is_object() && L.values.contains("b")) {
+    const json& a = L.values["a"];
+    const json& b = L.values["b"];
+    auto v = [](const json& j, const char* k) { return j.contains(k) && j[k].is_number() ? j[k].get<double>() : NAN; };
+    ImGui::TextDisabled("test loss a %s | b %s, error per pixel a %s | b %s (step %zu)", loss_text(v(a, "testLoss")).c_str(),
+                        loss_text(v(b, "testLoss")).c_str(), loss_text(v(a, "testError")).c_str(),
+                        loss_text(v(b, "testError")).c_str(), L.measured_step);
+  }
+}
+
 // ---- commands and status -------------------------------------------------------------------------------------------
 
 // The lesson keys of App::command: lesson (an id, or "" to leave), lessonJson (a lesson of the course page's own),
@@ -425,6 +497,20 @@ json App::lesson_command(const json& cmd, std::vector<std::string>& errors, bool
   if (action && !has_data()) errors.push_back("lessonAction: the MNIST data is not loaded yet");
   int picker = -1;
   if (cmd.contains("lessonPicker")) picker = flag("lessonPicker") ? 1 : 0;
+  std::optional<std::string> compare;
+  if (cmd.contains("compare")) {
+    const json& v = cmd.at("compare");
+    const bool known = v.is_string() && std::any_of(s.presets.begin(), s.presets.end(),
+                                                    [&](const Preset& q) { return q.name == v.get<std::string>(); });
+    if (known || v == "") {
+      compare = v.get<std::string>();
+    } else {
+      std::string names;
+      for (const Preset& q : s.presets) names += (names.empty() ? "" : ", ") + q.name;
+      errors.push_back("compare must be a preset name to train beside this model (known: " + names +
+                       "), or \"\" to end the comparison; got " + v.dump());
+    }
+  }
   if (!apply || !errors.empty()) return nullptr;
   if (start) {
     try {
@@ -440,7 +526,16 @@ json App::lesson_command(const json& cmd, std::vector<std::string>& errors, bool
   if (restore) lesson_use_configs(true);
   if (action) lesson_action();
   if (picker >= 0) L.picker = picker == 1;
+  if (compare) compare_with(*compare);
   return nullptr;
+}
+
+json App::compare_status() const {
+  const LessonPlay& L = s_->lesson;
+  if (!L.comparing || !L.twin) return nullptr;
+  return {{"a", L.configs[0].label}, {"b", L.configs[1].label}, {"twinStep", L.twin->steps},
+          {"error", L.twin_error}, {"measuredStep", L.measured_step == size_t(-1) ? json(nullptr) : json(L.measured_step)},
+          {"values", L.values}};
 }
 
 json App::lesson_status() const {

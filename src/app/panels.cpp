@@ -445,6 +445,7 @@ void App::panel_training() {
     ImGui::SliderFloat("beta (KL weight)", &s.preset.loss.beta, 0.f, 10.f, "%.3g");
   }
 
+  compare_picker();
   ImGui::Checkbox("log scale", &s.log_scale);
   ImGui::SameLine();
   ImGui::Checkbox("reconstruction / KL", &s.show_recon_kl);
