@@ -824,13 +824,14 @@ json App::command(const json& cmd) {
   train_budget_ms = train_ms;
   if (panels_given) std::copy(std::begin(panels), std::end(panels), show_panel);
   if (compact_flag >= 0) compact = compact_flag == 1;
+  apply_instrument_command(instrument);
+  lesson_command(cmd, errors, true);  // after the settings: a lesson sets its own
+  if (!errors.empty()) return {{"ok", false}, {"errors", errors}};
+  // Last: a lesson or a comparison starts its runs over (paused), and then trains if asked to.
   if (autostart == 1 || train == 1) s.running = true;
   if (pause == 1) s.running = false;
   if (steps > 0) train_steps(size_t(steps));
   if (download >= 0) request_download(download == 1);
-  apply_instrument_command(instrument);
-  lesson_command(cmd, errors, true);  // after the settings: a lesson sets its own
-  if (!errors.empty()) return {{"ok", false}, {"errors", errors}};
   if (!cmd.contains("lessonPicker")) s.lesson.picker = false;  // the page was set up: the start screen gives way
   if (!instrument.warnings.empty()) return {{"ok", true}, {"warnings", instrument.warnings}};
   return {{"ok", true}};

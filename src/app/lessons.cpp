@@ -433,9 +433,11 @@ void App::compare_picker() {
     const json& a = L.values["a"];
     const json& b = L.values["b"];
     auto v = [](const json& j, const char* k) { return j.contains(k) && j[k].is_number() ? j[k].get<double>() : NAN; };
-    ImGui::TextDisabled("test loss a %s | b %s, error per pixel a %s | b %s (step %zu)", loss_text(v(a, "testLoss")).c_str(),
-                        loss_text(v(b, "testLoss")).c_str(), loss_text(v(a, "testError")).c_str(),
-                        loss_text(v(b, "testError")).c_str(), L.measured_step);
+    ImGui::PushStyleColor(ImGuiCol_Text, ImGui::GetStyleColorVec4(ImGuiCol_TextDisabled));
+    ImGui::TextWrapped("test loss a %s | b %s, error per pixel a %s | b %s (1000 test digits, step %zu)",
+                       loss_text(v(a, "testLoss")).c_str(), loss_text(v(b, "testLoss")).c_str(),
+                       loss_text(v(a, "testError")).c_str(), loss_text(v(b, "testError")).c_str(), L.measured_step);
+    ImGui::PopStyleColor();
   }
 }
 
