@@ -42,7 +42,8 @@ const measured = (st) => st.lesson && !st.lesson.measuring && st.lesson.actionLe
     await page.goto(url);
     await waitReady(page);
     const ids = (await page.evaluate(() => window.aep.status())).lessons;
-    const picker = (await page.evaluate(() => window.aep.status())).lessonPicker;
+    // The picker opens once the autosave has been looked for (after the data): wait for it.
+    const picker = await waitFor(page, (s) => s.lessonPicker === true, 15000, 'the lesson picker').then(() => true, () => false);
     check('a first visit opens on the lesson picker', picker === true, `${ids.length} lessons`);
     await page.screenshot({ path: path.join(out, 'picker.png') });
 
