@@ -92,7 +92,7 @@ struct LessonPlay {
   bool measure_in_action = false;  // the running measurement began while an action trained
   size_t measured_step = size_t(-1);  // the app run's step at the last finished measurement
   Clock::time_point measure_start = Clock::now();
-  std::vector<std::pair<size_t, double>> pca_cache;  // (code size * 2 + normalization, PCA's test error)
+  PcaErrors pca_errors;  // PCA's test error per code size (pcaError)
   nlohmann::json values;  // the last measurement as LessonRunner::status() has it (null before the first)
   Goal::Result result;    // the open step's goal on it
   nlohmann::json events = nlohmann::json::array();  // this lesson's events so far, for the page to pass to its parent

@@ -67,7 +67,7 @@ void App::start_lesson(const Lesson& l, size_t step) {
   L.reached_value.assign(l.steps.size(), NAN);
   L.events = json::array();
   L.applied.clear();
-  L.pca_cache.clear();
+  L.pca_errors = PcaErrors();
   L.step = 0;
   L.twin.reset();
   lesson_use_configs(true);
@@ -244,26 +244,12 @@ void App::step_lesson(double budget_ms) {
     for (size_t i = 0; i < n; ++i) {
       const Run& r = i ? *L.twin : *s.run;
       const LessonConfig& c = L.configs[i];
-      MeasureOptions o;
-      o.test_images = kLessonTestImages;
-      o.holdout = i ? c.holdout : s.held_out;
-      o.digit_anomaly = c.anomaly == "digit";
-      o.foreign_anomaly = c.anomaly == "fashion";
+      if (L.lesson.uses_fashion() && !s.ood.count) ood_requested = true;  // the driver loads Fashion-MNIST
+      MeasureOptions o = lesson_measure_options(L.lesson, c, kLessonTestImages, s.ood.count ? &s.ood : nullptr);
+      if (!i) o.holdout = s.held_out;  // the app run's, which the learner may have changed
       double pca = NAN;
-      o.jacobian = L.lesson.names_value("jacobianNorm");
-      if (L.lesson.uses_fashion()) {  // Fashion-MNIST, loaded by the driver when first asked for
-        if (s.ood.count) o.foreign = &s.ood;
-        else ood_requested = true;
-      }
       if (L.lesson.names_value("pcaError")) {
-        const size_t k = r.model->code_size();
-        const size_t key = k * 2 + (r.preset.normalize == Normalization::MinusOneOne ? 1 : 0);
-        auto it = std::find_if(L.pca_cache.begin(), L.pca_cache.end(), [&](const auto& e) { return e.first == key; });
-        if (it == L.pca_cache.end()) {  // once per code size: about a second
-          L.pca_cache.push_back({key, pca_test_error(train_, test_, r.preset.normalize, k, kLessonTestImages)});
-          it = L.pca_cache.end() - 1;
-        }
-        pca = it->second;
+        pca = L.pca_errors.get(train_, test_, r.preset.normalize, r.model->code_size(), kLessonTestImages);
         o.pca_error = &pca;
       }
       L.measure[i].begin(r, test_, o);
@@ -284,14 +270,7 @@ void App::step_lesson(double budget_ms) {
   L.measured_step = L.measure[0].snapshot_step();
   std::vector<json> values{L.measure[0].values()};
   if (L.twin) values.push_back(L.measure[1].values());
-  json st = values[0];
-  st["a"] = values[0];
-  if (values.size() > 1) st["b"] = values[1];
-  json labels = json::array();
-  for (const LessonConfig& c : L.configs) labels.push_back(c.label);
-  st["labels"] = labels;
-  st["message"] = L.twin_error;
-  L.values = std::move(st);
+  L.values = lesson_values(values, L.configs, L.twin_error);
   if (L.twin && values[1].contains("testLoss") && values[1]["testLoss"].is_number()) {  // the twin's test curve
     LossCurve& c = L.twin->curve;
     if (c.test_step.empty() || c.test_step.back() != float(L.measure[1].snapshot_step())) {

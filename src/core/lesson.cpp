@@ -534,7 +534,6 @@ LessonRunner::LessonRunner(const Lesson& lesson, const Dataset& train, const Dat
                            const Dataset* foreign)
     : lesson_(lesson), train_(train), test_(test), test_images_(test_images), foreign_(foreign) {
   wants_pca_ = lesson_.names_value("pcaError");
-  wants_jacobian_ = lesson_.names_value("jacobianNorm");
   configs_.push_back(lesson_.start);
   if (lesson_.twin) configs_.push_back(*lesson_.twin);
   build();
@@ -620,34 +619,45 @@ void LessonRunner::measure() {
   std::vector<json> values;
   for (size_t i = 0; i < runs_.size(); ++i) {
     const LessonConfig& c = configs_[i];
-    MeasureOptions o;
-    o.test_images = test_images_;
-    o.holdout = c.holdout;
-    o.digit_anomaly = c.anomaly == "digit";
-    o.foreign_anomaly = c.anomaly == "fashion";
-    o.jacobian = wants_jacobian_;
-    o.foreign = foreign_;
+    MeasureOptions o = lesson_measure_options(lesson_, c, test_images_, foreign_);
     double pca = NAN;
     if (wants_pca_) {
-      const size_t k = runs_[i]->model->code_size();
-      const size_t key = k * 2 + (c.preset.normalize == Normalization::MinusOneOne ? 1 : 0);
-      auto it = std::find_if(pca_cache_.begin(), pca_cache_.end(), [&](const auto& e) { return e.first == key; });
-      if (it == pca_cache_.end()) {
-        pca_cache_.push_back({key, pca_test_error(train_, test_, c.preset.normalize, k, test_images_)});
-        it = pca_cache_.end() - 1;
-      }
-      pca = it->second;
+      pca = pca_errors_.get(train_, test_, c.preset.normalize, runs_[i]->model->code_size(), test_images_);
       o.pca_error = &pca;
     }
     values.push_back(measure_run(*runs_[i], test_, o));
   }
-  status_ = values[0];
-  status_["a"] = values[0];
+  status_ = lesson_values(values, configs_, message_);
+}
+
+MeasureOptions lesson_measure_options(const Lesson& l, const LessonConfig& c, size_t test_images, const Dataset* foreign) {
+  MeasureOptions o;
+  o.test_images = test_images;
+  o.holdout = c.holdout;
+  o.digit_anomaly = c.anomaly == "digit";
+  o.foreign_anomaly = c.anomaly == "fashion";
+  o.jacobian = l.names_value("jacobianNorm");
+  o.foreign = foreign;
+  return o;
+}
+
+json lesson_values(const std::vector<json>& values, const std::vector<LessonConfig>& configs, const std::string& message) {
+  json st = values.at(0);
+  st["a"] = values[0];
+  if (values.size() > 1) st["b"] = values[1];
   json labels = json::array();
-  for (const LessonConfig& c : configs_) labels.push_back(c.label);
-  if (values.size() > 1) status_["b"] = values[1];
-  status_["labels"] = labels;
-  status_["message"] = message_;
+  for (const LessonConfig& c : configs) labels.push_back(c.label);
+  st["labels"] = labels;
+  st["message"] = message;
+  return st;
+}
+
+double PcaErrors::get(const Dataset& train, const Dataset& test, Normalization norm, size_t k, size_t test_images) {
+  const size_t key = k * 2 + (norm == Normalization::MinusOneOne ? 1 : 0);
+  for (const auto& e : cache_)
+    if (e.first == key) return e.second;
+  cache_.push_back({key, pca_test_error(train, test, norm, k, test_images)});
+  return cache_.back().second;
 }
 
 }  // namespace aep

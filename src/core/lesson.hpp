@@ -131,8 +131,24 @@ class RunMeasure {
   std::vector<float> foreign_errors_;  // per foreign image (clean input)
 };
 
+// What a lesson's measurement of one of its runs needs: its held-out digit, anomaly kind, the Jacobian and the foreign
+// data when a goal reads them (pca_error is the caller's, see PcaErrors).
+MeasureOptions lesson_measure_options(const Lesson& l, const LessonConfig& c, size_t test_images, const Dataset* foreign);
+// The status goals read: run a's values at the top level, both runs' under "a" and "b", the labels and the message.
+nlohmann::json lesson_values(const std::vector<nlohmann::json>& values, const std::vector<LessonConfig>& configs,
+                             const std::string& message);
+
 // The mean squared test error of PCA with k components, fitted on the first 10000 training images.
 double pca_test_error(const Dataset& train, const Dataset& test, Normalization norm, size_t k, size_t test_images);
+
+// pca_test_error per code size and normalization, fitted once each (about a second).
+class PcaErrors {
+ public:
+  double get(const Dataset& train, const Dataset& test, Normalization norm, size_t k, size_t test_images);
+
+ private:
+  std::vector<std::pair<size_t, double>> cache_;  // (k * 2 + normalization, error)
+};
 
 class LessonRunner {
  public:
@@ -167,11 +183,11 @@ class LessonRunner {
   const Dataset& train_;
   const Dataset& test_;
   size_t test_images_;
-  bool wants_pca_ = false, wants_jacobian_ = false;
+  bool wants_pca_ = false;
   const Dataset* foreign_ = nullptr;
   std::vector<LessonConfig> configs_;
   std::vector<std::unique_ptr<Run>> runs_;
-  std::vector<std::pair<size_t, double>> pca_cache_;  // (code size * 2 + normalization, error)
+  PcaErrors pca_errors_;
   std::string message_;  // the last divergence, if any
   nlohmann::json status_;
 };
