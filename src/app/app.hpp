@@ -154,6 +154,7 @@ class App {
   void load_lesson_library();
   void start_lesson(const Lesson& l, size_t step = 0);  // throws when its model does not build
   void leave_lesson();
+  void open_lesson(const Lesson& l);
   void lesson_use_configs(bool rebuild);  // the lesson's configurations into the app's run and the twin
   void rebuild_twin();
   void sync_twin();

@@ -59,6 +59,7 @@ void App::start_lesson(const Lesson& l, size_t step) {
   if (l.twin) Model probe(l.twin->preset);
   L.lesson = l;
   L.active = true;
+  L.custom = false;  // lessonJson marks a course page's own
   L.comparing = false;
   L.picker = false;
   L.configs = {l.start};
@@ -679,6 +680,15 @@ void App::panel_lesson(float width) {
   ImGui::End();
 }
 
+// A built-in lesson from the picker or the menu; a model that does not build is reported, nothing changed.
+void App::open_lesson(const Lesson& l) {
+  try {
+    start_lesson(l);
+  } catch (const std::exception& e) {
+    message = e.what();
+  }
+}
+
 // The start screen: the lessons grouped by course text.
 void App::lesson_picker() {
   State& s = *s_;
@@ -701,14 +711,7 @@ void App::lesson_picker() {
       ImGui::SeparatorText(("Course text " + group).c_str());
     }
     ImGui::PushID(l.id.c_str());
-    if (ImGui::Button("Start")) {
-      try {
-        start_lesson(l);
-        L.custom = false;
-      } catch (const std::exception& e) {
-        message = e.what();
-      }
-    }
+    if (ImGui::Button("Start")) open_lesson(l);
     ImGui::SameLine();
     const float x = ImGui::GetCursorPosX();
     ImGui::TextUnformatted(l.title.c_str());
@@ -730,14 +733,7 @@ void App::lessons_menu() {
       group = course_text(l.section);
       ImGui::SeparatorText(("Course text " + group).c_str());
     }
-    if (ImGui::MenuItem(l.title.c_str(), nullptr, L.active && L.lesson.id == l.id)) {
-      try {
-        start_lesson(l);
-        L.custom = false;
-      } catch (const std::exception& e) {
-        message = e.what();
-      }
-    }
+    if (ImGui::MenuItem(l.title.c_str(), nullptr, L.active && L.lesson.id == l.id)) open_lesson(l);
   }
   if (L.active) {
     ImGui::Separator();
