@@ -17,6 +17,15 @@ class Rng {
   uint32_t below(uint32_t n);                   // uniform integer in [0, n), unbiased
   void shuffle(std::vector<uint32_t>& v);       // Fisher-Yates
 
+  // The generator's whole state, to continue its stream elsewhere (a run moved to a training worker).
+  struct State {
+    uint64_t state = 0, inc = 0;
+    bool has_spare = false;
+    float spare = 0.f;
+  };
+  State save() const { return {state_, inc_, has_spare_, spare_}; }
+  void load(const State& s) { state_ = s.state, inc_ = s.inc, has_spare_ = s.has_spare, spare_ = s.spare; }
+
  private:
   uint64_t state_ = 0, inc_ = 0;
   bool has_spare_ = false;

@@ -2,6 +2,10 @@
 #include "core/run.hpp"
 
 #include "core/losses.hpp"
+#include "core/weights.hpp"
+
+#include <cstring>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <stdexcept>
@@ -48,6 +52,7 @@ void Run::set_data(const Dataset& train, int held_out_digit, bool shuffle) {
   std::vector<uint32_t> subset = training_subset(train, held_out_digit);
   auto s = std::make_unique<BatchSampler>(subset.size(), preset.training.batch_size, shuffle, seed + 2);
   train_ = &train;
+  held_out = held_out_digit;
   subset_ = std::move(subset);
   shuffle_ = shuffle;
   sampler = std::move(s);
@@ -99,6 +104,185 @@ void Run::apply_settings(const Preset& p) {
 double Run::epoch() const {
   if (!sampler) return 0;
   return double(sampler->epoch) + double(sampler->step_in_epoch) / double(sampler->steps_per_epoch());
+}
+
+namespace {
+
+using nlohmann::json;
+
+json rng_json(const Rng::State& r) {
+  uint32_t spare;
+  std::memcpy(&spare, &r.spare, 4);
+  return json::array({r.state, r.inc, r.has_spare, spare});
+}
+
+Rng::State rng_from(const json& j) {
+  if (!j.is_array() || j.size() != 4 || !j[0].is_number_unsigned() || !j[1].is_number_unsigned() || !j[2].is_boolean() ||
+      !j[3].is_number_unsigned())
+    throw std::runtime_error("run state: a random stream is not [state, inc, has_spare, spare]");
+  Rng::State r;
+  r.state = j[0].get<uint64_t>(), r.inc = j[1].get<uint64_t>(), r.has_spare = j[2].get<bool>();
+  const uint32_t spare = j[3].get<uint32_t>();
+  std::memcpy(&r.spare, &spare, 4);
+  return r;
+}
+
+const char* kCurveArrays[6] = {"step", "train", "recon", "kl", "test_step", "test"};
+
+std::vector<float>* curve_array(LossCurve& c, int k) {
+  std::vector<float>* a[6] = {&c.step, &c.train, &c.recon, &c.kl, &c.test_step, &c.test};
+  return a[k];
+}
+
+// What update_run and load_run read, checked before anything changes.
+struct RunState {
+  json meta;
+  Preset preset;
+  SafeTensors model;  // weights, buffers, optimizer (names without the prefix)
+  BatchSampler::State sampler;
+  bool has_sampler = false;
+  Rng::State trainer_rng;
+  size_t curve_from = 0, test_from = 0;
+  std::vector<float> curve[6];
+  std::vector<LossCurve::Segment> segments;
+};
+
+RunState read_run(const SafeTensors& st, const std::string& prefix) {
+  RunState r;
+  auto it = st.metadata.find(prefix + "run");
+  if (it == st.metadata.end()) throw std::runtime_error("run state: '" + prefix + "run' missing");
+  r.meta = json::parse(it->second, nullptr, false);
+  if (r.meta.is_discarded() || !r.meta.is_object()) throw std::runtime_error("run state: not JSON");
+  const json& m = r.meta;
+  for (const char* k : {"seed", "steps", "curve_from", "test_from"})
+    if (!m.contains(k) || !m[k].is_number_unsigned()) throw std::runtime_error(std::string("run state: '") + k + "' missing");
+  r.preset = parse_preset(m.at("preset"), "run state");
+  r.trainer_rng = rng_from(m.at("trainer_rng"));
+  r.curve_from = m["curve_from"].get<size_t>(), r.test_from = m["test_from"].get<size_t>();
+  if (m.contains("sampler") && !m["sampler"].is_null()) {
+    const json& q = m["sampler"];
+    r.has_sampler = true;
+    r.sampler.batch = q.at("batch").get<size_t>(), r.sampler.pos = q.at("pos").get<size_t>();
+    r.sampler.epoch = q.at("epoch").get<size_t>(), r.sampler.step_in_epoch = q.at("step_in_epoch").get<size_t>();
+    r.sampler.shuffle = q.at("shuffle").get<bool>();
+    r.sampler.rng = rng_from(q.at("rng"));
+    const StTensor* order = st.find(prefix + "sampler.order");
+    if (!order || order->dtype != DType::I64) throw std::runtime_error("run state: the batch order is missing");
+    const std::vector<int64_t> o = order->as_i64();
+    r.sampler.order.resize(o.size());
+    for (size_t i = 0; i < o.size(); ++i) {
+      if (o[i] < 0 || o[i] > int64_t(UINT32_MAX)) throw std::runtime_error("run state: a batch index out of range");
+      r.sampler.order[i] = uint32_t(o[i]);
+    }
+  }
+  for (int k = 0; k < 6; ++k) {
+    const StTensor* t = st.find(prefix + "curve." + kCurveArrays[k]);
+    if (!t) throw std::runtime_error(std::string("run state: curve '") + kCurveArrays[k] + "' missing");
+    r.curve[k] = t->as_f32();
+  }
+  for (const json& g : m.at("segments"))
+    r.segments.push_back({g.at(0).get<size_t>(), g.at(1).get<size_t>(), g.at(2).get<std::string>()});
+  const std::string model_prefix = prefix + "model.";
+  for (const StTensor& t : st.tensors)
+    if (t.name.rfind(model_prefix, 0) == 0) {
+      StTensor c = t;
+      c.name = t.name.substr(model_prefix.size());
+      r.model.tensors.push_back(std::move(c));
+    }
+  return r;
+}
+
+// The curve r.curve_from.. appended to c cut there; throws (c unchanged) when it does not fit.
+void join_curve(LossCurve& c, const RunState& r) {
+  if (r.curve_from > c.step.size() || r.test_from > c.test.size())
+    throw std::runtime_error("run state: the curve continues points this run does not have");
+  const size_t n_train = r.curve_from + r.curve[0].size(), n_test = r.test_from + r.curve[4].size();
+  for (int k = 1; k < 6; ++k)
+    if (r.curve[k].size() != r.curve[k < 4 ? 0 : 4].size())
+      throw std::runtime_error("run state: the curve's arrays have different lengths");
+  for (const auto& g : r.segments)
+    if (g.train_begin > n_train || g.test_begin > n_test) throw std::runtime_error("run state: a curve segment out of range");
+  if (r.segments.empty()) throw std::runtime_error("run state: the curve has no segment");
+  for (int k = 0; k < 6; ++k) {
+    std::vector<float>& a = *curve_array(c, k);
+    a.resize(k < 4 ? r.curve_from : r.test_from);
+    a.insert(a.end(), r.curve[k].begin(), r.curve[k].end());
+  }
+  c.segments = r.segments;
+  c.label = r.meta.value("label", c.label);
+}
+
+}  // namespace
+
+void save_run(const Run& r, SafeTensors& st, const std::string& prefix, size_t curve_from, size_t test_from) {
+  const LossCurve& c = r.curve;
+  curve_from = std::min(curve_from, c.step.size());
+  test_from = std::min(test_from, c.test.size());
+  json segments = json::array();
+  for (const auto& g : c.segments) segments.push_back({g.train_begin, g.test_begin, g.loss});
+  json sampler = nullptr;
+  if (r.sampler) {
+    const BatchSampler::State q = r.sampler->save();
+    sampler = {{"batch", q.batch}, {"pos", q.pos}, {"epoch", q.epoch}, {"step_in_epoch", q.step_in_epoch},
+               {"shuffle", q.shuffle}, {"rng", rng_json(q.rng)}};
+    const std::vector<int64_t> order(q.order.begin(), q.order.end());
+    st.add_i64(prefix + "sampler.order", {int64_t(order.size())}, order.data());
+  }
+  st.metadata[prefix + "run"] =
+      json{{"preset", preset_to_json(r.preset)}, {"seed", r.seed}, {"steps", r.steps}, {"held_out", r.held_out},
+           {"sample_z", r.sample_z}, {"trainer_rng", rng_json(r.trainer->rng.save())}, {"sampler", sampler},
+           {"label", c.label}, {"segments", segments}, {"curve_from", curve_from}, {"test_from", test_from}}
+          .dump();
+  const SafeTensors m = model_state(*r.model, &r.trainer->optimizer);
+  for (const StTensor& t : m.tensors) {
+    StTensor p = t;
+    p.name = prefix + "model." + t.name;
+    st.tensors.push_back(std::move(p));
+  }
+  for (int k = 0; k < 6; ++k) {
+    const std::vector<float>& a = *curve_array(const_cast<LossCurve&>(c), k);
+    const size_t from = k < 4 ? curve_from : test_from;
+    st.add_f32(prefix + "curve." + kCurveArrays[k], {int64_t(a.size() - from)}, a.data() + from);
+  }
+}
+
+std::unique_ptr<Run> load_run(const SafeTensors& st, const std::string& prefix, const Dataset* train) {
+  const RunState r = read_run(st, prefix);
+  if (r.curve_from != 0 || r.test_from != 0) throw std::runtime_error("run state: a curve's tail, not a whole run");
+  auto run = std::make_unique<Run>(r.preset, r.meta["seed"].get<uint64_t>());
+  run->curve = LossCurve();
+  if (train) run->set_data(*train, r.meta.value("held_out", -1), r.has_sampler ? r.sampler.shuffle : true);
+  update_run(*run, st, prefix);
+  return run;
+}
+
+void update_run(Run& run, const SafeTensors& st, const std::string& prefix) {
+  const RunState r = read_run(st, prefix);
+  if (r.has_sampler && run.sampler && r.sampler.order.size() != run.train_images())
+    throw std::runtime_error("run state: a batch order over another number of images");
+  if (preset_to_json(r.preset)["encoder"] != preset_to_json(run.preset)["encoder"] ||
+      preset_to_json(r.preset)["decoder"] != preset_to_json(run.preset)["decoder"])
+    throw std::runtime_error("run state: of another model");
+  LossCurve curve = run.curve;
+  join_curve(curve, r);
+  if (r.has_sampler && run.sampler) BatchSampler(*run.sampler).load(r.sampler);  // throws on a bad order or position
+  run.model->set_loss(r.preset.loss);  // throws before anything changed when the model refuses it
+  try {
+    load_state(*run.model, r.model, "run state", &run.trainer->optimizer);
+  } catch (...) {
+    run.model->set_loss(run.preset.loss);
+    throw;
+  }
+  run.trainer->optimizer.config.lr = r.preset.optimizer.lr;
+  run.trainer->optimizer.config.weight_decay = r.preset.optimizer.weight_decay;
+  run.preset = r.preset;
+  run.seed = r.meta["seed"].get<uint64_t>();
+  run.steps = r.meta["steps"].get<size_t>();
+  run.held_out = r.meta.value("held_out", -1);
+  run.sample_z = r.meta.value("sample_z", true);
+  run.trainer->rng.load(r.trainer_rng);
+  if (r.has_sampler && run.sampler) run.sampler->load(r.sampler);
+  run.curve = std::move(curve);
 }
 
 std::vector<LockstepStep> step_lockstep(const std::vector<Run*>& runs) {

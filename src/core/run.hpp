@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/safetensors.hpp"
 #include "core/train.hpp"
 
 namespace aep {
@@ -67,6 +68,7 @@ class Run {
   std::unique_ptr<Trainer> trainer;
   std::unique_ptr<BatchSampler> sampler;
   size_t steps = 0;  // optimizer steps taken by this run
+  int held_out = -1;  // the digit left out of the training images (set_data), -1 none
   LossCurve curve;
   Tensor input, target;  // the last batch: corrupted input and clean target
 
@@ -76,6 +78,18 @@ class Run {
   Tensor zero_eps_;
   bool shuffle_ = true;
 };
+
+// A run's whole state - settings, seed, weights, optimizer, batch order and position, random streams, step count and
+// curve - as safetensors tensors and metadata under `prefix`, so that it continues bit for bit elsewhere (the page's
+// training worker, the desktop's training thread). The curve's points before curve_from (train) and test_from (test)
+// are left out: the receiver has them (update_run).
+void save_run(const Run& r, SafeTensors& st, const std::string& prefix, size_t curve_from = 0, size_t test_from = 0);
+// A run rebuilt from save_run's output (curve_from 0), training on `train` when given (it must outlive the run).
+// Throws on anything malformed or of another shape.
+std::unique_ptr<Run> load_run(const SafeTensors& st, const std::string& prefix, const Dataset* train);
+// Brings `r` (the same model) to the state save_run wrote, keeping the object: its curve is cut to the points the
+// writer left out and the rest appended. Validates everything first: on error `r` is unchanged.
+void update_run(Run& r, const SafeTensors& st, const std::string& prefix);
 
 // Lockstep: one step of every run on the same training images. Runs share their batches when they have the same
 // seed, data, held-out digit and batch size (their samplers then draw the same order); this checks that they did and

@@ -180,6 +180,22 @@ size_t BatchSampler::steps_per_epoch() const {
   return full + (rest >= 2 || full == 0 ? 1 : 0);
 }
 
+BatchSampler::State BatchSampler::save() const {
+  return {order_, batch_, pos_, epoch, step_in_epoch, shuffle_, rng_.save()};
+}
+
+void BatchSampler::load(const State& s) {
+  if (s.order.size() != order_.size())
+    throw std::runtime_error("batch order of " + std::to_string(s.order.size()) + " images for a sampler of " +
+                             std::to_string(order_.size()));
+  if (s.batch == 0 || s.pos > s.order.size()) throw std::runtime_error("batch order: position out of range");
+  for (uint32_t i : s.order)
+    if (i >= s.order.size()) throw std::runtime_error("batch order: an index out of range");
+  order_ = s.order;
+  batch_ = s.batch, pos_ = s.pos, epoch = s.epoch, step_in_epoch = s.step_in_epoch, shuffle_ = s.shuffle;
+  rng_.load(s.rng);
+}
+
 const uint32_t* BatchSampler::next(size_t& n) {
   size_t left = order_.size() - pos_;
   if (left == 0 || (left == 1 && order_.size() > 1)) {  // epoch over (a lone last image is skipped)

@@ -62,6 +62,15 @@ class BatchSampler {
   size_t epoch = 0, step_in_epoch = 0;
   size_t steps_per_epoch() const;
   size_t batch_size() const { return batch_; }
+  // The batch order and position, to continue it elsewhere: save, then load into a sampler over as many images.
+  struct State {
+    std::vector<uint32_t> order;
+    size_t batch = 0, pos = 0, epoch = 0, step_in_epoch = 0;
+    bool shuffle = true;
+    Rng::State rng;
+  };
+  State save() const;
+  void load(const State& s);  // throws when s is of another number of images or out of range
 
  private:
   std::vector<uint32_t> order_;

@@ -1,0 +1,308 @@
+// The training side of the playground (see run_host.hpp).
+#include "core/run_host.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+#include "core/idx.hpp"
+#include "core/losses.hpp"
+
+namespace aep {
+
+namespace {
+
+using nlohmann::json;
+
+std::vector<uint8_t> message(const json& head, SafeTensors st = {}) {
+  st.metadata["aep_host"] = head.dump();
+  return serialize_safetensors(st);
+}
+
+json head_of(const SafeTensors& st, const char* key) {
+  auto it = st.metadata.find(key);
+  if (it == st.metadata.end()) throw std::runtime_error(std::string("training host: a message without '") + key + "'");
+  json j = json::parse(it->second, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) throw std::runtime_error("training host: a message head that is not JSON");
+  return j;
+}
+
+void put_be32(std::vector<uint8_t>& b, uint32_t v) {
+  for (int s = 24; s >= 0; s -= 8) b.push_back(uint8_t(v >> s));
+}
+
+// A byte string as an I64 tensor (safetensors here holds F32 and I64 only): padded to 8 bytes, its length in `n`.
+void add_bytes(SafeTensors& st, const std::string& name, const std::vector<uint8_t>& bytes) {
+  StTensor t;
+  t.name = name;
+  t.dtype = DType::I64;
+  t.shape = {int64_t((bytes.size() + 7) / 8)};
+  t.bytes = bytes;
+  t.bytes.resize(size_t(t.shape[0]) * 8, 0);
+  st.tensors.push_back(std::move(t));
+}
+
+std::vector<uint8_t> get_bytes(const SafeTensors& st, const std::string& name, size_t n) {
+  const StTensor* t = st.find(name);
+  if (!t || t->bytes.size() < n) throw std::runtime_error("training host: '" + name + "' missing or short");
+  return std::vector<uint8_t>(t->bytes.begin(), t->bytes.begin() + long(n));
+}
+
+std::vector<uint8_t> idx_images(const Dataset& d) {
+  std::vector<uint8_t> b;
+  put_be32(b, 0x00000803);
+  put_be32(b, uint32_t(d.count));
+  put_be32(b, uint32_t(d.rows));
+  put_be32(b, uint32_t(d.cols));
+  b.insert(b.end(), d.pixels.begin(), d.pixels.end());
+  return b;
+}
+
+std::vector<uint8_t> idx_labels(const Dataset& d) {
+  std::vector<uint8_t> b;
+  put_be32(b, 0x00000801);
+  put_be32(b, uint32_t(d.labels.size()));
+  b.insert(b.end(), d.labels.begin(), d.labels.end());
+  return b;
+}
+
+json num(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+double num_of(const json& v) { return v.is_number() ? v.get<double>() : NAN; }
+
+// The test loss as the app's views measure it: eval mode, the first n test images, the corruption as set now drawn
+// from a fixed seed, batches of 64. Runs nothing in training mode, so training goes on as if it had not been measured.
+LossTerms test_loss(Run& r, const Dataset& test, size_t n_eval) {
+  n_eval = std::min(n_eval, test.count);
+  const size_t B = 64;
+  Rng noise(0x5eed);
+  Tensor x, clean;
+  std::vector<uint32_t> idx(B);
+  LossTerms out;
+  for (size_t pos = 0; pos < n_eval; pos += B) {
+    const size_t n = std::min(B, n_eval - pos);
+    for (size_t i = 0; i < n; ++i) idx[i] = uint32_t(pos + i);
+    make_batch(test, idx.data(), n, r.preset, noise, x, clean);
+    const LossTerms L = r.trainer->forward_backward(x, clean, false, false);
+    out.total += L.total * n / n_eval, out.kl += L.kl * n / n_eval;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<uint8_t> host_order_runs(uint64_t seq, uint64_t gen, const std::vector<const Run*>& runs) {
+  SafeTensors st;
+  for (size_t i = 0; i < runs.size(); ++i) save_run(*runs[i], st, "r" + std::to_string(i) + ".");
+  return message({{"kind", "runs"}, {"seq", seq}, {"gen", gen}, {"count", runs.size()}}, std::move(st));
+}
+
+std::vector<uint8_t> host_order_settings(uint64_t seq, const std::vector<const Preset*>& presets) {
+  json p = json::array();
+  for (const Preset* q : presets) p.push_back(preset_to_json(*q));
+  return message({{"kind", "settings"}, {"seq", seq}, {"presets", p}});
+}
+
+std::vector<uint8_t> host_order_train(uint64_t seq, const HostTrain& t) {
+  return message({{"kind", "train"}, {"seq", seq}, {"running", t.running}, {"steps", t.steps},
+                  {"lockstep", t.lockstep}, {"eval_images", t.eval_images}});
+}
+
+std::vector<uint8_t> host_order_data(uint64_t seq, const Dataset& train, const Dataset& test) {
+  SafeTensors st;
+  json sizes = json::array();
+  for (const Dataset* d : {&train, &test}) {
+    const std::string k = d == &train ? "train" : "test";
+    const std::vector<uint8_t> im = idx_images(*d), lb = idx_labels(*d);
+    add_bytes(st, k + ".images", im);
+    add_bytes(st, k + ".labels", lb);
+    sizes.push_back({d->name, im.size(), lb.size()});
+  }
+  return message({{"kind", "data"}, {"seq", seq}, {"sets", sizes}}, std::move(st));
+}
+
+void RunHost::receive(const std::vector<uint8_t>& bytes) {
+  const SafeTensors st = parse_safetensors(bytes.data(), bytes.size(), "training host order");
+  const json h = head_of(st, "aep_host");
+  const std::string kind = h.value("kind", "");
+  const uint64_t seq = h.at("seq").get<uint64_t>();
+  if (kind == "runs") {
+    std::vector<std::unique_ptr<Run>> runs;
+    const size_t n = h.at("count").get<size_t>();
+    for (size_t i = 0; i < n; ++i)
+      runs.push_back(load_run(st, "r" + std::to_string(i) + ".", has_data() ? &train_ : nullptr));
+    runs_ = std::move(runs);
+    gen_ = h.at("gen").get<uint64_t>();
+    errors_.assign(n, "");
+    last_train_.assign(n, NAN), last_test_.assign(n, NAN), last_test_kl_.assign(n, NAN);
+    sent_curve_.assign(n, 0), sent_test_.assign(n, 0), evaluated_.assign(n, {size_t(-1), 0});
+    for (size_t i = 0; i < n; ++i) {
+      const LossCurve& c = runs_[i]->curve;
+      sent_curve_[i] = c.step.size(), sent_test_[i] = c.test.size();
+      if (!c.train.empty()) last_train_[i] = c.train.back();
+      if (!c.test.empty() && c.test_step.back() == float(runs_[i]->steps))  // its test loss is of these weights
+        evaluated_[i] = {runs_[i]->steps, c.segments.size()}, last_test_[i] = c.test.back();
+    }
+    steps_left_ = 0;
+    train_order_.running = false;
+    stopped_.clear();
+  } else if (kind == "settings") {
+    const json& p = h.at("presets");
+    if (!p.is_array() || p.size() != runs_.size()) throw std::runtime_error("training host: settings for other runs");
+    std::vector<Preset> presets;
+    for (const json& j : p) presets.push_back(parse_preset(j, "training host settings"));
+    for (size_t i = 0; i < runs_.size(); ++i) {
+      try {
+        runs_[i]->apply_settings(presets[i]);
+      } catch (const std::exception& e) {  // the app checked them: a refusal here is the app's bug, reported
+        errors_[i] = e.what();
+      }
+    }
+  } else if (kind == "train") {
+    HostTrain t;
+    t.running = h.at("running").get<bool>();
+    t.steps = h.at("steps").get<size_t>();
+    t.lockstep = h.at("lockstep").get<bool>();
+    t.eval_images = h.at("eval_images").get<size_t>();
+    train_order_ = t;
+    steps_left_ = t.steps;
+    if (t.running) stopped_.clear();
+  } else if (kind == "data") {
+    const json& sets = h.at("sets");
+    Dataset d[2];
+    for (int k = 0; k < 2; ++k) {
+      const std::string key = k ? "test" : "train";
+      const std::string name = sets.at(k).at(0).get<std::string>();
+      const std::vector<uint8_t> im = get_bytes(st, key + ".images", sets.at(k).at(1).get<size_t>());
+      const std::vector<uint8_t> lb = get_bytes(st, key + ".labels", sets.at(k).at(2).get<size_t>());
+      d[k] = make_dataset(parse_idx_images(im.data(), im.size(), name), parse_idx_labels(lb.data(), lb.size(), name), name,
+                          name, name);
+    }
+    train_ = std::move(d[0]);
+    test_ = std::move(d[1]);
+    for (auto& r : runs_) r->set_data(train_, r->held_out, r->sampler ? r->sampler->save().shuffle : true);
+  } else {
+    throw std::runtime_error("training host: unknown order '" + kind + "'");
+  }
+  seq_ = seq;
+  changed_ = true;
+}
+
+void RunHost::stop(const std::string& why) {
+  train_order_.running = false;
+  steps_left_ = 0;
+  stopped_ = why;
+  changed_ = true;
+}
+
+bool RunHost::work(double budget_ms) {
+  if (!train_order_.running || runs_.empty() || !has_data() || !runs_[0]->has_data()) {
+    evaluate_due(false);
+    return false;
+  }
+  Run& a = *runs_[0];
+  const bool twin = train_order_.lockstep && runs_.size() > 1 && errors_[1].empty() && runs_[1]->has_data();
+  const auto t0 = Clock::now();
+  size_t samples = 0;
+  for (;;) {
+    const auto ts = Clock::now();
+    if (twin) {
+      const std::vector<LockstepStep> out = step_lockstep({&a, runs_[1].get()});
+      for (size_t i = 0; i < 2; ++i)
+        if (out[i].error.empty()) last_train_[i] = out[i].loss.total;
+        else errors_[i] = out[i].error;
+    } else {
+      try {
+        last_train_[0] = a.step().total;
+      } catch (const DivergenceError& e) {
+        errors_[0] = e.what();
+      }
+    }
+    changed_ = true;
+    if (!errors_[0].empty()) {
+      stop("diverged");
+      break;
+    }
+    samples += a.input.shape()[0] * (twin ? 2 : 1);
+    step_ms_ = 0.8 * step_ms_ + 0.2 * std::chrono::duration<double, std::milli>(Clock::now() - ts).count();
+    if (steps_left_ > 0 && --steps_left_ == 0) {
+      stop("steps");
+      break;
+    }
+    if (a.sampler->epoch >= a.preset.training.epochs) {
+      stop("epochs");
+      break;
+    }
+    if (std::chrono::duration<double, std::milli>(Clock::now() - t0).count() + step_ms_ > budget_ms) break;
+  }
+  const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+  samples_ += samples;
+  if (samples && dt > 0) engine_sps_ = engine_sps_ == 0 ? samples / dt : 0.9 * engine_sps_ + 0.1 * samples / dt;
+  evaluate_due(!train_order_.running);
+  return train_order_.running;
+}
+
+// A test-loss point for each run, every 0.7 s while training and once when the weights or the loss changed at rest
+// (the app's views measured it that often).
+void RunHost::evaluate_due(bool force) {
+  if (!has_data() || runs_.empty()) return;
+  const bool timely = std::chrono::duration<double>(Clock::now() - last_eval_).count() > 0.7;
+  if (train_order_.running && !timely && !force) return;
+  bool any = false;
+  for (size_t i = 0; i < runs_.size(); ++i) {
+    Run& r = *runs_[i];
+    const std::pair<size_t, size_t> key{r.steps, r.curve.segments.size()};
+    if (key == evaluated_[i] || r.steps == 0) continue;
+    const LossTerms L = test_loss(r, test_, train_order_.eval_images);
+    evaluated_[i] = key;
+    last_test_[i] = L.total, last_test_kl_[i] = L.kl;
+    LossCurve& c = r.curve;
+    const bool in_segment = c.test.size() > c.segments.back().test_begin;
+    if (!in_segment || c.test_step.back() != float(r.steps)) {
+      c.test_step.push_back(float(r.steps));
+      c.test.push_back(float(L.total));
+    }
+    any = true;
+  }
+  if (any) last_eval_ = Clock::now(), changed_ = true;
+}
+
+std::vector<uint8_t> RunHost::report(double interval_s) {
+  if (!changed_) return {};
+  if (train_order_.running && std::chrono::duration<double>(Clock::now() - last_report_).count() < interval_s) return {};
+  SafeTensors st;
+  json errors = json::array(), lt = json::array(), lx = json::array(), lk = json::array();
+  for (size_t i = 0; i < runs_.size(); ++i) {
+    save_run(*runs_[i], st, "r" + std::to_string(i) + ".", sent_curve_[i], sent_test_[i]);
+    sent_curve_[i] = runs_[i]->curve.step.size(), sent_test_[i] = runs_[i]->curve.test.size();
+    errors.push_back(errors_[i]);
+    lt.push_back(num(last_train_[i])), lx.push_back(num(last_test_[i])), lk.push_back(num(last_test_kl_[i]));
+  }
+  st.metadata["aep_report"] = json{{"seq", seq_}, {"gen", gen_}, {"running", train_order_.running},
+                                   {"steps_left", steps_left_}, {"stopped", stopped_}, {"errors", errors},
+                                   {"last_train", lt}, {"last_test", lx}, {"last_test_kl", lk},
+                                   {"samples", samples_}, {"engine_samples_per_s", engine_sps_}, {"count", runs_.size()}}
+                                  .dump();
+  changed_ = false;
+  last_report_ = Clock::now();
+  return serialize_safetensors(st);
+}
+
+HostReport parse_host_report(const std::vector<uint8_t>& bytes) {
+  HostReport r;
+  r.state = parse_safetensors(bytes.data(), bytes.size(), "training host report");
+  const json h = head_of(r.state, "aep_report");
+  r.seq = h.at("seq").get<uint64_t>(), r.gen = h.at("gen").get<uint64_t>();
+  r.running = h.at("running").get<bool>();
+  r.steps_left = h.at("steps_left").get<size_t>();
+  r.stopped = h.at("stopped").get<std::string>();
+  r.errors = h.at("errors").get<std::vector<std::string>>();
+  for (const json& v : h.at("last_train")) r.last_train.push_back(num_of(v));
+  for (const json& v : h.at("last_test")) r.last_test.push_back(num_of(v));
+  for (const json& v : h.at("last_test_kl")) r.last_test_kl.push_back(num_of(v));
+  r.samples = h.at("samples").get<uint64_t>();
+  r.engine_samples_per_s = h.at("engine_samples_per_s").get<double>();
+  return r;
+}
+
+}  // namespace aep

@@ -1,0 +1,83 @@
+// The training side of the playground, apart from its drawing: the runs (the app's own and a lesson's twin), the data,
+// and the app's orders, trained continuously in slices. The page runs one in a Web Worker, the desktop app in a
+// thread; the app and the host talk only in messages (bytes; safetensors with a JSON "aep_host" entry), one ordered
+// queue each way. The app sends the runs' whole state whenever it changed them (save_run), so the host continues
+// exactly where the app's run stood, and a seed gives the same weights as training in place.
+#pragma once
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/data.hpp"
+#include "core/run.hpp"
+
+namespace aep {
+
+// What the app asks for; the app keeps one of each and sends them (host_order) in the order it makes them.
+struct HostTrain {
+  bool running = false;
+  size_t steps = 0;       // while running: stop after this many steps (a Step button, a lesson's action); 0 = no limit
+  bool lockstep = false;  // run 1 (a twin) takes the same batches as run 0; otherwise only run 0 trains
+  size_t eval_images = 1000;  // test images behind each test-loss point
+  bool operator==(const HostTrain& o) const {
+    return running == o.running && steps == o.steps && lockstep == o.lockstep && eval_images == o.eval_images;
+  }
+};
+
+// Orders, app -> host. `seq` numbers them; reports name the last one the host applied.
+// The runs' whole state (generation `gen`: reports of older generations are stale).
+std::vector<uint8_t> host_order_runs(uint64_t seq, uint64_t gen, const std::vector<const Run*>& runs);
+// New settings (learning rate, loss, corruption, batch size ...: Run::apply_settings) for each run, kept where it is.
+std::vector<uint8_t> host_order_settings(uint64_t seq, const std::vector<const Preset*>& presets);
+std::vector<uint8_t> host_order_train(uint64_t seq, const HostTrain& t);
+// The training and test images (raw IDX inside).
+std::vector<uint8_t> host_order_data(uint64_t seq, const Dataset& train, const Dataset& test);
+
+// A report, host -> app: the runs' state since the last report, and how training goes.
+struct HostReport {
+  uint64_t seq = 0, gen = 0;
+  bool running = false;
+  size_t steps_left = 0;
+  std::string stopped;              // why training stopped on its own: "epochs" when its epochs were done, or ""
+  std::vector<std::string> errors;  // per run: the divergence that stopped it ("" while it trains)
+  std::vector<double> last_train, last_test, last_test_kl;  // per run (NaN while none)
+  uint64_t samples = 0;             // samples trained since the host started (a running count)
+  double engine_samples_per_s = 0;  // inside the training slices
+  SafeTensors state;                // the runs: save_run under "r0.", "r1.", ... with the curve's new points only
+};
+HostReport parse_host_report(const std::vector<uint8_t>& bytes);
+
+class RunHost {
+ public:
+  // An order (host_order_*); throws on a malformed one, having changed nothing.
+  void receive(const std::vector<uint8_t>& order);
+  // Trains for about budget_ms when there is training to do; returns whether there is more.
+  bool work(double budget_ms);
+  // A report when one is due - every interval_s while training, at once when something else changed - else empty.
+  std::vector<uint8_t> report(double interval_s);
+  bool has_data() const { return train_.count > 0 && test_.count > 0; }
+  size_t runs() const { return runs_.size(); }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  Dataset train_, test_;
+  std::vector<std::unique_ptr<Run>> runs_;
+  std::vector<std::string> errors_;
+  std::vector<double> last_train_, last_test_, last_test_kl_;
+  std::vector<size_t> sent_curve_, sent_test_;  // curve points the app has
+  std::vector<std::pair<size_t, size_t>> evaluated_;  // (steps, segments) of each run's last test point
+  HostTrain train_order_;
+  uint64_t seq_ = 0, gen_ = 0;
+  size_t steps_left_ = 0;
+  std::string stopped_;
+  bool changed_ = true;
+  uint64_t samples_ = 0;
+  double engine_sps_ = 0, step_ms_ = 0;
+  Clock::time_point last_report_ = Clock::now(), last_eval_ = Clock::now();
+
+  void stop(const std::string& why);
+  void evaluate_due(bool force);
+};
+
+}  // namespace aep

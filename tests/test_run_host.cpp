@@ -1,0 +1,184 @@
+// A run's whole state moves between threads (save_run / load_run) and the training host (RunHost) trains it: the
+// weights must be those of training in place, bit for bit.
+#include <doctest/doctest.h>
+
+#include <cstring>
+
+#include "core/preset.hpp"
+#include "core/run_host.hpp"
+#include "core/weights.hpp"
+
+using namespace aep;
+
+namespace {
+
+Dataset digits(size_t count, uint64_t seed) {  // random 28x28 images with labels, like MNIST's shape
+  Dataset d;
+  d.name = "synthetic";
+  d.count = count, d.rows = 28, d.cols = 28;
+  d.pixels.resize(count * 784);
+  d.labels.resize(count);
+  Rng r(seed);
+  for (auto& p : d.pixels) p = uint8_t(r.below(256));
+  for (auto& l : d.labels) l = uint8_t(r.below(10));
+  return d;
+}
+
+bool same_weights(const Run& a, const Run& b) {
+  return a.model->values.size() == b.model->values.size() &&
+         std::memcmp(a.model->values.data(), b.model->values.data(), a.model->values.size() * 4) == 0 &&
+         std::memcmp(a.model->buffer_values.data(), b.model->buffer_values.data(), a.model->buffer_values.size() * 4) == 0;
+}
+
+}  // namespace
+
+TEST_CASE("run state: a run saved after k steps and loaded elsewhere continues bit for bit") {
+  const Dataset d = digits(300, 3);
+  for (const char* name : {"linear", "vae-mlp", "deep-linear", "conv-simple"}) {
+    CAPTURE(name);
+    Preset p = load_preset(name);
+    p.training.batch_size = 32;
+    p.corruption.type = "gaussian";  // the trainer's random stream matters
+    p.corruption.std = 0.3f;
+    Run a(p, 7);
+    a.set_data(d, 4);
+    for (int i = 0; i < 12; ++i) a.step();  // into the second epoch (270 images, batches of 32)
+    SafeTensors st;
+    save_run(a, st, "x.");
+    const std::vector<uint8_t> bytes = serialize_safetensors(st);
+    std::unique_ptr<Run> b = load_run(parse_safetensors(bytes.data(), bytes.size(), "t"), "x.", &d);
+    CHECK(same_weights(a, *b));
+    CHECK(b->steps == 12);
+    CHECK(b->held_out == 4);
+    CHECK(b->curve.train == a.curve.train);
+    a.set_batch_size(20), b->set_batch_size(20);  // a new batch size mid-epoch too
+    for (int i = 0; i < 15; ++i) CHECK(a.step().total == b->step().total);
+    CHECK(same_weights(a, *b));
+    CHECK(a.last_batch() == b->last_batch());
+  }
+}
+
+TEST_CASE("run state: update_run appends the curve's new points and refuses another model, changing nothing") {
+  const Dataset d = digits(200, 5);
+  Preset p = load_preset("linear");
+  Run a(p, 1), b(p, 1);
+  a.set_data(d), b.set_data(d);
+  for (int i = 0; i < 5; ++i) a.step();
+  SafeTensors s1;
+  save_run(a, s1, "");
+  update_run(b, s1, "");
+  for (int i = 0; i < 4; ++i) a.step();
+  SafeTensors s2;
+  save_run(a, s2, "", 5, 0);  // b has the first 5 points
+  CHECK(s2.find("curve.train")->numel() == 4);
+  update_run(b, s2, "");
+  CHECK(b.curve.train == a.curve.train);
+  CHECK(b.curve.step == a.curve.step);
+  CHECK(same_weights(a, b));
+  Run other(load_preset("mlp-128-64"), 1);
+  other.set_data(d);
+  const std::vector<float> before = other.model->values;
+  CHECK_THROWS_WITH(update_run(other, s2, ""), doctest::Contains("another model"));
+  CHECK(other.model->values == before);
+  SafeTensors far;
+  save_run(a, far, "", 7, 0);  // a tail after points `b2` does not have
+  Run b2(p, 1);
+  b2.set_data(d);
+  CHECK_THROWS_WITH(update_run(b2, far, ""), doctest::Contains("does not have"));
+  CHECK(b2.steps == 0);
+}
+
+TEST_CASE("training host: orders in, reports out - the same weights as training in place, test points measured") {
+  const Dataset train = digits(400, 9), test = digits(200, 10);
+  Preset p = load_preset("linear");
+  p.training.batch_size = 32;
+  Preset q = load_preset("linear");  // the twin: another learning rate
+  q.training.batch_size = 32;
+  q.optimizer.lr = 0.01f;
+  Run a(p, 3), b(q, 3);
+  a.set_data(train), b.set_data(train);
+  for (int i = 0; i < 3; ++i) step_lockstep({&a, &b});  // the app trained a little before handing over
+
+  RunHost host;
+  host.receive(host_order_data(1, train, test));
+  host.receive(host_order_runs(2, 1, {&a, &b}));
+  HostTrain t;
+  t.running = true, t.steps = 25, t.lockstep = true, t.eval_images = 100;
+  host.receive(host_order_train(3, t));
+  while (host.work(5)) {
+  }
+  std::vector<uint8_t> rep = host.report(0.1);
+  REQUIRE(!rep.empty());
+  HostReport r = parse_host_report(rep);
+  CHECK(r.seq == 3);
+  CHECK(r.gen == 1);
+  CHECK(!r.running);
+  CHECK(r.stopped == "steps");
+  // In place: the same 25 steps, with test evaluations in between (they must not disturb training).
+  size_t samples = 0;
+  for (int i = 0; i < 25; ++i) step_lockstep({&a, &b}), samples += 2 * a.input.shape()[0];
+  Run ma(p, 3), mb(q, 3);  // the app's copies, brought up to date by the report
+  ma.set_data(train), mb.set_data(train);
+  SafeTensors s0;
+  save_run(a, s0, "");  // (any state of the same model: update_run replaces all but the curve's head)
+  a.curve.test.clear(), a.curve.test_step.clear();
+  Run* mine[2] = {&ma, &mb};
+  for (int i = 0; i < 2; ++i) {
+    mine[i]->curve = LossCurve();
+    mine[i]->curve.segments.push_back({0, 0, "MSE, mean"});
+  }
+  // The app had the first 3 points of each curve when it sent the runs.
+  for (Run* m : mine) {
+    m->curve.step = {1, 2, 3};
+    m->curve.train = m == &ma ? std::vector<float>(a.curve.train.begin(), a.curve.train.begin() + 3)
+                              : std::vector<float>(b.curve.train.begin(), b.curve.train.begin() + 3);
+    m->curve.recon = m == &ma ? std::vector<float>(a.curve.recon.begin(), a.curve.recon.begin() + 3)
+                              : std::vector<float>(b.curve.recon.begin(), b.curve.recon.begin() + 3);
+    m->curve.kl = {0, 0, 0};
+  }
+  update_run(ma, r.state, "r0.");
+  update_run(mb, r.state, "r1.");
+  CHECK(ma.steps == 28);
+  CHECK(same_weights(ma, a));
+  CHECK(same_weights(mb, b));
+  CHECK(ma.curve.train == a.curve.train);
+  REQUIRE(ma.curve.test.size() >= 1);  // measured once training stopped, at its last step
+  CHECK(ma.curve.test_step.back() == 28.f);
+  CHECK(std::isfinite(r.last_test[0]));
+  CHECK(r.last_test[0] == doctest::Approx(ma.curve.test.back()));
+  CHECK(r.samples == samples);  // both runs' batches (two of them the short end of an epoch)
+}
+
+TEST_CASE("training host: settings apply where the run stands; stops at its epochs; a malformed order changes nothing") {
+  const Dataset train = digits(100, 1), test = digits(50, 2);
+  Preset p = load_preset("linear");
+  p.training.batch_size = 50;
+  p.training.epochs = 2;
+  Run a(p, 1);
+  a.set_data(train);
+  RunHost host;
+  host.receive(host_order_data(1, train, test));
+  host.receive(host_order_runs(2, 1, {&a}));
+  Preset faster = p;
+  faster.optimizer.lr = 0.05f;
+  host.receive(host_order_settings(3, {&faster}));
+  HostTrain t;
+  t.running = true;
+  host.receive(host_order_train(4, t));
+  while (host.work(5)) {
+  }
+  HostReport r = parse_host_report(host.report(0.1));
+  CHECK(r.stopped == "epochs");
+  a.apply_settings(faster);
+  do a.step();  // 2 epochs of 2 batches: the step that starts a third one is the last (as the app's frames)
+  while (a.sampler->epoch < 2);
+  Run m(p, 1);
+  m.set_data(train);
+  update_run(m, r.state, "r0.");
+  CHECK(same_weights(m, a));
+  CHECK(m.preset.optimizer.lr == 0.05f);
+  std::vector<uint8_t> bad = host_order_train(5, t);
+  bad.resize(bad.size() / 2);
+  CHECK_THROWS(host.receive(bad));
+  CHECK(host.report(0.1).empty());  // nothing changed, nothing to report
+}
