@@ -7,8 +7,21 @@
 
 #include "app/app.hpp"
 #include "core/data.hpp"
+#include "core/run_host.hpp"
 
 namespace aep::testing {
+
+// A training host in the test's own thread: orders go straight in, and each frame trains a slice and hands the report
+// back, as the page's worker does between the page's frames.
+struct LoopbackHost : App::HostLink {
+  RunHost host;
+  void send(std::vector<uint8_t> order) override { host.receive(order); }
+  void pump(App& app, double budget_ms = 5) {
+    host.work(budget_ms);
+    const std::vector<uint8_t> r = host.report(0);
+    if (!r.empty()) app.host_report(r);
+  }
+};
 
 // One ImGui context per test case, with a built font atlas so NewFrame works without a renderer.
 struct Headless {
@@ -23,7 +36,9 @@ struct Headless {
     io.Fonts->GetTexDataAsRGBA32(&px, &w, &h);
   }
   ~Headless() { ImGui::DestroyContext(); }
+  LoopbackHost* host = nullptr;  // trains the app's runs between frames when set
   void frame(App& app) {
+    if (host) host->pump(app);
     ImGui::NewFrame();
     app.frame();
     ImGui::Render();
@@ -41,8 +56,9 @@ inline const Dataset& app_mnist(bool train) {
   return train ? tr : te;
 }
 
-inline std::unique_ptr<App> make_app() {
+inline std::unique_ptr<App> make_app(LoopbackHost* host = nullptr) {
   auto app = std::make_unique<App>();
+  if (host) app->attach_host(host);
   app->view_images = 400;  // fewer than the page's 2000/1000: the suite also runs under the sanitizers
   app->eval_images = 400;
   app->set_data(app_mnist(true), app_mnist(false));

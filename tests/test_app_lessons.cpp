@@ -45,10 +45,15 @@ json settle(Headless& ui, App& app) {
 }  // namespace
 
 TEST_CASE("app lessons: a twin lesson followed through its button measures what aep lesson measures") {
+  testing::LoopbackHost loop;
+  bool elsewhere = false;
+  SUBCASE("trained in the frames") {}
+  SUBCASE("trained by a host, as in the page's worker") { elsewhere = true; }
   Headless ui;
+  ui.host = elsewhere ? &loop : nullptr;
   UiProbe probe;
   probe.install();
-  auto app_ptr = make_app();
+  auto app_ptr = make_app(ui.host);
   App& app = *app_ptr;
   const json lesson_json = json::parse(kTinyTwin);
   REQUIRE(app.command({{"lessonJson", lesson_json}})["ok"] == true);
@@ -102,7 +107,9 @@ TEST_CASE("app lessons: a twin lesson followed through its button measures what 
   REQUIRE(app.command({{"lessonStep", 2}})["ok"] == true);
   const std::vector<uint8_t> session = app.session_bytes();
   {
-    auto other_ptr = make_app();
+    testing::LoopbackHost other_loop;
+    ui.host = elsewhere ? &other_loop : nullptr;
+    auto other_ptr = make_app(ui.host);
     App& other = *other_ptr;
     other.restore_session(session);
     const json r = settle(ui, other);
@@ -113,6 +120,7 @@ TEST_CASE("app lessons: a twin lesson followed through its button measures what 
     CHECK(r["values"]["b"]["testLoss"] == l["values"]["b"]["testLoss"]);
     CHECK(r["values"]["a"]["testLoss"] == l["values"]["a"]["testLoss"]);
     CHECK(r["changed"] == "");
+    ui.host = elsewhere ? &loop : nullptr;
   }
 
   // The second step's action changes a setting of both runs and trains on: its goal holds, the lesson is done.
@@ -216,6 +224,32 @@ TEST_CASE("app: compare with... trains a second preset beside the run, in lockst
   for (int i = 0; i < 3; ++i) ui.frame(app);  // the Training panel draws both
   REQUIRE(app.command({{"compare", ""}})["ok"] == true);
   CHECK(app.status()["compare"].is_null());
+}
+
+TEST_CASE("app: trained by a host (the page's worker, the desktop's thread), the weights are those of training in place") {
+  using testing::LoopbackHost;
+  std::vector<uint8_t> weights[2];
+  json st[2];
+  for (int k = 0; k < 2; ++k) {
+    LoopbackHost loop;
+    Headless ui;
+    ui.host = k ? &loop : nullptr;
+    auto app = make_app(ui.host);
+    REQUIRE(app->command({{"preset", "denoise"}, {"seed", 4}, {"batch", 32}, {"step", 40}})["ok"] == true);
+    for (int i = 0; i < 2000 && app->status()["step"] != 40; ++i) ui.frame(*app);
+    REQUIRE(app->status()["step"] == 40);
+    REQUIRE(app->command({{"lr", 0.003}, {"noise", 0.3}, {"step", 25}})["ok"] == true);  // where the run stands
+    for (int i = 0; i < 2000 && app->status()["step"] != 65; ++i) ui.frame(*app);
+    REQUIRE(app->status()["step"] == 65);
+    for (int i = 0; i < 200 && !(app->status()["testLoss"].is_number() && !app->status()["running"].get<bool>()); ++i)
+      ui.frame(*app);
+    st[k] = app->status();
+    weights[k] = app->save_weights_bytes(true);
+  }
+  CHECK(weights[0] == weights[1]);
+  CHECK(st[1]["running"] == false);
+  CHECK(st[1]["trainLoss"] == st[0]["trainLoss"]);
+  CHECK(st[1]["testLoss"].get<double>() == doctest::Approx(st[0]["testLoss"].get<double>()).epsilon(1e-6));
 }
 
 }  // namespace aep

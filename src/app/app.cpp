@@ -118,6 +118,7 @@ App::~App() = default;
 void App::set_data(Dataset train, Dataset test) {
   train_ = std::move(train);
   test_ = std::move(test);
+  s_->host.data_sent = false;
   loading_.clear();
   bool autostart = s_->running;  // a Train/autostart that came before the data
   reset_training();
@@ -165,6 +166,7 @@ void App::reset_training(std::unique_ptr<Run> fresh) {
   s.draw_dirty = true;
   s.pca_mse = NAN;
   if (s.lesson.active || s.lesson.comparing) rebuild_twin();  // a twin starts over with the run it steps beside
+  runs_changed();
 }
 
 void App::load_data_file(const std::vector<uint8_t>& bytes, const std::string& name) {
@@ -205,6 +207,7 @@ void App::load_data_file(const std::vector<uint8_t>& bytes, const std::string& n
             s.pending_names[set][0] + ".";
   if (set) test_ = std::move(d);
   else train_ = std::move(d);
+  s.host.data_sent = false;
   s.held_out = -1;
   reset_training();
 }
@@ -246,13 +249,17 @@ bool App::step_once() {
     if (L.action_left > 0 && --L.action_left == 0) s.running = false;  // a lesson's "train N steps" is done
     return true;
   } catch (const DivergenceError& e) {
-    L.action_left = 0;
-    s.running = false;
-    message = e.what();  // "training stopped at step N: ... Try a smaller learning rate ..."
-    if (!message.empty()) message[0] = char(std::toupper((unsigned char)message[0]));
-    message += " Reset starts again from fresh weights.";
+    diverged(e.what());
     return false;
   }
+}
+
+void App::diverged(const std::string& what) {
+  s_->lesson.action_left = 0;
+  s_->running = false;
+  message = what;  // "training stopped at step N: ... Try a smaller learning rate ..."
+  if (!message.empty()) message[0] = char(std::toupper((unsigned char)message[0]));
+  message += " Reset starts again from fresh weights.";
 }
 
 // Samples trained per second of wall time over the last 3 s of running (all that happened between: drawing, views,
@@ -276,6 +283,12 @@ bool App::train_steps(size_t n) {
     return false;
   }
   apply_hyper_parameters();
+  if (training_elsewhere()) {  // the host takes them in the background
+    s_->host.pending_steps = n;
+    s_->running = true;
+    sync_host();
+    return true;
+  }
   auto t0 = Clock::now();
   size_t samples = 0;
   for (size_t i = 0; i < n; ++i) {
@@ -381,7 +394,7 @@ void App::start_views() {
   std::copy(s.run->model->values.begin(), s.run->model->values.end(), j.model->values.begin());
   std::copy(s.run->model->buffer_values.begin(), s.run->model->buffer_values.end(), j.model->buffer_values.begin());
   j.active = true;
-  j.stage = 0;
+  j.stage = training_elsewhere() ? 1 : 0;  // the host measures the test loss
   j.pos = 0;
   j.step = s.run->steps;
   j.noise = Rng(0x5eed);
@@ -491,11 +504,11 @@ void App::finish_views() {
   // A test loss measured with a loss the run has since left is of another quantity: not shown, measured again.
   LossCurve& curve = s.run->curve;
   const bool current_loss = curve.segments.empty() || j.loss == curve.segments.back().loss;
-  s.last_test = current_loss ? j.total : NAN;
-  s.last_test_kl = current_loss ? j.kl : NAN;
+  if (!training_elsewhere()) s.last_test = current_loss ? j.total : NAN;
+  if (!training_elsewhere()) s.last_test_kl = current_loss ? j.kl : NAN;
   if (!current_loss) s.views_dirty = true;
   const bool in_segment = !curve.segments.empty() && curve.test.size() > curve.segments.back().test_begin;
-  if (current_loss && (!in_segment || curve.test_step.back() != float(j.step))) {
+  if (!training_elsewhere() && current_loss && (!in_segment || curve.test_step.back() != float(j.step))) {
     curve.test_step.push_back(float(j.step));
     curve.test.push_back(float(j.total));
   }
@@ -994,6 +1007,7 @@ void App::load_weights_state(const SafeTensors& st, const std::string& name) {
   run->steps = size_t(run->trainer->optimizer.steps());
   s.run = std::move(run);
   if (has_data()) s.run->set_data(train_, s.held_out);
+  runs_changed();
   s.json_text = preset_to_json(p).dump(2);
   s.code_text = model_code(p, s.code_keras);
   s.draft = p;
@@ -1107,6 +1121,7 @@ void App::restore_session(const std::vector<uint8_t>& bytes) {
   s.last_train = s.run->curve.train.empty() ? NAN : s.run->curve.train.back();
   message = "Restored your autosaved session: " + s.preset.name + " at step " + std::to_string(s.run->steps) + ".";
   if (lesson) finish_lesson_session(*lesson, epoch);
+  runs_changed();
 }
 
 // ---- frame -----------------------------------------------------------------------------------------------------------
@@ -1119,7 +1134,10 @@ void App::frame() {
   // The frame that finishes the views (~15 ms in wasm: projections, pictures, anomaly scores) trains none: with a
   // training step on top it would be one of the few frames that take three display refreshes.
   const bool finishing_views = s.job.active && s.job.stage == 3;
-  if (s.running && has_data() && !finishing_views) {
+  if (training_elsewhere()) {
+    apply_hyper_parameters();
+    sync_host();
+  } else if (s.running && has_data() && !finishing_views) {
     apply_hyper_parameters();
     auto t0 = Clock::now();
     size_t samples = 0;

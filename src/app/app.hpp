@@ -17,6 +17,7 @@
 #include "core/pca.hpp"
 #include "core/safetensors.hpp"
 #include "core/run.hpp"
+#include "core/run_host.hpp"
 
 namespace aep {
 
@@ -85,8 +86,21 @@ class App {
   std::vector<uint8_t> session_bytes() const;
   void restore_session(const std::vector<uint8_t>& bytes);
 
-  // Runs n training steps now (tests, the Step button); returns false and sets the error on divergence.
+  // Runs n training steps now (tests, the Step button); returns false and sets the error on divergence. With a host
+  // (below) it asks the host for them: they are taken in the background.
   bool train_steps(size_t n);
+
+  // Training elsewhere (src/app/host_sync.cpp): the page's Web Worker, the desktop's thread. Attached before the data,
+  // the app trains none of its runs itself: it sends them whole to the host (core/run_host.hpp) whenever it changed
+  // them, and orders (settings, train or pause, N steps) in one queue; the driver hands the host's reports to
+  // host_report, which bring the runs' weights, optimizer, position and curves up to date for the views.
+  struct HostLink {
+    virtual ~HostLink() = default;
+    virtual void send(std::vector<uint8_t> order) = 0;
+  };
+  void attach_host(HostLink* link);
+  void host_report(const std::vector<uint8_t>& report);  // throws on a malformed report, changing nothing
+  bool training_elsewhere() const;
   // The Jacobian norm now, and the code probe too when a command asked for it (tests; the page computes them between
   // frames).
   void refresh_instruments();
@@ -129,7 +143,10 @@ class App {
   void reset_training(std::unique_ptr<Run> fresh = nullptr);
   void apply_hyper_parameters();
   bool step_once();
+  void diverged(const std::string& what);  // the status-bar message when training stopped on a non-finite value
   void track_wall_speed();
+  void runs_changed();  // the app's runs were rebuilt or given other weights: the host gets them whole
+  void sync_host();     // what changed since the last call, to the host
   void start_views();
   bool step_views(double budget_ms);
   void finish_views();

@@ -115,6 +115,22 @@ struct App::LessonSession {
   LossCurve twin_curve;
 };
 
+// Training elsewhere (host_sync.cpp): what the host has been sent, so that only changes go.
+struct HostSync {
+  App::HostLink* link = nullptr;
+  uint64_t seq = 0, gen = 0;              // the last order's number; the runs' generation (reports of older are stale)
+  uint64_t runs_rev = 1, sent_rev = 0;    // runs_changed() counts; the count the host has
+  bool data_sent = false;
+  const Run* sent_run[2] = {nullptr, nullptr};  // the runs as sent or last brought up to date (a change of either
+  size_t sent_steps[2] = {0, 0};                // object or step count not from a report also sends them again)
+  std::string sent_settings;              // the runs' settings as the host has them
+  HostTrain sent_train;
+  size_t pending_steps = 0;               // the Step button's (or {steps: n}'s) count, until the host took them
+  uint64_t samples = 0;                   // the host's running count at the last report
+  bool have_samples = false;
+  bool runs_moved(const Run* run, const Run* twin) const;
+};
+
 struct App::State {
   PanelLayout layout;
   std::vector<Preset> presets;
@@ -219,6 +235,7 @@ struct App::State {
   bool code_keras = false;  // the code view shows Keras instead of PyTorch
 
   LessonPlay lesson;
+  HostSync host;
   InstrumentViews instr;  // the loss picker, Jacobian norm, code probe and posterior view (instrument_views.cpp)
 };
 

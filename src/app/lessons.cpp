@@ -135,6 +135,7 @@ void App::rebuild_twin() {
   L.twin = std::make_unique<Run>(p, s.seed);
   L.twin->curve.label = L.configs[1].label;
   if (has_data()) L.twin->set_data(train_, s.held_out);
+  runs_changed();
 }
 
 // The twin follows the app run's batch size; its other settings are the lesson's.
@@ -880,6 +881,7 @@ void App::finish_lesson_session(LessonSession& ls, size_t epoch) {
   L.step = ls.step;
   L.events = json::array();  // the page told its parent about the earlier ones before the reload
   L.measured_step = size_t(-1);
+  runs_changed();
   message += " Lesson: " + L.lesson.title + ", step " + std::to_string(L.step + 1) + ".";
 }
 
