@@ -11,7 +11,7 @@ cd "$root"
 export NODE_PATH=${NODE_PATH:-/usr/share/nodejs}
 targets=()
 case ${1:-} in
-  --page) targets=(--target aep_web aep_bench_web) ;;
+  --page) targets=(--target aep_web aep_worker aep_bench_web) ;;
   "") ;;
   *) echo "build_wasm.sh: unknown option $1 (--page: only what the page needs)" >&2; exit 2 ;;
 esac
@@ -26,6 +26,7 @@ out=build/web
 rm -rf "$out" && mkdir -p "$out/data"
 cp web/*.html web/*.js web/*.css "$out/"
 cp build/wasm-release/aep_web.js build/wasm-release/aep_web.wasm "$out/"
+cp build/wasm-release/aep_worker.js build/wasm-release/aep_worker.wasm "$out/"  # the training worker (web/aep-worker.js)
 cp build/wasm-mt/aep_web_mt.js build/wasm-mt/aep_web_mt.wasm build/wasm-mt/aep_web_mt.worker.js "$out/"
 # The speed benchmark page (bench.html): `aep bench` compiled for a browser Worker, and benchmark model A.
 cp build/wasm-release/aep_bench_web.js build/wasm-release/aep_bench_web.wasm "$out/"

@@ -54,6 +54,7 @@
       params.delete('step');
       params.set('lesson', JSON.stringify(lesson));  // applied last, as one command
     }
+    params.delete('worker');  // read at start-up (startWorker)
     if (params.has('threads')) {  // the engine's, not the App's: see aep_set_threads in web_main.cpp
       const n = Number(params.get('threads'));
       if (Number.isInteger(n) && n >= 1 && n <= 64) call('aep_set_threads', 'number', ['number'], [n]);
@@ -111,9 +112,27 @@
     try { return fn(ptrs); } finally { ptrs.forEach((p) => Module._free(p)); }
   }
 
+  // Training in a Web Worker of its own (web/aep-worker.js), so that it never waits for drawing: ?worker=1, in the
+  // single-threaded engine (the threaded one, for cross-origin isolated pages, trains in the page with its threads).
+  let worker = null;
+  function startWorker() {
+    const want = new URLSearchParams(location.search).get('worker');
+    if (want !== '1' || self.crossOriginIsolated) return;
+    worker = new Worker('aep-worker.js');
+    worker.onmessage = (e) => {
+      const m = e.data;
+      if (m.report) withHeap([m.report], (p) => call('aep_host_report', 'string', ['number', 'number'], [p[0], m.report.length]));
+      if (m.error) notice('The training worker refused an order: ' + m.error);
+    };
+    worker.onerror = (e) => notice('The training worker stopped: ' + (e.message || 'an error'));
+    Module.aepWorkerSend = (bytes) => worker.postMessage({ order: bytes }, [bytes.buffer]);
+    call('aep_use_worker', null, [], []);
+  }
+
   async function loadData() {
     const files = await fetchWithProgress(DATA.map((f) => 'data/' + f));
     progressText.textContent = 'Unpacking MNIST ...';
+    if (worker) worker.postMessage({ mnist: files });  // the worker unpacks its own copy
     await new Promise((r) => setTimeout(r, 0));
     const err = withHeap(files, (p) => call('aep_set_data', 'string',
       ['number', 'number', 'number', 'number', 'number', 'number', 'number', 'number'],
@@ -303,6 +322,7 @@
     aepReady: () => {
       ready = true;
       $('overlay').classList.add('done');
+      startWorker();
       applyUrl();
       queued.splice(0).forEach(answer);
       const t0 = performance.now();

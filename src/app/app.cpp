@@ -891,6 +891,7 @@ json App::status() const {
           {"testStep", s.refreshed_step == size_t(-1) ? json(nullptr) : json(s.refreshed_step)},
           {"samplesPerSec", s.samples_per_s},  // per second of wall time while training runs
           {"engineSamplesPerSec", s.engine_samples_per_s},  // inside the training slices
+          {"trainingIn", training_elsewhere() ? "host" : "frames"},  // a worker or thread, or the page's own frames
           {"trainMs", train_budget_ms},
           {"memoryBytes", memory_bytes ? json(memory_bytes) : json(nullptr)},
           {"trainingBytes", s.run->model->training_bytes(s.preset.training.batch_size)},

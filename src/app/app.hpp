@@ -99,6 +99,7 @@ class App {
     virtual void send(std::vector<uint8_t> order) = 0;
   };
   void attach_host(HostLink* link);
+  void host_has_data() { host_data_given_ = true; }  // the driver gave the host this data itself (the page's MNIST)
   void host_report(const std::vector<uint8_t>& report);  // throws on a malformed report, changing nothing
   bool training_elsewhere() const;
   // The Jacobian norm now, and the code probe too when a command asked for it (tests; the page computes them between
@@ -137,6 +138,7 @@ class App {
   TextureApi tex_;
   Dataset train_, test_;
   std::string loading_;
+  bool host_data_given_ = false;
 
   bool select_preset(const Preset& p, std::string* error);
   void load_weights_state(const SafeTensors& st, const std::string& name);

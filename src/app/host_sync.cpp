@@ -27,7 +27,8 @@ void App::sync_host() {
   LessonPlay& L = s.lesson;
   if (!h.link) return;
   if (has_data() && !h.data_sent) {
-    h.link->send(host_order_data(++h.seq, train_, test_));
+    if (!host_data_given_) h.link->send(host_order_data(++h.seq, train_, test_));
+    host_data_given_ = false;
     h.data_sent = true;
     h.sent_rev = 0;  // the host rebuilt its runs' batch order: send them again
   }

@@ -98,6 +98,16 @@ aep::TextureApi texture_api() {
   return api;
 }
 
+// Training in the page's worker (web/aep-worker.js): the app's orders go there as bytes, its reports come back through
+// aep_host_report.
+struct WorkerLink : aep::App::HostLink {
+  void send(std::vector<uint8_t> order) override {
+    EM_ASM({ Module.aepWorkerSend(HEAPU8.slice($0, $0 + $1)); }, order.data(), order.size());
+  }
+};
+WorkerLink g_worker_link;
+bool g_worker = false;
+
 // A file the user dropped or picked, handed to `load` (an App member); "" or the error, which also goes to the
 // status bar. On error the App changes nothing.
 const char* load_file(void (aep::App::*load)(const std::vector<uint8_t>&, const std::string&), const uint8_t* data,
@@ -128,6 +138,7 @@ EMSCRIPTEN_KEEPALIVE const char* aep_set_data(const uint8_t* train_images, size_
                                 parse_idx_labels(test_labels, n_sl, "t10k-labels-idx1-ubyte.gz"),
                                 "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", "test");
     g_app->set_data(std::move(train), std::move(test));
+    if (g_worker) g_app->host_has_data();  // the page gave the worker the same files
     return reply("");
   } catch (const std::exception& e) {
     g_app->message = e.what();
@@ -201,6 +212,23 @@ EMSCRIPTEN_KEEPALIVE const char* aep_session_restore(const uint8_t* data, size_t
     return reply("");
   } catch (const std::exception& e) {
     return reply(e.what());
+  }
+}
+
+// Trains in the page's worker from now on (before the data: see web/aep.js).
+EMSCRIPTEN_KEEPALIVE void aep_use_worker() {
+  g_worker = true;
+  g_app->attach_host(&g_worker_link);
+}
+
+// A report from the worker; "" or why it was refused (nothing changed then).
+EMSCRIPTEN_KEEPALIVE const char* aep_host_report(const uint8_t* data, size_t n) {
+  try {
+    g_app->host_report(std::vector<uint8_t>(data, data + n));
+    return reply("");
+  } catch (const std::exception& e) {
+    g_app->message = std::string("The training worker's report was refused: ") + e.what();
+    return reply(g_app->message);
   }
 }
 

@@ -1,0 +1,52 @@
+// The page's training worker: runs the training host (src/platform/worker_main.cpp, aep_worker.wasm). The page sends
+// {order: bytes} (App::sync_host) and once {mnist: [four .gz files]}; the worker trains in slices between messages
+// and posts {report: bytes} (at most every 100 ms while training) or {error: text}.
+'use strict';
+let ready;
+const started = new Promise((resolve) => { ready = resolve; });
+self.Module = {
+  print: (t) => console.log(t),
+  printErr: (t) => console.warn(t),
+  onRuntimeInitialized: () => ready(),
+};
+importScripts('aep_worker.js');
+
+function withHeap(arrays, fn) {
+  const ptrs = arrays.map((a) => { const p = Module._malloc(a.length); Module.HEAPU8.set(a, p); return p; });
+  try { return fn(ptrs); } finally { ptrs.forEach((p) => Module._free(p)); }
+}
+
+// Training slices follow each other through a MessageChannel: unlike setTimeout(0) it is not clamped to 4 ms, and
+// the page's messages get in between.
+const channel = new MessageChannel();
+let scheduled = false;
+function schedule() {
+  if (!scheduled) { scheduled = true; channel.port2.postMessage(0); }
+}
+channel.port1.onmessage = () => {
+  scheduled = false;
+  const more = Module._aep_worker_work(40);
+  const n = Module._aep_worker_report(0.1);
+  if (n) {
+    const p = Module._aep_worker_report_data();
+    const bytes = Module.HEAPU8.slice(p, p + n);
+    postMessage({ report: bytes }, [bytes.buffer]);
+  }
+  if (more) schedule();
+};
+
+onmessage = async (e) => {
+  await started;
+  const m = e.data;
+  let err = '';
+  if (m.mnist) {
+    const f = m.mnist;
+    err = withHeap(f, (p) => Module.ccall('aep_worker_mnist', 'string',
+      ['number', 'number', 'number', 'number', 'number', 'number', 'number', 'number'],
+      [p[0], f[0].length, p[1], f[1].length, p[2], f[2].length, p[3], f[3].length]));
+  } else if (m.order) {
+    err = withHeap([m.order], (p) => Module.ccall('aep_worker_receive', 'string', ['number', 'number'], [p[0], m.order.length]));
+  }
+  if (err) postMessage({ error: err });
+  schedule();
+};
