@@ -1,6 +1,7 @@
 // How much of the engine's speed the page gives a learner: samples trained per second of wall time in the page (all
-// panels at 1400x900, the 1100x560 embed with two panels, a small window) beside bench.html (the engine alone in a
-// Worker) for the same preset, in one headless Chromium, one after the other. Prints a table; numbers, not a test.
+// panels at 1400x900, the 1100x560 embed with two panels, a small window), training in the page's frames (?worker=0)
+// and in its training Worker (the default), beside bench.html (the engine alone in a Worker) for the same preset, in
+// one headless Chromium, one after the other. Prints a table; numbers, not a test.
 //   node bench/page_vs_engine.js [--preset conv] [--seconds 15]
 // Needs build/web (bash build_wasm.sh) and tests/e2e/node_modules (bash scripts/bootstrap.sh --browser).
 'use strict';
@@ -61,8 +62,10 @@ async function pageRun(browser, url, size, query) {
     console.log(`bench.html (the engine alone in a Worker): ${engine.toFixed(0)} samples/s`);
     console.log('| page | trained samples/s (wall) | / bench.html | status samplesPerSec | engine inside slices | frames p50 / p95 / p99 ms |');
     console.log('|---|---:|---:|---:|---:|---|');
-    for (const [label, size, query] of cases) {
-      const r = await pageRun(browser, url, size, query);
+    for (const [where, worker] of [['in the page\'s frames', 0], ['in a Worker', 1]])
+    for (const [label0, size, query] of cases) {
+      const label = `${label0}, training ${where}`;
+      const r = await pageRun(browser, url, size, `${query}&worker=${worker}`);
       console.log(`| ${label} | ${r.sps.toFixed(0)} | ${(r.sps / engine).toFixed(2)} | ${r.reported.toFixed(0)} | ` +
                   `${r.engine.toFixed(0)} | ${r.p50.toFixed(1)} / ${r.p95.toFixed(1)} / ${r.p99.toFixed(1)} |`);
     }

@@ -112,12 +112,12 @@
     try { return fn(ptrs); } finally { ptrs.forEach((p) => Module._free(p)); }
   }
 
-  // Training in a Web Worker of its own (web/aep-worker.js), so that it never waits for drawing: ?worker=1, in the
-  // single-threaded engine (the threaded one, for cross-origin isolated pages, trains in the page with its threads).
+  // Training in a Web Worker of its own (web/aep-worker.js), so that it never waits for drawing; ?worker=0 trains in
+  // the page's frames instead. The threaded engine (cross-origin isolated pages) trains in the page with its threads.
   let worker = null;
   function startWorker() {
     const want = new URLSearchParams(location.search).get('worker');
-    if (want !== '1' || self.crossOriginIsolated) return;
+    if (want === '0' || self.crossOriginIsolated || typeof Worker !== 'function') return;
     worker = new Worker('aep-worker.js');
     worker.onmessage = (e) => {
       const m = e.data;

@@ -1,7 +1,7 @@
 // Training elsewhere: the app's runs trained by a host (core/run_host.hpp) in a Web Worker or a thread. The app keeps
 // its runs as the views' copy, sends them whole when it changed them, sends orders when the learner's settings or
 // Train/Pause/Step change, and takes the host's reports in. Reports that predate the app's last order are stale (the
-// host had not seen it yet) and are dropped, so the app never shows a state its orders have since replaced.
+// host had not seen it yet) bring the weights and curves, but whether training runs is still the app's to say.
 #include "app/app_state.hpp"
 
 namespace aep {
@@ -68,14 +68,19 @@ void App::host_report(const std::vector<uint8_t>& bytes) {
   HostSync& h = s.host;
   LessonPlay& L = s.lesson;
   const HostReport r = parse_host_report(bytes);
-  // Of runs since replaced (sent or not yet), or from before the app's last order.
-  if (r.gen != h.gen || r.seq < h.seq || h.runs_moved(s.run.get(), L.twin.get())) return;
+  // Of runs since replaced (sent or not yet): the host starts over from the runs it is sent next.
+  if (r.gen != h.gen || h.runs_moved(s.run.get(), L.twin.get())) return;
   Run* runs[2] = {s.run.get(), L.twin.get()};
   const size_t n = runs[1] ? 2 : 1;
-  if (r.errors.size() != n) return;  // the twin came or went since: the next report has them
-  // All or nothing: each update checks before it changes, and the twin's is tried on its state first.
-  update_run(*runs[0], r.state, "r0.");
-  if (n == 2) update_run(*runs[1], r.state, "r1.");
+  try {
+    if (r.errors.size() != n) throw std::runtime_error("a report of " + std::to_string(r.errors.size()) + " runs");
+    // Each update checks everything before it changes anything; the curves go on from the points the last report left.
+    update_run(*runs[0], r.state, "r0.");
+    if (n == 2) update_run(*runs[1], r.state, "r1.");
+  } catch (...) {
+    runs_changed();  // out of step with the host: it gets the runs whole again
+    throw;
+  }
   h.sent_steps[0] = runs[0]->steps, h.sent_steps[1] = n == 2 ? runs[1]->steps : 0;
   s.last_train = r.last_train[0];
   s.last_test = r.last_test[0], s.last_test_kl = r.last_test_kl[0];
@@ -83,9 +88,14 @@ void App::host_report(const std::vector<uint8_t>& bytes) {
   h.samples = r.samples, h.have_samples = true;
   s.engine_samples_per_s = r.engine_samples_per_s;
   if (n == 2 && !r.errors[1].empty()) L.twin_error = r.errors[1];
+  s.views_dirty = true;
+  // Whether training runs is the app's to say until the host has seen its last order (a report from before a Pause
+  // still says running); after that the host's: it stops on its own when the steps are taken, the epochs done, or a
+  // run diverged.
+  if (r.seq < h.seq) return;
   if (r.running) {
     if (L.action_left > 0) L.action_left = r.steps_left;
-  } else if (s.running) {  // the host stopped on its own: the steps were taken, the epochs done, or it diverged
+  } else if (s.running) {
     s.running = false;
     L.action_left = 0;
     h.pending_steps = 0;
@@ -93,7 +103,6 @@ void App::host_report(const std::vector<uint8_t>& bytes) {
     if (r.stopped == "diverged") diverged(r.errors[0]);
     if (r.stopped == "epochs") message = "Finished " + std::to_string(s.preset.training.epochs) + " epoch(s).";
   }
-  s.views_dirty = true;
 }
 
 }  // namespace aep

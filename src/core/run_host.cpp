@@ -252,7 +252,7 @@ void RunHost::evaluate_due(bool force) {
   for (size_t i = 0; i < runs_.size(); ++i) {
     Run& r = *runs_[i];
     const std::pair<size_t, size_t> key{r.steps, r.curve.segments.size()};
-    if (key == evaluated_[i] || r.steps == 0) continue;
+    if (key == evaluated_[i]) continue;
     const LossTerms L = test_loss(r, test_, train_order_.eval_images);
     evaluated_[i] = key;
     last_test_[i] = L.total, last_test_kl_[i] = L.kl;

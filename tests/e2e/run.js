@@ -39,6 +39,15 @@ async function waitFor(page, pred, ms) {
   }
 }
 
+// aep.step(n) trains in the background (the page's training Worker; at once with ?worker=0): waits until the steps
+// were taken, or training stopped on its own (a divergence).
+async function stepAndWait(page, n, ms = 300000) {
+  const s0 = await status(page);
+  const r = await page.evaluate((k) => window.aep.step(k), n);
+  await waitFor(page, (x) => !x.running && (x.step >= s0.step + n || x.message !== s0.message), ms);
+  return r;
+}
+
 (async () => {
   const { server, url } = await serve(path.join(root, 'build/web'));
   const browser = await launch();
@@ -157,7 +166,7 @@ async function waitFor(page, pred, ms) {
         s = await waitFor(page, (x) => x.step >= STEPS || !x.running, 180000);
         await page.evaluate(() => window.aep.pause());
       } else {
-        await page.evaluate((n) => window.aep.step(n), STEPS);
+        await stepAndWait(page, STEPS);
       }
       s = await status(page);
       const steps = s.step;
@@ -187,7 +196,7 @@ async function waitFor(page, pred, ms) {
     {
       const { execFileSync } = require('child_process');
       await page.evaluate(() => window.aep.setConfig({ preset: 'conv', seed: 1 }));
-      await page.evaluate(() => window.aep.step(20));
+      await stepAndWait(page, 20);
       const grab = async (what) => {
         const [dl] = await Promise.all([page.waitForEvent('download', { timeout: 20000 }),
                                         page.evaluate((w) => window.aep.setConfig({ download: w }), what)]);
@@ -211,7 +220,7 @@ async function waitFor(page, pred, ms) {
 
     // --- the Latent panel's UMAP of a 196-d conv code, computed in slices within frames --------------------------
     await page.evaluate(() => window.aep.setConfig({ preset: 'conv', seed: 1, latent: 'umap', panels: 'training,latent' }));
-    await page.evaluate(() => window.aep.step(150));
+    await stepAndWait(page, 150);
     const tu = Date.now();
     const su = await waitFor(page, (x) => x.umapStep === 150, 90000);
     check('latent UMAP: the page embeds the test codes without blocking (slices per frame)',
@@ -223,7 +232,7 @@ async function waitFor(page, pred, ms) {
     // --- anomaly detection against Fashion-MNIST (fetched on demand) --------------------------------------
     // A 32-d linear AE after 300 steps scored AUC 0.86 here (mlp-128-64 0.90, conv's wide code only 0.72).
     await page.evaluate(() => window.aep.setConfig({ preset: 'linear', anomaly: 'fashion' }));
-    await page.evaluate(() => window.aep.step(300));
+    await stepAndWait(page, 300);
     const sf = await waitFor(page, (x) => x.oodImages > 0 && x.testStep === 300 && x.anomalyAuc !== null, 60000);
     check('anomaly panel: Fashion-MNIST loads on demand and the reconstruction error separates it',
           sf.oodImages === 10000 && sf.anomalyAuc > 0.75, `AUC ${sf.anomalyAuc} (linear, 300 steps), ${sf.oodImages} Fashion-MNIST images`);
@@ -261,11 +270,11 @@ async function waitFor(page, pred, ms) {
 
     // --- divergence: lr = 10 stops training, keeps the last good weights, says what to try ----------------
     await page.evaluate(() => window.aep.setConfig({ preset: 'vae-mlp', seed: 1, lr: 10 }));
-    await page.evaluate(() => window.aep.step(300));
+    await stepAndWait(page, 300);
     const sd = await waitFor(page, (x) => !x.running && x.message.includes('Training stopped at step'), 60000);
     await page.screenshot({ path: path.join(out, 'divergence.png') });
     await page.evaluate(() => window.aep.setConfig({ lr: 0.001, reset: 1 }));
-    await page.evaluate(() => window.aep.step(5));
+    await stepAndWait(page, 5);
     const sd2 = await waitFor(page, (x) => x.step === 5, 30000);
     check('divergence (lr = 10): training stops with advice, the last good (finite) weights kept; lr 0.001 + Reset trains',
           sd.step < 300 && sd.message.includes('smaller learning rate') && sd.message.includes('Reset starts again') && Number.isFinite(sd.trainLoss) &&
@@ -274,10 +283,10 @@ async function waitFor(page, pred, ms) {
 
     // --- memory: reported, and a batch beyond the budget is refused before anything is allocated -----------
     await page.evaluate(() => window.aep.setConfig({ preset: 'fully-conv', seed: 1 }));
-    await page.evaluate(() => window.aep.step(2));
+    await stepAndWait(page, 2);
     const sm = await waitFor(page, (x) => x.preset === 'fully-conv' && x.step === 2, 60000);
     const big = await page.evaluate(() => window.aep.setConfig({ batch: 4096 }));
-    await page.evaluate(() => window.aep.step(1));
+    await stepAndWait(page, 1);
     const sm2 = await waitFor(page, (x) => x.step === 3, 60000);
     check('memory: the page reports it; a batch that would exceed the budget is refused, training goes on',
           sm.memoryBytes > 0 && sm.trainingBytes < sm.memoryLimitBytes && big.ok === false &&
@@ -291,7 +300,7 @@ async function waitFor(page, pred, ms) {
     const q4 = url + '?preset=mlp-128-64&seed=7';
     await p4.goto(q4);
     await waitReady(p4);
-    await p4.evaluate(() => window.aep.step(30));
+    await stepAndWait(p4, 30);
     const saved = await p4.evaluate(() => window.aep.saveSession());
     const link = await p4.evaluate(() => window.aep.link());
     await p4.reload();
@@ -313,7 +322,7 @@ async function waitFor(page, pred, ms) {
     await p4.reload();
     await waitReady(p4);
     s4 = await waitFor(p4, (x) => x.message.includes('could not be restored'), 20000);
-    await p4.evaluate(() => window.aep.step(2));
+    await stepAndWait(p4, 2);
     const s4b = await status(p4);
     check('autosave: a corrupt session is reported and set aside, the page keeps working',
           s4.message.includes('could not be restored') && s4b.step === 2 && p4.errors.length === 0, s4.message);
@@ -360,7 +369,7 @@ async function waitFor(page, pred, ms) {
     const r1 = await ask('setConfig', { lr: 0.0005 });
     const r2 = await ask('evalCode', 'alert(1)');
     const r3 = await ask('setConfig', { lr: 'lots' });
-    const sv2 = await waitFor(vae, (x) => x.step > 0, 30000);
+    const sv2 = await waitFor(vae, (x) => x.step > 0, 60000);
     check('embed example: the lesson drives the VAE over postMessage, bad messages refused',
           r1.ok === true && r2.ok === false && r3.ok === false && Math.abs(sv2.lr - 0.0005) < 1e-7 && sv2.step > 0,
           `setConfig ${JSON.stringify(r1)}, unknown method ${JSON.stringify(r2)}, bad lr ${JSON.stringify(r3)}, step ${sv2.step}`);
