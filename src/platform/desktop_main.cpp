@@ -1,6 +1,7 @@
 // Desktop driver: a GLFW + OpenGL 3 window around the same App the web page runs.
 // Options: --frames N (quit after N frames), --train (start training), --preset NAME, --data DIR,
-// --budget MS (training time per frame), --screenshot FILE.png (the window's last frame, for tests).
+// --budget MS (training time per frame with --in-frames), --screenshot FILE.png (the window's last frame, for tests),
+// --in-frames (train between frames instead of on the training thread).
 #include <GLFW/glfw3.h>
 #include <imgui.h>
 #include <imgui_impl_glfw.h>
@@ -10,7 +11,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <condition_variable>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <unistd.h>
@@ -18,6 +22,7 @@
 #include "app/app.hpp"
 #include "core/idx.hpp"
 #include "core/parallel.hpp"
+#include "core/run_host.hpp"
 #include "platform/gl_textures.hpp"
 
 namespace {
@@ -81,6 +86,87 @@ bool write_png(const char* path, int w, int h, const std::vector<uint8_t>& rgb) 
   return std::fclose(f) == 0;
 }
 
+// Training on a thread of its own (core/run_host.hpp), the design of the page's Web Worker: the app's orders in one
+// queue, the host's reports back in another, handed to the app between frames.
+class ThreadHost : public aep::App::HostLink {
+ public:
+  ThreadHost() : thread_([this] { loop(); }) {}
+  ~ThreadHost() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      quit_ = true;
+    }
+    wake_.notify_one();
+    thread_.join();
+  }
+  void send(std::vector<uint8_t> order) override {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      orders_.push_back(std::move(order));
+    }
+    wake_.notify_one();
+  }
+  void deliver(aep::App& app) {
+    std::vector<std::vector<uint8_t>> reports;
+    std::string error;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      reports.swap(reports_);
+      error.swap(error_);
+    }
+    if (!error.empty()) app.message = "The training thread refused an order: " + error;
+    for (const auto& r : reports) {
+      try {
+        app.host_report(r);
+      } catch (const std::exception& e) {
+        app.message = std::string("The training thread's report was refused: ") + e.what();
+      }
+    }
+  }
+
+ private:
+  aep::RunHost host_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::vector<std::vector<uint8_t>> orders_, reports_;
+  std::string error_;
+  bool quit_ = false;
+  std::thread thread_;  // last: starts once the rest is built
+
+  void loop() {
+    bool busy = false;
+    for (;;) {
+      std::vector<std::vector<uint8_t>> orders;
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        if (!busy) wake_.wait(l, [&] { return quit_ || !orders_.empty(); });
+        if (quit_) return;
+        orders.swap(orders_);
+      }
+      for (const auto& o : orders) {
+        try {
+          host_.receive(o);
+        } catch (const std::exception& e) {
+          std::lock_guard<std::mutex> l(mu_);
+          error_ = e.what();
+        }
+      }
+      try {
+        busy = host_.work(40);
+      } catch (const std::exception& e) {
+        busy = false;
+        std::lock_guard<std::mutex> l(mu_);
+        error_ = e.what();
+      }
+      std::vector<uint8_t> r = host_.report(0.1);
+      if (!r.empty()) {
+        std::lock_guard<std::mutex> l(mu_);
+        reports_.push_back(std::move(r));
+      }
+    }
+  }
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -90,6 +176,7 @@ int main(int argc, char** argv) {
   std::string data_dir = aep::default_mnist_dir();
   double budget = 20;
   long threads = long(aep::hardware_threads());
+  bool in_frames = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     bool has_value = i + 1 < argc;
@@ -102,9 +189,10 @@ int main(int argc, char** argv) {
     else if (a == "--budget" && has_value) budget = std::atof(argv[++i]);
     else if (a == "--screenshot" && has_value) screenshot = argv[++i];
     else if (a == "--threads" && has_value) threads = std::atol(argv[++i]);
+    else if (a == "--in-frames") in_frames = true;
     else {
       std::fprintf(stderr, "usage: aep_desktop [--preset NAME | --lesson ID [--lesson-action]] [--train] [--data DIR] [--frames N] [--budget MS] "
-                           "[--screenshot FILE.png] [--threads T (default: all hardware threads)]\n");
+                           "[--screenshot FILE.png] [--threads T (default: all hardware threads)] [--in-frames]\n");
       return 2;
     }
   }
@@ -132,8 +220,10 @@ int main(int argc, char** argv) {
 
   int rc = 0;
   try {
+    ThreadHost trainer;  // outlives the app, which sends it orders
     aep::App app(aep::gl_texture_api());
     app.train_budget_ms = budget;
+    if (!in_frames) app.attach_host(&trainer);
     try {
       app.set_data(aep::load_mnist(data_dir, true), aep::load_mnist(data_dir, false));
     } catch (const std::exception& e) {
@@ -159,6 +249,7 @@ int main(int argc, char** argv) {
     for (long f = 0; !glfwWindowShouldClose(window) && (frames < 0 || f < frames); ++f) {
       double t0 = glfwGetTime();
       glfwPollEvents();
+      trainer.deliver(app);
       ImGui_ImplOpenGL3_NewFrame();
       ImGui_ImplGlfw_NewFrame();
       ImGui::NewFrame();
