@@ -1,6 +1,6 @@
 // The page's training worker: runs the training host (src/platform/worker_main.cpp, aep_worker.wasm). The page sends
 // {order: bytes} (App::sync_host) and once {mnist: [four .gz files]}; the worker trains in slices between messages
-// and posts {report: bytes} (at most every 100 ms while training) or {error: text}.
+// and posts {report: bytes, heap: its wasm heap's size} (at most every 100 ms while training) or {error: text}.
 'use strict';
 let ready;
 const started = new Promise((resolve) => { ready = resolve; });
@@ -30,7 +30,7 @@ channel.port1.onmessage = () => {
   if (n) {
     const p = Module._aep_worker_report_data();
     const bytes = Module.HEAPU8.slice(p, p + n);
-    postMessage({ report: bytes }, [bytes.buffer]);
+    postMessage({ report: bytes, heap: Module.HEAPU8.length }, [bytes.buffer]);
   }
   if (more) schedule();
 };

@@ -121,7 +121,8 @@
     worker = new Worker('aep-worker.js');
     worker.onmessage = (e) => {
       const m = e.data;
-      if (m.report) withHeap([m.report], (p) => call('aep_host_report', 'string', ['number', 'number'], [p[0], m.report.length]));
+      if (m.report) withHeap([m.report], (p) => call('aep_host_report', 'string', ['number', 'number', 'number'],
+                                                     [p[0], m.report.length, m.heap]));
       if (m.error) notice('The training worker refused an order: ' + m.error);
     };
     worker.onerror = (e) => notice('The training worker stopped: ' + (e.message || 'an error'));

@@ -892,8 +892,10 @@ json App::status() const {
           {"samplesPerSec", s.samples_per_s},  // per second of wall time while training runs
           {"engineSamplesPerSec", s.engine_samples_per_s},  // inside the training slices
           {"trainingIn", training_elsewhere() ? "host" : "frames"},  // a worker or thread, or the page's own frames
+          {"host", {{"orders", s.host.seq}, {"generation", s.host.gen}, {"reports", s.host.reports}}},
           {"trainMs", train_budget_ms},
           {"memoryBytes", memory_bytes ? json(memory_bytes) : json(nullptr)},
+          {"hostMemoryBytes", host_memory_bytes ? json(host_memory_bytes) : json(nullptr)},  // the training worker's
           {"trainingBytes", s.run->model->training_bytes(s.preset.training.batch_size)},
           {"memoryLimitBytes", Model::kMemoryBudget},
           {"frameMs", {{"p50", pct(0.5)}, {"p95", pct(0.95)}, {"max", pct(1.0)}, {"frames", f.size()},

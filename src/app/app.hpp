@@ -131,6 +131,7 @@ class App {
   // The driver reports the process's memory (the wasm heap in the page) for the Training panel and status();
   // 0 means unknown.
   uint64_t memory_bytes = 0;
+  uint64_t host_memory_bytes = 0;  // the training host's own (the page's worker's wasm heap); 0 when none or unknown
 
  private:
   struct State;

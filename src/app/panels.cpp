@@ -399,16 +399,24 @@ void App::panel_training() {
   if (s.run->model->is_vae()) ImGui::Text("test KL term %s", loss_text(s.last_test_kl).c_str());
   ImGui::TextDisabled("SIMD: %s, threads: %zu", simd_arch_name(), thread_count());
   float train_ms = float(train_budget_ms);
-  ImGui::SetNextItemWidth(160);
-  if (ImGui::SliderFloat("training ms per frame", &train_ms, 2, 50, "%.0f")) train_budget_ms = std::clamp(train_ms, 1.f, 100.f);
-  help_marker("How long each frame trains before the page is drawn. More trains faster; less keeps the page smooth. "
-              "On a slow computer, or a browser drawing without a GPU, try less.");
+  if (training_elsewhere()) {
+    ImGui::TextDisabled("training runs beside the drawing, in a worker of its own");
+    help_marker("The model trains continuously in a Web Worker (a thread on the desktop) and sends its weights here a "
+                "few times a second, so drawing never slows training down. samples/s counts what it trained per second "
+                "of wall time; 'engine' is its speed while training.");
+  } else {
+    ImGui::SetNextItemWidth(160);
+    if (ImGui::SliderFloat("training ms per frame", &train_ms, 2, 50, "%.0f")) train_budget_ms = std::clamp(train_ms, 1.f, 100.f);
+    help_marker("How long each frame trains before the page is drawn. More trains faster; less keeps the page smooth. "
+                "On a slow computer, or a browser drawing without a GPU, try less.");
+  }
   const double mb = 1 << 20;
   ImGui::TextDisabled("memory: training needs ~%.0f MB (limit %.0f MB)", s.run->model->training_bytes(s.preset.training.batch_size) / mb,
                       Model::kMemoryBudget / mb);
   if (memory_bytes) {
     ImGui::SameLine();
-    ImGui::TextDisabled("| in use: %.0f MB", memory_bytes / mb);
+    if (host_memory_bytes) ImGui::TextDisabled("| in use: %.0f MB + %.0f MB training", memory_bytes / mb, host_memory_bytes / mb);
+    else ImGui::TextDisabled("| in use: %.0f MB", memory_bytes / mb);
   }
 
   OptimizerConfig& o = s.preset.optimizer;

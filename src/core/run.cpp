@@ -214,7 +214,8 @@ void join_curve(LossCurve& c, const RunState& r) {
 
 }  // namespace
 
-void save_run(const Run& r, SafeTensors& st, const std::string& prefix, size_t curve_from, size_t test_from) {
+void save_run(const Run& r, SafeTensors& st, const std::string& prefix, size_t curve_from, size_t test_from,
+              bool optimizer) {
   const LossCurve& c = r.curve;
   curve_from = std::min(curve_from, c.step.size());
   test_from = std::min(test_from, c.test.size());
@@ -233,7 +234,7 @@ void save_run(const Run& r, SafeTensors& st, const std::string& prefix, size_t c
            {"sample_z", r.sample_z}, {"trainer_rng", rng_json(r.trainer->rng.save())}, {"sampler", sampler},
            {"label", c.label}, {"segments", segments}, {"curve_from", curve_from}, {"test_from", test_from}}
           .dump();
-  const SafeTensors m = model_state(*r.model, &r.trainer->optimizer);
+  const SafeTensors m = model_state(*r.model, optimizer ? &r.trainer->optimizer : nullptr);
   for (const StTensor& t : m.tensors) {
     StTensor p = t;
     p.name = prefix + "model." + t.name;

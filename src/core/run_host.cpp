@@ -178,13 +178,18 @@ void RunHost::receive(const std::vector<uint8_t>& bytes) {
       d[k] = make_dataset(parse_idx_images(im.data(), im.size(), name), parse_idx_labels(lb.data(), lb.size(), name), name,
                           name, name);
     }
-    train_ = std::move(d[0]);
-    test_ = std::move(d[1]);
-    for (auto& r : runs_) r->set_data(train_, r->held_out, r->sampler ? r->sampler->save().shuffle : true);
+    set_data(std::move(d[0]), std::move(d[1]));
   } else {
     throw std::runtime_error("training host: unknown order '" + kind + "'");
   }
   seq_ = seq;
+  changed_ = true;
+}
+
+void RunHost::set_data(Dataset train, Dataset test) {
+  train_ = std::move(train);
+  test_ = std::move(test);
+  for (auto& r : runs_) r->set_data(train_, r->held_out, r->sampler ? r->sampler->save().shuffle : true);
   changed_ = true;
 }
 
@@ -272,8 +277,10 @@ std::vector<uint8_t> RunHost::report(double interval_s) {
   if (train_order_.running && std::chrono::duration<double>(Clock::now() - last_report_).count() < interval_s) return {};
   SafeTensors st;
   json errors = json::array(), lt = json::array(), lx = json::array(), lk = json::array();
+  const bool optimizer = !train_order_.running || std::chrono::duration<double>(Clock::now() - last_optimizer_).count() >= 1;
+  if (optimizer) last_optimizer_ = Clock::now();
   for (size_t i = 0; i < runs_.size(); ++i) {
-    save_run(*runs_[i], st, "r" + std::to_string(i) + ".", sent_curve_[i], sent_test_[i]);
+    save_run(*runs_[i], st, "r" + std::to_string(i) + ".", sent_curve_[i], sent_test_[i], optimizer);
     sent_curve_[i] = runs_[i]->curve.step.size(), sent_test_[i] = runs_[i]->curve.test.size();
     errors.push_back(errors_[i]);
     lt.push_back(num(last_train_[i])), lx.push_back(num(last_test_[i])), lk.push_back(num(last_test_kl_[i]));

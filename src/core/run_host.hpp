@@ -44,7 +44,9 @@ struct HostReport {
   std::vector<double> last_train, last_test, last_test_kl;  // per run (NaN while none)
   uint64_t samples = 0;             // samples trained since the host started (a running count)
   double engine_samples_per_s = 0;  // inside the training slices
-  SafeTensors state;                // the runs: save_run under "r0.", "r1.", ... with the curve's new points only
+  // The runs: save_run under "r0.", "r1.", ... with the curve's new points only, and the optimizer's state when
+  // training stopped or at most a second after the last that had it (the app keeps its own meanwhile).
+  SafeTensors state;
 };
 HostReport parse_host_report(const std::vector<uint8_t>& bytes);
 
@@ -57,6 +59,8 @@ class RunHost {
   // A report when one is due - every interval_s while training, at once when something else changed - else empty.
   std::vector<uint8_t> report(double interval_s);
   bool has_data() const { return train_.count > 0 && test_.count > 0; }
+  // The training and test images, as the "data" order gives them (the page's worker unpacks MNIST itself).
+  void set_data(Dataset train, Dataset test);
   size_t runs() const { return runs_.size(); }
 
  private:
@@ -74,7 +78,7 @@ class RunHost {
   bool changed_ = true;
   uint64_t samples_ = 0;
   double engine_sps_ = 0, step_ms_ = 0;
-  Clock::time_point last_report_ = Clock::now(), last_eval_ = Clock::now();
+  Clock::time_point last_report_ = Clock::now(), last_eval_ = Clock::now(), last_optimizer_ = Clock::now();
 
   void stop(const std::string& why);
   void evaluate_due(bool force);

@@ -221,8 +221,9 @@ EMSCRIPTEN_KEEPALIVE void aep_use_worker() {
   g_app->attach_host(&g_worker_link);
 }
 
-// A report from the worker; "" or why it was refused (nothing changed then).
-EMSCRIPTEN_KEEPALIVE const char* aep_host_report(const uint8_t* data, size_t n) {
+// A report from the worker, and the worker's wasm heap in bytes; "" or why it was refused (nothing changed then).
+EMSCRIPTEN_KEEPALIVE const char* aep_host_report(const uint8_t* data, size_t n, double worker_heap) {
+  g_app->host_memory_bytes = uint64_t(worker_heap);
   try {
     g_app->host_report(std::vector<uint8_t>(data, data + n));
     return reply("");

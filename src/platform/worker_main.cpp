@@ -46,7 +46,7 @@ EMSCRIPTEN_KEEPALIVE const char* aep_worker_mnist(const uint8_t* ti, size_t n_ti
     Dataset test = make_dataset(parse_idx_images(si, n_si, "t10k-images-idx3-ubyte.gz"),
                                 parse_idx_labels(sl, n_sl, "t10k-labels-idx1-ubyte.gz"), "t10k-images-idx3-ubyte.gz",
                                 "t10k-labels-idx1-ubyte.gz", "test");
-    g_host.receive(host_order_data(0, train, test));
+    g_host.set_data(std::move(train), std::move(test));
     return reply("");
   } catch (const std::exception& e) {
     return reply(e.what());
