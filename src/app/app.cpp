@@ -169,6 +169,7 @@ void App::reset_training(std::unique_ptr<Run> fresh) {
 
 void App::load_data_file(const std::vector<uint8_t>& bytes, const std::string& name) {
   State& s = *s_;
+  if (s.instr.foreign.source == ForeignSource::Own) return load_foreign_file(bytes, name);
   std::string lower = name;
   std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return char(std::tolower(c)); });
   const int set = lower.find("t10k") != std::string::npos || lower.find("test") != std::string::npos;
@@ -683,7 +684,7 @@ json App::command(const json& cmd) {
                                 "autostart", "train", "pause", "step", "reset", "corruption", "noise", "epochs", "code",
                                 "holdout", "anomaly", "latent", "trainMs", "download", "target", "lesson",
                                 "lessonJson", "lessonStep", "lessonAction", "lessonRestore", "lessonPicker", "compare"};
-  static const char* instrument_keys[] = {"loss", "reduction", "probeLabels", "posteriorDigit"};
+  static const char* instrument_keys[] = {"loss", "reduction", "probeLabels", "posteriorDigit", "foreignData"};
   for (auto it = cmd.begin(); it != cmd.end(); ++it)
     if (std::find_if(std::begin(known), std::end(known), [&](const char* k) { return it.key() == k; }) == std::end(known) &&
         std::find_if(std::begin(instrument_keys), std::end(instrument_keys), [&](const char* k) { return it.key() == k; }) ==
