@@ -216,15 +216,17 @@ bool App::step_foreign(double budget_ms) {
   return true;
 }
 
-// The free view budget (no view refresh running) goes to the jobs in turn: each slice starts with the next job, and
-// one with nothing to do hands the slice on.
+// The free view budget (no view refresh running) goes to the jobs in turn: a job with nothing to do hands the slice on,
+// and the next slice starts after the job that worked, so the jobs with work share the slices equally.
 void App::step_instruments(double budget_ms) {
   State& s = *s_;
   if (!has_data() || s.n_view == 0) return;
-  const int first = s.instr.turn++ % 3;
   for (int k = 0; k < 3; ++k) {
-    const int job = (first + k) % 3;
-    if (job == 0 ? step_jacobian(budget_ms) : job == 1 ? step_probe(budget_ms) : step_foreign(budget_ms)) return;
+    const int job = (s.instr.turn + k) % 3;
+    if (job == 0 ? step_jacobian(budget_ms) : job == 1 ? step_probe(budget_ms) : step_foreign(budget_ms)) {
+      s.instr.turn = (job + 1) % 3;
+      return;
+    }
   }
 }
 
