@@ -513,7 +513,7 @@ TEST_CASE("app: status() carries the code's sparsity, and a VAE's KL per unit an
   CHECK(num(st["sparsity"]) >= 0);
 }
 
-// ---- instruments (issue 15): the loss picker, the Jacobian norm, the code probe, the VAE posterior --------------------
+// ---- instruments (issue 15): the loss picker, the Jacobian norm, the code probe, the VAE posterior, foreign data ------
 
 namespace {
 // The run's weights in a model of `preset` with the app's current settings (loss included).
@@ -523,6 +523,17 @@ std::unique_ptr<Model> model_of(App& app, Preset preset) {
   auto m = std::make_unique<Model>(preset);
   load_state(*m, file, "app");
   return m;
+}
+
+// A raw IDX images file of the first `count` images of d, with rows x cols pixels per image (the first rows*cols bytes
+// of each image: only a 28x28 one is a real image).
+std::vector<uint8_t> idx_images(const Dataset& d, size_t count, uint32_t rows = 28, uint32_t cols = 28) {
+  std::vector<uint8_t> b = {0, 0, 8, 3};
+  for (uint32_t v : {uint32_t(count), rows, cols})
+    for (int k = 3; k >= 0; --k) b.push_back(uint8_t(v >> (8 * k)));
+  for (size_t i = 0; i < count; ++i) b.insert(b.end(), d.image(i), d.image(i) + std::min<size_t>(rows * cols, 784));
+  b.resize(16 + count * rows * cols, 0);
+  return b;
 }
 }  // namespace
 
@@ -776,19 +787,6 @@ TEST_CASE("app: a VAE's posterior for a selected digit: its mu and sigma, z samp
   CHECK(r["errors"][0] == "posteriorDigit: this model is not a VAE (it has no posterior)");
   CHECK(app.status()["posterior"].is_null());
 }
-
-namespace {
-// A raw IDX images file of the first `count` images of d, with rows x cols pixels per image (the first rows*cols bytes
-// of each image: only a 28x28 one is a real image).
-std::vector<uint8_t> idx_images(const Dataset& d, size_t count, uint32_t rows = 28, uint32_t cols = 28) {
-  std::vector<uint8_t> b = {0, 0, 8, 3};
-  for (uint32_t v : {uint32_t(count), rows, cols})
-    for (int k = 3; k >= 0; --k) b.push_back(uint8_t(v >> (8 * k)));
-  for (size_t i = 0; i < count; ++i) b.insert(b.end(), d.image(i), d.image(i) + std::min<size_t>(rows * cols, 784));
-  b.resize(16 + count * rows * cols, 0);
-  return b;
-}
-}  // namespace
 
 TEST_CASE("app: foreign data without a reset: Fashion-MNIST or own IDX images beside the test digits, between frames") {
   Headless ui;
