@@ -118,6 +118,13 @@ if [ -f build/wasm-release/aep.js ]; then
   fi
   run "aep eval --preset conv --weights (saved by train)" "$out/eval.log" \
     "${aep[@]}" eval --preset conv --weights "$out/conv.safetensors" --test-samples 1000
+  # Foreign data: Fashion-MNIST's reconstruction errors beside the test digits' (the page's Reconstructions panel).
+  eval_foreign() {
+    "${aep[@]}" eval --preset conv --weights "$out/conv.safetensors" --test-samples 1000 \
+      --foreign /usr/share/datasets/fashion-mnist && grep -q '\[ratio\]' "$out/eval-foreign.log"
+  }
+  run "aep eval --foreign: Fashion-MNIST's errors and histogram beside the test digits'" "$out/eval-foreign.log" eval_foreign
+  grep '\[ratio\]' "$out/eval-foreign.log" | cut -c1-200 | sed 's/^/      /'
   # Bad input: non-zero exit and a message naming the problem, never a crash.
   expect_error() {  # expect_error NAME PATTERN ARGS...
     local name=$1 pat=$2; shift 2
@@ -129,6 +136,9 @@ if [ -f build/wasm-release/aep.js ]; then
   expect_error "weights of another model" "conv" eval --preset linear --weights "$out/conv.safetensors"
   head -c 100 "$out/conv.safetensors" > "$out/truncated.safetensors"
   expect_error "truncated weights" "truncated.safetensors" eval --preset conv --weights "$out/truncated.safetensors"
+  { printf '\0\0\10\3\0\0\0\1\0\0\0\40\0\0\0\40'; head -c 1024 /dev/zero; } > "$out/images-32x32.idx"
+  expect_error "foreign images of another size" "32x32; the models expect 28x28" eval --preset conv \
+    --weights "$out/conv.safetensors" --foreign "$out/images-32x32.idx"
   expect_error "absurd batch size" "batch" train --preset conv --steps 1 --batch 0
   expect_error "negative learning rate" "lr" train --preset conv --steps 1 --lr -1
   # Divergence keeps the run: training that turns NaN stops, and --save still gets the last good weights.

@@ -802,6 +802,7 @@ TEST_CASE("app: foreign data without a reset: Fashion-MNIST or own IDX images be
   // Fashion-MNIST: the driver is asked for it; measured between frames once it is in.
   REQUIRE(app.command({{"foreignData", "fashion"}})["ok"] == true);
   CHECK(app.ood_requested);
+  CHECK(app.config_query().find("&foreignData=fashion") != std::string::npos);  // "Copy link" keeps it
   for (int i = 0; i < 3; ++i) ui.frame(app);
   CHECK(app.status()["foreign"].is_null());  // nothing to measure yet
   const Dataset fashion = load_mnist("/usr/share/datasets/fashion-mnist", false);
@@ -842,6 +843,7 @@ TEST_CASE("app: foreign data without a reset: Fashion-MNIST or own IDX images be
   // Own images: while "own" is chosen, a dropped IDX file is foreign data; bad files are refused and change nothing.
   REQUIRE(app.command({{"foreignData", "own"}})["ok"] == true);
   CHECK(app.status()["foreign"].is_null());
+  CHECK(app.config_query().find("foreignData") == std::string::npos);  // a link cannot carry the learner's file
   CHECK(app.status()["foreignImages"] == 0);
   CHECK_THROWS_WITH(app.load_data_file({1, 2, 3}, "junk.idx"), doctest::Contains("junk.idx"));
   CHECK_THROWS_WITH(app.load_data_file(idx_images(fashion, 3, 32, 32), "big.idx"),

@@ -956,6 +956,7 @@ std::string App::config_query() const {
   }
   if (compact) q += "&compact=1";
   if (s.latent_umap) q += "&latent=umap";
+  if (s.instr.foreign.source == ForeignSource::Fashion) q += "&foreignData=fashion";  // own files stay on this computer
   // The loss, when the picker changed it from the preset's.
   auto named = std::find_if(s.presets.begin(), s.presets.end(), [&](const Preset& p) { return p.name == s.preset.name; });
   if (named == s.presets.end() || named->loss.reconstruction != s.preset.loss.reconstruction ||
