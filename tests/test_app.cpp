@@ -872,8 +872,6 @@ TEST_CASE("app: foreign data without a reset: Fashion-MNIST or own IDX images be
   std::vector<float> ie(50);
   reconstruction_errors(*m, inverted, 0, 50, ie.data());
   CHECK(num(st["foreign"]["meanError"]) == doctest::Approx(std::accumulate(ie.begin(), ie.end(), 0.0) / 50).epsilon(1e-6));
-  MESSAGE("inverted digits: mean error " << num(st["foreign"]["meanError"]) << " vs test digits "
-                                          << num(st["foreign"]["testMeanError"]));
   CHECK(st["step"] == 305);
   CHECK(st["trainImages"] == mnist(true).count);  // the training set stays
 

@@ -323,7 +323,10 @@ void App::foreign_section() {
     ImGui::TextDisabled("measuring the errors ...");
     return;
   }
-  ImGui::TextDisabled("%s at step %zu: input over reconstruction", F.value_name.c_str(), F.value_step);
+  ImGui::PushTextWrapPos(0);
+  ImGui::TextDisabled("%s at step %zu: input over reconstruction, each image's MSE under it", F.value_name.c_str(),
+                      F.value_step);
+  ImGui::PopTextWrapPos();
   const float scale = std::max(1.f, std::min(2.f, std::floor(ImGui::GetContentRegionAvail().x / float(F.row.w))));
   const ImVec2 at = F.row.show(tex_, scale);
   image_errors_row(F.row_err, F.row_count, at, scale, float(F.row.w));
@@ -355,12 +358,12 @@ void App::foreign_section() {
   ImGui::Dummy(ImVec2(w, h));
   char hi[32];
   std::snprintf(hi, sizeof hi, "%.3g", c.hi);
-  const char* axis = "reconstruction error (MSE per pixel); lines: means";
   ImGui::TextDisabled("0");
-  ImGui::SameLine(std::max(0.f, (w - ImGui::CalcTextSize(axis).x) / 2));
-  ImGui::TextDisabled("%s", axis);
   ImGui::SameLine(std::max(0.f, w - ImGui::CalcTextSize(hi).x));
   ImGui::TextDisabled("%s", hi);
+  ImGui::PushTextWrapPos(0);
+  ImGui::TextDisabled("across: reconstruction error (MSE per pixel); up: share of each set; lines: the means");
+  ImGui::PopTextWrapPos();
   ImGui::TextColored(ImColor(test_col).Value, "test digits: mean %.4f (%zu images)", c.test_mean, c.test_count);
   ImGui::TextColored(ImColor(foreign_col).Value, "%s: mean %.4f (%zu images)", F.value_name.c_str(), c.foreign_mean,
                      c.foreign_count);

@@ -192,8 +192,10 @@ function idxImages(pixels, count, rows, cols) {
     section('VAE posterior');
 
     // Foreign data without a reset: Fashion-MNIST, then the learner's own IDX images, beside the test digits.
+    // From step 400 on, linear's error on Fashion-MNIST is about 3x its test digits' (2.9x at 400, 3.2x at 600; at 300
+    // only 2.1x, and near 1x at 60: untrained, it reconstructs nothing well).
     page = await open('preset=linear&panels=training,recon,anomaly&autostart=1');
-    await until(page, (s) => s.step >= 300, 60);
+    await until(page, (s) => s.step >= 400, 60);
     const before = await status(page);
     const fr = await page.evaluate(() => window.aep.setConfig({ foreignData: 'fashion' }));
     st = await until(page, (s) => s.foreign && s.foreign.step >= before.step, 60);
