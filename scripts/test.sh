@@ -12,7 +12,8 @@
 #      (a screenshot of all panels each, every panel's region checked for content), URL parameters, the embedding
 #      example over postMessage, downloads loaded strict in PyTorch, a malformed upload, autosave, divergence, the
 #      memory budget, the Content-Security-Policy, UMAP, bench.html; frame times printed as information; every lesson
-#      opens from its URL, two are followed to the end, the course page web/lesson-example.html gets goal events;
+#      opens from its URL, two are followed to the end, the course page web/lesson-example.html gets goal events; the
+#      instruments' values in status() (loss picker, Jacobian norm, code probe, VAE posterior, foreign data);
 #   5. the desktop app under Xvfb: trains a few hundred frames and writes a screenshot whose panels must show content;
 #   6. libFuzzer on every parser for a few seconds each (tests/fuzz/run.sh).
 # Logs and screenshots: build/test-logs/.
@@ -117,6 +118,13 @@ if [ -f build/wasm-release/aep.js ]; then
   fi
   run "aep eval --preset conv --weights (saved by train)" "$out/eval.log" \
     "${aep[@]}" eval --preset conv --weights "$out/conv.safetensors" --test-samples 1000
+  # Foreign data: Fashion-MNIST's reconstruction errors beside the test digits' (the page's Reconstructions panel).
+  eval_foreign() {
+    "${aep[@]}" eval --preset conv --weights "$out/conv.safetensors" --test-samples 1000 \
+      --foreign /usr/share/datasets/fashion-mnist && grep -q '\[ratio\]' "$out/eval-foreign.log"
+  }
+  run "aep eval --foreign: Fashion-MNIST's errors and histogram beside the test digits'" "$out/eval-foreign.log" eval_foreign
+  grep '\[ratio\]' "$out/eval-foreign.log" | cut -c1-200 | sed 's/^/      /'
   # Bad input: non-zero exit and a message naming the problem, never a crash.
   expect_error() {  # expect_error NAME PATTERN ARGS...
     local name=$1 pat=$2; shift 2
@@ -128,6 +136,9 @@ if [ -f build/wasm-release/aep.js ]; then
   expect_error "weights of another model" "conv" eval --preset linear --weights "$out/conv.safetensors"
   head -c 100 "$out/conv.safetensors" > "$out/truncated.safetensors"
   expect_error "truncated weights" "truncated.safetensors" eval --preset conv --weights "$out/truncated.safetensors"
+  { printf '\0\0\10\3\0\0\0\1\0\0\0\40\0\0\0\40'; head -c 1024 /dev/zero; } > "$out/images-32x32.idx"
+  expect_error "foreign images of another size" "32x32; the models expect 28x28" eval --preset conv \
+    --weights "$out/conv.safetensors" --foreign "$out/images-32x32.idx"
   expect_error "absurd batch size" "batch" train --preset conv --steps 1 --batch 0
   expect_error "negative learning rate" "lr" train --preset conv --steps 1 --lr -1
   # Divergence keeps the run: training that turns NaN stops, and --save still gets the last good weights.
@@ -161,19 +172,23 @@ run "libFuzzer: IDX, gzip, safetensors, presets, lessons, ${AEP_FUZZ_SECONDS:-5}
 grep -E '^ *fuzz_' "$logs/fuzz.log" | sed 's/^ */      /'
 
 # --- the page in Chromium -----------------------------------------------------------------------------
-if [ -f build/web/aep_web.wasm ]; then
-  node tests/e2e/run.js > "$logs/e2e.log" 2>&1; rc=$?
-  grep -E '^(PASS|FAIL|INFO|      )' "$logs/e2e.log"
-  np=$(grep -c '^PASS' "$logs/e2e.log"); nf=$(grep -c '^FAIL' "$logs/e2e.log")
+# e2e WHAT LOG SCRIPT ARGS...: runs an end-to-end script, shows its PASS / FAIL / INFO lines and counts them.
+e2e() {
+  local what=$1 log=$2; shift 2
+  node "$@" > "$log" 2>&1; local rc=$?
+  grep -E '^(PASS|FAIL|INFO|      )' "$log"
+  local np nf; np=$(grep -c '^PASS' "$log"); nf=$(grep -c '^FAIL' "$log")
   passed=$((passed + np)); failed=$((failed + nf))
-  if [ $rc -ne 0 ] && [ "$nf" -eq 0 ]; then fail "end-to-end run stopped early (log: $logs/e2e.log)"; tail -n 5 "$logs/e2e.log"; fi
+  if [ $rc -ne 0 ] && [ "$nf" -eq 0 ]; then fail "$what run stopped early (log: $log)"; tail -n 5 "$log"; fi
+}
+if [ -f build/web/aep_web.wasm ]; then
+  e2e "end-to-end" "$logs/e2e.log" tests/e2e/run.js
   # Lessons: every one opens from its URL (screenshots in build/test-logs/lessons), two are followed to the end, the
   # course page web/lesson-example.html gets the goal events (`--follow all` times every lesson: README's table).
-  node tests/e2e/lessons.js "$logs/lessons" > "$logs/lessons-e2e.log" 2>&1; rc=$?
-  grep -E '^(PASS|FAIL|INFO|      )' "$logs/lessons-e2e.log"
-  np=$(grep -c '^PASS' "$logs/lessons-e2e.log"); nf=$(grep -c '^FAIL' "$logs/lessons-e2e.log")
-  passed=$((passed + np)); failed=$((failed + nf))
-  if [ $rc -ne 0 ] && [ "$nf" -eq 0 ]; then fail "lessons end-to-end run stopped early (log: $logs/lessons-e2e.log)"; fi
+  e2e "lessons end-to-end" "$logs/lessons-e2e.log" tests/e2e/lessons.js "$logs/lessons"
+  # Instruments (issue 15): each one's values in status() checked, a screenshot of each in build/test-logs/instruments
+  # (~1.5 min; `--full` adds the probe at 60,000 labels with frame intervals).
+  e2e "instruments end-to-end" "$logs/instruments-e2e.log" tests/e2e/instruments.js "$logs/instruments"
 else
   fail "end-to-end tests (page not built)"
 fi

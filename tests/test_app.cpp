@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <memory>
+#include <numeric>
 #include <imgui.h>
 
 #include "app/app.hpp"
@@ -512,7 +513,7 @@ TEST_CASE("app: status() carries the code's sparsity, and a VAE's KL per unit an
   CHECK(num(st["sparsity"]) >= 0);
 }
 
-// ---- instruments (issue 15): the loss picker, the Jacobian norm, the code probe, the VAE posterior --------------------
+// ---- instruments (issue 15): the loss picker, the Jacobian norm, the code probe, the VAE posterior, foreign data ------
 
 namespace {
 // The run's weights in a model of `preset` with the app's current settings (loss included).
@@ -522,6 +523,17 @@ std::unique_ptr<Model> model_of(App& app, Preset preset) {
   auto m = std::make_unique<Model>(preset);
   load_state(*m, file, "app");
   return m;
+}
+
+// A raw IDX images file of the first `count` images of d, with rows x cols pixels per image (the first rows*cols bytes
+// of each image: only a 28x28 one is a real image).
+std::vector<uint8_t> idx_images(const Dataset& d, size_t count, uint32_t rows = 28, uint32_t cols = 28) {
+  std::vector<uint8_t> b = {0, 0, 8, 3};
+  for (uint32_t v : {uint32_t(count), rows, cols})
+    for (int k = 3; k >= 0; --k) b.push_back(uint8_t(v >> (8 * k)));
+  for (size_t i = 0; i < count; ++i) b.insert(b.end(), d.image(i), d.image(i) + std::min<size_t>(rows * cols, 784));
+  b.resize(16 + count * rows * cols, 0);
+  return b;
 }
 }  // namespace
 
@@ -774,6 +786,107 @@ TEST_CASE("app: a VAE's posterior for a selected digit: its mu and sigma, z samp
   CHECK(r["ok"] == false);
   CHECK(r["errors"][0] == "posteriorDigit: this model is not a VAE (it has no posterior)");
   CHECK(app.status()["posterior"].is_null());
+}
+
+TEST_CASE("app: foreign data without a reset: Fashion-MNIST or own IDX images beside the test digits, between frames") {
+  Headless ui;
+  auto app_ptr = make_app();
+  App& app = *app_ptr;
+  REQUIRE(app.command({{"preset", "linear"}, {"seed", 1}, {"panels", "recon"}})["ok"] == true);
+  REQUIRE(app.train_steps(300));
+  CHECK(app.command({{"foreignData", "mnist"}})["ok"] == false);
+  nlohmann::json st = app.status();
+  CHECK(st["foreignData"] == "none");
+  CHECK(st["foreign"].is_null());
+
+  // Fashion-MNIST: the driver is asked for it; measured between frames once it is in.
+  REQUIRE(app.command({{"foreignData", "fashion"}})["ok"] == true);
+  CHECK(app.ood_requested);
+  CHECK(app.config_query().find("&foreignData=fashion") != std::string::npos);  // "Copy link" keeps it
+  for (int i = 0; i < 3; ++i) ui.frame(app);
+  CHECK(app.status()["foreign"].is_null());  // nothing to measure yet
+  const Dataset fashion = load_mnist("/usr/share/datasets/fashion-mnist", false);
+  app.set_ood(fashion);
+  const std::vector<uint8_t> weights = app.save_weights_bytes();
+  int frames = 0;
+  for (; frames < 3000 && app.status()["foreign"].is_null(); ++frames) ui.frame(app);
+  st = app.status();
+  REQUIRE(st["foreign"].is_object());
+  CHECK(frames > 1);  // in slices
+  const nlohmann::json f = st["foreign"];
+  CHECK(f["name"] == "Fashion-MNIST");
+  CHECK(f["step"] == 300);
+  CHECK(st["step"] == 300);  // nothing trained, nothing reset
+  CHECK(app.save_weights_bytes() == weights);
+  // The values are those of core's reconstruction_errors + compare_errors on the model's weights.
+  auto m = model_of(app, load_preset("linear"));
+  std::vector<float> te(kForeignImages), fe(kForeignImages);
+  reconstruction_errors(*m, mnist(false), 0, te.size(), te.data());
+  reconstruction_errors(*m, fashion, 0, fe.size(), fe.data());
+  const ErrorComparison c = compare_errors(te, fe, kForeignBins);
+  CHECK(f["n"] == kForeignImages);
+  CHECK(f["testN"] == kForeignImages);
+  CHECK(num(f["meanError"]) == doctest::Approx(c.foreign_mean).epsilon(1e-6));
+  CHECK(num(f["testMeanError"]) == doctest::Approx(c.test_mean).epsilon(1e-6));
+  CHECK(num(f["ratio"]) == doctest::Approx(c.ratio).epsilon(1e-6));
+  CHECK(num(f["auc"]) == doctest::Approx(c.auc).epsilon(1e-6));
+  CHECK(f["histogram"]["test"] == c.test_hist);
+  CHECK(f["histogram"]["foreign"] == c.foreign_hist);
+  CHECK(num(f["meanError"]) > 2 * num(f["testMeanError"]));  // clothes are not digits
+  REQUIRE(f["rowErrors"].size() == size_t(kForeignRow));
+  for (int i = 0; i < kForeignRow; ++i) CHECK(num(f["rowErrors"][i]) == doctest::Approx(fe[i]).epsilon(1e-5));
+  // As the model trains, the newer weights are measured.
+  REQUIRE(app.train_steps(5));
+  for (frames = 0; frames < 3000 && app.status()["foreign"]["step"] != 305; ++frames) ui.frame(app);
+  CHECK(app.status()["foreign"]["step"] == 305);
+
+  // Own images: while "own" is chosen, a dropped IDX file is foreign data; bad files are refused and change nothing.
+  REQUIRE(app.command({{"foreignData", "own"}})["ok"] == true);
+  CHECK(app.status()["foreign"].is_null());
+  CHECK(app.config_query().find("foreignData") == std::string::npos);  // a link cannot carry the learner's file
+  CHECK(app.status()["foreignImages"] == 0);
+  CHECK_THROWS_WITH(app.load_data_file({1, 2, 3}, "junk.idx"), doctest::Contains("junk.idx"));
+  CHECK_THROWS_WITH(app.load_data_file(idx_images(fashion, 3, 32, 32), "big.idx"),
+                    "big.idx: images are 32x32; the models expect 28x28");
+  std::vector<uint8_t> labels = read_file(default_mnist_dir() + "/t10k-labels-idx1-ubyte.gz");
+  CHECK_THROWS_WITH(app.load_data_file(labels, "t10k-labels.gz"), doctest::Contains("holds labels"));
+  for (int i = 0; i < 3; ++i) ui.frame(app);
+  st = app.status();
+  CHECK(st["foreignImages"] == 0);
+  CHECK(st["foreign"].is_null());
+  CHECK(st["step"] == 305);
+  CHECK(st["trainImages"] == mnist(true).count);
+  // 50 test digits, inverted (white background): the model as it is, on them.
+  Dataset inverted = mnist(false);
+  for (uint8_t& v : inverted.pixels) v = uint8_t(255 - v);
+  inverted.count = 50;
+  inverted.pixels.resize(50 * 784);
+  app.load_data_file(idx_images(inverted, 50), "/home/me/my-images.idx");
+  CHECK(app.message.find("50 images from my-images.idx") != std::string::npos);
+  for (frames = 0; frames < 3000 && app.status()["foreign"].is_null(); ++frames) ui.frame(app);
+  st = app.status();
+  REQUIRE(st["foreign"].is_object());
+  CHECK(st["foreign"]["name"] == "my-images.idx");
+  CHECK(st["foreign"]["n"] == 50);
+  m = model_of(app, load_preset("linear"));
+  std::vector<float> ie(50);
+  reconstruction_errors(*m, inverted, 0, 50, ie.data());
+  CHECK(num(st["foreign"]["meanError"]) == doctest::Approx(std::accumulate(ie.begin(), ie.end(), 0.0) / 50).epsilon(1e-6));
+  CHECK(st["step"] == 305);
+  CHECK(st["trainImages"] == mnist(true).count);  // the training set stays
+
+  // A new model: the measurement starts over, the choice and the images stay. "none" ends it; dropped files then
+  // go to the training data again.
+  REQUIRE(app.command({{"preset", "conv"}})["ok"] == true);
+  st = app.status();
+  CHECK(st["foreign"].is_null());
+  CHECK(st["foreignData"] == "own");
+  CHECK(st["foreignImages"] == 50);
+  REQUIRE(app.command({{"foreignData", "none"}})["ok"] == true);
+  for (int i = 0; i < 3; ++i) ui.frame(app);
+  CHECK(app.status()["foreign"].is_null());
+  app.load_data_file(idx_images(fashion, 50), "my-test-images.idx");
+  CHECK(app.message.find("drop the matching labels") != std::string::npos);
 }
 
 }  // namespace aep

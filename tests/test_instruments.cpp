@@ -535,3 +535,56 @@ TEST_CASE("instrument_values: the named numbers that apply to each model") {
                     "the probe needs labels, and 'blocks' has none (images without labels can be reconstructed and "
                     "scored, not probed)");
 }
+
+TEST_CASE("foreign data: compare_errors by hand; reconstruction_errors per image, in any range; image_set checks") {
+  // Binary-exact errors: bins of 0.25 over [0, 1], the largest error (1.0) in the last bin.
+  const ErrorComparison c = compare_errors({0.125f, 0.25f, 0.375f, 0.5f}, {0.5f, 1.f}, 4);
+  CHECK(c.test_count == 4);
+  CHECK(c.foreign_count == 2);
+  CHECK(c.hi == 1.0);
+  CHECK(c.test_hist == std::vector<size_t>{1, 2, 1, 0});
+  CHECK(c.foreign_hist == std::vector<size_t>{0, 0, 1, 1});
+  CHECK(c.test_mean == 0.3125);
+  CHECK(c.foreign_mean == 0.75);
+  CHECK(c.ratio == doctest::Approx(2.4).epsilon(1e-12));
+  CHECK(c.auc == 7.5 / 8);  // 0.5 beats three test errors and ties one; 1.0 beats all four
+  const ErrorComparison zero = compare_errors({0.f, 0.f}, {0.f}, 3);
+  CHECK(zero.test_hist == std::vector<size_t>{2, 0, 0});
+  CHECK(zero.ratio == 1.0);
+  CHECK_THROWS_WITH(compare_errors({}, {0.1f}), "comparing errors needs test and foreign errors");
+  CHECK_THROWS_WITH(compare_errors({0.1f}, {-0.1f}), doctest::Contains("errors are finite and >= 0"));
+  CHECK_THROWS_WITH(compare_errors({NAN}, {0.1f}), doctest::Contains("errors are finite and >= 0"));
+  CHECK_THROWS_WITH(compare_errors({0.1f}, {0.1f}, 0), "comparing errors needs at least one histogram bin");
+
+  // reconstruction_errors: each image's MSE against its clean input, the same whatever range it is asked in.
+  const Dataset d = labelled_blocks(130, 4);
+  Model m(load_preset("conv"));
+  m.init(3);
+  std::vector<uint32_t> idx(130);
+  std::iota(idx.begin(), idx.end(), 0u);
+  Tensor x;
+  fill_batch(d, idx.data(), 130, m.preset().normalize, x);
+  const Tensor y = m.reconstruct(x);
+  std::vector<float> want(130), all(130), part(17);
+  per_image_mse(y.data(), x.data(), 130, want.data());
+  reconstruction_errors(m, d, 0, 130, all.data());
+  reconstruction_errors(m, d, 90, 107, part.data());
+  for (size_t i = 0; i < 130; ++i) CHECK(all[i] == doctest::Approx(want[i]).epsilon(1e-6));
+  for (size_t i = 0; i < 17; ++i) CHECK(part[i] == all[90 + i]);
+  CHECK(all[0] > 0);
+  CHECK_THROWS_WITH(reconstruction_errors(m, d, 120, 131, part.data()), doctest::Contains("holds 130"));
+
+  IdxImages im;
+  im.count = 2, im.rows = 32, im.cols = 32;
+  im.pixels.assign(2 * 32 * 32, 0);
+  CHECK_THROWS_WITH(image_set(im, "big.idx"), "big.idx: images are 32x32; the models expect 28x28");
+  im.count = 0, im.rows = im.cols = 28;
+  im.pixels.clear();
+  CHECK_THROWS_WITH(image_set(im, "empty.idx"), "empty.idx: holds no images");
+  im.count = 1;
+  im.pixels.assign(784, 7);
+  const Dataset one = image_set(im, "one.idx");
+  CHECK(one.count == 1);
+  CHECK(one.labels.empty());
+  CHECK(one.name == "one.idx");
+}

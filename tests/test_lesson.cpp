@@ -466,6 +466,11 @@ TEST_CASE("lesson values: checkerboard, inputError, jacobianNorm, activeUnits an
   std::vector<float> e(n);
   per_image_mse(out.data(), clean.data(), n, e.data());
   CHECK(f["foreignError"].get<double>() == doctest::Approx(std::accumulate(e.begin(), e.end(), 0.0) / double(n)).epsilon(1e-5));
+  // The page's foreign-data view and aep eval --foreign measure with reconstruction_errors: the same errors.
+  std::vector<float> r(n);
+  reconstruction_errors(*run.model, train, 0, n, r.data());
+  for (size_t i = 0; i < n; ++i) CHECK(r[i] == doctest::Approx(e[i]).epsilon(1e-6));
+  CHECK(f["foreignError"].get<double>() == doctest::Approx(std::accumulate(r.begin(), r.end(), 0.0) / double(n)).epsilon(1e-12));
   // anomalyAuc against the foreign images: their errors against the test digits' (clean inputs: this preset is noisy).
   o.foreign_anomaly = true;
   const json fa = measure_run(run, test, o);

@@ -171,6 +171,7 @@ void App::reset_training(std::unique_ptr<Run> fresh) {
 
 void App::load_data_file(const std::vector<uint8_t>& bytes, const std::string& name) {
   State& s = *s_;
+  if (s.instr.foreign.source == ForeignSource::Own) return load_foreign_file(bytes, name);
   std::string lower = name;
   std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return char(std::tolower(c)); });
   const int set = lower.find("t10k") != std::string::npos || lower.find("test") != std::string::npos;
@@ -696,7 +697,7 @@ json App::command(const json& cmd) {
                                 "autostart", "train", "pause", "step", "reset", "corruption", "noise", "epochs", "code",
                                 "holdout", "anomaly", "latent", "trainMs", "download", "target", "lesson",
                                 "lessonJson", "lessonStep", "lessonAction", "lessonRestore", "lessonPicker", "compare"};
-  static const char* instrument_keys[] = {"loss", "reduction", "probeLabels", "posteriorDigit"};
+  static const char* instrument_keys[] = {"loss", "reduction", "probeLabels", "posteriorDigit", "foreignData"};
   for (auto it = cmd.begin(); it != cmd.end(); ++it)
     if (std::find_if(std::begin(known), std::end(known), [&](const char* k) { return it.key() == k; }) == std::end(known) &&
         std::find_if(std::begin(instrument_keys), std::end(instrument_keys), [&](const char* k) { return it.key() == k; }) ==
@@ -971,6 +972,7 @@ std::string App::config_query() const {
   }
   if (compact) q += "&compact=1";
   if (s.latent_umap) q += "&latent=umap";
+  if (s.instr.foreign.source == ForeignSource::Fashion) q += "&foreignData=fashion";  // own files stay on this computer
   // The loss, when the picker changed it from the preset's.
   auto named = std::find_if(s.presets.begin(), s.presets.end(), [&](const Preset& p) { return p.name == s.preset.name; });
   if (named == s.presets.end() || named->loss.reconstruction != s.preset.loss.reconstruction ||

@@ -50,6 +50,7 @@ enum PanelId { kPanelModel, kPanelData, kPanelTraining, kPanelRecon, kPanelLaten
                kPanelAnomaly, kPanelInside, kPanelSave, kPanelCount };
 const char* panel_key(int id);  // "model", "data", ... as used in the URL's panels=
 struct InstrumentCommand;       // app/instrument_views.hpp
+enum class ForeignSource;
 
 class App {
  public:
@@ -78,8 +79,12 @@ class App {
   void request_download(bool with_optimizer);
   void load_weights_bytes(const std::vector<uint8_t>& bytes, const std::string& name);  // throws on bad input
   // A user's own IDX file (images or labels, raw or .gz; 't10k'/'test' in the name means the test set). Once both
-  // halves of a set are in, they replace it. Throws on bad input, changing nothing.
+  // halves of a set are in, they replace it. Throws on bad input, changing nothing. While the Anomaly panel's foreign
+  // data is "my own images" (foreignData "own"), the file goes to load_foreign_file instead.
   void load_data_file(const std::vector<uint8_t>& bytes, const std::string& name);
+  // A user's own IDX images (idx3, 28x28, raw or .gz) as foreign data: evaluated with the model as it is, never trained
+  // on; the training and test sets and the model stay. Throws on bad input (a label file too), changing nothing.
+  void load_foreign_file(const std::vector<uint8_t>& bytes, const std::string& name);
 
   // The whole session (weights, optimizer state, preset, seed, step, loss curves) for the browser's autosave, and
   // back. restore_session throws on anything malformed or from another version, changing nothing.
@@ -216,6 +221,10 @@ class App {
   void select_posterior(int digit);
   void posterior_overlay(ImDrawList* dl, ImVec2 p0, float side, float x0, float x1, float y0, float y1, bool umap);
   void posterior_readout(bool umap);
+  void set_foreign_source(ForeignSource source);
+  const Dataset* foreign_data() const;  // the chosen foreign images, null while none are chosen or loaded
+  bool step_foreign(double budget_ms);
+  void foreign_section();
   void parse_instrument_command(const nlohmann::json& cmd, Preset& p, InstrumentCommand& c,
                                 std::vector<std::string>& errors);
   void apply_instrument_command(const InstrumentCommand& c);

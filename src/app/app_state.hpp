@@ -43,6 +43,8 @@ inline uint64_t fnv1a(const void* data, size_t n, uint64_t h = 14695981039346656
 
 void help_marker(const char* text);  // a "(?)" after the last item, showing `text` on hover
 std::string loss_text(double v);     // "%.5g", or "-" while there is no value yet (NaN)
+// Per-image errors under a row of digits (a Picture of width picture_w shown at `at`, digits every 30 pixels from x = 2).
+void image_errors_row(const float* errors, int n, ImVec2 at, float scale, float picture_w);
 void plot_range(const std::vector<float>& xy, size_t n, float& x0, float& x1, float& y0, float& y1);
 // n codes of `dim` numbers as 2-d points [n, 2]: the codes themselves when 2-d, else their first two principal
 // components (the fitted PCA into *pca when given).

@@ -1,10 +1,12 @@
-// The instruments of issue 15 in the page: the loss picker, the encoder Jacobian's norm and the code probe computed
-// between frames, the selected digit's VAE posterior, and their commands and status.
+// The instruments of issue 15 in the page: the loss picker, the encoder Jacobian's norm, the code probe and the errors
+// on foreign data computed between frames, the selected digit's VAE posterior, and their commands and status.
 #include "app/app_state.hpp"
 
 #include <algorithm>
 #include <cmath>
 
+#include "core/idx.hpp"
+#include "core/instruments.hpp"
 #include "core/losses.hpp"
 
 namespace aep {
@@ -52,6 +54,11 @@ void App::cancel_instruments() {
   v.posterior.step = size_t(-1);
   v.posterior.samples.clear();
   if (!s_->preset.is_vae()) v.posterior.digit = -1;
+  ForeignView& f = v.foreign;  // the choice and the learner's images stay
+  f.model.reset();
+  f.active = false;
+  f.compared = ErrorComparison();
+  f.row_count = 0;
 }
 
 // One slice of the Jacobian norm: a few rows of the Jacobian of a batch of digits at a time (the row count from a
@@ -157,14 +164,69 @@ bool App::step_probe(double budget_ms) {
   return true;
 }
 
-// The free view budget (no view refresh running) goes to the two jobs in turn.
+// One slice of the foreign-data comparison: the test digits' errors, then the foreign images', in chunks of
+// kForeignChunk images (as many as fit the budget, at least one); then the comparison and the row of reconstructions.
+// A measurement of the newest weights starts when the last one is done. Returns whether it worked.
+bool App::step_foreign(double budget_ms) {
+  State& s = *s_;
+  ForeignView& F = s.instr.foreign;
+  const Dataset* d = foreign_data();
+  if (!d) return false;
+  if (!F.active) {
+    if (F.compared.test_count && F.value_step == s.run->steps) return false;  // up to date
+    snapshot(F.model, *s.run);
+    F.active = true;
+    F.step = s.run->steps;
+    F.pos = 0;
+    F.test_errors.assign(std::min(kForeignImages, test_.count), 0.f);
+    F.foreign_errors.assign(std::min(kForeignImages, d->count), 0.f);
+  }
+  constexpr size_t kForeignChunk = 25;
+  const size_t n_test = F.test_errors.size(), total = n_test + F.foreign_errors.size();
+  const auto t0 = Clock::now();
+  while (F.pos < total) {
+    const bool test = F.pos < n_test;
+    std::vector<float>& out = test ? F.test_errors : F.foreign_errors;
+    const size_t begin = test ? F.pos : F.pos - n_test, end = std::min(begin + kForeignChunk, out.size());
+    const auto tc = Clock::now();
+    reconstruction_errors(*F.model, test ? test_ : *d, begin, end, out.data() + begin);
+    const double ms = seconds_since(tc) * 1000;
+    F.chunk_ms = F.chunk_ms > 0 ? 0.7 * F.chunk_ms + 0.3 * ms : ms;
+    F.pos += end - begin;
+    if (F.pos < total && seconds_since(t0) * 1000 + F.chunk_ms > budget_ms) return true;
+  }
+  F.compared = compare_errors(F.test_errors, F.foreign_errors, kForeignBins);
+  F.value_step = F.step;
+  F.value_name = d == &s.ood ? "Fashion-MNIST" : d->name;
+  // The first foreign images over their reconstructions, by the same weights.
+  F.row_count = int(std::min<size_t>(kForeignRow, d->count));
+  std::vector<uint32_t> idx(size_t(F.row_count));
+  for (int i = 0; i < F.row_count; ++i) idx[i] = uint32_t(i);
+  const Normalization norm = F.model->preset().normalize;
+  Tensor x;
+  fill_batch(*d, idx.data(), idx.size(), norm, x);
+  const Tensor y = F.model->reconstruct(x);
+  per_image_mse(y.data(), x.data(), idx.size(), F.row_err);
+  F.row.resize(F.row_count * 30 + 2, 2 * 30 + 2);
+  for (int i = 0; i < F.row_count; ++i) {
+    F.row.put_digit(2 + i * 30, 2, x.data() + i * 784, range_min(norm), range_max(norm));
+    F.row.put_digit(2 + i * 30, 32, y.data() + i * 784, range_min(norm), range_max(norm));
+  }
+  F.active = false;
+  return true;
+}
+
+// The free view budget (no view refresh running) goes to the jobs in turn: a job with nothing to do hands the slice on,
+// and the next slice starts after the job that worked, so the jobs with work share the slices equally.
 void App::step_instruments(double budget_ms) {
   State& s = *s_;
   if (!has_data() || s.n_view == 0) return;
-  if (++s.instr.turn % 2) {
-    if (!step_jacobian(budget_ms)) step_probe(budget_ms);
-  } else if (!step_probe(budget_ms)) {
-    step_jacobian(budget_ms);
+  for (int k = 0; k < 3; ++k) {
+    const int job = (s.instr.turn + k) % 3;
+    if (job == 0 ? step_jacobian(budget_ms) : job == 1 ? step_probe(budget_ms) : step_foreign(budget_ms)) {
+      s.instr.turn = (job + 1) % 3;
+      return;
+    }
   }
 }
 
@@ -175,6 +237,139 @@ void App::refresh_instruments() {
   }
   while (step_probe(1e9)) {
   }
+  step_foreign(1e9);
+}
+
+// ---- foreign data (Anomaly panel) ----------------------------------------------------------------------------------
+
+const Dataset* App::foreign_data() const {
+  const State& s = *s_;
+  const ForeignView& F = s.instr.foreign;
+  if (F.source == ForeignSource::Fashion) return s.ood.count ? &s.ood : nullptr;
+  if (F.source == ForeignSource::Own) return F.own.count ? &F.own : nullptr;
+  return nullptr;
+}
+
+void App::set_foreign_source(ForeignSource source) {
+  State& s = *s_;
+  ForeignView& F = s.instr.foreign;
+  if (source == F.source) return;
+  F.source = source;
+  F.active = false;
+  F.compared = ErrorComparison();
+  F.row_count = 0;
+  if (source == ForeignSource::Fashion && s.ood.count == 0) ood_requested = true;  // the driver loads it (set_ood)
+}
+
+void App::load_foreign_file(const std::vector<uint8_t>& bytes, const std::string& name) {
+  ForeignView& F = s_->instr.foreign;
+  IdxImages im;
+  try {
+    im = parse_idx_images(bytes.data(), bytes.size(), name);
+  } catch (const std::exception&) {
+    bool labels = true;
+    try {
+      parse_idx_labels(bytes.data(), bytes.size(), name);
+    } catch (const std::exception&) {
+      labels = false;
+    }
+    if (labels)
+      throw std::runtime_error(name + " holds labels: foreign data needs only an images file (idx3-ubyte, 28x28)");
+    throw;
+  }
+  const size_t slash = name.find_last_of("/\\");  // a desktop drop gives a path
+  F.own = image_set(std::move(im), slash == std::string::npos ? name : name.substr(slash + 1));
+  F.active = false;
+  F.compared = ErrorComparison();
+  F.row_count = 0;
+  message = "Foreign data: " + std::to_string(F.own.count) + " images from " + F.own.name +
+            ", evaluated with the model as it is (the training data and the model stay).";
+}
+
+void App::foreign_section() {
+  State& s = *s_;
+  ForeignView& F = s.instr.foreign;
+  ImGui::SeparatorText("Foreign data: the model as it is, on other images");
+  int source = int(F.source);
+  bool changed = ImGui::RadioButton("none##foreign", &source, 0);
+  ImGui::SameLine();
+  changed |= ImGui::RadioButton("Fashion-MNIST##foreign", &source, 1);
+  ImGui::SameLine();
+  changed |= ImGui::RadioButton("my own images", &source, 2);
+  help_marker("Autoencoders are data-specific: one trained on digits reconstructs digits. Here the model, as it is "
+              "now, reconstructs images of another kind: Fashion-MNIST's test images (clothes), or your own IDX "
+              "images file (idx3-ubyte, 28x28, raw or .gz). Nothing trains on them and nothing is reset. Both "
+              "histograms count the reconstruction error (mean squared error per pixel of the clean image) of the "
+              "first 1,000 images of each set, as a share of that set, over the same bins; the lines are their "
+              "means. Measured between frames on a snapshot of the weights, again as the model trains.");
+  if (changed) set_foreign_source(ForeignSource(source));
+  if (F.source == ForeignSource::None) return;
+  if (F.source == ForeignSource::Own) {
+    ImGui::TextDisabled("While this is chosen, a dropped IDX file goes here, not into the training data.");
+    if (ImGui::SmallButton("Choose an IDX images file ...")) upload_requested = true;
+    if (F.own.count) {
+      ImGui::SameLine();
+      ImGui::TextDisabled("%s: %zu images", F.own.name.c_str(), F.own.count);
+    }
+  }
+  if (!foreign_data()) {
+    ImGui::TextDisabled(F.source == ForeignSource::Fashion ? "loading Fashion-MNIST test images ..."
+                                                           : "Drop an images file (idx3-ubyte, 28x28, raw or .gz) on "
+                                                             "the page.");
+    return;
+  }
+  const ErrorComparison& c = F.compared;
+  if (c.test_count == 0) {
+    ImGui::TextDisabled("measuring the errors ...");
+    return;
+  }
+  ImGui::PushTextWrapPos(0);
+  ImGui::TextDisabled("%s at step %zu: input over reconstruction, each image's MSE under it", F.value_name.c_str(),
+                      F.value_step);
+  ImGui::PopTextWrapPos();
+  const float scale = std::max(1.f, std::min(2.f, std::floor(ImGui::GetContentRegionAvail().x / float(F.row.w))));
+  const ImVec2 at = F.row.show(tex_, scale);
+  image_errors_row(F.row_err, F.row_count, at, scale, float(F.row.w));
+  // The two histograms over each other, each as shares of its own set (the sets may differ in size).
+  const ImU32 test_col = IM_COL32(80, 160, 255, 255), foreign_col = IM_COL32(255, 150, 60, 255);
+  const float w = std::max(100.f, ImGui::GetContentRegionAvail().x - 30), h = 80;
+  const ImVec2 p0 = ImGui::GetCursorScreenPos();
+  ImDrawList* dl = ImGui::GetWindowDrawList();
+  dl->AddRectFilled(p0, ImVec2(p0.x + w, p0.y + h), IM_COL32(20, 20, 24, 255));
+  const size_t bins = c.test_hist.size();
+  double top = 0;
+  for (size_t k = 0; k < bins; ++k)
+    top = std::max({top, c.test_hist[k] / double(c.test_count), c.foreign_hist[k] / double(c.foreign_count)});
+  const float bw = w / float(bins);
+  auto bars = [&](const std::vector<size_t>& hist, size_t n, ImU32 col) {
+    for (size_t k = 0; k < bins; ++k) {
+      if (!hist[k]) continue;
+      const float share = float(hist[k] / double(n) / top);
+      dl->AddRectFilled(ImVec2(p0.x + k * bw + 1, p0.y + h * (1 - share)), ImVec2(p0.x + (k + 1) * bw, p0.y + h),
+                        (col & 0x00ffffff) | (140u << 24));
+    }
+  };
+  bars(c.test_hist, c.test_count, test_col);
+  bars(c.foreign_hist, c.foreign_count, foreign_col);
+  for (auto [mean, col] : {std::pair{c.test_mean, test_col}, std::pair{c.foreign_mean, foreign_col}}) {
+    const float x = p0.x + w * float(c.hi > 0 ? mean / c.hi : 0);
+    dl->AddLine(ImVec2(x, p0.y), ImVec2(x, p0.y + h), col, 2.f);
+  }
+  ImGui::Dummy(ImVec2(w, h));
+  char hi[32];
+  std::snprintf(hi, sizeof hi, "%.3g", c.hi);
+  ImGui::TextDisabled("0");
+  ImGui::SameLine(std::max(0.f, w - ImGui::CalcTextSize(hi).x));
+  ImGui::TextDisabled("%s", hi);
+  ImGui::PushTextWrapPos(0);
+  ImGui::TextDisabled("across: reconstruction error (MSE per pixel); up: share of each set; lines: the means");
+  ImGui::PopTextWrapPos();
+  ImGui::TextColored(ImColor(test_col).Value, "test digits: mean %.4f (%zu images)", c.test_mean, c.test_count);
+  ImGui::TextColored(ImColor(foreign_col).Value, "%s: mean %.4f (%zu images)", F.value_name.c_str(), c.foreign_mean,
+                     c.foreign_count);
+  ImGui::Text("foreign / test mean error: %.2fx; ROC AUC %.3f", c.ratio, c.auc);
+  help_marker("The ratio of the two mean errors, and the chance that a foreign image's error exceeds a test digit's "
+              "(the ROC AUC of the error as a detector of foreign images: 0.5 is chance, 1 perfect separation).");
 }
 
 void App::set_probe_labels(size_t labels) {
@@ -513,6 +708,11 @@ void App::parse_instrument_command(const json& cmd, Preset& p, InstrumentCommand
   const double max_labels = has_data() ? double(std::min<size_t>(60000, train_.count)) : 60000.0;
   if (integer("probeLabels", 10, max_labels, d)) c.probe_labels = long(d);
   const double max_digit = double(std::min(view_images, has_data() ? test_.count : view_images)) - 1;
+  if (cmd.contains("foreignData")) {
+    const json& v = cmd.at("foreignData");
+    if (v == "none" || v == "fashion" || v == "own") c.foreign = v == "none" ? 0 : v == "fashion" ? 1 : 2;
+    else errors.push_back("foreignData must be \"fashion\", \"own\" or \"none\", got " + v.dump());
+  }
   if (integer("posteriorDigit", -1, max_digit, d)) {
     if (d >= 0 && !p.is_vae()) errors.push_back("posteriorDigit: this model is not a VAE (it has no posterior)");
     else c.posterior_digit = int(d);
@@ -532,6 +732,7 @@ void App::apply_instrument_command(const InstrumentCommand& c) {
     s.instr.probe.requested = s.instr.probe.open_request = true;
   }
   if (c.posterior_digit >= -1) select_posterior(c.posterior_digit);
+  if (c.foreign >= 0) set_foreign_source(ForeignSource(c.foreign));
   if (!c.warnings.empty()) message = c.warnings[0];
 }
 
@@ -576,6 +777,22 @@ json App::instrument_status() const {
     posterior = {{"digit", v.digit}, {"step", v.step}, {"mu", v.mu}, {"sigma", sigma}, {"samples", n},
                  {"sampleMean", n ? json(mean) : json(nullptr)}, {"sampleStd", n ? json(sd) : json(nullptr)}};
   }
+  const ForeignView& F = s.instr.foreign;
+  const ErrorComparison& fc = F.compared;
+  json foreign = nullptr;
+  if (fc.test_count)
+    foreign = {{"name", F.value_name},
+               {"step", F.value_step},
+               {"n", fc.foreign_count},
+               {"meanError", fc.foreign_mean},
+               {"testN", fc.test_count},
+               {"testMeanError", fc.test_mean},
+               {"ratio", std::isfinite(fc.ratio) ? json(fc.ratio) : json(nullptr)},
+               {"auc", fc.auc},
+               {"histogram", {{"hi", fc.hi}, {"test", fc.test_hist}, {"foreign", fc.foreign_hist}}},
+               {"rowErrors", std::vector<float>(F.row_err, F.row_err + F.row_count)}};
+  static const char* kSources[] = {"none", "fashion", "own"};
+  const Dataset* fd = foreign_data();
   return {{"loss", s.preset.loss.reconstruction},
           {"reduction", s.preset.loss.reduction == Reduction::Sum ? "sum" : "mean"},
           {"lossWarning", warn.empty() ? json(nullptr) : json(warn)},
@@ -587,7 +804,11 @@ json App::instrument_status() const {
           {"probeLabels", P.labels},
           {"probe", probe},
           {"posteriorDigit", v.digit},
-          {"posterior", posterior}};
+          {"posterior", posterior},
+          {"foreignData", kSources[int(F.source)]},
+          {"foreignImages", fd ? fd->count : 0},  // of the chosen foreign set, loaded
+          {"foreignRunning", F.active},
+          {"foreign", foreign}};
 }
 
 }  // namespace aep

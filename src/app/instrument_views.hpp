@@ -1,12 +1,15 @@
-// The Latent panel's instruments that take more than a view refresh to compute (issue 15): the encoder Jacobian's norm
-// and the code probe, each worked on between frames on its own snapshot of the weights, and the selected digit's VAE
-// posterior. Private to src/app; the code is in instrument_views.cpp.
+// The instruments that take more than a view refresh to compute (issue 15): the encoder Jacobian's norm, the code
+// probe and the errors on foreign data, each worked on between frames on its own snapshot of the weights, and the
+// selected digit's VAE posterior. Private to src/app; the code is in instrument_views.cpp.
 #pragma once
 #include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "app/app.hpp"
+#include "core/data.hpp"
+#include "core/metrics.hpp"
 #include "core/model.hpp"
 #include "core/probe.hpp"
 #include "core/rng.hpp"
@@ -63,11 +66,38 @@ struct PosteriorView {
 };
 constexpr size_t kPosteriorSamples = 300, kPosteriorSamplesPerFrame = 6;
 
+// Foreign data without a reset: the model as it is, on images of another dataset (Fashion-MNIST's test images, or the
+// learner's own IDX images) beside its own test digits. Both sets' per-image errors from one snapshot of the weights,
+// in slices, refreshed as the model trains; a row of foreign reconstructions. The training data and the model stay.
+enum class ForeignSource { None, Fashion, Own };
+constexpr size_t kForeignImages = 1000;  // images measured of each set (as the lessons' foreignError)
+constexpr size_t kForeignBins = 60;      // histogram bins
+constexpr int kForeignRow = 8;           // reconstructions shown: the first foreign images
+
+struct ForeignView {
+  ForeignSource source = ForeignSource::None;
+  Dataset own;           // the learner's images (labels not needed); kept while another source is chosen
+  // The running measurement, of the weights at `step`: the test digits' errors, then the foreign images'.
+  std::unique_ptr<Model> model;
+  bool active = false;
+  size_t step = 0, pos = 0;
+  std::vector<float> test_errors, foreign_errors;
+  double chunk_ms = 0;   // running estimate of one chunk (100 images)
+  // The last finished measurement (compared.test_count == 0: none yet).
+  ErrorComparison compared;
+  size_t value_step = 0;
+  std::string value_name;  // the foreign set it measured
+  Picture row;             // the first foreign images over their reconstructions
+  int row_count = 0;
+  float row_err[kForeignRow] = {};
+};
+
 // A command's instrument settings, validated (App::parse_instrument_command) before anything is applied.
 struct InstrumentCommand {
   bool loss_given = false;     // loss or reduction (already in the command's preset)
   long probe_labels = -1;      // probeLabels, -1: not given
   int posterior_digit = -2;    // posteriorDigit (-1: none), -2: not given
+  int foreign = -1;            // foreignData as a ForeignSource, -1: not given
   std::vector<std::string> warnings;
 };
 
@@ -76,8 +106,9 @@ struct InstrumentViews {
   JacobianJob jacobian;
   ProbeJob probe;
   PosteriorView posterior;
+  ForeignView foreign;
   std::string loss_refused;  // the Model panel's loss picker: why the last choice was not applied
-  int turn = 0;              // the two jobs take turns at the free view budget
+  int turn = 0;              // the jobs take turns at the free view budget
 };
 
 }  // namespace aep

@@ -528,6 +528,28 @@ void App::panel_training() {
   ImGui::End();
 }
 
+// Per-image errors under a row of digits drawn at `at` (a picture of width picture_w, digits every 30 pixels from x = 2,
+// at `scale`): under each digit when there is room, else as a wrapped list.
+void image_errors_row(const float* errors, int n, ImVec2 at, float scale, float picture_w) {
+  if (30 * scale >= ImGui::CalcTextSize("0.0000 ").x) {
+    ImDrawList* dl = ImGui::GetWindowDrawList();
+    for (int i = 0; i < n; ++i) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.4f", errors[i]);
+      dl->AddText(ImVec2(at.x + (2 + i * 30) * scale, ImGui::GetCursorScreenPos().y), IM_COL32(220, 220, 220, 255), buf);
+    }
+    ImGui::Dummy(ImVec2(picture_w * scale, ImGui::GetTextLineHeight()));
+  } else {
+    std::string list;
+    for (int i = 0; i < n; ++i) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%s%.4f", i ? "  " : "", errors[i]);
+      list += buf;
+    }
+    ImGui::TextWrapped("%s", list.c_str());
+  }
+}
+
 void App::panel_recon() {
   State& s = *s_;
   if (!s.layout.begin(kPanelRecon, &show_panel[kPanelRecon])) return ImGui::End();
@@ -536,24 +558,9 @@ void App::panel_recon() {
     float scale = std::max(1.f, std::floor(ImGui::GetContentRegionAvail().x / s.recon.w));
     ImVec2 at = s.recon.show(tex_, scale);
     ImGui::TextDisabled("per-image MSE against the clean digit:");
-    if (30 * scale >= ImGui::CalcTextSize("0.0000 ").x) {  // under each digit when there is room
-      ImDrawList* dl = ImGui::GetWindowDrawList();
-      for (int i = 0; i < kReconCount; ++i) {
-        char buf[32];
-        std::snprintf(buf, sizeof buf, "%.4f", s.recon_err[i]);
-        dl->AddText(ImVec2(at.x + (2 + i * 30) * scale, ImGui::GetCursorScreenPos().y), IM_COL32(220, 220, 220, 255), buf);
-      }
-      ImGui::Dummy(ImVec2(s.recon.w * scale, ImGui::GetTextLineHeight()));
-    } else {
-      std::string list;
-      for (int i = 0; i < kReconCount; ++i) {
-        char buf[32];
-        std::snprintf(buf, sizeof buf, "%s%.4f", i ? "  " : "", s.recon_err[i]);
-        list += buf;
-      }
-      ImGui::TextWrapped("%s", list.c_str());
-    }
+    image_errors_row(s.recon_err, kReconCount, at, scale, float(s.recon.w));
     twin_recon_row();
+    foreign_section();
   } else {
     ImGui::TextUnformatted("Waiting for data.");
   }

@@ -1,5 +1,6 @@
 // aep: the command line of Autoencoder Playground - list presets, train on MNIST, evaluate weights, export PyTorch and
 // Keras code, PCA baseline, follow a lesson headless.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,6 +20,7 @@
 #include "core/gemm.hpp"
 #include "core/instruments.hpp"
 #include "core/losses.hpp"
+#include "core/metrics.hpp"
 #include "core/lesson.hpp"
 #include "core/parallel.hpp"
 #include "core/pca.hpp"
@@ -50,10 +52,13 @@ const char* kUsage =
     "        [--init W.safetensors] [--save W.safetensors] [--save-optimizer] [--no-shuffle] [--log FILE.csv]\n"
     "        [--test-samples N] [--threads T] [--clean] [--beta X] [--loss mse|bce|l1]\n"
     "  eval  --preset NAME|FILE --weights W.safetensors [--data DIR] [--test-samples N] [--clean]\n"
-    "        [--probe] [--probe-labels N,N...] [--probe-dims D] [--jacobian] [--json FILE]\n"
+    "        [--probe] [--probe-labels N,N...] [--probe-dims D] [--jacobian] [--foreign PATH] [--json FILE]\n"
     "        the test loss, then the instruments that apply: code sparsity, the encoder Jacobian's norm (codes of at\n"
     "        most 512 numbers, or --jacobian), a VAE's active units and KL per dimension; --probe: classifiers on\n"
-    "        100 and 1000 labelled codes (or --probe-labels) vs pixels vs PCA; --json: the values as named numbers\n"
+    "        100 and 1000 labelled codes (or --probe-labels) vs pixels vs PCA; --foreign: the reconstruction errors\n"
+    "        of the first 1000 images of PATH (an IDX images file, raw or .gz, or a folder with\n"
+    "        t10k-images-idx3-ubyte, e.g. /usr/share/datasets/fashion-mnist) beside the first 1000 test digits':\n"
+    "        means and a histogram, as the page's Anomaly panel shows them; --json: the values as named numbers\n"
     "  export --preset NAME|FILE --pytorch|--keras|--keras-plan [--weights W.safetensors]\n"
     "        prints a PyTorch or Keras script for the model (loading W by default), or the Keras layer plan (JSON)\n"
     "  pca   --k K [--data DIR] [--normalize 0_1|-1_1]   PCA baseline: test reconstruction MSE\n"
@@ -303,9 +308,45 @@ int cmd_train(int argc, char** argv) {
   return 0;
 }
 
+// The model on foreign images (aep eval --foreign): kForeignEvalImages of them beside as many test digits, their mean
+// errors and a histogram of each over the same bins, printed; the same as JSON (the page's status().foreign names).
+constexpr size_t kForeignEvalImages = 1000, kForeignEvalBins = 10;  // the page: 1000 of each
+
+// PATH: an IDX images file, or a folder holding t10k-images-idx3-ubyte (raw or .gz).
+Dataset read_foreign(const std::string& path) {
+  struct stat st;
+  const bool folder = ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+  const std::string file = folder ? path + "/t10k-images-idx3-ubyte" : path;
+  return image_set(read_idx_images(file), file);
+}
+
+nlohmann::json eval_foreign(Model& model, const Dataset& test, const Dataset& foreign) {
+  const std::string& file = foreign.name;
+  std::vector<float> te(std::min(kForeignEvalImages, test.count)), fe(std::min(kForeignEvalImages, foreign.count));
+  reconstruction_errors(model, test, 0, te.size(), te.data());
+  reconstruction_errors(model, foreign, 0, fe.size(), fe.data());
+  const ErrorComparison c = compare_errors(te, fe, kForeignEvalBins);
+  std::printf("foreign data %s: mean error %.6f [meanError] on %zu images vs %.6f [testMeanError] on %zu test digits: "
+              "%.3gx [ratio], ROC AUC %.4f [auc] (mean squared error per pixel, clean inputs)\n",
+              file.c_str(), c.foreign_mean, c.foreign_count, c.test_mean, c.test_count, c.ratio, c.auc);
+  std::printf("  error histogram, %zu equal bins over [0, %.4g]: share of test digits | of foreign images\n",
+              kForeignEvalBins, c.hi);
+  for (size_t k = 0; k < kForeignEvalBins; ++k) {
+    const double a = c.test_hist[k] / double(c.test_count), b = c.foreign_hist[k] / double(c.foreign_count);
+    std::printf("  [%.4f, %.4f%c %5.1f%% %-25s| %5.1f%% %s\n", c.hi * k / kForeignEvalBins,
+                c.hi * (k + 1) / kForeignEvalBins, k + 1 == kForeignEvalBins ? ']' : ')', 100 * a,
+                std::string(size_t(std::lround(25 * a)), '#').c_str(), 100 * b,
+                std::string(size_t(std::lround(25 * b)), '#').c_str());
+  }
+  return {{"name", file}, {"n", c.foreign_count}, {"meanError", c.foreign_mean}, {"testN", c.test_count},
+          {"testMeanError", c.test_mean}, {"ratio", std::isfinite(c.ratio) ? nlohmann::json(c.ratio) : nlohmann::json()},
+          {"auc", c.auc}, {"histogram", {{"hi", c.hi}, {"test", c.test_hist}, {"foreign", c.foreign_hist}}}};
+}
+
 int cmd_eval(int argc, char** argv) {
   auto o = parse_options(argc, argv, 2,
-                         {"--preset", "--weights", "--data", "--test-samples", "--probe-labels", "--probe-dims", "--json"},
+                         {"--preset", "--weights", "--data", "--test-samples", "--probe-labels", "--probe-dims", "--json",
+                          "--foreign"},
                          {"--clean", "--probe", "--jacobian"});
   if (!o.count("--preset") || !o.count("--weights")) throw UsageError("eval needs --preset and --weights");
   Preset p = load_preset(o["--preset"]);
@@ -314,6 +355,7 @@ int cmd_eval(int argc, char** argv) {
   Trainer trainer(model, 0);
   const std::string dir = o.count("--data") ? o["--data"] : default_mnist_dir();
   Dataset test = load_mnist(dir, false);
+  const Dataset foreign = o.count("--foreign") ? read_foreign(o["--foreign"]) : Dataset();  // bad input: before the work
   size_t n = o.count("--test-samples") ? size_t(parse_int("--test-samples", o["--test-samples"], 1, 1 << 24)) : 0;
   InstrumentOptions io;
   io.test_images = n;
@@ -346,10 +388,11 @@ int cmd_eval(int argc, char** argv) {
   Dataset train;
   if (!io.probe_labels.empty()) train = load_mnist(dir, true);
   auto t0 = Clock::now();
-  const nlohmann::json v = instrument_values(model, test, io.probe_labels.empty() ? nullptr : &train, io, &ps);
+  nlohmann::json v = instrument_values(model, test, io.probe_labels.empty() ? nullptr : &train, io, &ps);
   const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   print_instruments(v, std::min(n == 0 ? test.count : n, test.count), io, ps);
   if (!io.probe_labels.empty()) std::printf("instruments computed in %.2f s\n", seconds);
+  if (foreign.count) v["foreign"] = eval_foreign(model, test, foreign);
   if (o.count("--json")) {
     std::ofstream f(o["--json"]);
     f << v.dump(1) << "\n";

@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "core/mathfn.hpp"
+#include "core/metrics.hpp"
 #include "core/probe.hpp"
 
 namespace aep {
@@ -42,6 +43,35 @@ std::vector<float> encode_first(Model& m, const Dataset& d, size_t n) {
   const std::vector<uint32_t> idx = first_indices(n);
   encode_images(m, d, idx.data(), n, codes.data());
   return codes;
+}
+
+Dataset image_set(IdxImages im, const std::string& name) {
+  if (im.rows != 28 || im.cols != 28)
+    throw std::runtime_error(name + ": images are " + std::to_string(im.rows) + "x" + std::to_string(im.cols) +
+                             "; the models expect 28x28");
+  if (im.count == 0) throw std::runtime_error(name + ": holds no images");
+  Dataset d;
+  d.name = name;
+  d.count = im.count, d.rows = im.rows, d.cols = im.cols;
+  d.pixels = std::move(im.pixels);
+  return d;
+}
+
+void reconstruction_errors(Model& m, const Dataset& d, size_t begin, size_t end, float* out) {
+  if (begin > end || end > d.count)
+    throw std::runtime_error("reconstruction errors of images " + std::to_string(begin) + ".." + std::to_string(end) +
+                             " asked for, but " + d.name + " holds " + std::to_string(d.count));
+  const size_t chunk = std::max<size_t>(1, std::min<size_t>(100, m.max_batch()));
+  std::vector<uint32_t> idx(chunk);
+  Tensor x;
+  for (size_t pos = begin; pos < end;) {
+    const size_t n = std::min(chunk, end - pos);
+    std::iota(idx.begin(), idx.begin() + n, uint32_t(pos));
+    fill_batch(d, idx.data(), n, m.preset().normalize, x);
+    const Tensor y = m.reconstruct(x);
+    per_image_mse(y.data(), x.data(), n, out + (pos - begin));
+    pos += n;
+  }
 }
 
 double PosteriorStats::kl_total() const { return std::accumulate(kl_per_dim.begin(), kl_per_dim.end(), 0.0); }

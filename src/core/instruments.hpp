@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <nlohmann/json.hpp>
+#include <string>
 #include <vector>
 
 #include "core/data.hpp"
@@ -16,6 +17,15 @@ namespace aep {
 void encode_images(Model& m, const Dataset& d, const uint32_t* idx, size_t n, float* out);
 // The same for the first n images of d (all of them when n is 0 or larger than d).
 std::vector<float> encode_first(Model& m, const Dataset& d, size_t n);
+
+// Images without labels to evaluate a model on (foreign data: the learner's own file, or another dataset's): checks
+// that they are 28x28 and that there is at least one; `name` names the set and its errors.
+Dataset image_set(IdxImages images, const std::string& name);
+
+// The reconstruction error (mean squared error per pixel) of the clean images [begin, end) of d, in eval mode (a VAE
+// decodes its mu): out[i - begin] for image i. Chunks of at most 100 images, as the lessons' measurement (foreignError)
+// takes them, so that the page's foreign-data view, `aep eval --foreign` and foreignError give the same numbers.
+void reconstruction_errors(Model& m, const Dataset& d, size_t begin, size_t end, float* out);
 
 // A unit of a VAE's latent is active when the variance over data of its mean code E[z_j | x] = mu_j(x) exceeds
 // 0.01: the definition and threshold of Burda, Grosse & Salakhutdinov (2016), "Importance Weighted Autoencoders".

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 #include <utility>
 
 namespace aep {
@@ -56,6 +58,34 @@ double roc_auc(const std::vector<float>& pos, const std::vector<float>& neg) {
   }
   const double np = double(pos.size()), nn = double(neg.size());
   return (rank_sum - np * (np + 1) / 2) / (np * nn);
+}
+
+ErrorComparison compare_errors(const std::vector<float>& test, const std::vector<float>& foreign, size_t bins) {
+  if (test.empty() || foreign.empty()) throw std::runtime_error("comparing errors needs test and foreign errors");
+  if (bins == 0) throw std::runtime_error("comparing errors needs at least one histogram bin");
+  ErrorComparison c;
+  c.test_count = test.size(), c.foreign_count = foreign.size();
+  for (const auto* list : {&test, &foreign})
+    for (float e : *list) {
+      if (!(e >= 0) || !std::isfinite(e))
+        throw std::runtime_error("a reconstruction error is " + std::to_string(e) + ": errors are finite and >= 0");
+      c.hi = std::max(c.hi, double(e));
+    }
+  auto fill = [&](const std::vector<float>& errors, double& mean, std::vector<size_t>& hist) {
+    hist.assign(bins, 0);
+    double sum = 0;
+    for (float e : errors) {
+      sum += e;
+      const size_t k = c.hi > 0 ? size_t(double(e) / c.hi * double(bins)) : 0;
+      ++hist[std::min(k, bins - 1)];
+    }
+    mean = sum / double(errors.size());
+  };
+  fill(test, c.test_mean, c.test_hist);
+  fill(foreign, c.foreign_mean, c.foreign_hist);
+  c.ratio = c.test_mean > 0 ? c.foreign_mean / c.test_mean : c.foreign_mean > 0 ? INFINITY : 1.0;
+  c.auc = roc_auc(foreign, test);
+  return c;
 }
 
 }  // namespace aep

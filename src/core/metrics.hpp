@@ -25,4 +25,19 @@ void checkerboard_index(const float* images, size_t n, float* out);
 // NaN when either list is empty.
 double roc_auc(const std::vector<float>& pos, const std::vector<float>& neg);
 
+// A model's reconstruction errors on its own test images beside those on foreign images (another dataset, evaluated
+// with the model as it is): their means and a histogram of each over the same bins.
+struct ErrorComparison {
+  size_t test_count = 0, foreign_count = 0;
+  double test_mean = 0, foreign_mean = 0;
+  double ratio = 0;  // foreign_mean / test_mean (infinite when test_mean is 0 and foreign_mean is not)
+  double auc = 0;    // roc_auc(foreign, test): the chance that a foreign image's error exceeds a test image's
+  // Equal bins over [0, hi], hi = the largest error of either list: bin k counts the errors e with
+  // k * hi / bins <= e < (k + 1) * hi / bins, the largest error in the last bin.
+  double hi = 0;
+  std::vector<size_t> test_hist, foreign_hist;
+};
+// Throws when either list is empty or holds a negative or non-finite error, or bins is 0.
+ErrorComparison compare_errors(const std::vector<float>& test, const std::vector<float>& foreign, size_t bins = 40);
+
 }  // namespace aep

@@ -298,7 +298,7 @@ int main(int argc, char** argv) {
         }
       }
       if (app.upload_requested) {
-        app.message = "On the desktop, drop a .safetensors file on the window to load it.";
+        app.message = "On the desktop, drop the file on the window: a .safetensors weights file or an IDX data file.";
         app.upload_requested = false;
       }
     }
