@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <memory>
 #include <numeric>
 #include <sstream>
 #include <string>
@@ -32,6 +33,14 @@ const Dataset& lesson_mnist(bool train) {
 const Dataset& lesson_fashion() {
   static Dataset d = load_mnist("/usr/share/datasets/fashion-mnist", false);
   return d;
+}
+
+// A run of the preset from seed 1, trained `steps` steps on the MNIST training images.
+std::unique_ptr<Run> trained_run(const Preset& p, int steps) {
+  auto run = std::make_unique<Run>(p, 1);
+  run->set_data(lesson_mnist(true));
+  for (int i = 0; i < steps; ++i) run->step();
+  return run;
 }
 
 std::string read_text(const std::string& path) {
@@ -424,9 +433,8 @@ TEST_CASE("lesson values: checkerboard, inputError, jacobianNorm, activeUnits an
   Preset p = load_preset("contractive");
   p.corruption.type = "gaussian";
   p.corruption.std = 0.3f;
-  Run run(p, 1);
-  run.set_data(train);
-  for (int i = 0; i < 20; ++i) run.step();
+  const std::unique_ptr<Run> trained = trained_run(p, 20);
+  Run& run = *trained;
   MeasureOptions o;
   o.test_images = n;
   const json plain = measure_run(run, test, o);
@@ -483,13 +491,11 @@ TEST_CASE("lesson values: checkerboard, inputError, jacobianNorm, activeUnits an
   CHECK(measure_run(run, test, o)["anomalyAuc"].is_null());
 
   // activeUnits: posterior_stats over the measured test images.
-  Run vae(load_preset("vae-mlp"), 1);
-  vae.set_data(train);
-  for (int i = 0; i < 20; ++i) vae.step();
+  const std::unique_ptr<Run> vae = trained_run(load_preset("vae-mlp"), 20);
   o = MeasureOptions();
   o.test_images = n;
-  const json a = measure_run(vae, test, o);
-  const PosteriorStats ps = posterior_stats(*vae.model, test, n);
+  const json a = measure_run(*vae, test, o);
+  const PosteriorStats ps = posterior_stats(*vae->model, test, n);
   CHECK(a["activeUnits"] == ps.active_units);
 
   // A lesson whose goal reads foreignError, without the data: the value is null and the goal waits for it.
@@ -507,4 +513,146 @@ TEST_CASE("lesson values: checkerboard, inputError, jacobianNorm, activeUnits an
   runner.apply_action(0);
   CHECK(runner.status()["foreignError"].is_null());
   CHECK(runner.check(0).missing == "foreignError");
+}
+
+TEST_CASE("ink distance: Jaccard distance of the pixels above the threshold, to the nearest reference image") {
+  // Four images: a 4x4 square, the same square, a square with half its pixels, an empty image; and a faint square
+  // (every pixel at exactly half intensity: not above 0.5, so no ink).
+  std::vector<float> img(5 * 784, 0.f);
+  auto square = [&](size_t k, size_t rows, float v) {
+    for (size_t i = 10; i < 10 + rows; ++i)
+      for (size_t j = 10; j < 14; ++j) img[k * 784 + i * 28 + j] = v;
+  };
+  square(0, 4, 1.f), square(1, 4, 0.9f), square(2, 2, 1.f), square(4, 4, 0.5f);
+  std::vector<uint64_t> m(5 * kInkWords);
+  ink_masks(img.data(), 5, 0.5f, m.data());
+  std::vector<float> d(5);
+  nearest_ink_distance(m.data(), 5, m.data(), 1, d.data());  // against the square alone
+  CHECK(d[0] == 0.f);
+  CHECK(d[1] == 0.f);
+  CHECK(d[2] == doctest::Approx(0.5));  // 8 of 16 pixels in common
+  CHECK(d[3] == 1.f);                   // nothing in common
+  CHECK(d[4] == 1.f);                   // faint: no ink
+  nearest_ink_distance(m.data() + 3 * kInkWords, 2, m.data() + 3 * kInkWords, 1, d.data());
+  CHECK(d[0] == 0.f);  // two empty masks
+  CHECK(d[1] == 0.f);
+  nearest_ink_distance(m.data(), 1, m.data(), 0, d.data());
+  CHECK(d[0] == 1.f);  // no reference
+
+  // Real digits against a direct count on the pixels: test digits 0-99 against digits 200-999.
+  const Dataset& test = lesson_mnist(false);
+  std::vector<uint32_t> idx(1000);
+  std::iota(idx.begin(), idx.end(), 0u);
+  Tensor x;
+  fill_batch(test, idx.data(), 1000, Normalization::ZeroOne, x);
+  std::vector<uint64_t> masks(1000 * kInkWords);
+  ink_masks(x.data(), 1000, 0.5f, masks.data());
+  std::vector<float> got(100);
+  nearest_ink_distance(masks.data(), 100, masks.data() + 200 * kInkWords, 800, got.data());
+  for (size_t i = 0; i < 100; i += 9) {
+    CAPTURE(i);
+    double best = 1;
+    for (size_t r = 200; r < 1000; ++r) {
+      int both = 0, either = 0;
+      for (size_t p = 0; p < 784; ++p) {
+        const bool a = x.data()[i * 784 + p] > 0.5f, b = x.data()[r * 784 + p] > 0.5f;
+        both += a && b, either += a || b;
+      }
+      best = std::min(best, 1.0 - double(both) / double(either));
+    }
+    CHECK(got[i] == doctest::Approx(best).epsilon(1e-6));
+  }
+  // What the interpolation values rest on: a digit is nearer to the other digits than a cross-fade of two digits is;
+  // a cross-fade of a digit with itself is the digit.
+  std::vector<float> blend(100 * 784), self(100 * 784);
+  for (size_t i = 0; i < 100 * 784; ++i) {
+    blend[i] = 0.5f * x.data()[i] + 0.5f * x.data()[100 * 784 + i];
+    self[i] = 0.5f * x.data()[i] + 0.5f * x.data()[i];
+  }
+  std::vector<float> blended(100), same(100);
+  ink_masks(blend.data(), 100, 0.5f, masks.data() + 100 * kInkWords);  // (digits 100-199 are not needed any more)
+  nearest_ink_distance(masks.data() + 100 * kInkWords, 100, masks.data() + 200 * kInkWords, 800, blended.data());
+  ink_masks(self.data(), 100, 0.5f, masks.data() + 100 * kInkWords);
+  nearest_ink_distance(masks.data() + 100 * kInkWords, 100, masks.data() + 200 * kInkWords, 800, same.data());
+  const double digits = std::accumulate(got.begin(), got.end(), 0.0) / 100;
+  const double faded = std::accumulate(blended.begin(), blended.end(), 0.0) / 100;
+  MESSAGE("mean ink distance to the nearest of 800 test digits: digits " << digits << ", cross-fades " << faded);
+  CHECK(faded > digits * 1.2);
+  CHECK((same == got));
+}
+
+TEST_CASE("lesson values: pixelMidpointDistance, latentMidpointDistance and foreignTestError mean what they say") {
+  const Dataset &train = lesson_mnist(true), &test = lesson_mnist(false);
+  const size_t n = 300, pairs = interpolation_pairs(n);
+  REQUIRE(pairs == 60);
+  const Preset p = load_preset("vae-mlp");
+  const std::unique_ptr<Run> run = trained_run(p, 30);
+  MeasureOptions o;
+  o.test_images = n;
+  const json plain = measure_run(*run, test, o);
+  for (const char* name : {"pixelMidpointDistance", "latentMidpointDistance", "foreignTestError"})
+    CHECK(plain[name].is_null());  // the first two only when a goal names them; no foreign data given
+  o.interpolation = true;
+  const json v = measure_run(*run, test, o);
+  CHECK(v["testError"] == plain["testError"]);
+
+  // By hand: test images k and 60 + k, their cross-fade and their codes' decoded midpoint, each against digits 120-299.
+  std::vector<uint32_t> idx(n);
+  std::iota(idx.begin(), idx.end(), 0u);
+  Tensor x;
+  fill_batch(test, idx.data(), n, p.normalize, x);
+  std::vector<uint64_t> ref((n - 2 * pairs) * kInkWords), mid(pairs * kInkWords);
+  ink_masks(x.data() + 2 * pairs * 784, n - 2 * pairs, 0.5f, ref.data());
+  Tensor a, b;
+  fill_batch(test, idx.data(), pairs, p.normalize, a);
+  fill_batch(test, idx.data() + pairs, pairs, p.normalize, b);
+  const Tensor za = run->model->encode(a), zb = run->model->encode(b);
+  Tensor z(za.shape());
+  for (size_t i = 0; i < z.size(); ++i) z.data()[i] = 0.5f * (za.data()[i] + zb.data()[i]);
+  const Tensor decoded = run->model->decode(z);
+  std::vector<float> blend(pairs * 784), dist(pairs);
+  for (size_t i = 0; i < blend.size(); ++i) blend[i] = 0.5f * (a.data()[i] + b.data()[i]);
+  auto mean_distance = [&](const float* images) {
+    ink_masks(images, pairs, 0.5f, mid.data());
+    nearest_ink_distance(mid.data(), pairs, ref.data(), n - 2 * pairs, dist.data());
+    return std::accumulate(dist.begin(), dist.end(), 0.0) / double(pairs);
+  };
+  CHECK(v["pixelMidpointDistance"].get<double>() == doctest::Approx(mean_distance(blend.data())).epsilon(1e-9));
+  CHECK(v["latentMidpointDistance"].get<double>() == doctest::Approx(mean_distance(decoded.data())).epsilon(1e-9));
+  CHECK(v["pixelMidpointDistance"].get<double>() > 0.3);
+
+  // foreignTestError: the foreign images (MNIST's training images stand in) corrupted as in training, from their own
+  // fixed seed, reconstructed and compared with the clean image; without corruption it is foreignError.
+  o = MeasureOptions();
+  o.test_images = n;
+  o.foreign = &train;
+  const json f = measure_run(*run, test, o);
+  CHECK(f["foreignTestError"] == f["foreignError"]);
+  Preset noisy = load_preset("denoise");
+  const std::unique_ptr<Run> denoiser = trained_run(noisy, 20);
+  const json g = measure_run(*denoiser, test, o);
+  Rng rng(0xf0e1);
+  double sum = 0;
+  for (size_t start = 0; start < n; start += 100) {
+    Tensor input, target, clean;
+    make_batch(train, idx.data() + start, 100, noisy, rng, input, target);
+    fill_batch(train, idx.data() + start, 100, noisy.normalize, clean);
+    const Tensor out = denoiser->model->reconstruct(input);
+    std::vector<float> e(100);
+    per_image_mse(out.data(), clean.data(), 100, e.data());
+    sum += std::accumulate(e.begin(), e.end(), 0.0);
+  }
+  CHECK(g["foreignTestError"].get<double>() == doctest::Approx(sum / double(n)).epsilon(1e-5));
+  CHECK(g["foreignTestError"] != g["foreignError"]);
+  // A lesson that reads foreignTestError needs Fashion-MNIST; one that reads a midpoint distance measures them.
+  const json doc = {{"id", "f"},
+                    {"title", "f"},
+                    {"section", "003 \xC2\xB7 2. Denoising"},
+                    {"start", {{"preset", "linear"}}},
+                    {"steps", {{{"instruction", "i"}, {"action", {{"label", "l"}, {"train", 2}}},
+                                {"goal", "foreignTestError > 0 and latentMidpointDistance < 1"}}}}};
+  const Lesson lesson = parse_lesson(doc, "f");
+  CHECK(lesson.uses_fashion());
+  CHECK(lesson_measure_options(lesson, lesson.start, n, nullptr).interpolation);
+  CHECK_FALSE(lesson_measure_options(load_lesson("denoising"), lesson.start, n, nullptr).interpolation);
 }

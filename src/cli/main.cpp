@@ -66,7 +66,7 @@ const char* kUsage =
     "  lesson ID|FILE [--data DIR] [--test-images N] [--fashion DIR] [--values]\n"
     "        follows a lesson headless: each step's action, then its goal's value; exits 1 unless every goal is\n"
     "        false when its step opens and holds after its action (--values: every value after each step;\n"
-    "        --fashion: Fashion-MNIST for foreignError and anomaly \"fashion\", default\n"
+    "        --fashion: Fashion-MNIST for foreignError, foreignTestError and anomaly \"fashion\", default\n"
     "        /usr/share/datasets/fashion-mnist)\n"
     "  bench [--only A,B,gemm,umap,presets,NAME...] [--seconds S] [--runs N] [--warmup S] [--json FILE]\n"
     "        [--model-a FILE] [--data DIR] [--threads T]   training speed (batch 64, Adam) and GEMM GFLOP/s\n"
@@ -472,7 +472,7 @@ int cmd_lesson(int argc, char** argv) {
     try {
       fashion = load_mnist(fdir, false);
     } catch (const std::exception& e) {
-      throw std::runtime_error(std::string("this lesson needs Fashion-MNIST (foreignError, or anomaly \"fashion\"): ") +
+      throw std::runtime_error(std::string("this lesson needs Fashion-MNIST (foreignError, foreignTestError, or anomaly \"fashion\"): ") +
                                e.what() + " (apt-get install dataset-fashion-mnist, or --fashion DIR)");
     }
   }

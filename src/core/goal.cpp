@@ -33,6 +33,12 @@ const std::vector<GoalValue>& goal_values() {
       {"jacobianNorm", "mean ||d code / d x||_F^2 over the first 200 clean test images (null unless a goal names it)"},
       {"activeUnits", "VAE latent units whose mean varies over the test images by more than 0.01 (null if not a VAE)"},
       {"foreignError", "mean squared error per pixel on Fashion-MNIST test images (null without that data)"},
+      {"foreignTestError", "the same for the Fashion-MNIST images corrupted as in training, against the clean image: "
+                           "denoising data never trained on (foreignError without corruption; null without that data)"},
+      {"pixelMidpointDistance", "mean ink distance (metrics.hpp) from the pixel midpoints of 100 pairs of test digits "
+                                "to the nearest of 800 other test digits (null unless a goal names it)"},
+      {"latentMidpointDistance", "the same for the decoded midpoints of the pairs' codes (null unless a goal names "
+                                 "it)"},
       {"codeSize", "numbers in the code"},
       {"parameters", "trainable parameters"},
       {"lr", "learning rate"},

@@ -298,7 +298,7 @@ bool Lesson::names_value(const std::string& name) const {
 }
 
 bool Lesson::uses_fashion() const {
-  if (names_value("foreignError") || start.anomaly == "fashion" || (twin && twin->anomaly == "fashion")) return true;
+  if (names_value("foreignError") || names_value("foreignTestError") || start.anomaly == "fashion" || (twin && twin->anomaly == "fashion")) return true;
   for (const LessonStep& s : steps)
     if (s.action && s.action->settings.contains("anomaly") && s.action->settings.at("anomaly") == "fashion") return true;
   return false;
@@ -381,6 +381,12 @@ void RunMeasure::begin(const Run& run, const Dataset& test, const MeasureOptions
   mu_.clear(), logvar_.clear();
   jacobian_total_ = o.jacobian ? std::min(kJacobianImages, test.count) : 0;
   foreign_errors_.assign(o.foreign ? std::min(o.test_images, o.foreign->count) : 0, 0.f);
+  foreign_test_errors_.assign(p.corruption.type != "none" ? foreign_errors_.size() : 0, 0.f);
+  foreign_noise_ = Rng(0xf0e1);
+  interp_pairs_ = o.interpolation ? interpolation_pairs(total_) : 0;
+  ink_reference_.clear();
+  pixel_mid_.assign(interp_pairs_, 0.f);
+  latent_mid_.assign(interp_pairs_, 0.f);
   jacobian_sum_ = 0;
   base_ = json::object();
   base_["step"] = run.steps;
@@ -449,19 +455,68 @@ bool RunMeasure::step(double budget_ms) {
       fill_batch(*test_, jidx.data(), n, p.normalize, clean_);
       for (double v : jacobian_frobenius_sq(m, clean_)) jacobian_sum_ += v;
       pos_ += n;
-    } else if (pos_ < foreign_errors_.size()) {  // foreignError: clean images of the other dataset
+    } else if (stage_ == 3 && pos_ < foreign_errors_.size()) {  // foreignError: clean images of the other dataset
       const size_t n = std::min(B, foreign_errors_.size() - pos_);
       std::iota(idx.begin(), idx.begin() + n, uint32_t(pos_));
       fill_batch(*options_.foreign, idx.data(), n, p.normalize, clean_);
       const Tensor out = m.reconstruct(clean_);
       per_image_mse(out.data(), clean_.data(), n, foreign_errors_.data() + pos_);
+      if (!foreign_test_errors_.empty()) {  // foreignTestError: the same images corrupted as in training
+        make_batch(*options_.foreign, idx.data(), n, p, foreign_noise_, input_, target_);
+        const Tensor denoised = m.reconstruct(input_);
+        per_image_mse(denoised.data(), clean_.data(), n, foreign_test_errors_.data() + pos_);
+      }
       pos_ += n;
+    } else if (stage_ == 3) {
+      stage_ = 4, pos_ = 0;  // 3 -> 4: the interpolation midpoints
+    } else if (pos_ < interp_pairs_) {
+      measure_midpoints(std::min(B, interp_pairs_ - pos_));
     } else {
       finish();
       return true;
     }
   } while (elapsed_ms() < budget_ms);
   return false;
+}
+
+// Pairs pos_ to pos_ + n - 1 of the interpolation values: test images k and P + k (clean), their pixel midpoint and
+// the decoded midpoint of their codes (a VAE's mu), each scored by the distance of its ink to the nearest test digit
+// from 2P on.
+void RunMeasure::measure_midpoints(size_t n) {
+  Model& m = *model_;
+  const Normalization norm = preset_.normalize;
+  const float half = (range_min(norm) + range_max(norm)) / 2;  // ink: pixels at more than half intensity
+  const size_t pairs = interp_pairs_, d = 28 * 28;
+  if (ink_reference_.empty()) {
+    const size_t refs = total_ - 2 * pairs;
+    ink_reference_.resize(refs * kInkWords);
+    std::vector<uint32_t> idx(refs);
+    std::iota(idx.begin(), idx.end(), uint32_t(2 * pairs));
+    for (size_t r = 0; r < refs; r += 100) {
+      const size_t k = std::min<size_t>(100, refs - r);
+      fill_batch(*test_, idx.data() + r, k, norm, clean_);
+      ink_masks(clean_.data(), k, half, ink_reference_.data() + r * kInkWords);
+    }
+  }
+  std::vector<uint32_t> first(n), second(n);
+  std::iota(first.begin(), first.end(), uint32_t(pos_));
+  std::iota(second.begin(), second.end(), uint32_t(pairs + pos_));
+  Tensor a, b;
+  fill_batch(*test_, first.data(), n, norm, a);
+  fill_batch(*test_, second.data(), n, norm, b);
+  const Tensor za = m.encode(a), zb = m.encode(b);
+  Tensor z(m.code_shape(n));
+  for (size_t i = 0; i < z.size(); ++i) z.data()[i] = 0.5f * za.data()[i] + 0.5f * zb.data()[i];
+  const Tensor decoded = m.decode(z);
+  std::vector<float> blend(n * d);
+  for (size_t i = 0; i < n * d; ++i) blend[i] = 0.5f * a.data()[i] + 0.5f * b.data()[i];
+  std::vector<uint64_t> masks(n * kInkWords);
+  const size_t refs = ink_reference_.size() / kInkWords;
+  ink_masks(blend.data(), n, half, masks.data());
+  nearest_ink_distance(masks.data(), n, ink_reference_.data(), refs, pixel_mid_.data() + pos_);
+  ink_masks(decoded.data(), n, half, masks.data());
+  nearest_ink_distance(masks.data(), n, ink_reference_.data(), refs, latent_mid_.data() + pos_);
+  pos_ += n;
 }
 
 void RunMeasure::finish() {
@@ -505,6 +560,9 @@ void RunMeasure::finish() {
                          ? json(posterior_stats(mu_.data(), logvar_.data(), total, m.code_size()).active_units)
                          : json(nullptr);
   v["foreignError"] = foreign_errors_.empty() ? json(nullptr) : mean(foreign_errors_);
+  v["foreignTestError"] = foreign_test_errors_.empty() ? v["foreignError"] : mean(foreign_test_errors_);
+  v["pixelMidpointDistance"] = interp_pairs_ ? mean(pixel_mid_) : json(nullptr);
+  v["latentMidpointDistance"] = interp_pairs_ ? mean(latent_mid_) : json(nullptr);
   v["codeSize"] = m.code_size();
   v["parameters"] = m.parameter_count();
   v["batch"] = p.training.batch_size;
@@ -638,6 +696,7 @@ MeasureOptions lesson_measure_options(const Lesson& l, const LessonConfig& c, si
   o.foreign_anomaly = c.anomaly == "fashion";
   o.jacobian = l.names_value("jacobianNorm");
   o.foreign = foreign;
+  o.interpolation = l.names_value("pixelMidpointDistance") || l.names_value("latentMidpointDistance");
   return o;
 }
 

@@ -3,6 +3,7 @@
 // the run (and its twin, trained in lockstep), applies settings and actions, measures the values goals name and
 // checks the current step's goal.
 #pragma once
+#include <algorithm>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -54,7 +55,8 @@ struct Lesson {
   // True when a goal reads the value `name` of any run ("pcaError", "a.pcaError", "b.pcaError"): the values that cost
   // extra work or data are measured only then.
   bool names_value(const std::string& name) const;
-  // True when a run needs Fashion-MNIST: a goal reads foreignError, or a run's anomalyAuc scores Fashion-MNIST.
+  // True when a run needs Fashion-MNIST: a goal reads foreignError or foreignTestError, or a run's anomalyAuc scores
+  // Fashion-MNIST.
   bool uses_fashion() const;
 };
 
@@ -81,9 +83,14 @@ struct MeasureOptions {
   const double* pca_error = nullptr;  // pcaError, when a goal needs it
   bool jacobian = false;              // jacobianNorm, on the first kJacobianImages clean test images
   const Dataset* foreign = nullptr;   // foreignError: Fashion-MNIST's test images, or null (then foreignError is null)
+  bool interpolation = false;         // pixelMidpointDistance and latentMidpointDistance
 };
 // Images jacobianNorm averages over (one backward pass through the encoder per code unit and chunk of 100 images).
 constexpr size_t kJacobianImages = 200;
+// The interpolation values blend interpolation_pairs(n) pairs of the n measured test images, image k with image P + k
+// (P pairs, at most kInterpolationPairs), and compare each midpoint with the test images after them, 2P to n - 1.
+constexpr size_t kInterpolationPairs = 100;
+inline size_t interpolation_pairs(size_t test_images) { return std::min(kInterpolationPairs, test_images / 5); }
 nlohmann::json measure_run(const Run& run, const Dataset& test, const MeasureOptions& options);
 
 // The same measurement in slices, on a snapshot of the run's weights taken at begin(): the page measures while it
@@ -106,8 +113,10 @@ class RunMeasure {
 
  private:
   void finish();
+  void measure_midpoints(size_t n);  // the next n pairs of the interpolation values
   bool active_ = false;
-  int stage_ = 0;  // 0: the test images, 1: the noise images (anomalyAuc against noise)
+  int stage_ = 0;  // 0: the test images, 1: the noise images (anomalyAuc against noise), 2: the Jacobian, 3: the
+                   // foreign images, 4: the interpolation midpoints
   size_t pos_ = 0, total_ = 0, snap_step_ = 0;
   const Dataset* test_ = nullptr;
   MeasureOptions options_;
@@ -129,6 +138,11 @@ class RunMeasure {
   size_t jacobian_total_ = 0;
   double jacobian_sum_ = 0;
   std::vector<float> foreign_errors_;  // per foreign image (clean input)
+  std::vector<float> foreign_test_errors_;  // per foreign image, the input corrupted as in training (empty: no corruption)
+  Rng foreign_noise_{0xf0e1};               // that corruption, from its own fixed seed
+  size_t interp_pairs_ = 0;                 // interpolation_pairs(), or 0 when not measured
+  std::vector<uint64_t> ink_reference_;     // the ink masks of the test images the midpoints are compared with
+  std::vector<float> pixel_mid_, latent_mid_;  // per pair: the midpoints' distance to the nearest of those digits
 };
 
 // What a lesson's measurement of one of its runs needs: its held-out digit, anomaly kind, the Jacobian and the foreign

@@ -1,4 +1,4 @@
-// Per-image errors, the checkerboard index and ROC AUC (see metrics.hpp).
+// Per-image errors, the checkerboard index, ink distances and ROC AUC (see metrics.hpp).
 #include "core/metrics.hpp"
 
 #include <algorithm>
@@ -37,6 +37,31 @@ void checkerboard_index(const float* images, size_t n, float* out) {
       }
     const double variation = double(d) * sum_sq - sum * sum;  // the energy at non-zero frequencies (Parseval)
     out[k] = variation > 0 ? float((rows * rows + cols * cols + diag * diag) / variation) : 0.f;
+  }
+}
+
+void ink_masks(const float* images, size_t n, float threshold, uint64_t* out) {
+  constexpr size_t d = 28 * 28;
+  for (size_t k = 0; k < n; ++k) {
+    uint64_t* m = out + k * kInkWords;
+    std::fill(m, m + kInkWords, uint64_t(0));
+    for (size_t j = 0; j < d; ++j)
+      if (images[k * d + j] > threshold) m[j / 64] |= uint64_t(1) << (j % 64);
+  }
+}
+
+void nearest_ink_distance(const uint64_t* masks, size_t n, const uint64_t* reference, size_t n_ref, float* out) {
+  for (size_t i = 0; i < n; ++i) {
+    const uint64_t* a = masks + i * kInkWords;
+    double best = 1;
+    for (size_t r = 0; r < n_ref; ++r) {
+      const uint64_t* b = reference + r * kInkWords;
+      int both = 0, either = 0;
+      for (size_t w = 0; w < kInkWords; ++w) both += __builtin_popcountll(a[w] & b[w]), either += __builtin_popcountll(a[w] | b[w]);
+      const double dist = either ? 1.0 - double(both) / double(either) : 0.0;
+      best = std::min(best, dist);
+    }
+    out[i] = float(best);
   }
 }
 

@@ -1,7 +1,8 @@
-// Per-image reconstruction errors, the checkerboard index of reconstructions and the ROC AUC of scores: what the
-// anomaly panel and lesson goals measure.
+// Per-image reconstruction errors, the checkerboard index of reconstructions, the distance of an image's ink to the
+// nearest real digit's and the ROC AUC of scores: what the anomaly panel and lesson goals measure.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 namespace aep {
@@ -20,6 +21,23 @@ void per_image_mse(const float* a, const float* b, size_t n, float* out);
 // shows as this pattern (Odena, Dumoulin & Olah 2016, "Deconvolution and Checkerboard Artifacts"); a smooth image
 // has almost none (MNIST test digits: about 0.0002). A constant image has no variation and gets 0.
 void checkerboard_index(const float* images, size_t n, float* out);
+
+// The ink of a 28x28 image: the set of its pixels above `threshold` (lessons use the middle of the normalization range:
+// pixels at more than half intensity), as a bit mask of kInkWords 64-bit words. images: n * 784 values; out: n *
+// kInkWords words.
+constexpr size_t kInkWords = (28 * 28 + 63) / 64;
+void ink_masks(const float* images, size_t n, float threshold, uint64_t* out);
+
+// For each of n ink masks, the distance to the nearest of n_ref reference masks: the Jaccard distance of the two sets
+// of pixels, 1 - |a and b| / |a or b| (0: the same ink, 1: no pixel in common; two empty masks: 0). A faint image whose
+// pixels are all at most half intensity has no ink and is at distance 1 from every digit. Integer counts only: the
+// same result on every platform. out[i] is 1 when n_ref is 0.
+//
+// Lessons measure how digit-like an image is by this distance to the nearest of a set of real digits: a cross-fade of
+// two digits keeps ink only where their strokes cross, a digit-like image has ink in a digit's shape. (The squared
+// error is no use for that: in squared error a cross-fade is barely further from the nearest digit than a real digit
+// is, and a blurred image, being close to an average, is nearer than both.)
+void nearest_ink_distance(const uint64_t* masks, size_t n, const uint64_t* reference, size_t n_ref, float* out);
 
 // Area under the ROC curve: the probability that a random positive scores above a random negative (ties count half).
 // NaN when either list is empty.
