@@ -252,4 +252,19 @@ TEST_CASE("app: trained by a host (the page's worker, the desktop's thread), the
   CHECK(st[1]["testLoss"].get<double>() == doctest::Approx(st[0]["testLoss"].get<double>()).epsilon(1e-6));
 }
 
+TEST_CASE("app: trained by a host, a Train before the data (the page's autostart) waits for the data") {
+  testing::LoopbackHost loop;
+  Headless ui;
+  ui.host = &loop;
+  App app;
+  app.attach_host(&loop);
+  REQUIRE(app.command({{"preset", "linear"}, {"autostart", 1}})["ok"] == true);
+  for (int i = 0; i < 5; ++i) ui.frame(app);  // the host reports its runs, with no data, not training
+  CHECK(app.status()["running"] == true);
+  app.set_data(testing::app_mnist(true), testing::app_mnist(false));
+  for (int i = 0; i < 2000 && app.status()["step"].get<size_t>() < 20; ++i) ui.frame(app);
+  CHECK(app.status()["step"].get<size_t>() >= 20);
+  CHECK(app.status()["running"] == true);
+}
+
 }  // namespace aep

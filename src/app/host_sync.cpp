@@ -96,7 +96,7 @@ void App::host_report(const std::vector<uint8_t>& bytes) {
   if (r.seq < h.seq) return;
   if (r.running) {
     if (L.action_left > 0) L.action_left = r.steps_left;
-  } else if (s.running) {
+  } else if (s.running && h.sent_train.running) {  // (not a training that waits for its data)
     s.running = false;
     L.action_left = 0;
     h.pending_steps = 0;
