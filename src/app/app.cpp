@@ -847,6 +847,10 @@ json App::command(const json& cmd) {
   if (steps > 0) train_steps(size_t(steps));
   if (download >= 0) request_download(download == 1);
   if (!cmd.contains("lessonPicker")) s.lesson.picker = false;  // the page was set up: the start screen gives way
+  if (training_elsewhere() && has_data()) {  // the host gets what this command changed now, in the commands' order
+    apply_hyper_parameters();
+    sync_host();
+  }
   if (!instrument.warnings.empty()) return {{"ok", true}, {"warnings", instrument.warnings}};
   return {{"ok", true}};
 }
@@ -893,7 +897,9 @@ json App::status() const {
           {"samplesPerSec", s.samples_per_s},  // per second of wall time while training runs
           {"engineSamplesPerSec", s.engine_samples_per_s},  // inside the training slices
           {"trainingIn", training_elsewhere() ? "host" : "frames"},  // a worker or thread, or the page's own frames
-          {"host", {{"orders", s.host.seq}, {"generation", s.host.gen}, {"reports", s.host.reports}}},
+          // The training host's counts; synced: its latest report came after the app's last order (a Pause has taken).
+          {"host", {{"orders", s.host.seq}, {"generation", s.host.gen}, {"reports", s.host.reports},
+                    {"synced", !training_elsewhere() || s.host.acked >= s.host.seq}}},
           {"trainMs", train_budget_ms},
           {"memoryBytes", memory_bytes ? json(memory_bytes) : json(nullptr)},
           {"hostMemoryBytes", host_memory_bytes ? json(host_memory_bytes) : json(nullptr)},  // the training worker's

@@ -129,6 +129,7 @@ struct HostSync {
   HostTrain sent_train;
   size_t pending_steps = 0;               // the Step button's (or {steps: n}'s) count, until the host took them
   uint64_t reports = 0;                   // reports taken in (for tests)
+  uint64_t acked = 0;                     // the last order the host had applied in the latest report
   uint64_t samples = 0;                   // the host's running count at the last report
   bool have_samples = false;
   bool runs_moved(const Run* run, const Run* twin) const;

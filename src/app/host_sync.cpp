@@ -83,6 +83,7 @@ void App::host_report(const std::vector<uint8_t>& bytes) {
   }
   h.sent_steps[0] = runs[0]->steps, h.sent_steps[1] = n == 2 ? runs[1]->steps : 0;
   ++h.reports;
+  h.acked = r.seq;
   s.last_train = r.last_train[0];
   s.last_test = r.last_test[0], s.last_test_kl = r.last_test_kl[0];
   if (h.have_samples && r.samples >= h.samples) s.samples_trained += r.samples - h.samples;

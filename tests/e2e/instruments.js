@@ -52,6 +52,11 @@ function idxImages(pixels, count, rows, cols) {
     }
     return st;
   }
+  // Pause, and wait until the training worker has taken it (its reports until then may still bring steps).
+  async function pause(page) {
+    await page.evaluate(() => window.aep.pause());
+    return until(page, (s) => !s.running && s.host.synced, 30);
+  }
   async function open(query) {
     const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
     page.on('pageerror', (e) => check('no page error', false, e.message));
@@ -106,8 +111,7 @@ function idxImages(pixels, count, rows, cols) {
     const done = (s) => s.probe && s.probe.code && s.probe.pixels && s.probe.pca && s.probe.labels === s.probeLabels;
     const probeAfter = async (page, steps) => {
       await until(page, (s) => s.step >= steps, 60);
-      await page.evaluate(() => window.aep.pause());
-      const paused = (await status(page)).step;
+      const paused = (await pause(page)).step;
       return until(page, (s) => done(s) && s.probe.step === paused, 90);
     };
     page = await open('preset=linear&panels=training,latent&probeLabels=100&autostart=1');
@@ -179,9 +183,9 @@ function idxImages(pixels, count, rows, cols) {
     const q = st.posterior;
     // The cloud is drawn from N(mu, sigma^2): its mean within 5 standard errors of mu, its spread within 30% of sigma;
     // after training a digit's posterior is narrower than the prior N(0, 1).
-    const cloudOk = q && q.mu.length === 2 && q.sigma.every((v, j) => within(v, 1e-4, 0.9) &&
+    const cloudOk = q && q.mu.length === 2 && q.sigma.every((v, j) => within(v, 1e-4, 1.5) &&
       Math.abs(q.sampleMean[j] - q.mu[j]) < 5 * v / Math.sqrt(q.samples) && Math.abs(q.sampleStd[j] - v) < 0.3 * v);
-    check('the posterior of test digit 3: mu, sigma in (0, 0.9), samples drawn from N(mu, sigma^2)', r.ok && q &&
+    check('the posterior of test digit 3: mu, sigma in (0, 1.5) (an unused unit keeps the prior sigma of 1), samples drawn from N(mu, sigma^2)', r.ok && q &&
           q.digit === 3 && cloudOk, JSON.stringify(q));
     check('the KL bars: KL per unit >= 0, their sum = klTotal, active units among the 2', Array.isArray(st.klPerDim) &&
           st.klPerDim.length === 2 && st.klPerDim.every((v) => within(v, 0, 50)) &&
@@ -224,7 +228,7 @@ function idxImages(pixels, count, rows, cols) {
     // Own images: bad files are refused with a clear message and change nothing; then inverted test digits. (How
     // linear reconstructs those depends on the step: as dark blobs at step 707, error 0.47, near their inversion at
     // 649 and 831, error 0.07; aep eval --foreign gives the same numbers for the same steps.)
-    await page.evaluate(() => window.aep.pause());
+    await pause(page);
     const own = await page.evaluate(() => window.aep.setConfig({ foreignData: 'own' }));
     st = await status(page);
     check('foreignData "own" without a file: nothing measured yet', own.ok && st.foreignData === 'own' &&
@@ -244,7 +248,7 @@ function idxImages(pixels, count, rows, cols) {
       st = await upload(name, buffer);
       check(`own foreign file ${name} refused with a clear message, nothing changed`, pattern.test(st.message) &&
             st.foreignImages === 0 && st.foreign === null && st.step === paused && st.trainImages === 60000,
-            st.message);
+            `${st.message} (foreign images ${st.foreignImages}, step ${st.step} paused at ${paused}, ${st.trainImages} training images)`);
     }
     await page.screenshot({ path: path.join(out, 'foreign-bad-file.png') });
     const inverted = Buffer.from(digits.subarray(0, 200 * 784).map((v) => 255 - v));

@@ -165,6 +165,7 @@ async function stepAndWait(page, n, ms = 300000) {
         await page.evaluate(() => window.aep.start());
         s = await waitFor(page, (x) => x.step >= STEPS || !x.running, 180000);
         await page.evaluate(() => window.aep.pause());
+        await waitFor(page, (x) => !x.running && x.host.synced, 30000);  // the worker has taken the Pause
       } else {
         await stepAndWait(page, STEPS);
       }
