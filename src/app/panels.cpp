@@ -562,7 +562,7 @@ void App::panel_recon() {
     twin_recon_row();
     foreign_section();
   } else {
-    ImGui::TextUnformatted("Waiting for data.");
+    ImGui::TextUnformatted(has_data() ? "Encoding the test digits..." : "Waiting for data.");
   }
   ImGui::End();
 }
@@ -772,7 +772,7 @@ void App::panel_generate() {
   State& s = *s_;
   if (!s.layout.begin(kPanelGenerate, &show_panel[kPanelGenerate])) return ImGui::End();
   if (s.n_view == 0) {
-    ImGui::TextUnformatted("Waiting for data.");
+    ImGui::TextUnformatted(has_data() ? "Encoding the test digits..." : "Waiting for data.");
     return ImGui::End();
   }
   Model& m = *s.run->model;
@@ -916,7 +916,7 @@ void App::panel_anomaly() {
   State& s = *s_;
   if (!s.layout.begin(kPanelAnomaly, &show_panel[kPanelAnomaly])) return ImGui::End();
   if (s.errors.empty()) {
-    ImGui::TextUnformatted("Waiting for data.");
+    ImGui::TextUnformatted(has_data() ? "Encoding the test digits..." : "Waiting for data.");
     return ImGui::End();
   }
   float emax = *std::max_element(s.errors.begin(), s.errors.end());
