@@ -24,10 +24,13 @@ Dataset digits(size_t count, uint64_t seed) {  // random 28x28 images with label
   return d;
 }
 
+// Bit for bit; an empty vector's data() may be null, which memcmp must not be given.
+bool same_bytes(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+}
+
 bool same_weights(const Run& a, const Run& b) {
-  return a.model->values.size() == b.model->values.size() &&
-         std::memcmp(a.model->values.data(), b.model->values.data(), a.model->values.size() * 4) == 0 &&
-         std::memcmp(a.model->buffer_values.data(), b.model->buffer_values.data(), a.model->buffer_values.size() * 4) == 0;
+  return same_bytes(a.model->values, b.model->values) && same_bytes(a.model->buffer_values, b.model->buffer_values);
 }
 
 }  // namespace
