@@ -1,6 +1,7 @@
 // The training side of the playground (see run_host.hpp).
 #include "core/run_host.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -248,12 +249,14 @@ bool RunHost::work(double budget_ms) {
 }
 
 // A test-loss point for each run, every 0.7 s while training and once when the weights or the loss changed at rest
-// (the app's views measured it that often).
+// (the app's views measured it that often); for a model slow to evaluate, seldom enough that measuring takes at most a
+// fifth of the training time.
 void RunHost::evaluate_due(bool force) {
   if (!has_data() || runs_.empty()) return;
-  const bool timely = std::chrono::duration<double>(Clock::now() - last_eval_).count() > 0.7;
+  const bool timely = std::chrono::duration<double>(Clock::now() - last_eval_).count() > std::max(0.7, 4 * eval_s_);
   if (train_order_.running && !timely && !force) return;
   bool any = false;
+  const auto t0 = Clock::now();
   for (size_t i = 0; i < runs_.size(); ++i) {
     Run& r = *runs_[i];
     const std::pair<size_t, size_t> key{r.steps, r.curve.segments.size()};
@@ -269,7 +272,7 @@ void RunHost::evaluate_due(bool force) {
     }
     any = true;
   }
-  if (any) last_eval_ = Clock::now(), changed_ = true;
+  if (any) last_eval_ = Clock::now(), changed_ = true, eval_s_ = std::chrono::duration<double>(last_eval_ - t0).count();
 }
 
 std::vector<uint8_t> RunHost::report(double interval_s) {

@@ -77,7 +77,7 @@ class RunHost {
   std::string stopped_;
   bool changed_ = true;
   uint64_t samples_ = 0;
-  double engine_sps_ = 0, step_ms_ = 0;
+  double engine_sps_ = 0, step_ms_ = 0, eval_s_ = 0;  // eval_s_: how long the last test-loss measurement took
   Clock::time_point last_report_ = Clock::now(), last_eval_ = Clock::now(), last_optimizer_ = Clock::now();
 
   void stop(const std::string& why);
