@@ -33,6 +33,8 @@ void App::sync_host() {
     h.sent_rev = 0;  // the host rebuilt its runs' batch order: send them again
   }
   const Run* twin = L.twin.get();
+  // The runs' settings as the host should have them (the runs order carries them too).
+  const std::string settings = preset_to_json(s.run->preset).dump() + (twin ? preset_to_json(twin->preset).dump() : "");
   if (h.runs_moved(s.run.get(), twin)) {
     std::vector<const Run*> runs{s.run.get()};
     if (twin) runs.push_back(twin);
@@ -40,11 +42,9 @@ void App::sync_host() {
     h.sent_rev = h.runs_rev;
     h.sent_run[0] = s.run.get(), h.sent_run[1] = twin;
     h.sent_steps[0] = s.run->steps, h.sent_steps[1] = twin ? twin->steps : 0;
-    h.sent_settings.clear();
     h.sent_train = HostTrain();  // the host waits for a train order
-    h.sent_settings = preset_to_json(s.run->preset).dump() + (twin ? preset_to_json(twin->preset).dump() : "");
+    h.sent_settings = settings;
   }
-  const std::string settings = preset_to_json(s.run->preset).dump() + (twin ? preset_to_json(twin->preset).dump() : "");
   if (settings != h.sent_settings) {
     std::vector<const Preset*> presets{&s.run->preset};
     if (twin) presets.push_back(&twin->preset);
