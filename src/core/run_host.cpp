@@ -291,7 +291,7 @@ std::vector<uint8_t> RunHost::report(double interval_s) {
   st.metadata["aep_report"] = json{{"seq", seq_}, {"gen", gen_}, {"running", train_order_.running},
                                    {"steps_left", steps_left_}, {"stopped", stopped_}, {"errors", errors},
                                    {"last_train", lt}, {"last_test", lx}, {"last_test_kl", lk},
-                                   {"samples", samples_}, {"engine_samples_per_s", engine_sps_}, {"count", runs_.size()}}
+                                   {"samples", samples_}, {"engine_samples_per_s", engine_sps_}}
                                   .dump();
   changed_ = false;
   last_report_ = Clock::now();

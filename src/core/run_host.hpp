@@ -61,7 +61,6 @@ class RunHost {
   bool has_data() const { return train_.count > 0 && test_.count > 0; }
   // The training and test images, as the "data" order gives them (the page's worker unpacks MNIST itself).
   void set_data(Dataset train, Dataset test);
-  size_t runs() const { return runs_.size(); }
 
  private:
   using Clock = std::chrono::steady_clock;
