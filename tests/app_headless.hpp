@@ -4,6 +4,8 @@
 #include <imgui.h>
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "app/app.hpp"
 #include "core/data.hpp"
@@ -21,6 +23,21 @@ struct LoopbackHost : App::HostLink {
     const std::vector<uint8_t> r = host.report(0);
     if (!r.empty()) app.host_report(r);
   }
+};
+
+// A driver that keeps what the app asked of it, for the test to look at.
+struct RecordingDriver : Driver {
+  std::string download_name;
+  std::vector<uint8_t> download_bytes;
+  int open_file_calls = 0, fashion_calls = 0;
+  std::string link;
+  void download(const std::string& name, const std::vector<uint8_t>& bytes) override {
+    download_name = name;
+    download_bytes = bytes;
+  }
+  void open_file() override { ++open_file_calls; }
+  void copy_link(const std::string& query) override { link = query; }
+  void load_fashion() override { ++fashion_calls; }
 };
 
 // One ImGui context per test case, with a built font atlas so NewFrame works without a renderer.
@@ -56,8 +73,8 @@ inline const Dataset& app_mnist(bool train) {
   return train ? tr : te;
 }
 
-inline std::unique_ptr<App> make_app(LoopbackHost* host = nullptr) {
-  auto app = std::make_unique<App>();
+inline std::unique_ptr<App> make_app(LoopbackHost* host = nullptr, Driver* driver = nullptr) {
+  auto app = std::make_unique<App>(TextureApi{}, driver);
   if (host) app->attach_host(host);
   app->view_images = 400;  // fewer than the page's 2000/1000: the suite also runs under the sanitizers
   app->eval_images = 400;

@@ -430,7 +430,8 @@ TEST_CASE("app: Download weights is a strict state_dict; weights + optimizer is 
   Headless ui;
   UiProbe probe;
   probe.install();
-  auto app_ptr = make_app();
+  testing::RecordingDriver driver;
+  auto app_ptr = make_app(nullptr, &driver);
   App& app = *app_ptr;
   REQUIRE(app.command({{"preset", "linear"}, {"panels", "training,save"}, {"seed", 2}})["ok"] == true);
   // Before any training step and evaluation there is no loss to show: "-", and null in status().
@@ -461,24 +462,30 @@ TEST_CASE("app: Download weights is a strict state_dict; weights + optimizer is 
     return std::make_pair(model, optimizer);
   };
   click("Download weights (.safetensors)");
-  REQUIRE(app.download_request_name == "linear-step3.safetensors");
-  auto plain = keys(app.download_request_bytes);
+  REQUIRE(driver.download_name == "linear-step3.safetensors");
+  auto plain = keys(driver.download_bytes);
   CHECK(plain.first > 0);
   CHECK(plain.second == 0);
-  app.download_request_name.clear();
+  driver.download_name.clear();
   click("Download weights + optimizer");
-  REQUIRE(app.download_request_name == "linear-step3-with-optimizer.safetensors");
-  auto full = keys(app.download_request_bytes);
+  REQUIRE(driver.download_name == "linear-step3-with-optimizer.safetensors");
+  auto full = keys(driver.download_bytes);
   CHECK(full.first == plain.first);
   CHECK(full.second > 0);
   // The same through the JS API; a bad value is refused.
-  app.download_request_name.clear();
+  driver.download_name.clear();
   CHECK(app.command({{"download", "weights"}})["ok"] == true);
-  CHECK(app.download_request_name == "linear-step3.safetensors");
+  CHECK(driver.download_name == "linear-step3.safetensors");
   CHECK(app.command({{"download", "optimizer"}})["ok"] == false);
   // A plain file uploaded again gives the weights (the optimizer starts afresh); the optimizer file continues.
-  app.load_weights_bytes(app.download_request_bytes, "linear-step3.safetensors");
+  app.load_weights_bytes(driver.download_bytes, "linear-step3.safetensors");
   CHECK(app.status()["step"] == 0);
+  // The panel's other requests go to the driver too.
+  click("Copy link");
+  CHECK(driver.link == app.config_query());
+  CHECK(driver.link.find("preset=linear") != std::string::npos);
+  click("Upload weights ...");
+  CHECK(driver.open_file_calls == 1);
   probe.uninstall();
 }
 
@@ -790,7 +797,8 @@ TEST_CASE("app: a VAE's posterior for a selected digit: its mu and sigma, z samp
 
 TEST_CASE("app: foreign data without a reset: Fashion-MNIST or own IDX images beside the test digits, between frames") {
   Headless ui;
-  auto app_ptr = make_app();
+  testing::RecordingDriver driver;
+  auto app_ptr = make_app(nullptr, &driver);
   App& app = *app_ptr;
   REQUIRE(app.command({{"preset", "linear"}, {"seed", 1}, {"panels", "recon"}})["ok"] == true);
   REQUIRE(app.train_steps(300));
@@ -801,7 +809,7 @@ TEST_CASE("app: foreign data without a reset: Fashion-MNIST or own IDX images be
 
   // Fashion-MNIST: the driver is asked for it; measured between frames once it is in.
   REQUIRE(app.command({{"foreignData", "fashion"}})["ok"] == true);
-  CHECK(app.ood_requested);
+  CHECK(driver.fashion_calls == 1);
   CHECK(app.config_query().find("&foreignData=fashion") != std::string::npos);  // "Copy link" keeps it
   for (int i = 0; i < 3; ++i) ui.frame(app);
   CHECK(app.status()["foreign"].is_null());  // nothing to measure yet

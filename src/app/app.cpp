@@ -97,7 +97,17 @@ ImVec2 Picture::show(const TextureApi& api, float scale) {
 
 // ---- state ---------------------------------------------------------------------------------------------------------
 
-App::App(TextureApi textures) : s_(new State), tex_(textures) {
+namespace {
+struct NoDriver : Driver {  // tests without a driver: nothing to download to, no file picker, no Fashion-MNIST
+  void download(const std::string&, const std::vector<uint8_t>&) override {}
+  void open_file() override {}
+  void copy_link(const std::string&) override {}
+  void load_fashion() override {}
+} no_driver;
+}  // namespace
+
+App::App(TextureApi textures, Driver* driver)
+    : s_(new State), tex_(textures), driver_(driver ? driver : &no_driver) {
   for (bool& b : show_panel) b = true;
   for (const auto& name : list_presets()) {
     try {
@@ -214,9 +224,14 @@ void App::load_data_file(const std::vector<uint8_t>& bytes, const std::string& n
   reset_training();
 }
 
+void App::want_fashion() {
+  if (s_->ood.count || s_->fashion_asked) return;
+  s_->fashion_asked = true;
+  driver_->load_fashion();
+}
+
 void App::set_ood(Dataset d) {
   s_->ood = std::move(d);
-  ood_requested = false;
   s_->views_dirty = true;
   s_->lesson.measured_step = size_t(-1);  // a lesson's foreignError can be measured now
 }
@@ -666,9 +681,9 @@ std::vector<uint8_t> App::save_weights_bytes(bool with_optimizer) const {
 }
 
 void App::request_download(bool with_optimizer) {
-  download_request_bytes = save_weights_bytes(with_optimizer);
-  download_request_name = s_->preset.name + "-step" + std::to_string(s_->run->steps) +
-                          (with_optimizer ? "-with-optimizer" : "") + ".safetensors";
+  driver_->download(s_->preset.name + "-step" + std::to_string(s_->run->steps) +
+                        (with_optimizer ? "-with-optimizer" : "") + ".safetensors",
+                    save_weights_bytes(with_optimizer));
 }
 
 void App::load_weights_bytes(const std::vector<uint8_t>& bytes, const std::string& name) {

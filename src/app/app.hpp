@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "app/driver.hpp"
 #include "core/data.hpp"
 #include "core/export.hpp"
 #include "core/idx.hpp"
@@ -54,7 +55,8 @@ enum class ForeignSource;
 
 class App {
  public:
-  explicit App(TextureApi textures = {});
+  // The driver serves downloads, file choosing, links and Fashion-MNIST; without one (tests) those do nothing.
+  explicit App(TextureApi textures = {}, Driver* driver = nullptr);
   ~App();
 
   // Data from the driver (files natively, bytes fetched by the page on the web).
@@ -74,8 +76,8 @@ class App {
   // The model's state_dict as safetensors bytes (loads strict in PyTorch); with_optimizer adds the optimizer's state
   // under optimizer.* keys, to continue training here later. Loading keeps the current model on any error.
   std::vector<uint8_t> save_weights_bytes(bool with_optimizer = false) const;
-  // Hands the weights file (see save_weights_bytes) to the driver as a download: the Save panel's two buttons and
-  // the command {"download": "weights" | "weights+optimizer"}.
+  // Hands the weights file (see save_weights_bytes) to the driver's download: the Save panel's two buttons and the
+  // command {"download": "weights" | "weights+optimizer"}.
   void request_download(bool with_optimizer);
   void load_weights_bytes(const std::vector<uint8_t>& bytes, const std::string& name);  // throws on bad input
   // A user's own IDX file (images or labels, raw or .gz; 't10k'/'test' in the name means the test set). Once both
@@ -121,12 +123,7 @@ class App {
   bool show_panel[kPanelCount];
   bool compact = false;
   std::string message;  // last error or notice, shown in the status bar
-  std::string download_request_name;           // set when the user asks to download weights; the driver takes it
-  std::vector<uint8_t> download_request_bytes;
-  bool upload_requested = false;
-  bool ood_requested = false;  // the anomaly panel wants Fashion-MNIST: the driver loads it and calls set_ood
-  void set_ood(Dataset fashion_test);
-  std::string link_request;  // URL query of the current settings, for the driver to put on the clipboard
+  void set_ood(Dataset fashion_test);  // Fashion-MNIST's test set, as the driver loaded it (Driver::load_fashion)
   // The current settings as URL parameters ("preset=conv&lr=0.001&..."), the page's "Copy link".
   std::string config_query() const;
   // The driver reports how long each whole frame took on the main thread (app + ImGui + GL submission), so the
@@ -142,6 +139,7 @@ class App {
   struct State;
   std::unique_ptr<State> s_;
   TextureApi tex_;
+  Driver* driver_;
   Dataset train_, test_;
   std::string loading_;
   bool host_data_given_ = false;
@@ -153,6 +151,7 @@ class App {
   bool step_once();
   void diverged(const std::string& what);  // the status-bar message when training stopped on a non-finite value
   void track_wall_speed();
+  void want_fashion();  // the Fashion-MNIST test set is needed (anomaly scores, foreign data, a lesson's value)
   void runs_changed();  // the app's runs were rebuilt or given other weights: the host gets them whole
   void sync_host();     // what changed since the last call, to the host
   void start_views();

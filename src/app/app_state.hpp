@@ -221,6 +221,7 @@ struct App::State {
   IdxLabels pending_labels[2];
   std::string pending_names[2][2];
   Dataset ood;  // Fashion-MNIST test images, loaded when the anomaly panel asks for them
+  bool fashion_asked = false;  // the driver was asked for them (once per session)
 
   // Model panel: the preset as editable JSON.
   std::vector<float> frame_ms;  // ring buffer of the last 240 frames' main-thread times

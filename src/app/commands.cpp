@@ -168,7 +168,7 @@ json App::command(const json& cmd) {
   if (anomaly != s.anomaly_mode) {
     s.anomaly_mode = anomaly;
     s.views_dirty = true;
-    if (anomaly == 2 && s.ood.count == 0) ood_requested = true;
+    if (anomaly == 2) want_fashion();
   }
   if (new_model || optimizer_changed) {
     std::string err;

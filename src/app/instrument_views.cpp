@@ -258,7 +258,7 @@ void App::set_foreign_source(ForeignSource source) {
   F.active = false;
   F.compared = ErrorComparison();
   F.row_count = 0;
-  if (source == ForeignSource::Fashion && s.ood.count == 0) ood_requested = true;  // the driver loads it (set_ood)
+  if (source == ForeignSource::Fashion) want_fashion();  // the driver loads it (set_ood)
 }
 
 void App::load_foreign_file(const std::vector<uint8_t>& bytes, const std::string& name) {
@@ -306,7 +306,7 @@ void App::foreign_section() {
   if (F.source == ForeignSource::None) return;
   if (F.source == ForeignSource::Own) {
     ImGui::TextDisabled("While this is chosen, a dropped IDX file goes here, not into the training data.");
-    if (ImGui::SmallButton("Choose an IDX images file ...")) upload_requested = true;
+    if (ImGui::SmallButton("Choose an IDX images file ...")) driver_->open_file();
     if (F.own.count) {
       ImGui::SameLine();
       ImGui::TextDisabled("%s: %zu images", F.own.name.c_str(), F.own.count);

@@ -246,7 +246,7 @@ void App::step_lesson(double budget_ms) {
     for (size_t i = 0; i < n; ++i) {
       const Run& r = i ? *L.twin : *s.run;
       const LessonConfig& c = L.configs[i];
-      if (L.lesson.uses_fashion() && !s.ood.count) ood_requested = true;  // the driver loads Fashion-MNIST
+      if (L.lesson.uses_fashion()) want_fashion();  // the driver loads Fashion-MNIST
       MeasureOptions o = lesson_measure_options(L.lesson, c, kLessonTestImages, s.ood.count ? &s.ood : nullptr);
       if (!i) o.holdout = s.held_out;  // the app run's, which the learner may have changed
       double pca = NAN;

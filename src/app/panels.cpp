@@ -294,7 +294,7 @@ void App::panel_data() {
     ImGui::Text("%zu training, %zu test images (%zux%zu, kept as bytes)", train_.count, test_.count, train_.rows, train_.cols);
   else
     ImGui::TextUnformatted(loading_.empty() ? "No data loaded." : loading_.c_str());
-  if (ImGui::Button("Use your own IDX files ...")) upload_requested = true;
+  if (ImGui::Button("Use your own IDX files ...")) driver_->open_file();
   help_marker("Pick or drop IDX files (raw or .gz) like MNIST's: images and labels, for the training set or the test "
               "set (file names with 't10k' or 'test'). 28x28 images only.");
   int norm = s.preset.normalize == Normalization::MinusOneOne;
@@ -951,7 +951,7 @@ void App::panel_anomaly() {
     }
   }
   if (s.anomaly_mode == 2 && s.ood.count == 0) {
-    ood_requested = true;
+    want_fashion();
     ImGui::TextDisabled("loading Fashion-MNIST test images ...");
   }
   if (ch) s.views_dirty = true;
@@ -1011,10 +1011,10 @@ void App::panel_save() {
               "optimizer.exp_avg_sq.<name>), so that training continues where it stopped when you upload the file "
               "again. PyTorch's strict load_state_dict refuses these keys: use the plain download there, or drop "
               "the optimizer.* keys first.");
-  if (ImGui::Button("Upload weights ...")) upload_requested = true;
+  if (ImGui::Button("Upload weights ...")) driver_->open_file();
   ImGui::SameLine();
   ImGui::TextDisabled("or drop a .safetensors file on the page");
-  if (ImGui::Button("Copy link")) link_request = config_query();
+  if (ImGui::Button("Copy link")) driver_->copy_link(config_query());
   help_marker("A link that opens the playground with these settings (preset, hyper-parameters, seed, panels): "
               "for a course page's iframe or to share.");
   ImGui::TextWrapped("?%s", config_query().c_str());

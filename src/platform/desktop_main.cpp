@@ -8,6 +8,7 @@
 #include <imgui_impl_opengl3.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -167,6 +168,28 @@ class ThreadHost : public aep::App::HostLink {
   }
 };
 
+// What the app asks of the desktop: a "download" is a file in the working directory, the link goes to the
+// clipboard, files are dropped on the window, Fashion-MNIST comes from Debian's dataset-fashion-mnist (read after
+// the frame that asked).
+struct DesktopDriver : aep::Driver {
+  aep::App* app = nullptr;
+  bool fashion_wanted = false;
+  void download(const std::string& name, const std::vector<uint8_t>& bytes) override {
+    std::FILE* f = std::fopen(name.c_str(), "wb");
+    bool ok = f && std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
+    if (f) ok = std::fclose(f) == 0 && ok;
+    app->message = ok ? "Saved " + name : "Could not write " + name + ": " + std::strerror(errno);
+  }
+  void open_file() override {
+    app->message = "On the desktop, drop the file on the window: a .safetensors weights file or an IDX data file.";
+  }
+  void copy_link(const std::string& query) override {
+    ImGui::SetClipboardText(query.c_str());
+    app->message = "Copied the settings as URL parameters: ?" + query;
+  }
+  void load_fashion() override { fashion_wanted = true; }
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -221,7 +244,9 @@ int main(int argc, char** argv) {
   int rc = 0;
   try {
     ThreadHost trainer;  // outlives the app, which sends it orders
-    aep::App app(aep::gl_texture_api());
+    DesktopDriver driver;
+    aep::App app(aep::gl_texture_api(), &driver);
+    driver.app = &app;
     app.train_budget_ms = budget;
     if (!in_frames) app.attach_host(&trainer);
     try {
@@ -274,32 +299,14 @@ int main(int argc, char** argv) {
       app.record_frame_time((glfwGetTime() - t0) * 1000);
       if (f % 30 == 0) app.memory_bytes = resident_bytes();
       glfwSwapBuffers(window);
-      if (!app.download_request_name.empty()) {
-        // The desktop "download" writes next to the working directory.
-        if (std::FILE* f = std::fopen(app.download_request_name.c_str(), "wb")) {
-          std::fwrite(app.download_request_bytes.data(), 1, app.download_request_bytes.size(), f);
-          std::fclose(f);
-          app.message = "Saved " + app.download_request_name;
-        }
-        app.download_request_name.clear();
-      }
-      if (!app.link_request.empty()) {
-        ImGui::SetClipboardText(app.link_request.c_str());
-        app.message = "Copied the settings as URL parameters: ?" + app.link_request;
-        app.link_request.clear();
-      }
-      if (app.ood_requested) {
+      if (driver.fashion_wanted) {  // loaded between frames, not inside the panel that asked
+        driver.fashion_wanted = false;
         const char* dir = "/usr/share/datasets/fashion-mnist";  // Debian's dataset-fashion-mnist
         try {
           app.set_ood(aep::load_mnist(dir, false));
         } catch (const std::exception& e) {
           app.message = std::string("Fashion-MNIST: ") + e.what() + " (apt-get install dataset-fashion-mnist)";
-          app.ood_requested = false;
         }
-      }
-      if (app.upload_requested) {
-        app.message = "On the desktop, drop the file on the window: a .safetensors weights file or an IDX data file.";
-        app.upload_requested = false;
       }
     }
     std::printf("%s\n", app.status().dump().c_str());

@@ -63,27 +63,17 @@ void main_loop() {
   aep::webgl_renderer_render(ImGui::GetDrawData(), g_width, g_height, ImVec4(0.08f, 0.08f, 0.1f, 1.f));
   g_app->record_frame_time(emscripten_get_now() - t0, app_ms);
   g_app->memory_bytes = emscripten_get_heap_size();
-  if (!g_app->download_request_name.empty()) {
-    const auto& b = g_app->download_request_bytes;
-    EM_ASM({ Module.aepDownload(HEAPU8.slice($0, $0 + $1), UTF8ToString($2)); }, b.data(), b.size(),
-           g_app->download_request_name.c_str());
-    g_app->download_request_name.clear();
-    g_app->download_request_bytes.clear();
-  }
-  if (!g_app->link_request.empty()) {
-    EM_ASM({ Module.aepCopyLink(UTF8ToString($0)); }, g_app->link_request.c_str());
-    g_app->link_request.clear();
-  }
-  static bool ood_started = false;
-  if (g_app->ood_requested && !ood_started) {
-    ood_started = true;
-    EM_ASM({ Module.aepLoadOod(); });
-  }
-  if (g_app->upload_requested) {
-    EM_ASM({ Module.aepOpenFile(); });
-    g_app->upload_requested = false;
-  }
 }
+
+// What the app asks of the page: web/aep.js does each (a download, the file picker, the clipboard, a fetch).
+struct WebDriver : aep::Driver {
+  void download(const std::string& name, const std::vector<uint8_t>& b) override {
+    EM_ASM({ Module.aepDownload(HEAPU8.slice($0, $0 + $1), UTF8ToString($2)); }, b.data(), b.size(), name.c_str());
+  }
+  void open_file() override { EM_ASM({ Module.aepOpenFile(); }); }
+  void copy_link(const std::string& query) override { EM_ASM({ Module.aepCopyLink(UTF8ToString($0)); }, query.c_str()); }
+  void load_fashion() override { EM_ASM({ Module.aepLoadOod(); }); }
+} g_driver;
 
 // The app's pictures: OpenGL textures, and the renderer learns which changed (it redraws only what changed).
 void (*g_gl_update)(ImTextureID, int, int, const uint8_t*) = nullptr;
@@ -291,7 +281,7 @@ int main() {
     return 1;
   }
   try {
-    g_app = std::make_unique<aep::App>(texture_api());
+    g_app = std::make_unique<aep::App>(texture_api(), &g_driver);
   } catch (const std::exception& e) {
     EM_ASM({ Module.aepFatal(UTF8ToString($0)); }, e.what());
     return 1;
