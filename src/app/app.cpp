@@ -401,36 +401,19 @@ void App::step_umap(double budget_ms) {
 
 void App::start_views() {
   State& s = *s_;
-  State::ViewJob& j = s.job;
-  if (!j.model) {
-    j.model = std::make_unique<Model>(s.preset);
-    j.trainer = std::make_unique<Trainer>(*j.model, 0);
-  }
-  j.model->set_loss(s.preset.loss);
-  j.loss = reconstruction_loss_label(s.preset.loss);
-  std::copy(s.run->model->values.begin(), s.run->model->values.end(), j.model->values.begin());
-  std::copy(s.run->model->buffer_values.begin(), s.run->model->buffer_values.end(), j.model->buffer_values.begin());
-  j.active = true;
-  j.stage = training_elsewhere() ? 1 : 0;  // the host measures the test loss
-  j.pos = 0;
-  j.step = s.run->steps;
-  j.noise = Rng(0x5eed);
-  j.total = j.kl = 0;
-  j.n_view = std::min(view_images, test_.count);
-  j.code_dim = j.model->code_size();
-  j.codes.assign(j.n_view * j.code_dim, 0.f);
-  j.logvars.assign(j.model->is_vae() ? j.n_view * j.code_dim : 0, 0.f);
-  j.errors.assign(j.n_view, 0.f);
-  j.noise_errors.clear();
+  ViewJob::Options o;
+  o.eval_images = training_elsewhere() ? 0 : eval_images;  // the host measures the test loss
+  o.view_images = view_images;
+  o.outliers = s.anomaly_mode == 0 || (s.anomaly_mode == 2 && s.ood.count > 0);
+  o.fashion = s.anomaly_mode == 2 ? &s.ood : nullptr;
+  s.job.begin(*s.run->model, s.preset, s.run->steps, test_, o);
   s.views_dirty = false;
 }
 
 // The model changed shape or weights wholesale: drop the running job, its snapshot and the old views.
 void App::cancel_views() {
   State& s = *s_;
-  s.job.active = false;
-  s.job.trainer.reset();
-  s.job.model.reset();
+  s.job.cancel();
   s.n_view = 0;
   s.code_dim = 0;
   s.codes.clear();
@@ -447,87 +430,36 @@ void App::cancel_views() {
   cancel_instruments();
 }
 
-// Works on the view job for about budget_ms (at least one chunk); returns true while there is more to do.
+// Works on the view job for about budget_ms (at least one chunk); returns true while there is more to do. Finishing
+// (finish_views) takes a call, and a frame, of its own: frame() trains none in it.
 bool App::step_views(double budget_ms) {
   State& s = *s_;
-  State::ViewJob& j = s.job;
-  if (!j.active) return false;
-  Model& m = *j.model;
-  const Preset& p = m.preset();
-  const size_t B = 64;
-  std::vector<uint32_t> idx(B);
-  Tensor x, clean;
-  auto t0 = Clock::now();
-  for (;;) {
-    auto tc = Clock::now();
-    if (j.stage == 0) {  // test loss, like evaluate(): eval mode, corruption from a fixed seed
-      size_t n_eval = std::min(eval_images, test_.count), n = std::min(B, n_eval - j.pos);
-      for (size_t i = 0; i < n; ++i) idx[i] = uint32_t(j.pos + i);
-      make_batch(test_, idx.data(), n, s.preset, j.noise, x, clean);  // the corruption as set now
-      LossTerms L = j.trainer->forward_backward(x, clean, false, false);
-      j.total += L.total * n / n_eval, j.kl += L.kl * n / n_eval;
-      if ((j.pos += n) >= n_eval) j.stage = 1, j.pos = 0;
-    } else if (j.stage == 1) {  // codes and per-image errors of the view images
-      size_t n = std::min(B, j.n_view - j.pos);
-      for (size_t i = 0; i < n; ++i) idx[i] = uint32_t(j.pos + i);
-      fill_batch(test_, idx.data(), n, p.normalize, x);
-      Tensor z;
-      if (m.is_vae()) {  // the posterior: mu is the code, logvar feeds the KL bars
-        Model::Posterior q = m.encode_posterior(x);
-        std::copy(q.logvar.data(), q.logvar.data() + n * j.code_dim, j.logvars.data() + j.pos * j.code_dim);
-        z = std::move(q.mu);
-      } else {
-        z = m.encode(x);
-      }
-      std::copy(z.data(), z.data() + n * j.code_dim, j.codes.data() + j.pos * j.code_dim);
-      Tensor y = m.decode(z);
-      per_image_mse(x.data(), y.data(), n, j.errors.data() + j.pos);
-      bool outliers = s.anomaly_mode == 0 || (s.anomaly_mode == 2 && s.ood.count > 0);
-      if ((j.pos += n) >= j.n_view) j.stage = outliers ? 2 : 3, j.pos = 0;
-    } else if (j.stage == 2) {  // the out-of-distribution set of the anomaly panel: noise or Fashion-MNIST images
-      const bool fashion = s.anomaly_mode == 2 && s.ood.count > 0;
-      const size_t total = fashion ? std::min<size_t>(1000, s.ood.count) : 500, n = std::min(B, total - j.pos);
-      const float lo = range_min(p.normalize), hi = range_max(p.normalize);
-      Tensor noise(m.input_shape(n));
-      if (fashion) {
-        for (size_t i = 0; i < n; ++i) idx[i] = uint32_t(j.pos + i);
-        fill_batch(s.ood, idx.data(), n, p.normalize, noise);
-      } else {
-        Rng r(99 + j.pos);
-        for (float& v : noise) v = lo + (hi - lo) * r.uniform();
-      }
-      Tensor y = m.reconstruct(noise);
-      j.noise_errors.resize(j.pos + n);
-      per_image_mse(noise.data(), y.data(), n, j.noise_errors.data() + j.pos);
-      if ((j.pos += n) >= total) j.stage = 3;
-    } else {
-      finish_views();
-      j.active = false;
-      return false;
-    }
-    s.chunk_ms = 0.8 * s.chunk_ms + 0.2 * seconds_since(tc) * 1000;
-    if (j.stage == 3) return true;  // finishing takes a frame of its own (frame() trains none in it)
-    if (seconds_since(t0) * 1000 + s.chunk_ms > budget_ms) return true;
+  if (s.job.ready()) {
+    finish_views();
+    return false;
   }
+  if (!s.job.active()) return false;
+  s.job.step(budget_ms);
+  return true;
 }
 
 // The cheap rest of the views, from the finished job: test-loss point, pictures, projections.
 void App::finish_views() {
   State& s = *s_;
-  State::ViewJob& j = s.job;
-  Model& m = *j.model;
+  ViewJob::Result j = s.job.take();
+  Model& m = s.job.model();
   const Preset& p = m.preset();
   const float lo = range_min(p.normalize), hi = range_max(p.normalize);
   // A test loss measured with a loss the run has since left is of another quantity: not shown, measured again.
   LossCurve& curve = s.run->curve;
   const bool current_loss = curve.segments.empty() || j.loss == curve.segments.back().loss;
-  if (!training_elsewhere()) s.last_test = current_loss ? j.total : NAN;
-  if (!training_elsewhere()) s.last_test_kl = current_loss ? j.kl : NAN;
+  if (j.test_measured) s.last_test = current_loss ? j.test.total : NAN;
+  if (j.test_measured) s.last_test_kl = current_loss ? j.test.kl : NAN;
   if (!current_loss) s.views_dirty = true;
   const bool in_segment = !curve.segments.empty() && curve.test.size() > curve.segments.back().test_begin;
-  if (!training_elsewhere() && current_loss && (!in_segment || curve.test_step.back() != float(j.step))) {
+  if (j.test_measured && current_loss && (!in_segment || curve.test_step.back() != float(j.step))) {
     curve.test_step.push_back(float(j.step));
-    curve.test.push_back(float(j.total));
+    curve.test.push_back(float(j.test.total));
   }
   s.n_view = j.n_view;
   s.code_dim = j.code_dim;
@@ -536,7 +468,7 @@ void App::finish_views() {
   s.code_stats = code_sparsity(s.codes.data(), s.n_view, s.code_dim);
   s.posterior = m.is_vae() ? posterior_stats(s.codes.data(), j.logvars.data(), s.n_view, s.code_dim) : PosteriorStats();
   s.instr.logvars.swap(j.logvars);  // the posterior view's sigma
-  s.noise_errors.swap(j.noise_errors);
+  s.noise_errors.swap(j.outlier_errors);
   Tensor x;
 
   // Reconstructions of fixed test digits: input | corrupted | output.
@@ -832,7 +764,7 @@ void App::frame() {
 
   // The frame that finishes the views (~15 ms in wasm: projections, pictures, anomaly scores) trains none: with a
   // training step on top it would be one of the few frames that take three display refreshes.
-  const bool finishing_views = s.job.active && s.job.stage == 3;
+  const bool finishing_views = s.job.ready();
   if (training_elsewhere()) {
     apply_hyper_parameters();
     sync_host();
@@ -860,10 +792,10 @@ void App::frame() {
   }
   track_wall_speed();
   // Views refresh a few times a second while training, and soon after any change when idle; a chunk per frame.
-  if (has_data() && s.views_dirty && !s.job.active && (!s.running || seconds_since(s.last_refresh) > 0.7)) start_views();
+  if (has_data() && s.views_dirty && !s.job.active() && (!s.running || seconds_since(s.last_refresh) > 0.7)) start_views();
   // The views get 40% of the training time per frame while training (8 ms of 20), more when idle.
   const double view_ms = s.running ? std::max(2.0, 0.4 * train_budget_ms) : 16;
-  if (s.job.active) step_views(view_ms);
+  if (s.job.active()) step_views(view_ms);
   else step_instruments(view_ms);  // the Jacobian norm and the code probe, in the views' free budget
   if (umap_due()) step_umap(view_ms);  // as much again for the UMAP view
   step_lesson(view_ms);                // and for a lesson's goal values

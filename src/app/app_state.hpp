@@ -8,6 +8,7 @@
 
 #include "app/app.hpp"
 #include "app/instrument_views.hpp"
+#include "app/views.hpp"
 #include "core/instruments.hpp"
 #include "core/lesson.hpp"
 #include "core/safetensors.hpp"
@@ -143,7 +144,7 @@ struct App::State {
   std::unique_ptr<Run> run;  // the model training: weights, optimizer, batch order, loss curve, step count
   uint64_t seed = 1;
   bool running = false;
-  double step_ms = 0, chunk_ms = 0;  // running estimates, to stop a slice before it overruns its budget
+  double step_ms = 0;  // running estimate of a training step, to stop a slice before it overruns its budget
   // Speed: samples trained per second of wall time while training runs (what the learner gets, drawing included), and
   // the engine's own speed inside the training slices.
   double samples_per_s = 0, engine_samples_per_s = 0;
@@ -203,20 +204,7 @@ struct App::State {
   double pca_mse = NAN, model_mse = NAN;
   size_t pca_k = 0;
 
-  // Views are computed a chunk per frame on a snapshot of the weights, so training goes on meanwhile and no frame
-  // stalls: stage 0 test loss, 1 codes and errors, 2 noise images, then finish().
-  struct ViewJob {
-    bool active = false;
-    int stage = 0;
-    size_t pos = 0, step = 0, n_view = 0, code_dim = 0;
-    std::unique_ptr<Model> model;
-    std::unique_ptr<Trainer> trainer;
-    Rng noise{0x5eed};
-    double total = 0, kl = 0;
-    std::vector<float> codes, errors, noise_errors;
-    std::vector<float> logvars;  // a VAE's log sigma^2 per view image, beside its mu in codes
-    std::string loss;            // the loss its test loss is measured with (reconstruction_loss_label)
-  } job;
+  ViewJob job;  // the views' numbers, a chunk per frame on a snapshot of the weights (views.hpp)
   IdxImages pending_images[2];  // a user's own IDX files, [0] train, [1] test, until images and labels are both in
   IdxLabels pending_labels[2];
   std::string pending_names[2][2];

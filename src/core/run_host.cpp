@@ -73,21 +73,14 @@ double num_of(const json& v) { return v.is_number() ? v.get<double>() : NAN; }
 
 // The test loss as the app's views measure it: eval mode, the first n test images, the corruption as set now drawn
 // from a fixed seed, batches of 64. Runs nothing in training mode, so training goes on as if it had not been measured.
+// The test loss as the frames measured it (the app's views, with no host): the first n_eval test images in batches
+// of 64.
 LossTerms test_loss(Run& r, const Dataset& test, size_t n_eval) {
-  n_eval = std::min(n_eval, test.count);
-  const size_t B = 64;
-  Rng noise(0x5eed);
-  Tensor x, clean;
-  std::vector<uint32_t> idx(B);
-  LossTerms out;
-  for (size_t pos = 0; pos < n_eval; pos += B) {
-    const size_t n = std::min(B, n_eval - pos);
-    for (size_t i = 0; i < n; ++i) idx[i] = uint32_t(pos + i);
-    make_batch(test, idx.data(), n, r.preset, noise, x, clean);
-    const LossTerms L = r.trainer->forward_backward(x, clean, false, false);
-    out.total += L.total * n / n_eval, out.kl += L.kl * n / n_eval;
+  if (n_eval == 0) return LossTerms();
+  Evaluation e(test, r.preset, n_eval, 64);
+  while (e.step(*r.trainer)) {
   }
-  return out;
+  return e.result();
 }
 
 }  // namespace

@@ -219,28 +219,37 @@ void make_batch(const Dataset& d, const uint32_t* idx, size_t n, const Preset& p
   if (p.corruption.corrupted_target) std::copy(input.begin(), input.end(), target.begin());
 }
 
+Evaluation::Evaluation(const Dataset& d, const Preset& p, size_t max_samples, size_t batch_size, bool clean)
+    : d_(&d), p_(p), total_(max_samples == 0 ? d.count : std::min(max_samples, d.count)),
+      batch_(std::max<size_t>(1, batch_size)), clean_(clean), idx_(batch_) {}
+
+bool Evaluation::step(Trainer& t) {
+  if (done()) return false;
+  const size_t n = std::min(batch_, total_ - pos_);
+  std::iota(idx_.begin(), idx_.begin() + n, uint32_t(pos_));
+  if (clean_) fill_batch(*d_, idx_.data(), n, p_.normalize, input_);
+  else make_batch(*d_, idx_.data(), n, p_, noise_, input_, target_);
+  const LossTerms L = t.forward_backward(input_, clean_ ? input_ : target_, false, false);
+  sum_.total += L.total * n;
+  sum_.reconstruction += L.reconstruction * n;
+  sum_.kl += L.kl * n;
+  sum_.penalty += L.penalty * n;
+  pos_ += n;
+  return !done();
+}
+
+LossTerms Evaluation::result() const {
+  LossTerms r = sum_;
+  const double n = double(std::max<size_t>(1, total_));
+  r.total /= n, r.reconstruction /= n, r.kl /= n, r.penalty /= n;
+  return r;
+}
+
 LossTerms evaluate(Trainer& t, const Dataset& d, size_t max_samples, size_t batch_size, bool clean) {
-  size_t total = max_samples == 0 ? d.count : std::min(max_samples, d.count);
-  Rng noise(0x5eed);
-  Tensor input, target;
-  std::vector<uint32_t> idx(batch_size);
-  LossTerms sum;
-  for (size_t start = 0; start < total; start += batch_size) {
-    size_t n = std::min(batch_size, total - start);
-    std::iota(idx.begin(), idx.begin() + n, uint32_t(start));
-    if (clean) fill_batch(d, idx.data(), n, t.model.preset().normalize, input);
-    else make_batch(d, idx.data(), n, t.model.preset(), noise, input, target);
-    LossTerms L = t.forward_backward(input, clean ? input : target, false, false);
-    sum.total += L.total * n;
-    sum.reconstruction += L.reconstruction * n;
-    sum.kl += L.kl * n;
-    sum.penalty += L.penalty * n;
+  Evaluation e(d, t.model.preset(), max_samples, batch_size, clean);
+  while (e.step(t)) {
   }
-  sum.total /= total;
-  sum.reconstruction /= total;
-  sum.kl /= total;
-  sum.penalty /= total;
-  return sum;
+  return e.result();
 }
 
 }  // namespace aep

@@ -89,4 +89,26 @@ void make_batch(const Dataset& d, const uint32_t* idx, size_t n, const Preset& p
 // `clean`: then it is the number PyTorch and Keras reproduce from the same weights (the exports' --eval).
 LossTerms evaluate(Trainer& t, const Dataset& d, size_t max_samples = 0, size_t batch_size = 500, bool clean = false);
 
+// evaluate() a batch at a time, so that a frame or a worker's slice can take it in parts: step() until it returns
+// false, then result(). The corruption follows `p` (the settings as they are now, which a snapshot's model may
+// predate). The playground's test loss is this over the first 1000 test images in batches of 64; the data must
+// outlive the evaluation.
+class Evaluation {
+ public:
+  Evaluation(const Dataset& d, const Preset& p, size_t max_samples = 0, size_t batch_size = 500, bool clean = false);
+  bool step(Trainer& t);  // one batch; false once every image is counted
+  bool done() const { return pos_ >= total_; }
+  LossTerms result() const;  // the mean over the images (once done)
+
+ private:
+  const Dataset* d_;
+  Preset p_;
+  size_t total_, batch_, pos_ = 0;
+  bool clean_;
+  Rng noise_{0x5eed};
+  Tensor input_, target_;
+  std::vector<uint32_t> idx_;
+  LossTerms sum_;
+};
+
 }  // namespace aep
