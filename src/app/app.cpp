@@ -404,8 +404,8 @@ void App::start_views() {
   ViewJob::Options o;
   o.eval_images = training_elsewhere() ? 0 : eval_images;  // the host measures the test loss
   o.view_images = view_images;
-  o.outliers = s.anomaly_mode == 0 || (s.anomaly_mode == 2 && s.ood.count > 0);
-  o.fashion = s.anomaly_mode == 2 ? &s.ood : nullptr;
+  o.outliers = s.anomaly.mode == 0 || (s.anomaly.mode == 2 && s.ood.count > 0);
+  o.fashion = s.anomaly.mode == 2 ? &s.ood : nullptr;
   s.job.begin(*s.run->model, s.preset, s.run->steps, test_, o);
   s.views_dirty = false;
 }
@@ -468,7 +468,7 @@ void App::finish_views() {
   s.code_stats = code_sparsity(s.codes.data(), s.n_view, s.code_dim);
   s.posterior = m.is_vae() ? posterior_stats(s.codes.data(), j.logvars.data(), s.n_view, s.code_dim) : PosteriorStats();
   s.instr.logvars.swap(j.logvars);  // the posterior view's sigma
-  s.noise_errors.swap(j.outlier_errors);
+  s.anomaly.outlier_errors.swap(j.outlier_errors);
   Tensor x;
 
   // Reconstructions of fixed test digits: input | corrupted | output.
@@ -519,44 +519,7 @@ void App::finish_views() {
     for (int i = 0; i < kGrid * kGrid; ++i) s.manifold.put_digit((i % kGrid) * 28, (i / kGrid) * 28, g.data() + i * 784, lo, hi);
   }
 
-  // Anomaly: threshold default at the 99th percentile; worst digits.
-  {
-    std::vector<float> sorted = s.errors;
-    std::sort(sorted.begin(), sorted.end());
-    if (!s.threshold_set_by_user) s.threshold = sorted[size_t(0.99 * (sorted.size() - 1))];
-    std::vector<uint32_t> order(s.n_view);
-    for (size_t i = 0; i < s.n_view; ++i) order[i] = uint32_t(i);
-    std::partial_sort(order.begin(), order.begin() + std::min<size_t>(16, order.size()), order.end(),
-                      [&](uint32_t a, uint32_t b) { return s.errors[a] > s.errors[b]; });
-    s.worst.resize(8 * 30, 2 * 30);
-    for (int i = 0; i < 16 && i < int(order.size()); ++i) {
-      fill_batch(test_, &order[i], 1, p.normalize, x);
-      s.worst.put_digit((i % 8) * 30, (i / 8) * 30, x.data(), lo, hi);
-    }
-    // Out-of-distribution scores: uniform noise images, or one digit against the others.
-    std::vector<float> pos, neg;
-    if (s.anomaly_mode != 1) {
-      pos = s.noise_errors;
-      neg = s.errors;
-    } else if (!test_.labels.empty()) {
-      for (size_t i = 0; i < s.n_view; ++i) (test_.labels[i] == s.held_digit ? pos : neg).push_back(s.errors[i]);
-    }
-    s.auc = pos.empty() || neg.empty() ? NAN : roc_auc(pos, neg);
-    // ROC curve: sweep the threshold down through every score.
-    s.roc.clear();
-    if (!pos.empty() && !neg.empty()) {
-      std::vector<std::pair<float, int>> all;
-      for (float v : pos) all.push_back({v, 1});
-      for (float v : neg) all.push_back({v, 0});
-      std::sort(all.begin(), all.end(), [](auto& a, auto& b) { return a.first > b.first; });
-      size_t tp = 0, fp = 0, stride = std::max<size_t>(1, all.size() / 200);
-      s.roc.push_back(ImVec2(0, 0));
-      for (size_t i = 0; i < all.size(); ++i) {
-        (all[i].second ? tp : fp)++;
-        if (i % stride == 0 || i + 1 == all.size()) s.roc.push_back(ImVec2(float(fp) / neg.size(), float(tp) / pos.size()));
-      }
-    }
-  }
+  s.anomaly.score(s.errors, test_, p.normalize);
 
   // First-layer weights as pictures.
   {

@@ -136,6 +136,21 @@ struct HostSync {
   bool runs_moved(const Run* run, const Run* twin) const;
 };
 
+// The Anomaly panel (anomaly.cpp): the reconstruction error as an anomaly score, its threshold, the worst digits,
+// and how well it separates the view images from out-of-distribution ones (AUC, ROC).
+struct AnomalyView {
+  int mode = 0;   // out-of-distribution images: 0 uniform noise, 1 one digit vs the rest (held out or not), 2 Fashion
+  int digit = 0;  // mode 1's digit
+  float threshold = 0;
+  bool threshold_set_by_user = false;  // otherwise it follows the 99th percentile as the model trains
+  double auc = NAN;
+  std::vector<float> outlier_errors;   // per out-of-distribution image (modes 0 and 2), from the views
+  std::vector<ImVec2> roc;             // ROC curve points (false positive rate, true positive rate)
+  Picture worst;                       // the 16 worst-reconstructed view images
+  // Scores the view images' errors (test images 0..n-1) against outlier_errors (modes 0, 2) or the chosen digit's.
+  void score(const std::vector<float>& errors, const Dataset& test, Normalization norm);
+};
+
 struct App::State {
   PanelLayout layout;
   std::vector<Preset> presets;
@@ -179,23 +194,16 @@ struct App::State {
   int hovered = -1;
   bool have_click = false;
   float click[2] = {0, 0};
-  Picture recon, preview, manifold, decoded, hover_pic, generated, interp, worst, weights_pic, draw_pad, draw_out;
+  Picture recon, preview, manifold, decoded, hover_pic, generated, interp, weights_pic, draw_pad, draw_out;
   Picture scatter;               // the Latent panel's dots
   uint64_t scatter_key = 0;      // what they were painted from (repainted when it changes)
   int hover_shown = -1;
   float recon_err[kReconCount] = {};  // per-image MSE against the clean digit
   std::vector<float> code_mean, code_std;  // Gaussian fitted to the codes (generation for a plain AE)
   int interp_a = 0, interp_b = 1;
-  float threshold = 0;
-  bool threshold_set_by_user = false;  // otherwise it follows the 99th percentile as the model trains
   uint64_t gen_seed = 1;
   int traverse_dim = 0, draw_pick = 0;
-  double auc = NAN;
-  std::vector<float> noise_errors;
-  int anomaly_mode = 0;  // 0 noise images, 1 one digit vs the rest (held out of training or not), 2 Fashion-MNIST
-  int held_digit = 0;
   int held_out = -1;              // digit left out of the training set, -1 none
-  std::vector<ImVec2> roc;          // ROC curve points (false positive rate, true positive rate)
   int code_edit = 0;
   float draw_canvas[28 * 28] = {};
   float draw_score = NAN;
@@ -208,6 +216,7 @@ struct App::State {
   IdxImages pending_images[2];  // a user's own IDX files, [0] train, [1] test, until images and labels are both in
   IdxLabels pending_labels[2];
   std::string pending_names[2][2];
+  AnomalyView anomaly;
   Dataset ood;  // Fashion-MNIST test images, loaded when the anomaly panel asks for them
   bool fashion_asked = false;  // the driver was asked for them (once per session)
 

@@ -86,7 +86,7 @@ json App::command(const json& cmd) {
     if (with_code_size(p, size_t(d))) new_model = true;
     else errors.push_back("code: this model's code size cannot be changed here (edit its layers instead)");
   }
-  int anomaly = s.anomaly_mode;
+  int anomaly = s.anomaly.mode;
   if (cmd.contains("anomaly")) {
     const json& v = cmd.at("anomaly");
     if (v == "noise") anomaly = 0;
@@ -165,8 +165,8 @@ json App::command(const json& cmd) {
                        p.loss.l1 != s.preset.loss.l1 || p.training.batch_size != s.preset.training.batch_size;
   bool optimizer_changed = p.optimizer.type != s.preset.optimizer.type;
   if (holdout != s.held_out) s.held_out = holdout, new_model = true;
-  if (anomaly != s.anomaly_mode) {
-    s.anomaly_mode = anomaly;
+  if (anomaly != s.anomaly.mode) {
+    s.anomaly.mode = anomaly;
     s.views_dirty = true;
     if (anomaly == 2) want_fashion();
   }
@@ -276,12 +276,12 @@ json App::status() const {
           {"codeSize", s.run->model->code_size()},
           {"holdout", s.held_out},
           {"trainImages", s.run->train_images()},
-          {"anomaly", s.anomaly_mode == 0 ? "noise" : s.anomaly_mode == 1 ? "digit" : "fashion"},
+          {"anomaly", s.anomaly.mode == 0 ? "noise" : s.anomaly.mode == 1 ? "digit" : "fashion"},
           {"latent", s.code_dim > 2 ? (s.latent_umap ? "umap" : "pca") : "code"},
           {"umapPoints", s.umap_n},
           {"umapStep", s.umap_n ? json(s.umap_step) : json(nullptr)},
           {"umapProgress", s.umap.running() ? json(s.umap.progress()) : json(nullptr)},
-          {"anomalyAuc", num(s.auc)},
+          {"anomalyAuc", num(s.anomaly.auc)},
           // Instruments over the view images (names as core/instruments.hpp's instrument_values): null before the
           // first views, and the VAE's only for a VAE.
           {"sparsity", s.n_view ? json(s.code_stats.sparsity) : json(nullptr)},

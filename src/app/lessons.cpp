@@ -98,7 +98,7 @@ void App::lesson_use_configs(bool rebuild) {
   State& s = *s_;
   LessonPlay& L = s.lesson;
   const LessonConfig& c = L.configs[0];
-  s.anomaly_mode = c.anomaly == "digit" ? 1 : c.anomaly == "fashion" ? 2 : 0;  // the Anomaly panel scores what the goal does
+  s.anomaly.mode = c.anomaly == "digit" ? 1 : c.anomaly == "fashion" ? 2 : 0;  // the Anomaly panel scores what the goal does
   s.running = false;
   L.action_left = 0;
   if (rebuild) {

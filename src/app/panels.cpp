@@ -903,75 +903,12 @@ void App::panel_draw() {
   ImGui::Text("reconstruction:");
   s.draw_out.show(tex_, 4);
   ImGui::Text("anomaly score (MSE) %.4f", s.draw_score);
-  if (s.threshold > 0) {
-    bool anomalous = s.draw_score > s.threshold;
+  if (s.anomaly.threshold > 0) {
+    bool anomalous = s.draw_score > s.anomaly.threshold;
     ImGui::TextColored(anomalous ? ImVec4(1, 0.4f, 0.4f, 1) : ImVec4(0.5f, 1, 0.5f, 1), "%s (threshold %.4f)",
-                       anomalous ? "anomaly" : "normal", s.threshold);
+                       anomalous ? "anomaly" : "normal", s.anomaly.threshold);
   }
   ImGui::EndGroup();
-  ImGui::End();
-}
-
-void App::panel_anomaly() {
-  State& s = *s_;
-  if (!s.layout.begin(kPanelAnomaly, &show_panel[kPanelAnomaly])) return ImGui::End();
-  if (s.errors.empty()) {
-    ImGui::TextUnformatted(has_data() ? "Encoding the test digits..." : "Waiting for data.");
-    return ImGui::End();
-  }
-  float emax = *std::max_element(s.errors.begin(), s.errors.end());
-  const int bins = 50;
-  float hist[bins] = {};
-  for (float e : s.errors) hist[std::min(bins - 1, int(e / (emax + 1e-12f) * bins))] += 1;
-  ImGui::Text("Reconstruction error (MSE) of %zu test digits", s.errors.size());
-  ImGui::PlotHistogram("##hist", hist, bins, 0, nullptr, 0, FLT_MAX, ImVec2(-1, 80));
-  ImGui::SetNextItemWidth(-120);
-  if (ImGui::SliderFloat("threshold", &s.threshold, 0.f, emax, "%.4f")) s.threshold_set_by_user = true;
-  size_t above = size_t(std::count_if(s.errors.begin(), s.errors.end(), [&](float e) { return e > s.threshold; }));
-  ImGui::Text("%zu digits (%.1f%%) above the threshold are flagged as anomalies", above, 100.0 * above / s.errors.size());
-  ImGui::TextDisabled("The 16 worst-reconstructed test digits:");
-  s.worst.show(tex_, 1.5f);
-  ImGui::SeparatorText("Separate normal from abnormal");
-  bool ch = ImGui::RadioButton("noise images", &s.anomaly_mode, 0);
-  ImGui::SameLine();
-  ch |= ImGui::RadioButton("one digit vs the rest", &s.anomaly_mode, 1);
-  ImGui::SameLine();
-  ch |= ImGui::RadioButton("Fashion-MNIST", &s.anomaly_mode, 2);
-  if (s.anomaly_mode == 1) {
-    ImGui::SetNextItemWidth(100);
-    ch |= ImGui::SliderInt("digit", &s.held_digit, 0, 9);
-    ImGui::SameLine();
-    if (s.held_out == s.held_digit) {
-      ImGui::TextDisabled("(held out of training)");
-    } else if (ImGui::SmallButton("hold it out of training")) {
-      s.held_out = s.held_digit;
-      reset_training();
-      message = "Training now leaves out every " + std::to_string(s.held_out) + ": train, then see how well its "
-                "reconstruction error separates it from the other digits.";
-    }
-  }
-  if (s.anomaly_mode == 2 && s.ood.count == 0) {
-    want_fashion();
-    ImGui::TextDisabled("loading Fashion-MNIST test images ...");
-  }
-  if (ch) s.views_dirty = true;
-  const char* what = s.anomaly_mode == 0 ? "uniform-noise images" : s.anomaly_mode == 2 ? "Fashion-MNIST images"
-                                                                   : "the chosen digit";
-  ImGui::Text("ROC AUC %.3f  (%s vs test digits)", s.auc, what);
-  help_marker("The reconstruction error as an anomaly score. The ROC curve plots the share of anomalies caught "
-              "(up) against the share of normal digits wrongly flagged (right) as the threshold falls; its area is 1 "
-              "for perfect separation and 0.5 for chance.");
-  if (!s.roc.empty()) {
-    float side = std::min(160.f, ImGui::GetContentRegionAvail().x);
-    ImVec2 p0 = ImGui::GetCursorScreenPos();
-    ImDrawList* dl = ImGui::GetWindowDrawList();
-    dl->AddRectFilled(p0, ImVec2(p0.x + side, p0.y + side), IM_COL32(20, 20, 24, 255));
-    dl->AddLine(ImVec2(p0.x, p0.y + side), ImVec2(p0.x + side, p0.y), IM_COL32(90, 90, 90, 255));
-    std::vector<ImVec2> pts;
-    for (ImVec2 r : s.roc) pts.push_back(ImVec2(p0.x + r.x * side, p0.y + (1 - r.y) * side));
-    dl->AddPolyline(pts.data(), int(pts.size()), IM_COL32(255, 200, 60, 255), 0, 2.f);
-    ImGui::Dummy(ImVec2(side, side));
-  }
   ImGui::End();
 }
 
