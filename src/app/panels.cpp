@@ -413,10 +413,14 @@ void App::panel_training() {
   const double mb = 1 << 20;
   ImGui::TextDisabled("memory: training needs ~%.0f MB (limit %.0f MB)", s.run->model->training_bytes(s.preset.training.batch_size) / mb,
                       Model::kMemoryBudget / mb);
-  if (memory_bytes) {
+  if (memory_bytes) {  // on the same line where it fits, else below
+    char used[96];
+    if (host_memory_bytes) std::snprintf(used, sizeof used, "in use: %.0f MB page + %.0f MB training", memory_bytes / mb, host_memory_bytes / mb);
+    else std::snprintf(used, sizeof used, "in use: %.0f MB", memory_bytes / mb);
     ImGui::SameLine();
-    if (host_memory_bytes) ImGui::TextDisabled("| in use: %.0f MB + %.0f MB training", memory_bytes / mb, host_memory_bytes / mb);
-    else ImGui::TextDisabled("| in use: %.0f MB", memory_bytes / mb);
+    if (ImGui::GetContentRegionAvail().x < ImGui::CalcTextSize(used).x + ImGui::CalcTextSize("| ").x) ImGui::NewLine();
+    else ImGui::TextDisabled("|"), ImGui::SameLine();
+    ImGui::TextDisabled("%s", used);
   }
 
   OptimizerConfig& o = s.preset.optimizer;
