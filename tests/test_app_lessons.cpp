@@ -267,4 +267,31 @@ TEST_CASE("app: trained by a host, a Train before the data (the page's autostart
   CHECK(app.status()["running"] == true);
 }
 
+// The page's main thread while its worker trains: the views, instruments and lesson values share at most
+// App::main_share of the wall clock, and still follow the training.
+TEST_CASE("app: while a host trains, the metered views still refresh from newer weights") {
+  testing::LoopbackHost loop;
+  Headless ui;
+  ui.host = &loop;
+  auto app = make_app(ui.host);
+  app->main_share = 0.25;
+  REQUIRE(app->command({{"preset", "linear"}, {"seed", 1}, {"train", true}})["ok"] == true);
+  std::vector<float> first;
+  int i = 0;
+  for (; i < 3000 && first.empty(); ++i) {
+    ui.frame(*app);
+    first = app->latent_points();
+  }
+  REQUIRE(!first.empty());
+  const size_t step_then = app->status()["step"].get<size_t>();
+  bool moved = false;
+  for (i = 0; i < 3000 && !moved; ++i) {
+    ui.frame(*app);
+    moved = app->latent_points() != first;
+  }
+  CHECK(moved);
+  CHECK(app->status()["running"] == true);
+  CHECK(app->status()["step"].get<size_t>() > step_then);
+}
+
 }  // namespace aep

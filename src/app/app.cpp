@@ -757,11 +757,23 @@ void App::frame() {
   // Views refresh a few times a second while training, and soon after any change when idle; a chunk per frame.
   if (has_data() && s.views_dirty && !s.job.active() && (!s.running || seconds_since(s.last_refresh) > 0.7)) start_views();
   // The views get 40% of the training time per frame while training (8 ms of 20), more when idle.
-  const double view_ms = s.running ? std::max(2.0, 0.4 * train_budget_ms) : 16;
-  if (s.job.active()) step_views(view_ms);
-  else step_instruments(view_ms);  // the Jacobian norm and the code probe, in the views' free budget
-  if (umap_due()) step_umap(view_ms);  // as much again for the UMAP view
-  step_lesson(view_ms);                // and for a lesson's goal values
+  double view_ms = s.running ? std::max(2.0, 0.4 * train_budget_ms) : 16;
+  // While a host trains, all of this together may take at most main_share of the wall clock (a bucket the clock
+  // fills, emptied by the time spent): on a machine with few cores the page's thread leaves the worker its core.
+  const bool metered = training_elsewhere() && s.running && main_share < 1;
+  const auto tv = Clock::now();
+  if (metered) {
+    s.main_credit_ms = std::min(20.0, s.main_credit_ms + main_share * seconds_since(s.last_frame) * 1000);
+    view_ms = std::min(view_ms, s.main_credit_ms);
+  }
+  if (view_ms >= 1) {
+    if (s.job.active()) step_views(view_ms);
+    else step_instruments(view_ms);  // the Jacobian norm and the code probe, in the views' free budget
+    if (umap_due()) step_umap(view_ms);  // as much again for the UMAP view
+    step_lesson(view_ms);                // and for a lesson's goal values
+  }
+  if (metered) s.main_credit_ms = std::max(-50.0, s.main_credit_ms - seconds_since(tv) * 1000);
+  s.last_frame = tv;
 
   main_menu();
   const ImVec2 display = ImGui::GetIO().DisplaySize;

@@ -169,6 +169,8 @@ struct App::State {
   std::vector<LossCurve> past;
   bool log_scale = true, show_recon_kl = true;
   Clock::time_point last_refresh = Clock::now();
+  Clock::time_point last_frame = Clock::now();
+  double main_credit_ms = 0;  // what the views may still spend while a host trains (App::main_share)
   size_t refreshed_step = size_t(-1);
   bool views_dirty = true;
 
