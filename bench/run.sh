@@ -57,7 +57,7 @@ export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 LD_LIBRARY_PATH=$blas${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} /usr/bin/python3 bench/torch_bench.py "${common[@]}" \
   --system pytorch --json "$out/torch-plain.json"
 MALLOC_MMAP_THRESHOLD_=268435456 MALLOC_TRIM_THRESHOLD_=268435456 LD_LIBRARY_PATH=$blas${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
-  /usr/bin/python3 bench/torch_bench.py "${common[@]}" "${torch_presets[@]}" --system "pytorch tuned" \
+  /usr/bin/python3 bench/torch_bench.py "${common[@]}" --gemm "${torch_presets[@]}" --system "pytorch tuned" \
   --json "$out/torch-tuned.json"
 echo "== TensorFlow.js (node)"
 node bench/tfjs_bench.js "${common[@]}" --json "$out/tfjs.json" 2>&1 | grep -v -e '^=*$' -e 'tfjs-node' -e '^Hi, looks like'

@@ -1,5 +1,6 @@
 // Merges the JSON files of bench/run.sh into one table: samples/s per system for models A and B, then the
-// ratios ours / peer against the issue's targets, then GEMM GFLOP/s as a share of the micro-kernel peak.
+// ratios ours / peer against the issue's targets, then GEMM GFLOP/s as a share of the micro-kernel peak (beside
+// PyTorch's BLAS at the same shapes), then every preset when measured.
 // usage: node bench/table.js FILE.json...
 'use strict';
 const fs = require('fs');
@@ -42,7 +43,8 @@ for (const [w, label] of models) {
 const gemm = records.filter((r) => r.workload.startsWith('gemm') && !r.workload.includes('peak'));
 if (gemm.length) {
   console.log('\nGEMM at model A\'s shapes, GFLOP/s (share of the micro-kernel peak measured in the same run; target >= 80%):\n');
-  const ours = ['aep native', 'aep native fast', 'aep wasm', 'aep chromium'].filter((s) => records.some((r) => r.system === s));
+  const ours = ['aep native', 'aep native fast', 'aep wasm', 'aep chromium', 'pytorch tuned'].filter(
+    (s) => gemm.some((r) => r.system === s));
   line(['product', ...ours]);
   line(['---', ...ours.map(() => '---:')]);
   const peak = (s) => find(s, 'gemm micro-kernel peak');
@@ -50,7 +52,7 @@ if (gemm.length) {
   for (const n of names)
     line([n.replace(/^gemm /, ''), ...ours.map((s) => {
       const r = find(s, n), p = peak(s);
-      return r ? `${r.gflops.toFixed(1)} (${p ? (100 * r.gflops / p.gflops).toFixed(0) : '?'}%)` : '-';
+      return r ? r.gflops.toFixed(1) + (p ? ` (${(100 * r.gflops / p.gflops).toFixed(0)}%)` : '') : '-';
     })]);
   line(['micro-kernel peak', ...ours.map((s) => (peak(s) ? peak(s).gflops.toFixed(1) : '-'))]);
 }
