@@ -52,7 +52,9 @@ constexpr bool kPackTransposedA = false;
 #endif
 constexpr size_t KC = 256;
 
-using aligned_vector = std::vector<float, xsimd::aligned_allocator<float>>;
+// 64 bytes whatever the build's own vectors: the AVX-512 kernel loads whole packed panels of B aligned, also in a
+// build compiled for less (AEP_NATIVE_ARCH=OFF, or a binary built for AVX2 run on an AVX-512 CPU).
+using aligned_vector = std::vector<float, xsimd::aligned_allocator<float, 64>>;
 
 inline float at(const float* X, size_t ld, bool trans, size_t row, size_t col) {
   return trans ? X[col * ld + row] : X[row * ld + col];
