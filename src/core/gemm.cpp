@@ -28,9 +28,9 @@ using gemm_detail::a_at;
 using gemm_detail::ALayout;
 using batch = xsimd::batch<float>;
 constexpr size_t W = batch::size;
-// Register tile of the deterministic kernel, MR rows x NV vectors. WebAssembly (16 vector registers in V8 on x86): 2 x 4 vectors of f32x4 did
-// best (issue 5's measurements, and 2x4 vs 4x2 here); natively 8 x 2 vectors (16 of the 32 AVX-512 registers)
-// measured a little ahead of 4 x 2, 6 x 2 and 4 x 4 (bench: `aep bench --only gemm`).
+// Register tile of the deterministic kernel, MR rows x NV vectors. WebAssembly (16 vector registers in V8 on x86):
+// 2 x 4 vectors of f32x4 did best (issue 5's measurements, and 2x4 vs 4x2 here); natively 8 x 2 vectors (16 of the
+// 32 AVX-512 registers) measured a little ahead of 4 x 2, 6 x 2 and 4 x 4 (bench: `aep bench --only gemm`).
 // Each C element is still summed over k in order, so the tile shape never changes results.
 #ifdef AEP_GEMM_MR
 constexpr size_t MR = AEP_GEMM_MR;
