@@ -1,7 +1,10 @@
 // Layer tests: a numerical gradient check for every layer (train and eval mode where they differ), a
-// hand-computed forward case for each, and the GEMM kernel against its reference in every transpose mode.
+// hand-computed forward case for each, and the GEMM kernels (deterministic and fast mode) against their reference in
+// every transpose mode.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <numeric>
 
@@ -13,7 +16,10 @@ using namespace aep;
 using namespace aep::test;
 using nlohmann::json;
 
-TEST_CASE("gemm matches the reference for every transpose mode and awkward sizes") {
+namespace {
+
+// gemm and gemm_transposed_c on the current path (gemm_path()) against the reference, for every transpose mode.
+void check_gemm_against_reference() {
   Rng rng(7);
   // {4, 16, 8} and {16, 200, 600} take the transposed form inside gemm (few rows, wide B).
   const size_t sizes[][3] = {{1, 1, 1},      {3, 5, 7},      {4, 16, 8}, {17, 33, 9}, {64, 784, 32},
@@ -52,6 +58,67 @@ TEST_CASE("gemm matches the reference for every transpose mode and awkward sizes
             differ += std::memcmp(&G[i * N + j], &Z[i * N + j], 4) != 0 || std::memcmp(&GT[j * M + i], &Z[i * N + j], 4) != 0;
         CHECK(differ == 0);
       }
+}
+
+// Puts the deterministic path back when a test case ends, failed checks included.
+struct DeterministicAfter {
+  ~DeterministicAfter() { set_gemm_path(GemmPath::Deterministic); }
+};
+
+}  // namespace
+
+TEST_CASE("gemm matches the reference for every transpose mode and awkward sizes") {
+  REQUIRE(gemm_path() == GemmPath::Deterministic);
+  check_gemm_against_reference();
+}
+
+// Fast mode: each fused path this CPU has (an AVX-512 machine runs both) is held to the deterministic kernel's
+// tolerance against the reference, |C - R| < 1e-4 sqrt(K) for values in [-1, 1], and keeps gemm and
+// gemm_transposed_c bit-identical. It must really run: its rounding differs from the deterministic kernel's.
+TEST_CASE("fast-mode GEMM: every path the CPU has matches the reference; paths it lacks are refused") {
+  DeterministicAfter restore;
+  const std::vector<GemmPath> have = gemm_fast_paths();
+  std::string names;
+  for (GemmPath p : have) names += std::string(" ") + gemm_path_name(p);
+  MESSAGE("fast GEMM paths on this machine:" << (have.empty() ? " none" : names));
+  for (GemmPath p : {GemmPath::Avx2Fma, GemmPath::Avx512}) {
+    if (std::find(have.begin(), have.end(), p) == have.end()) {
+      CHECK_THROWS_AS(set_gemm_path(p), std::runtime_error);
+      continue;
+    }
+    INFO("path " << gemm_path_name(p));
+    set_gemm_path(p);
+    CHECK(fast_mode());
+    check_gemm_against_reference();
+    const size_t M = 130, N = 70, K = 300;
+    Rng rng(3);
+    std::vector<float> A(M * K), B(K * N), fast(M * N), exact(M * N);
+    for (float& v : A) v = rng.uniform(-1, 1);
+    for (float& v : B) v = rng.uniform(-1, 1);
+    gemm(false, false, M, N, K, 1.f, A.data(), K, B.data(), N, 0.f, fast.data(), N);
+    set_gemm_path(GemmPath::Deterministic);
+    gemm(false, false, M, N, K, 1.f, A.data(), K, B.data(), N, 0.f, exact.data(), N);
+    CHECK(fast != exact);
+  }
+#ifdef __EMSCRIPTEN__
+  CHECK(have.empty());  // no FMA in WebAssembly with this toolchain
+#endif
+  if (have.empty()) {
+    CHECK_THROWS_AS(set_fast_mode(true), std::runtime_error);
+    CHECK(!fast_mode());
+    return;
+  }
+  // AEP_GEMM_PATH picks among them; a name that is no path is an error, not a silent default.
+  setenv("AEP_GEMM_PATH", gemm_path_name(have.back()), 1);
+  set_fast_mode(true);
+  CHECK(gemm_path() == have.back());
+  setenv("AEP_GEMM_PATH", "avx1024", 1);
+  CHECK_THROWS_WITH(set_fast_mode(true), "AEP_GEMM_PATH: expected avx2+fma or avx512, got 'avx1024'");
+  unsetenv("AEP_GEMM_PATH");
+  set_fast_mode(true);
+  CHECK(gemm_path() == have.front());
+  set_fast_mode(false);
+  CHECK(gemm_path() == GemmPath::Deterministic);
 }
 
 TEST_CASE("gemm with beta = 0 ignores NaN already in C") {

@@ -26,10 +26,15 @@ constexpr const char* kSystem = "aep wasm";
 constexpr const char* kSystem = "aep native";
 #endif
 
-// The arch column: the SIMD set, and the thread count when above 1.
+// The system column: "aep native", or "aep native fast" in fast mode (bench/table.js keeps them apart).
+std::string system_name() { return fast_mode() ? std::string(kSystem) + " fast" : kSystem; }
+
+// The arch column: the SIMD set, the GEMM path in fast mode, and the thread count when above 1.
 std::string arch() {
   size_t t = thread_count();
-  return std::string(simd_arch_name()) + (t > 1 ? ", " + std::to_string(t) + " threads" : "");
+  std::string s = simd_arch_name();
+  if (fast_mode()) s += std::string(", ") + gemm_path_name(gemm_path());
+  return s + (t > 1 ? ", " + std::to_string(t) + " threads" : "");
 }
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
@@ -91,14 +96,14 @@ double forward_flops_per_sample(Model& m) {
 struct Printer {
   std::FILE* out;
   void header() {
-    std::fprintf(out, "%-10s %-22s %-34s %12s %9s %7s\n", "system", "arch", "workload", "samples/s", "GFLOP/s",
+    std::fprintf(out, "%-15s %-22s %-34s %12s %9s %7s\n", "system", "arch", "workload", "samples/s", "GFLOP/s",
                  "spread");
   }
   void row(const BenchRecord& r) {
     char sps[32] = "-", gf[32] = "-";
     if (r.samples_per_s > 0) std::snprintf(sps, sizeof sps, "%.0f", r.samples_per_s);
     if (r.gflops > 0) std::snprintf(gf, sizeof gf, "%.1f", r.gflops);
-    std::fprintf(out, "%-10s %-22s %-34s %12s %9s %6.0f%%\n", r.system.c_str(), r.arch.c_str(), r.workload.c_str(),
+    std::fprintf(out, "%-15s %-22s %-34s %12s %9s %6.0f%%\n", r.system.c_str(), r.arch.c_str(), r.workload.c_str(),
                  sps, gf, 100 * r.spread);
     std::fflush(out);
   }
@@ -111,7 +116,7 @@ BenchRecord train_workload(const BenchOptions& o, const std::string& workload, c
   Run run(p, 1);  // as `aep train --seed 1` and the page
   run.set_data(data);
   Timing t = measure(o, 64.0, [&] { run.step(); });
-  BenchRecord r{kSystem, arch(), workload, t.median, 0, t.spread};
+  BenchRecord r{system_name(), arch(), workload, t.median, 0, t.spread};
   r.gflops = 3.0 * forward_flops_per_sample(*run.model) * t.median * 1e-9;
   return r;
 }
@@ -135,7 +140,7 @@ BenchRecord gemm_workload(const BenchOptions& o, const GemmCase& c) {
     else
       gemm(c.ta, c.tb, c.M, c.N, c.K, 1.f, A.data(), lda, B.data(), ldb, c.beta, C.data(), c.N);
   });
-  return {kSystem, arch(), c.name, 0, t.median, t.spread};
+  return {system_name(), arch(), c.name, 0, t.median, t.spread};
 }
 
 // UMAP of n points in d dimensions (ten Gaussian clusters, like a model's codes) to 2-D, start to finish; a row
@@ -152,7 +157,7 @@ BenchRecord umap_workload(const BenchOptions& o, size_t n, size_t d, std::string
     while (!u.step(1e9)) {
     }
   });
-  BenchRecord r{kSystem, arch(), "umap " + std::to_string(n) + " x " + std::to_string(d) + " -> 2", t.median,
+  BenchRecord r{system_name(), arch(), "umap " + std::to_string(n) + " x " + std::to_string(d) + " -> 2", t.median,
                 0, t.spread};
   std::vector<std::pair<std::string, double>> stages;
   u.begin(x.data(), n, d);
@@ -202,7 +207,7 @@ std::vector<BenchRecord> run_bench(const BenchOptions& o, std::FILE* out) {
     };
     for (const GemmCase& c : cases) add(gemm_workload(o, c));
     Timing peak = measure(o, gemm_micro_kernel_flops() * 1e-9, [] { gemm_micro_kernel_run(); });
-    add({kSystem, arch(), "gemm micro-kernel peak (L1)", 0, peak.median, peak.spread});
+    add({system_name(), arch(), "gemm micro-kernel peak (L1)", 0, peak.median, peak.spread});
   }
 
   if (selected(o, "umap")) {

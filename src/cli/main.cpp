@@ -50,7 +50,7 @@ const char* kUsage =
     "  presets                          list the presets with their parameter counts\n"
     "  train --preset NAME|FILE [--data DIR] [--epochs N | --steps N] [--batch B] [--lr X] [--seed S]\n"
     "        [--init W.safetensors] [--save W.safetensors] [--save-optimizer] [--no-shuffle] [--log FILE.csv]\n"
-    "        [--test-samples N] [--threads T] [--clean] [--beta X] [--loss mse|bce|l1]\n"
+    "        [--test-samples N] [--threads T] [--clean] [--beta X] [--loss mse|bce|l1] [--fast]\n"
     "  eval  --preset NAME|FILE --weights W.safetensors [--data DIR] [--test-samples N] [--clean]\n"
     "        [--probe] [--probe-labels N,N...] [--probe-dims D] [--jacobian] [--foreign PATH] [--json FILE]\n"
     "        the test loss, then the instruments that apply: code sparsity, the encoder Jacobian's norm (codes of at\n"
@@ -69,8 +69,11 @@ const char* kUsage =
     "        --fashion: Fashion-MNIST for foreignError, foreignTestError and anomaly \"fashion\", default\n"
     "        /usr/share/datasets/fashion-mnist)\n"
     "  bench [--only A,B,gemm,umap,presets,NAME...] [--seconds S] [--runs N] [--warmup S] [--json FILE]\n"
-    "        [--model-a FILE] [--data DIR] [--threads T]   training speed (batch 64, Adam) and GEMM GFLOP/s\n"
+    "        [--model-a FILE] [--data DIR] [--threads T] [--fast]   training speed (batch 64, Adam) and GEMM GFLOP/s\n"
     "T: threads for GEMM and the optimizer (default 1; the same results for any T).\n"
+    "--fast: fast mode, GEMM with fused multiply-add for this CPU (AVX2+FMA or AVX-512; AEP_GEMM_PATH=avx2+fma\n"
+    "forces the AVX2 one): results differ in the last bits from the default deterministic mode, whose weights are the\n"
+    "same natively and in wasm. Native builds only.\n"
     "--clean: eval on uncorrupted test digits (the number the exported scripts' --eval reproduce); train without\n"
     "corruption and with a VAE's z = mu (to compare steps with the scripts' --train-steps K --clean).\n"
     "DIR holds the MNIST IDX files (raw or .gz) under their standard names; default: the fetched MNIST.\n";
@@ -204,13 +207,25 @@ void use_threads(std::map<std::string, std::string>& o) {
   if (got < want) std::fprintf(stderr, "aep: running %zu thread%s (%zu asked for)\n", got, got == 1 ? "" : "s", want);
 }
 
+// --fast: fast mode for the whole process (an error where this build or CPU has none, never a silent fallback).
+void use_fast_mode(std::map<std::string, std::string>& o) {
+  if (o.count("--fast")) set_fast_mode(true);
+}
+
+// "avx512f" or "avx512f, fast mode avx2+fma": the instruction set compiled for and the GEMM path running.
+std::string arch_and_mode() {
+  std::string s = simd_arch_name();
+  return fast_mode() ? s + ", fast mode " + gemm_path_name(gemm_path()) : s;
+}
+
 int cmd_train(int argc, char** argv) {
   auto o = parse_options(argc, argv, 2,
                          {"--preset", "--data", "--epochs", "--steps", "--batch", "--lr", "--seed", "--init", "--save",
                           "--log", "--test-samples", "--threads", "--beta", "--loss"},
-                         {"--no-shuffle", "--save-optimizer", "--clean"});
+                         {"--no-shuffle", "--save-optimizer", "--clean", "--fast"});
   if (!o.count("--preset")) throw UsageError("train needs --preset");
   use_threads(o);
+  use_fast_mode(o);
   if (o.count("--epochs") && o.count("--steps")) throw UsageError("give --epochs or --steps, not both");
   Preset p = load_preset(o["--preset"]);
   const bool clean = o.count("--clean") > 0;
@@ -252,7 +267,7 @@ int cmd_train(int argc, char** argv) {
   }
   const bool tty = stderr_is_terminal();
   std::fprintf(stderr, "training %s (%zu parameters, %s) on %zu images: %zu steps of batch %zu, %s lr %g, %s loss%s\n",
-               p.name.c_str(), model.parameter_count(), simd_arch_name(), train.count, total, p.training.batch_size,
+               p.name.c_str(), model.parameter_count(), arch_and_mode().c_str(), train.count, total, p.training.batch_size,
                p.optimizer.type.c_str(), double(p.optimizer.lr), p.loss.reconstruction.c_str(),
                vae_beta(p).c_str());
 
@@ -522,8 +537,10 @@ int cmd_lesson(int argc, char** argv) {
 
 int cmd_bench(int argc, char** argv) {
   auto o = parse_options(argc, argv, 2,
-                         {"--only", "--seconds", "--runs", "--warmup", "--json", "--model-a", "--data", "--threads"}, {});
+                         {"--only", "--seconds", "--runs", "--warmup", "--json", "--model-a", "--data", "--threads"},
+                         {"--fast"});
   use_threads(o);
+  use_fast_mode(o);
   BenchOptions b;
   if (o.count("--seconds")) b.seconds = parse_double("--seconds", o["--seconds"], 0.0, 600.0);
   if (o.count("--warmup")) b.warmup = parse_double("--warmup", o["--warmup"], -1e-12, 600.0);

@@ -4,8 +4,28 @@
 // so the backward products A*B^T and A^T*B run through the same micro-kernel as A*B.
 #pragma once
 #include <cstddef>
+#include <vector>
 
 namespace aep {
+
+// Which micro-kernel gemm() runs. Deterministic (the default): multiply and add kept separate, every sum in a fixed
+// order, so native and wasm builds give the same bits. The fast paths (fast mode) use fused multiply-add with a
+// register tile for the instruction set, chosen at run time from what the CPU has: their results differ from the
+// deterministic ones (and from each other) in the last bits, so nothing that checks identity may use them.
+enum class GemmPath { Deterministic, Avx2Fma, Avx512 };
+
+// The fast paths this build and CPU can run, best first; empty in WebAssembly (no FMA in this toolchain) and on a
+// CPU without FMA.
+std::vector<GemmPath> gemm_fast_paths();
+// The process-wide path (all threads). Throws std::runtime_error for a path the CPU or build lacks.
+void set_gemm_path(GemmPath p);
+GemmPath gemm_path();
+const char* gemm_path_name(GemmPath p);  // "deterministic", "avx2+fma", "avx512"
+// Fast mode on: the best fast path, or the one named by the environment variable AEP_GEMM_PATH ("avx2+fma",
+// "avx512"; to measure or test a smaller path on a bigger CPU). Off: the deterministic path. Throws when the build or
+// CPU has no fast path, or AEP_GEMM_PATH names one it lacks.
+void set_fast_mode(bool on);
+bool fast_mode();
 
 void gemm(bool trans_a, bool trans_b, size_t M, size_t N, size_t K, float alpha, const float* A, size_t lda,
           const float* B, size_t ldb, float beta, float* C, size_t ldc);
@@ -19,8 +39,8 @@ void gemm_transposed_c(bool trans_a, bool trans_b, size_t M, size_t N, size_t K,
 void gemm_reference(bool trans_a, bool trans_b, size_t M, size_t N, size_t K, float alpha, const float* A,
                     size_t lda, const float* B, size_t ldb, float beta, float* C, size_t ldc);
 
-// The micro-kernel alone, for benchmarks: one call runs it many times over one L1-resident pair of packed
-// panels (KC deep) into a small C tile. gemm_micro_kernel_flops() is the work of one call.
+// The current path's micro-kernel alone, for benchmarks: one call runs it many times over one L1-resident pair of
+// packed panels (KC deep) into a small C tile. gemm_micro_kernel_flops() is the work of one call.
 void gemm_micro_kernel_run();
 double gemm_micro_kernel_flops();
 
