@@ -166,6 +166,7 @@ void App::reset_training(std::unique_ptr<Run> fresh) {
   s.draw_dirty = true;
   s.pca_mse = NAN;
   if (s.lesson.active || s.lesson.comparing) rebuild_twin();  // a twin starts over with the run it steps beside
+  rebuild_sweep();  // and a beta sweep's runs
   runs_changed();
 }
 
@@ -233,12 +234,14 @@ void App::apply_hyper_parameters() {
   }
   s.run->apply_settings(s.preset);
   sync_twin();
+  sync_sweep();
 }
 
 bool App::step_once() {
   State& s = *s_;
   LessonPlay& L = s.lesson;
   try {
+    step_sweep();  // a beta sweep's runs take the batch the run takes next
     if (L.twin && L.twin_error.empty() && twin_in_lockstep()) {  // a lesson's twin takes the same batch
       const std::vector<LockstepStep> out = step_lockstep({s.run.get(), L.twin.get()});
       if (!out[1].error.empty()) L.twin_error = out[1].error;
@@ -1175,8 +1178,10 @@ void App::frame() {
   if (has_data() && s.views_dirty && !s.job.active && (!s.running || seconds_since(s.last_refresh) > 0.7)) start_views();
   // The views get 40% of the training time per frame while training (8 ms of 20), more when idle.
   const double view_ms = s.running ? std::max(2.0, 0.4 * train_budget_ms) : 16;
-  if (s.job.active) step_views(view_ms);
-  else step_instruments(view_ms);  // the Jacobian norm and the code probe, in the views' free budget
+  // The instruments (Jacobian norm, code probe, foreign data, beta sweep) take the views' budget when they are done,
+  // and every other frame while they refresh (while training they refresh all the time).
+  if (!s.job.active) step_instruments(view_ms);
+  else if (!step_instruments(view_ms, true)) step_views(view_ms);
   if (umap_due()) step_umap(view_ms);  // as much again for the UMAP view
   step_lesson(view_ms);                // and for a lesson's goal values
 

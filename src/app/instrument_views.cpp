@@ -216,18 +216,25 @@ bool App::step_foreign(double budget_ms) {
   return true;
 }
 
-// The free view budget (no view refresh running) goes to the jobs in turn: a job with nothing to do hands the slice on,
-// and the next slice starts after the job that worked, so the jobs with work share the slices equally.
-void App::step_instruments(double budget_ms) {
+// The free view budget goes to the jobs in turn: a job with nothing to do hands the slice on, and the next slice starts
+// after the job that worked, so the jobs with work share the slices equally. Except that a model's first Jacobian norm
+// comes first: its readout has nothing to show until then (conv's took 35 s in the page while the probe ran).
+bool App::step_instruments(double budget_ms, bool alternate) {
   State& s = *s_;
-  if (!has_data() || s.n_view == 0) return;
-  for (int k = 0; k < 3; ++k) {
-    const int job = (s.instr.turn + k) % 3;
-    if (job == 0 ? step_jacobian(budget_ms) : job == 1 ? step_probe(budget_ms) : step_foreign(budget_ms)) {
-      s.instr.turn = (job + 1) % 3;
-      return;
+  if (alternate && (s.instr.skip = !s.instr.skip)) return false;
+  if (!has_data() || s.n_view == 0) return false;
+  if (std::isnan(s.instr.jacobian.value) && step_jacobian(budget_ms)) return true;
+  for (int k = 0; k < 4; ++k) {
+    const int job = (s.instr.turn + k) % 4;
+    if (job == 0   ? step_jacobian(budget_ms)
+        : job == 1 ? step_probe(budget_ms)
+        : job == 2 ? step_foreign(budget_ms)
+                   : step_sweep_measure(budget_ms)) {
+      s.instr.turn = (job + 1) % 4;
+      return true;
     }
   }
+  return false;
 }
 
 void App::refresh_instruments() {
@@ -238,6 +245,8 @@ void App::refresh_instruments() {
   while (step_probe(1e9)) {
   }
   step_foreign(1e9);
+  while (step_sweep_measure(1e9)) {
+  }
 }
 
 // ---- foreign data (Anomaly panel) ----------------------------------------------------------------------------------
@@ -444,6 +453,8 @@ float App::instruments_height() const {
   float h = line + frame;  // the Jacobian line, the probe's header
   if (s.run->model->is_vae()) h += line;  // the posterior line
   if (s.instr.probe.open) h += frame + line + 4 * (line + 4);  // slider, progress, table
+  if (s.run->model->is_vae()) h += frame;  // the beta sweep's header, its list, state line and table
+  if (s.run->model->is_vae() && s.instr.sweep.open) h += frame + line + float(s.instr.sweep.rows.size() + 1) * (line + 4);
   return h;
 }
 
@@ -713,6 +724,33 @@ void App::parse_instrument_command(const json& cmd, Preset& p, InstrumentCommand
     if (v == "none" || v == "fashion" || v == "own") c.foreign = v == "none" ? 0 : v == "fashion" ? 1 : 2;
     else errors.push_back("foreignData must be \"fashion\", \"own\" or \"none\", got " + v.dump());
   }
+  if (cmd.contains("betaSweep")) {  // [0.25, 1, 4, 16] or "0.25,1,4,16"; [] or "" ends the sweep
+    const json& v = cmd.at("betaSweep");
+    try {
+      std::vector<double> betas;
+      if (v.is_string()) {
+        const std::string text = v.get<std::string>();
+        if (text.find_first_not_of(" \t") != std::string::npos) betas = parse_sweep_betas(text);
+      } else if (v.is_array()) {
+        for (const json& b : v) {
+          if (!b.is_number()) throw std::runtime_error("beta sweep: each beta must be a number, got " + b.dump());
+          betas.push_back(b.get<double>());
+        }
+        if (!betas.empty()) check_sweep_betas(betas);
+      } else {
+        throw std::runtime_error("betaSweep must be a list of betas such as [0.25, 1, 4, 16], or [] to end the sweep; got " +
+                                 v.dump());
+      }
+      if (!betas.empty() && !p.is_vae())
+        throw std::runtime_error("beta sweep: " + p.name + " is not a VAE (beta weighs the KL term of a VAE's loss)");
+      if (!betas.empty() && s_->lesson.active)
+        throw std::runtime_error("beta sweep: leave the lesson first (a lesson sets up its own runs)");
+      c.sweep_given = true;
+      c.sweep = betas;
+    } catch (const std::exception& e) {
+      errors.push_back(e.what());
+    }
+  }
   if (integer("posteriorDigit", -1, max_digit, d)) {
     if (d >= 0 && !p.is_vae()) errors.push_back("posteriorDigit: this model is not a VAE (it has no posterior)");
     else c.posterior_digit = int(d);
@@ -733,6 +771,11 @@ void App::apply_instrument_command(const InstrumentCommand& c) {
   }
   if (c.posterior_digit >= -1) select_posterior(c.posterior_digit);
   if (c.foreign >= 0) set_foreign_source(ForeignSource(c.foreign));
+  if (c.sweep_given && c.sweep.empty()) end_beta_sweep("Beta sweep ended.");
+  if (c.sweep_given && !c.sweep.empty()) {
+    start_beta_sweep(c.sweep);  // checked: does not throw
+    s.instr.sweep.open_request = true;
+  }
   if (!c.warnings.empty()) message = c.warnings[0];
 }
 
@@ -808,7 +851,8 @@ json App::instrument_status() const {
           {"foreignData", kSources[int(F.source)]},
           {"foreignImages", fd ? fd->count : 0},  // of the chosen foreign set, loaded
           {"foreignRunning", F.active},
-          {"foreign", foreign}};
+          {"foreign", foreign},
+          {"betaSweep", sweep_status()}};
 }
 
 }  // namespace aep
