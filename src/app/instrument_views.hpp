@@ -32,6 +32,7 @@ struct JacobianJob {
   std::vector<double> sum;   // per digit of the batch, rows done so far
   double total = 0;          // finished digits' norms
   double row_ms = 0;         // running estimate of one Jacobian row over the batch
+  bool first = false;        // the model's first measurement: its mean so far is the value after each batch of digits
   // The last finished measurement: mean ||d code / d x||_F^2 over `value_digits` test digits at training step
   // `value_step` (NaN before the first).
   double value = NAN;
