@@ -320,7 +320,7 @@ TEST_CASE("app: a beta sweep trains its runs beside the run, in lockstep; each r
       CHECK(r["ok"] == false);
       CHECK(r["errors"][0].get<std::string>().find("beta") != std::string::npos);
       CHECK(app.status()["betaSweep"].is_null());
-      CHECK(app.status()["lr"] == 0.001);  // nothing of a refused command applies
+      CHECK(app.status()["lr"].get<double>() == doctest::Approx(0.001));  // nothing of a refused command applies
     }
     CHECK(app.status()["step"] == 2);
     REQUIRE(app.command({{"betaSweep", "0.5, 8"}})["ok"] == true);  // as the URL gives it

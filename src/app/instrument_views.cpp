@@ -459,7 +459,8 @@ float App::instruments_height() const {
   if (s.run->model->is_vae()) h += line;  // the posterior line
   if (s.instr.probe.open) h += frame + line + 4 * (line + 4);  // slider, progress, table
   if (s.run->model->is_vae()) h += frame;  // the beta sweep's header, its list, state line and table
-  if (s.run->model->is_vae() && s.instr.sweep.open) h += frame + line + float(s.instr.sweep.rows.size() + 1) * (line + 4);
+  if (s.run->model->is_vae() && s.instr.sweep.open)
+    h += 2 * frame + 2 * line + float(s.instr.sweep.rows.size() + 1) * (line + 6);
   return h;
 }
 
