@@ -1180,7 +1180,7 @@ void App::frame() {
   // The views get 40% of the training time per frame while training (8 ms of 20), more when idle.
   const double view_ms = s.running ? std::max(2.0, 0.4 * train_budget_ms) : 16;
   // The instruments (Jacobian norm, code probe, foreign data, beta sweep) take the views' budget when they are done,
-  // and every other frame while they refresh (while training they refresh all the time).
+  // and every other frame while they refresh (all the time while training) until each has its first value.
   if (!s.job.active) step_instruments(view_ms);
   else if (!step_instruments(view_ms, true)) step_views(view_ms);
   if (umap_due()) step_umap(view_ms);  // as much again for the UMAP view

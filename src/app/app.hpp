@@ -213,7 +213,8 @@ class App {
   void cancel_instruments();
   bool step_jacobian(double budget_ms);
   bool step_probe(double budget_ms);
-  // A slice of the next instrument with work; returns whether one worked. alternate: only every other call.
+  // A slice of the next instrument with work; returns whether one worked. alternate: only every other call, and only
+  // while an instrument has no value yet.
   bool step_instruments(double budget_ms, bool alternate = false);
   void set_probe_labels(size_t labels);
   void loss_picker();

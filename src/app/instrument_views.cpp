@@ -226,8 +226,14 @@ bool App::step_foreign(double budget_ms) {
 // comes first: its readout has nothing to show until then (conv's took 35 s in the page while the probe ran).
 bool App::step_instruments(double budget_ms, bool alternate) {
   State& s = *s_;
-  if (alternate && (s.instr.skip = !s.instr.skip)) return false;
   if (!has_data() || s.n_view == 0) return false;
+  if (alternate) {  // only for a first value: the views (and the posterior drawn from them) keep their pace otherwise
+    const InstrumentViews& v = s.instr;
+    const bool first = std::isnan(v.jacobian.value) ||
+                       ((v.probe.open || v.probe.requested) && v.probe.error.empty() && !v.probe.code.labels) ||
+                       (foreign_data() && !v.foreign.compared.test_count) || (!v.sweep.runs.empty() && v.sweep.rows.empty());
+    if (!first || (s.instr.skip = !s.instr.skip)) return false;
+  }
   if (std::isnan(s.instr.jacobian.value) && step_jacobian(budget_ms)) return true;
   for (int k = 0; k < 4; ++k) {
     const int job = (s.instr.turn + k) % 4;
