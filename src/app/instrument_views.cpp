@@ -231,7 +231,8 @@ bool App::step_instruments(double budget_ms, bool alternate) {
     const InstrumentViews& v = s.instr;
     const bool first = std::isnan(v.jacobian.value) ||
                        ((v.probe.open || v.probe.requested) && v.probe.error.empty() && !v.probe.code.labels) ||
-                       (foreign_data() && !v.foreign.compared.test_count) || (!v.sweep.runs.empty() && v.sweep.rows.empty());
+                       (foreign_data() && !v.foreign.compared.test_count) ||
+                       (!v.sweep.runs.empty() && v.sweep.rows.empty());
     if (!first || (s.instr.skip = !s.instr.skip)) return false;
   }
   if (std::isnan(s.instr.jacobian.value) && step_jacobian(budget_ms)) return true;
