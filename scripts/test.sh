@@ -116,6 +116,19 @@ if [ -f build/wasm-release/aep.js ]; then
       fi
     done
   fi
+  # The beta sweep (the page's, headless): vae-mlp-16 at beta 0.25 and 16 on the same batches; the larger beta must pay
+  # less KL with fewer active units and a larger reconstruction error (about 4 s).
+  sweep_check() {
+    build/native-release/aep sweep --preset vae-mlp-16 --beta 0.25,16 --steps 200 --json "$out/sweep.json" &&
+      node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1])).rows;
+               process.exit(r.length === 2 && r[1].kl < 0.5 * r[0].kl && r[1].activeUnits < r[0].activeUnits &&
+                            r[1].recon > r[0].recon ? 0 : 1)' "$out/sweep.json"
+  }
+  if [ -x build/native-release/aep ]; then
+    run "aep sweep: vae-mlp-16 at beta 0.25 vs 16, same batches: less KL, fewer active units, worse reconstruction" \
+      "$out/sweep.log" sweep_check
+    grep -E '^ +(0.25|16) ' "$out/sweep.log" | sed 's/^/      /'
+  fi
   run "aep eval --preset conv --weights (saved by train)" "$out/eval.log" \
     "${aep[@]}" eval --preset conv --weights "$out/conv.safetensors" --test-samples 1000
   # Foreign data: Fashion-MNIST's reconstruction errors beside the test digits' (the page's Reconstructions panel).

@@ -8,6 +8,7 @@
 #include "app/ui_probe.hpp"
 #include "app_headless.hpp"
 #include "core/lesson.hpp"
+#include "core/sweep.hpp"
 
 namespace aep {
 namespace {
@@ -250,6 +251,109 @@ TEST_CASE("app: trained by a host (the page's worker, the desktop's thread), the
   CHECK(st[1]["running"] == false);
   CHECK(st[1]["trainLoss"] == st[0]["trainLoss"]);
   CHECK(st[1]["testLoss"].get<double>() == doctest::Approx(st[0]["testLoss"].get<double>()).epsilon(1e-6));
+}
+
+TEST_CASE("app lessons: denoising-unseen-data shows noisy Fashion-MNIST over both runs' outputs, with the measured errors") {
+  const Dataset fashion = load_mnist("/usr/share/datasets/fashion-mnist", false);
+  Headless ui;
+  auto app_ptr = make_app();
+  App& app = *app_ptr;
+  app.set_ood(fashion);
+  REQUIRE(app.command({{"lesson", "denoising-unseen-data"}})["ok"] == true);
+  const json l = settle(ui, app);  // measured at step 0
+  REQUIRE(l["foreignRow"].is_object());
+  CHECK(l["foreignRow"]["step"] == 0);
+  // The row's errors are the first of those behind foreignTestError: each run measured as `aep lesson` measures it.
+  const Lesson lesson = load_lesson("denoising-unseen-data");
+  LessonRunner runner(lesson, testing::app_mnist(true), testing::app_mnist(false), 1000, &fashion);
+  for (size_t i = 0; i < 2; ++i) {
+    CAPTURE(i);
+    RunMeasure m;
+    m.begin(runner.run(i), testing::app_mnist(false),
+            lesson_measure_options(lesson, i ? *lesson.twin : lesson.start, 1000, &fashion));
+    while (!m.step(1e9)) {
+    }
+    const json& row = l["foreignRow"][i ? "b" : "a"];
+    REQUIRE(row.size() == 8);
+    REQUIRE(m.foreign_test_errors().size() == 1000);
+    for (size_t k = 0; k < 8; ++k) CHECK(row[k].get<double>() == doctest::Approx(m.foreign_test_errors()[k]).epsilon(1e-5));
+  }
+  for (int i = 0; i < 3; ++i) ui.frame(app);  // the Reconstructions panel draws the row
+}
+
+TEST_CASE("app: a beta sweep trains its runs beside the run, in lockstep; each row is the run trained alone, measured") {
+  using testing::LoopbackHost;
+  const std::vector<double> betas{0.5, 8};
+  // The reference: each beta's run trained alone from the same seed (lockstep takes the same batches), measured as
+  // `aep sweep` measures it.
+  std::vector<json> alone;
+  for (double beta : betas) {
+    Preset p = load_preset("vae-mlp-16");
+    p.loss.beta = float(beta);
+    Run r(p, 3);
+    r.set_data(testing::app_mnist(true));
+    for (int i = 0; i < 12; ++i) r.step();
+    RunMeasure m;
+    m.begin(r, testing::app_mnist(false), sweep_measure_options());
+    while (!m.step(1e9)) {
+    }
+    alone.push_back(sweep_row_json(sweep_row(m, beta)));
+  }
+  CHECK(alone[1]["kl"].get<double>() < alone[0]["kl"].get<double>());  // the larger beta pays less KL
+  for (int k = 0; k < 2; ++k) {  // trained in the frames, and by a host (the page's worker)
+    CAPTURE(k);
+    LoopbackHost loop;
+    Headless ui;
+    ui.host = k ? &loop : nullptr;
+    auto app_ptr = make_app(ui.host);
+    App& app = *app_ptr;
+    REQUIRE(app.command({{"preset", "linear"}})["ok"] == true);
+    json r = app.command({{"betaSweep", {0.5, 8}}});  // a plain autoencoder has no beta
+    CHECK(r["ok"] == false);
+    CHECK(r["errors"][0] == "beta sweep: linear is not a VAE (beta weighs the KL term of a VAE's loss)");
+    REQUIRE(app.command({{"preset", "vae-mlp-16"}, {"seed", 3}, {"step", 2}})["ok"] == true);
+    for (int i = 0; i < 2000 && app.status()["step"] != 2; ++i) ui.frame(app);
+    for (const json& bad : {json{1, 2, 3, 4, 5, 6}, json{1, -1}, json{1, 1e9}, json{2, 2}, json("1,x"), json{1, "a"},
+                            json(7)}) {
+      CAPTURE(bad.dump());
+      r = app.command({{"betaSweep", bad}, {"lr", 0.002}});
+      CHECK(r["ok"] == false);
+      CHECK(r["errors"][0].get<std::string>().find("beta") != std::string::npos);
+      CHECK(app.status()["betaSweep"].is_null());
+      CHECK(app.status()["lr"].get<double>() == doctest::Approx(0.001));  // nothing of a refused command applies
+    }
+    CHECK(app.status()["step"] == 2);
+    REQUIRE(app.command({{"betaSweep", "0.5, 8"}})["ok"] == true);  // as the URL gives it
+    json w = app.status()["betaSweep"];
+    CHECK(w["betas"] == json{0.5, 8});
+    CHECK(app.status()["step"] == 0);  // the run starts over with the sweep's runs
+    REQUIRE(app.command({{"step", 12}})["ok"] == true);
+    for (int i = 0; i < 4000; ++i) {
+      ui.frame(app);
+      w = app.status()["betaSweep"];
+      if (app.status()["step"] == 12 && w["step"] == 12 && w["measuring"] == false) break;
+    }
+    REQUIRE(w["step"] == 12);
+    CHECK(w["runSteps"] == json{12, 12});
+    CHECK(w["inLockstep"] == true);
+    REQUIRE(w["rows"].size() == 2);
+    for (size_t i = 0; i < 2; ++i) {
+      CAPTURE(i);
+      const json& row = w["rows"][i];
+      CHECK(row["beta"] == betas[i]);
+      CHECK(row["recon"] == alone[i]["recon"]);
+      CHECK(row["kl"] == alone[i]["kl"]);
+      CHECK(row["klPerDim"] == alone[i]["klPerDim"]);
+      CHECK(row["activeUnits"] == alone[i]["activeUnits"]);
+      CHECK(row["latent"] == 16);
+    }
+    for (int i = 0; i < 3; ++i) ui.frame(app);  // the Latent panel draws the table
+    REQUIRE(app.command({{"betaSweep", json::array()}})["ok"] == true);
+    CHECK(app.status()["betaSweep"].is_null());
+    REQUIRE(app.command({{"step", 3}})["ok"] == true);  // the run alone again
+    for (int i = 0; i < 2000 && app.status()["step"] != 15; ++i) ui.frame(app);
+    CHECK(app.status()["step"] == 15);
+  }
 }
 
 TEST_CASE("app: trained by a host, a Train before the data (the page's autostart) waits for the data") {

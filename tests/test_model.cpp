@@ -31,8 +31,8 @@ std::string preset_path(const std::string& name) { return std::string(AEP_TEST_D
 
 std::vector<std::string> all_presets() {
   return {"linear", "deep-linear", "conv-simple", "conv", "conv-upsample", "denoise", "conv-wide", "mlp-128-64",
-          "undercomplete-tanh", "overcomplete-tanh", "sparse", "contractive", "tied", "vae-mlp", "vae-conv",
-          "conv-dense", "fully-conv", "conv-k3s2"};
+          "undercomplete-tanh", "overcomplete-tanh", "sparse", "contractive", "tied", "vae-mlp", "vae-mlp-16",
+          "vae-conv", "conv-dense", "fully-conv", "conv-k3s2"};
 }
 
 // Synthetic 28x28 "digits": random strokes, so tests need no dataset.

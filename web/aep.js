@@ -61,8 +61,9 @@
       else errors.push('threads must be a whole number from 1 to 64');
       params.delete('threads');
     }
+    // A comparison or a beta sweep starts the run over (paused): before autostart.
     const order = ['preset', 'optimizer', 'seed', 'lr', 'batch', 'epochs', 'beta', 'l1', 'noise', 'corruption',
-                   'panels', 'compact', 'lesson', 'autostart'];
+                   'panels', 'compact', 'compare', 'betaSweep', 'lesson', 'autostart'];
     const keys = [...params.keys()].sort((a, b) => (order.indexOf(a) + 1 || 99) - (order.indexOf(b) + 1 || 99));
     for (const key of keys) {
       const r = command(key === 'lesson' ? JSON.parse(params.get(key)) : { [key]: params.get(key) });

@@ -177,6 +177,7 @@ void App::reset_training(std::unique_ptr<Run> fresh) {
   s.draw_dirty = true;
   s.pca_mse = NAN;
   if (s.lesson.active || s.lesson.comparing) rebuild_twin();  // a twin starts over with the run it steps beside
+  rebuild_sweep();  // and a beta sweep's runs
   runs_changed();
 }
 
@@ -249,12 +250,14 @@ void App::apply_hyper_parameters() {
   }
   s.run->apply_settings(s.preset);
   sync_twin();
+  sync_sweep();
 }
 
 bool App::step_once() {
   State& s = *s_;
   LessonPlay& L = s.lesson;
   try {
+    step_sweep();  // a beta sweep's runs take the batch the run takes next
     if (L.twin && L.twin_error.empty() && twin_in_lockstep()) {  // a lesson's twin takes the same batch
       const std::vector<LockstepStep> out = step_lockstep({s.run.get(), L.twin.get()});
       if (!out[1].error.empty()) L.twin_error = out[1].error;
@@ -767,8 +770,10 @@ void App::frame() {
     view_ms = std::min(view_ms, s.main_credit_ms);
   }
   if (view_ms >= 1) {
-    if (s.job.active()) step_views(view_ms);
-    else step_instruments(view_ms);  // the Jacobian norm and the code probe, in the views' free budget
+    // The instruments (Jacobian norm, code probe, foreign data, beta sweep) take the views' budget when they are
+    // done, and every other frame while they refresh (all the time while training) until each has its first value.
+    if (!s.job.active()) step_instruments(view_ms);
+    else if (!step_instruments(view_ms, true)) step_views(view_ms);
     if (umap_due()) step_umap(view_ms);  // as much again for the UMAP view
     step_lesson(view_ms);                // and for a lesson's goal values
   }

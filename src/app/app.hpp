@@ -193,6 +193,7 @@ class App {
   void lesson_measured();
   void push_lesson_event(nlohmann::json ev);
   void paint_twin_views();
+  void paint_foreign_row();
   nlohmann::json lesson_status() const;
   nlohmann::json compare_status() const;
   nlohmann::json lesson_command(const nlohmann::json& cmd, std::vector<std::string>& errors, bool apply);
@@ -214,7 +215,9 @@ class App {
   void cancel_instruments();
   bool step_jacobian(double budget_ms);
   bool step_probe(double budget_ms);
-  void step_instruments(double budget_ms);
+  // A slice of the next instrument with work; returns whether one worked. alternate: only every other call, and only
+  // while an instrument has no value yet.
+  bool step_instruments(double budget_ms, bool alternate = false);
   void set_probe_labels(size_t labels);
   void loss_picker();
   void jacobian_readout();
@@ -231,6 +234,17 @@ class App {
                                 std::vector<std::string>& errors);
   void apply_instrument_command(const InstrumentCommand& c);
   nlohmann::json instrument_status() const;
+  // A beta sweep beside the run (beta_sweep.cpp).
+  void start_beta_sweep(const std::vector<double>& betas);  // throws, changing nothing, unless the model is a VAE
+  void end_beta_sweep(const std::string& why);
+  void rebuild_sweep();  // the run started over: the sweep's runs with it
+  void sync_sweep();     // the run's new settings, each with its own beta
+  void step_sweep();     // in the frames: the sweep's runs take the run's next batch
+  bool sweep_in_lockstep() const;
+  bool step_sweep_measure(double budget_ms);
+  void beta_sweep_section();
+  nlohmann::json sweep_status() const;
+  std::vector<Run*> hosted_runs() const;  // the runs a host trains: the app's, the twin, the sweep's (host_sync.cpp)
 };
 
 // The Model panel's code view: the preset as a PyTorch or Keras script (core/export.hpp), or why Keras cannot

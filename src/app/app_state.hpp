@@ -104,6 +104,11 @@ struct LessonPlay {
   float twin_recon_err[8] = {};
   Picture twin_scatter;   // the twin's codes of the measured test digits, 2-d or their first two principal components
   size_t twin_code_dim = 0;
+  // A lesson on noisy foreign data (its goal reads foreignTestError): the first Fashion-MNIST images with the noise the
+  // measurement drew, each run's output and its error against the clean image, from the measurement's snapshots.
+  Picture foreign_row;
+  int foreign_count = 0;
+  float foreign_err[2][kReconCount] = {};
 };
 
 // A lesson taken out of an autosave (App::take_lesson_session).
@@ -124,8 +129,8 @@ struct HostSync {
   uint64_t seq = 0, gen = 0;              // the last order's number; the runs' generation (reports of older are stale)
   uint64_t runs_rev = 1, sent_rev = 0;    // runs_changed() counts; the count the host has
   bool data_sent = false;
-  const Run* sent_run[2] = {nullptr, nullptr};  // the runs as sent or last brought up to date (a change of either
-  size_t sent_steps[2] = {0, 0};                // object or step count not from a report also sends them again)
+  std::vector<const Run*> sent_runs;  // the runs as sent or last brought up to date (a change of any object or
+  std::vector<size_t> sent_steps;     // step count not from a report also sends them again)
   std::string sent_settings;              // the runs' settings as the host has them
   HostTrain sent_train;
   size_t pending_steps = 0;               // the Step button's (or {steps: n}'s) count, until the host took them
@@ -133,7 +138,8 @@ struct HostSync {
   uint64_t acked = 0;                     // the last order the host had applied in the latest report
   uint64_t samples = 0;                   // the host's running count at the last report
   bool have_samples = false;
-  bool runs_moved(const Run* run, const Run* twin) const;
+  bool runs_moved(const std::vector<Run*>& runs) const;
+  void sent(const std::vector<Run*>& runs);  // the runs as the host has them now
 };
 
 // The Anomaly panel (anomaly.cpp): the reconstruction error as an anomaly score, its threshold, the worst digits,

@@ -47,7 +47,8 @@ json App::command(const json& cmd) {
                                 "autostart", "train", "pause", "step", "reset", "corruption", "noise", "epochs", "code",
                                 "holdout", "anomaly", "latent", "trainMs", "download", "target", "lesson",
                                 "lessonJson", "lessonStep", "lessonAction", "lessonRestore", "lessonPicker", "compare"};
-  static const char* instrument_keys[] = {"loss", "reduction", "probeLabels", "posteriorDigit", "foreignData"};
+  static const char* instrument_keys[] = {"loss", "reduction", "probeLabels", "posteriorDigit", "foreignData",
+                                          "betaSweep"};
   for (auto it = cmd.begin(); it != cmd.end(); ++it)
     if (std::find_if(std::begin(known), std::end(known), [&](const char* k) { return it.key() == k; }) == std::end(known) &&
         std::find_if(std::begin(instrument_keys), std::end(instrument_keys), [&](const char* k) { return it.key() == k; }) ==

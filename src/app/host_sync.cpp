@@ -15,10 +15,28 @@ bool App::training_elsewhere() const { return s_->host.link != nullptr; }
 
 void App::runs_changed() { ++s_->host.runs_rev; }
 
-// Whether the app's runs are no longer those the host has: rebuilt, given other weights, or a twin came or went.
-bool HostSync::runs_moved(const Run* run, const Run* twin) const {
-  return runs_rev != sent_rev || sent_run[0] != run || sent_run[1] != twin || sent_steps[0] != run->steps ||
-         (twin && sent_steps[1] != twin->steps);
+// Whether the app's runs are no longer those the host has: rebuilt, given other weights, or a twin or a sweep came or
+// went.
+bool HostSync::runs_moved(const std::vector<Run*>& runs) const {
+  if (runs_rev != sent_rev || runs.size() != sent_runs.size()) return true;
+  for (size_t i = 0; i < runs.size(); ++i)
+    if (sent_runs[i] != runs[i] || sent_steps[i] != runs[i]->steps) return true;
+  return false;
+}
+
+void HostSync::sent(const std::vector<Run*>& runs) {
+  sent_runs.assign(runs.begin(), runs.end());
+  sent_steps.clear();
+  for (const Run* r : runs) sent_steps.push_back(r->steps);
+}
+
+// Run 0 is the app's; then the twin (a lesson's, or "compare with"), then a beta sweep's runs.
+std::vector<Run*> App::hosted_runs() const {
+  const State& s = *s_;
+  std::vector<Run*> runs{s.run.get()};
+  if (s.lesson.twin) runs.push_back(s.lesson.twin.get());
+  for (const auto& r : s.instr.sweep.runs) runs.push_back(r.get());
+  return runs;
 }
 
 void App::sync_host() {
@@ -32,28 +50,26 @@ void App::sync_host() {
     h.data_sent = true;
     h.sent_rev = 0;  // the host rebuilt its runs' batch order: send them again
   }
-  const Run* twin = L.twin.get();
+  const std::vector<Run*> runs = hosted_runs();
   // The runs' settings as the host should have them (the runs order carries them too).
-  const std::string settings = preset_to_json(s.run->preset).dump() + (twin ? preset_to_json(twin->preset).dump() : "");
-  if (h.runs_moved(s.run.get(), twin)) {
-    std::vector<const Run*> runs{s.run.get()};
-    if (twin) runs.push_back(twin);
-    h.link->send(host_order_runs(++h.seq, ++h.gen, runs));
+  std::string settings;
+  std::vector<const Preset*> presets;
+  for (const Run* r : runs) settings += preset_to_json(r->preset).dump(), presets.push_back(&r->preset);
+  if (h.runs_moved(runs)) {
+    h.link->send(host_order_runs(++h.seq, ++h.gen, std::vector<const Run*>(runs.begin(), runs.end())));
     h.sent_rev = h.runs_rev;
-    h.sent_run[0] = s.run.get(), h.sent_run[1] = twin;
-    h.sent_steps[0] = s.run->steps, h.sent_steps[1] = twin ? twin->steps : 0;
+    h.sent(runs);
     h.sent_train = HostTrain();  // the host waits for a train order
     h.sent_settings = settings;
   }
   if (settings != h.sent_settings) {
-    std::vector<const Preset*> presets{&s.run->preset};
-    if (twin) presets.push_back(&twin->preset);
     h.link->send(host_order_settings(++h.seq, presets));
     h.sent_settings = settings;
   }
   HostTrain want;
   want.running = s.running && has_data();
-  want.lockstep = twin && L.twin_error.empty() && twin_in_lockstep();
+  // The host steps with run 0 the runs still in lockstep with it (it checks each, and leaves out those that diverged).
+  want.lockstep = (L.twin && L.twin_error.empty() && twin_in_lockstep()) || sweep_in_lockstep();
   want.eval_images = eval_images;
   // A limit is set when training starts: a lesson's action, or the Step button's count.
   if (want.running) want.steps = h.sent_train.running ? h.sent_train.steps : L.action_left > 0 ? L.action_left : h.pending_steps;
@@ -69,19 +85,18 @@ void App::host_report(const std::vector<uint8_t>& bytes) {
   LessonPlay& L = s.lesson;
   const HostReport r = parse_host_report(bytes);
   // Of runs since replaced (sent or not yet): the host starts over from the runs it is sent next.
-  if (r.gen != h.gen || h.runs_moved(s.run.get(), L.twin.get())) return;
-  Run* runs[2] = {s.run.get(), L.twin.get()};
-  const size_t n = runs[1] ? 2 : 1;
+  const std::vector<Run*> runs = hosted_runs();
+  if (r.gen != h.gen || h.runs_moved(runs)) return;
+  const size_t n = runs.size();
   try {
     if (r.errors.size() != n) throw std::runtime_error("a report of " + std::to_string(r.errors.size()) + " runs");
     // Each update checks everything before it changes anything; the curves go on from the points the last report left.
-    update_run(*runs[0], r.state, "r0.");
-    if (n == 2) update_run(*runs[1], r.state, "r1.");
+    for (size_t i = 0; i < n; ++i) update_run(*runs[i], r.state, "r" + std::to_string(i) + ".");
   } catch (...) {
     runs_changed();  // out of step with the host: it gets the runs whole again
     throw;
   }
-  h.sent_steps[0] = runs[0]->steps, h.sent_steps[1] = n == 2 ? runs[1]->steps : 0;
+  h.sent(runs);
   ++h.reports;
   h.acked = r.seq;
   s.last_train = r.last_train[0];
@@ -89,7 +104,10 @@ void App::host_report(const std::vector<uint8_t>& bytes) {
   if (h.have_samples && r.samples >= h.samples) s.samples_trained += r.samples - h.samples;
   h.samples = r.samples, h.have_samples = true;
   s.engine_samples_per_s = r.engine_samples_per_s;
-  if (n == 2 && !r.errors[1].empty()) L.twin_error = r.errors[1];
+  const size_t first_sweep = L.twin ? 2 : 1;
+  if (L.twin && !r.errors[1].empty()) L.twin_error = r.errors[1];
+  for (size_t i = first_sweep; i < n; ++i)
+    if (!r.errors[i].empty()) s.instr.sweep.errors[i - first_sweep] = r.errors[i];
   s.views_dirty = true;
   // Whether training runs is the app's to say until the host has seen its last order (a report from before a Pause
   // still says running); after that the host's: it stops on its own when the steps are taken, the epochs done, or a

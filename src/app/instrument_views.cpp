@@ -71,6 +71,7 @@ bool App::step_jacobian(double budget_ms) {
     if (!std::isnan(J.value) && J.value_step == s.run->steps) return false;  // up to date
     snapshot(J.model, *s.run);
     J.active = true;
+    J.first = std::isnan(J.value);
     J.step = s.run->steps;
     J.digits = jacobian_digits(J.model->code_size(), test_.count);
     J.image_pos = J.unit_pos = 0;
@@ -101,7 +102,11 @@ bool App::step_jacobian(double budget_ms) {
     if ((J.unit_pos += rows) < units) continue;
     for (double v : J.sum) J.total += v;
     J.unit_pos = 0;
-    if ((J.image_pos += J.sum.size()) < J.digits) continue;
+    J.image_pos += J.sum.size();
+    // Until a model's first measurement is done, the mean of its digits so far is shown, with their count (conv's 65
+    // digits took 12 s in the page while it trained; its first 10 take a sixth of that).
+    if (J.first) J.value = J.total / double(J.image_pos), J.value_step = J.step, J.value_digits = J.image_pos;
+    if (J.image_pos < J.digits) continue;
     J.value = J.total / double(J.digits);
     J.value_step = J.step;
     J.value_digits = J.digits;
@@ -216,18 +221,32 @@ bool App::step_foreign(double budget_ms) {
   return true;
 }
 
-// The free view budget (no view refresh running) goes to the jobs in turn: a job with nothing to do hands the slice on,
-// and the next slice starts after the job that worked, so the jobs with work share the slices equally.
-void App::step_instruments(double budget_ms) {
+// The free view budget goes to the jobs in turn: a job with nothing to do hands the slice on, and the next slice starts
+// after the job that worked, so the jobs with work share the slices equally. Except that a model's first Jacobian norm
+// comes first: its readout has nothing to show until then (conv's took 35 s in the page while the probe ran).
+bool App::step_instruments(double budget_ms, bool alternate) {
   State& s = *s_;
-  if (!has_data() || s.n_view == 0) return;
-  for (int k = 0; k < 3; ++k) {
-    const int job = (s.instr.turn + k) % 3;
-    if (job == 0 ? step_jacobian(budget_ms) : job == 1 ? step_probe(budget_ms) : step_foreign(budget_ms)) {
-      s.instr.turn = (job + 1) % 3;
-      return;
+  if (!has_data() || s.n_view == 0) return false;
+  if (alternate) {  // only for a first value: the views (and the posterior drawn from them) keep their pace otherwise
+    const InstrumentViews& v = s.instr;
+    const bool first = std::isnan(v.jacobian.value) ||
+                       ((v.probe.open || v.probe.requested) && v.probe.error.empty() && !v.probe.code.labels) ||
+                       (foreign_data() && !v.foreign.compared.test_count) ||
+                       (!v.sweep.runs.empty() && v.sweep.rows.empty());
+    if (!first || (s.instr.skip = !s.instr.skip)) return false;
+  }
+  if (std::isnan(s.instr.jacobian.value) && step_jacobian(budget_ms)) return true;
+  for (int k = 0; k < 4; ++k) {
+    const int job = (s.instr.turn + k) % 4;
+    if (job == 0   ? step_jacobian(budget_ms)
+        : job == 1 ? step_probe(budget_ms)
+        : job == 2 ? step_foreign(budget_ms)
+                   : step_sweep_measure(budget_ms)) {
+      s.instr.turn = (job + 1) % 4;
+      return true;
     }
   }
+  return false;
 }
 
 void App::refresh_instruments() {
@@ -238,6 +257,8 @@ void App::refresh_instruments() {
   while (step_probe(1e9)) {
   }
   step_foreign(1e9);
+  while (step_sweep_measure(1e9)) {
+  }
 }
 
 // ---- foreign data (Anomaly panel) ----------------------------------------------------------------------------------
@@ -444,6 +465,9 @@ float App::instruments_height() const {
   float h = line + frame;  // the Jacobian line, the probe's header
   if (s.run->model->is_vae()) h += line;  // the posterior line
   if (s.instr.probe.open) h += frame + line + 4 * (line + 4);  // slider, progress, table
+  if (s.run->model->is_vae()) h += frame;  // the beta sweep's header, its list, state line and table
+  if (s.run->model->is_vae() && s.instr.sweep.open)
+    h += 2 * frame + 2 * line + float(s.instr.sweep.rows.size() + 1) * (line + 6);
   return h;
 }
 
@@ -456,7 +480,10 @@ void App::jacobian_readout() {
   } else {
     ImGui::Text("encoder Jacobian ||d code / d x||_F^2 = %.4g", J.value);
     ImGui::SameLine();
-    ImGui::TextDisabled("(mean over %zu test digits, step %zu)", J.value_digits, J.value_step);
+    if (J.active && J.first)
+      ImGui::TextDisabled("(mean over %zu of %zu test digits so far, step %zu)", J.value_digits, J.digits, J.value_step);
+    else
+      ImGui::TextDisabled("(mean over %zu test digits, step %zu)", J.value_digits, J.value_step);
   }
   char help[640];
   std::snprintf(help, sizeof help,
@@ -713,6 +740,33 @@ void App::parse_instrument_command(const json& cmd, Preset& p, InstrumentCommand
     if (v == "none" || v == "fashion" || v == "own") c.foreign = v == "none" ? 0 : v == "fashion" ? 1 : 2;
     else errors.push_back("foreignData must be \"fashion\", \"own\" or \"none\", got " + v.dump());
   }
+  if (cmd.contains("betaSweep")) {  // [0.25, 1, 4, 16] or "0.25,1,4,16"; [] or "" ends the sweep
+    const json& v = cmd.at("betaSweep");
+    try {
+      std::vector<double> betas;
+      if (v.is_string()) {
+        const std::string text = v.get<std::string>();
+        if (text.find_first_not_of(" \t") != std::string::npos) betas = parse_sweep_betas(text);
+      } else if (v.is_array()) {
+        for (const json& b : v) {
+          if (!b.is_number()) throw std::runtime_error("beta sweep: each beta must be a number, got " + b.dump());
+          betas.push_back(b.get<double>());
+        }
+        if (!betas.empty()) check_sweep_betas(betas);
+      } else {
+        throw std::runtime_error("betaSweep must be a list of betas such as [0.25, 1, 4, 16], or [] to end the sweep; got " +
+                                 v.dump());
+      }
+      if (!betas.empty() && !p.is_vae())
+        throw std::runtime_error("beta sweep: " + p.name + " is not a VAE (beta weighs the KL term of a VAE's loss)");
+      if (!betas.empty() && s_->lesson.active)
+        throw std::runtime_error("beta sweep: leave the lesson first (a lesson sets up its own runs)");
+      c.sweep_given = true;
+      c.sweep = betas;
+    } catch (const std::exception& e) {
+      errors.push_back(e.what());
+    }
+  }
   if (integer("posteriorDigit", -1, max_digit, d)) {
     if (d >= 0 && !p.is_vae()) errors.push_back("posteriorDigit: this model is not a VAE (it has no posterior)");
     else c.posterior_digit = int(d);
@@ -733,6 +787,11 @@ void App::apply_instrument_command(const InstrumentCommand& c) {
   }
   if (c.posterior_digit >= -1) select_posterior(c.posterior_digit);
   if (c.foreign >= 0) set_foreign_source(ForeignSource(c.foreign));
+  if (c.sweep_given && c.sweep.empty()) end_beta_sweep("Beta sweep ended.");
+  if (c.sweep_given && !c.sweep.empty()) {
+    start_beta_sweep(c.sweep);  // checked: does not throw
+    s.instr.sweep.open_request = true;
+  }
   if (!c.warnings.empty()) message = c.warnings[0];
 }
 
@@ -808,7 +867,8 @@ json App::instrument_status() const {
           {"foreignData", kSources[int(F.source)]},
           {"foreignImages", fd ? fd->count : 0},  // of the chosen foreign set, loaded
           {"foreignRunning", F.active},
-          {"foreign", foreign}};
+          {"foreign", foreign},
+          {"betaSweep", sweep_status()}};
 }
 
 }  // namespace aep

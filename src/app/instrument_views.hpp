@@ -2,6 +2,7 @@
 // probe and the errors on foreign data, each worked on between frames on its own snapshot of the weights, and the
 // selected digit's VAE posterior. Private to src/app; the code is in instrument_views.cpp.
 #pragma once
+#include <chrono>
 #include <cmath>
 #include <memory>
 #include <string>
@@ -13,6 +14,7 @@
 #include "core/model.hpp"
 #include "core/probe.hpp"
 #include "core/rng.hpp"
+#include "core/sweep.hpp"
 
 namespace aep {
 
@@ -30,6 +32,7 @@ struct JacobianJob {
   std::vector<double> sum;   // per digit of the batch, rows done so far
   double total = 0;          // finished digits' norms
   double row_ms = 0;         // running estimate of one Jacobian row over the batch
+  bool first = false;        // the model's first measurement: its mean so far is the value after each batch of digits
   // The last finished measurement: mean ||d code / d x||_F^2 over `value_digits` test digits at training step
   // `value_step` (NaN before the first).
   double value = NAN;
@@ -98,7 +101,27 @@ struct InstrumentCommand {
   long probe_labels = -1;      // probeLabels, -1: not given
   int posterior_digit = -2;    // posteriorDigit (-1: none), -2: not given
   int foreign = -1;            // foreignData as a ForeignSource, -1: not given
+  bool sweep_given = false;    // betaSweep: the betas to sweep, or none to end the sweep
+  std::vector<double> sweep;
   std::vector<std::string> warnings;
+};
+
+// A beta sweep (core/sweep.hpp) beside the app's run (src/app/beta_sweep.cpp): the run's VAE at K betas, from fresh
+// weights with the run's seed, so that they take the run's batches (lockstep) wherever the run trains - in the frames
+// or by the host - and are measured together, in slices on snapshots, as they train.
+struct SweepView {
+  std::vector<double> betas;  // empty: no sweep
+  std::vector<std::unique_ptr<Run>> runs;
+  std::vector<std::string> errors;  // per run: the divergence that stopped it ("" while it trains)
+  std::vector<RunMeasure> measure;  // every run's snapshot, taken together
+  bool measuring = false;
+  size_t measured_key = size_t(-1);  // the runs' summed step counts at the last measurement
+  std::chrono::steady_clock::time_point measure_start;
+  std::vector<SweepRow> rows;  // the last finished measurement
+  char text[96] = "0.25, 1, 4, 16";  // the section's list of betas as typed
+  std::string refused;               // why the last list was not used
+  bool open_request = false;         // a command started a sweep: the section opens the next time it is drawn
+  bool open = false;                 // the section is open (set as it is drawn)
 };
 
 struct InstrumentViews {
@@ -108,7 +131,9 @@ struct InstrumentViews {
   PosteriorView posterior;
   ForeignView foreign;
   std::string loss_refused;  // the Model panel's loss picker: why the last choice was not applied
+  SweepView sweep;
   int turn = 0;              // the jobs take turns at the free view budget
+  bool skip = false;         // step_instruments(alternate): this call's turn is the views'
 };
 
 }  // namespace aep

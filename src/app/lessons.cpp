@@ -321,6 +321,7 @@ void App::paint_twin_views() {
     L.twin_recon.put_digit(2 + i * 30, 2, in.data() + i * 784, lo, hi);
     L.twin_recon.put_digit(2 + i * 30, 32, out.data() + i * 784, lo, hi);
   }
+  paint_foreign_row();
   const std::vector<float>& codes = L.measure[1].codes();
   L.twin_code_dim = m->code_size();
   const size_t n = L.twin_code_dim ? codes.size() / L.twin_code_dim : 0;
@@ -337,6 +338,38 @@ void App::paint_twin_views() {
     if (std::isfinite(px) && std::isfinite(py))
       L.twin_scatter.put_dot(px, py, 1.6f, kDigitColors[test_.labels.empty() ? 0 : test_.labels[i] % 10]);
   }
+}
+
+// The first Fashion-MNIST images as RunMeasure corrupts them for foreignTestError (the same noise draws: images 0..7
+// of its first chunk), over both runs' outputs; their errors are the first of the 1000 behind the goal's value.
+void App::paint_foreign_row() {
+  State& s = *s_;
+  LessonPlay& L = s.lesson;
+  L.foreign_count = 0;
+  Model* m[2] = {L.measure[0].snapshot(), L.measure[1].snapshot()};
+  if (!L.twin || !m[0] || !m[1] || !s.ood.count || !L.lesson.names_value("foreignTestError")) return;
+  const Preset& p = m[0]->preset();
+  const CorruptionConfig& ca = s.run->preset.corruption;
+  const CorruptionConfig& cb = L.twin->preset.corruption;
+  if (ca.type == "none" || ca.type != cb.type || ca.std != cb.std) return;  // the runs were measured on other noise
+  const int n = int(std::min<size_t>(kReconCount, s.ood.count));
+  std::vector<uint32_t> idx(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) idx[i] = uint32_t(i);
+  Rng noise(kForeignNoiseSeed);
+  Tensor in, clean;
+  Preset noisy = p;
+  noisy.corruption = ca;
+  make_batch(s.ood, idx.data(), size_t(n), noisy, noise, in, clean);
+  fill_batch(s.ood, idx.data(), size_t(n), p.normalize, clean);
+  const float lo = range_min(p.normalize), hi = range_max(p.normalize);
+  L.foreign_row.resize(n * 30 + 2, 3 * 30 + 2);
+  for (int i = 0; i < n; ++i) L.foreign_row.put_digit(2 + i * 30, 2, in.data() + i * 784, lo, hi);
+  for (int r = 0; r < 2; ++r) {
+    const Tensor out = m[r]->reconstruct(in);
+    per_image_mse(out.data(), clean.data(), size_t(n), L.foreign_err[r]);
+    for (int i = 0; i < n; ++i) L.foreign_row.put_digit(2 + i * 30, 32 + r * 30, out.data() + i * 784, lo, hi);
+  }
+  L.foreign_count = n;
 }
 
 // In the Latent panel, beside the app run's: the twin's codes of the measured test digits.
@@ -531,6 +564,11 @@ json App::lesson_status() const {
   std::string changed;
   lesson_settings_changed(&changed);
   const Goal::Result& r = L.result;
+  json foreign_row = nullptr;  // the noisy Fashion-MNIST row's errors (paint_foreign_row)
+  if (L.foreign_count)
+    foreign_row = {{"step", L.measure[0].snapshot_step()},
+                   {"a", std::vector<float>(L.foreign_err[0], L.foreign_err[0] + L.foreign_count)},
+                   {"b", std::vector<float>(L.foreign_err[1], L.foreign_err[1] + L.foreign_count)}};
   return {{"id", L.lesson.id},
           {"title", L.lesson.title},
           {"section", L.lesson.section},
@@ -549,6 +587,7 @@ json App::lesson_status() const {
           {"twin", L.twin ? json{{"label", L.configs[1].label}, {"step", L.twin->steps}, {"error", L.twin_error}}
                           : json(nullptr)},
           {"values", L.values},
+          {"foreignRow", foreign_row},
           {"done", std::all_of(L.progress.begin(), L.progress.end(), [](int p) { return p == 1; })},
           {"events", L.events}};
 }
@@ -770,6 +809,24 @@ void App::twin_recon_row() {
     list += buf;
   }
   ImGui::TextDisabled("MSE vs clean: %s", list.c_str());
+  if (!L.foreign_count) return;
+  ImGui::Separator();
+  ImGui::TextUnformatted("Noisy Fashion-MNIST, never trained on:");
+  ImGui::SameLine();
+  ImGui::TextDisabled("rows: noisy input | a | b (at step %zu)", L.measure[0].snapshot_step());
+  L.foreign_row.show(tex_, std::max(1.f, std::floor(ImGui::GetContentRegionAvail().x / L.foreign_row.w)));
+  for (int r = 0; r < 2; ++r) {
+    std::string errs;
+    for (int i = 0; i < L.foreign_count; ++i) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%s%.4f", i ? "  " : "", L.foreign_err[r][i]);
+      errs += buf;
+    }
+    ImGui::TextDisabled("%c MSE vs clean: %s", r ? 'b' : 'a', errs.c_str());
+  }
+  help_marker("The first Fashion-MNIST test images with the noise the lesson's measurement gave them, and what each "
+              "model makes of them; each error is against the clean image. foreignTestError is the mean of such "
+              "errors over 1000 images.");
 }
 
 // ---- autosave ------------------------------------------------------------------------------------------------------------

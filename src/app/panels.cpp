@@ -755,6 +755,7 @@ void App::panel_latent() {
   posterior_readout(umap);
   instruments_readout();
   probe_section();
+  beta_sweep_section();
   if (m.is_vae() && ImGui::CollapsingHeader("Traverse one latent dimension")) {
     int& dim = s.traverse_dim;
     ImGui::SliderInt("dimension", &dim, 0, int(s.code_dim) - 1);

@@ -1,5 +1,5 @@
 // aep: the command line of Autoencoder Playground - list presets, train on MNIST, evaluate weights, export PyTorch and
-// Keras code, PCA baseline, follow a lesson headless.
+// Keras code, PCA baseline, follow a lesson headless, a VAE's beta sweep.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,6 +26,7 @@
 #include "core/pca.hpp"
 #include "core/probe.hpp"
 #include "core/run.hpp"
+#include "core/sweep.hpp"
 #include "core/train.hpp"
 #include "core/weights.hpp"
 
@@ -68,6 +69,10 @@ const char* kUsage =
     "        false when its step opens and holds after its action (--values: every value after each step;\n"
     "        --fashion: Fashion-MNIST for foreignError, foreignTestError and anomaly \"fashion\", default\n"
     "        /usr/share/datasets/fashion-mnist)\n"
+    "  sweep --preset NAME|FILE --beta B,B... --steps N [--data DIR] [--seed S] [--lr X] [--batch B] [--json FILE]\n"
+    "        a beta sweep: the VAE at each beta (1 to 5 values), trained from the same seed on the same batches, then\n"
+    "        per beta the reconstruction error, the KL term (in all and per latent unit) and the active units on the\n"
+    "        first 1000 test digits (the page's beta sweep)\n"
     "  bench [--only A,B,gemm,umap,presets,NAME...] [--seconds S] [--runs N] [--warmup S] [--json FILE]\n"
     "        [--model-a FILE] [--data DIR] [--threads T] [--fast]   training speed (batch 64, Adam) and GEMM GFLOP/s\n"
     "T: threads for GEMM and the optimizer (default 1; the same results for any T).\n"
@@ -535,6 +540,58 @@ int cmd_lesson(int argc, char** argv) {
   return 0;
 }
 
+// A beta sweep: the runs of core/sweep.hpp trained in lockstep, then measured as the page measures them.
+int cmd_sweep(int argc, char** argv) {
+  auto o = parse_options(argc, argv, 2, {"--preset", "--beta", "--steps", "--data", "--seed", "--lr", "--batch", "--json"},
+                         {});
+  if (!o.count("--preset") || !o.count("--beta") || !o.count("--steps"))
+    throw UsageError("sweep needs --preset, --beta and --steps");
+  Preset p = load_preset(o["--preset"]);
+  if (o.count("--batch")) p.training.batch_size = size_t(parse_int("--batch", o["--batch"], 1, 4096));
+  if (o.count("--lr")) p.optimizer.lr = float(parse_double("--lr", o["--lr"], 0.0, 10.0));
+  const std::vector<double> betas = parse_sweep_betas(o["--beta"]);
+  const uint64_t seed = o.count("--seed") ? uint64_t(parse_int("--seed", o["--seed"], 0, 1LL << 62)) : 1;
+  const size_t steps = size_t(parse_int("--steps", o["--steps"], 1, 100000000));
+  std::vector<std::unique_ptr<Run>> runs = make_sweep_runs(p, seed, betas);
+  const std::string dir = o.count("--data") ? o["--data"] : default_mnist_dir();
+  Dataset train = load_mnist(dir, true), test = load_mnist(dir, false);
+  for (auto& r : runs) r->set_data(train);
+  std::fprintf(stderr, "beta sweep of %s: beta = %s, %zu steps of batch %zu from seed %llu on the same batches\n",
+               p.name.c_str(), sweep_betas_text(betas).c_str(), steps, p.training.batch_size, (unsigned long long)seed);
+  const auto t0 = Clock::now();
+  std::vector<std::string> errors(runs.size());
+  for (size_t k = 0; k < steps; ++k) {
+    std::vector<Run*> live;  // a run that diverged keeps its last good weights and stops
+    std::vector<size_t> index;
+    for (size_t i = 0; i < runs.size(); ++i)
+      if (errors[i].empty()) live.push_back(runs[i].get()), index.push_back(i);
+    if (live.empty()) break;
+    const std::vector<LockstepStep> out = step_lockstep(live);
+    for (size_t j = 0; j < out.size(); ++j)
+      if (!out[j].error.empty()) errors[index[j]] = out[j].error;
+  }
+  std::vector<SweepRow> rows;
+  nlohmann::json rows_json = nlohmann::json::array();
+  for (size_t i = 0; i < runs.size(); ++i) {
+    RunMeasure m;
+    m.begin(*runs[i], test, sweep_measure_options());
+    while (!m.step(1e9)) {
+    }
+    rows.push_back(sweep_row(m, betas[i]));
+    rows.back().error = errors[i];
+    rows_json.push_back(sweep_row_json(rows.back()));
+  }
+  std::printf("%s", sweep_table(rows).c_str());
+  std::printf("(%zu test digits; a unit is active when the variance of its mean over them exceeds 0.01; %.1f s)\n",
+              std::min(kSweepTestImages, test.count), std::chrono::duration<double>(Clock::now() - t0).count());
+  if (o.count("--json")) {
+    std::ofstream f(o["--json"]);
+    f << nlohmann::json{{"preset", p.name}, {"seed", seed}, {"steps", steps}, {"rows", rows_json}}.dump(1) << "\n";
+    if (!f) throw std::runtime_error(o["--json"] + ": cannot write");
+  }
+  return 0;
+}
+
 int cmd_bench(int argc, char** argv) {
   auto o = parse_options(argc, argv, 2,
                          {"--only", "--seconds", "--runs", "--warmup", "--json", "--model-a", "--data", "--threads"},
@@ -579,6 +636,7 @@ int main(int argc, char** argv) {
     if (cmd == "pca") return cmd_pca(argc, argv);
     if (cmd == "lessons") return cmd_lessons();
     if (cmd == "lesson") return cmd_lesson(argc, argv);
+    if (cmd == "sweep") return cmd_sweep(argc, argv);
     if (cmd == "bench") return cmd_bench(argc, argv);
     throw UsageError("unknown command '" + cmd + "'");
   } catch (const UsageError& e) {

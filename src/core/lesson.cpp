@@ -382,7 +382,7 @@ void RunMeasure::begin(const Run& run, const Dataset& test, const MeasureOptions
   jacobian_total_ = o.jacobian ? std::min(kJacobianImages, test.count) : 0;
   foreign_errors_.assign(o.foreign ? std::min(o.test_images, o.foreign->count) : 0, 0.f);
   foreign_test_errors_.assign(p.corruption.type != "none" ? foreign_errors_.size() : 0, 0.f);
-  foreign_noise_ = Rng(0xf0e1);
+  foreign_noise_ = Rng(kForeignNoiseSeed);
   interp_pairs_ = o.interpolation ? interpolation_pairs(total_) : 0;
   ink_reference_.clear();
   pixel_mid_.assign(interp_pairs_, 0.f);
@@ -556,9 +556,8 @@ void RunMeasure::finish() {
   v["checkerboard"] = total ? finite_or_null(std::accumulate(checkerboard_.begin(), checkerboard_.end(), 0.0) / nt)
                             : json(nullptr);
   v["jacobianNorm"] = jacobian_total_ ? finite_or_null(jacobian_sum_ / double(jacobian_total_)) : json(nullptr);
-  v["activeUnits"] = m.is_vae() && total
-                         ? json(posterior_stats(mu_.data(), logvar_.data(), total, m.code_size()).active_units)
-                         : json(nullptr);
+  posterior_ = m.is_vae() && total ? posterior_stats(mu_.data(), logvar_.data(), total, m.code_size()) : PosteriorStats();
+  v["activeUnits"] = posterior_.digits ? json(posterior_.active_units) : json(nullptr);
   v["foreignError"] = foreign_errors_.empty() ? json(nullptr) : mean(foreign_errors_);
   v["foreignTestError"] = foreign_test_errors_.empty() ? v["foreignError"] : mean(foreign_test_errors_);
   v["pixelMidpointDistance"] = interp_pairs_ ? mean(pixel_mid_) : json(nullptr);

@@ -12,6 +12,7 @@
 
 #include "core/data.hpp"
 #include "core/goal.hpp"
+#include "core/instruments.hpp"
 #include "core/preset.hpp"
 #include "core/run.hpp"
 
@@ -95,6 +96,9 @@ nlohmann::json measure_run(const Run& run, const Dataset& test, const MeasureOpt
 
 // The same measurement in slices, on a snapshot of the run's weights taken at begin(): the page measures while it
 // draws and trains on. measure_run() is begin() and step() until done, so both give the same numbers.
+// The seed of the noise foreignTestError's images get (the same for every measurement).
+constexpr uint64_t kForeignNoiseSeed = 0xf0e1;
+
 class RunMeasure {
  public:
   // Starts over on a copy of the run's weights; `test` must outlive the measurement. options.pca_error is read now.
@@ -110,6 +114,11 @@ class RunMeasure {
   // The test images' codes (a VAE's mu), [test images, code size], from the last begin(); empty for codes of more than
   // 4096 numbers. The page plots a twin run's latent space from them.
   const std::vector<float>& codes() const { return codes_; }
+  // A VAE's posterior over the measured test images (per-unit KL, active units) from the last finished measurement;
+  // empty (digits 0) for other models. activeUnits in values() is its count.
+  const PosteriorStats& posterior() const { return posterior_; }
+  // Per foreign image, the error behind foreignTestError (empty unless measured): the page shows the first few.
+  const std::vector<float>& foreign_test_errors() const { return foreign_test_errors_; }
 
  private:
   void finish();
@@ -135,11 +144,12 @@ class RunMeasure {
   std::vector<float> checkerboard_;  // per test image: the checkerboard index of its output
   std::vector<float> input_errors_;  // per test image: MSE of the (corrupted) input against the clean digit
   std::vector<float> mu_, logvar_;   // a VAE's posterior over the test images, for activeUnits
+  PosteriorStats posterior_;
   size_t jacobian_total_ = 0;
   double jacobian_sum_ = 0;
   std::vector<float> foreign_errors_;  // per foreign image (clean input)
   std::vector<float> foreign_test_errors_;  // per foreign image, the input corrupted as in training (empty: no corruption)
-  Rng foreign_noise_{0xf0e1};               // that corruption, from its own fixed seed
+  Rng foreign_noise_{kForeignNoiseSeed};               // that corruption, from its own fixed seed
   size_t interp_pairs_ = 0;                 // interpolation_pairs(), or 0 when not measured
   std::vector<uint64_t> ink_reference_;     // the ink masks of the test images the midpoints are compared with
   std::vector<float> pixel_mid_, latent_mid_;  // per pair: the midpoints' distance to the nearest of those digits

@@ -286,14 +286,16 @@ void update_run(Run& run, const SafeTensors& st, const std::string& prefix) {
   run.curve = std::move(curve);
 }
 
+bool in_lockstep(const Run& a, const Run& b) {
+  return a.sampler && b.sampler && b.seed == a.seed && b.train_images() == a.train_images() &&
+         b.sampler->batch_size() == a.sampler->batch_size() && b.sampler->epoch == a.sampler->epoch &&
+         b.sampler->step_in_epoch == a.sampler->step_in_epoch;
+}
+
 std::vector<LockstepStep> step_lockstep(const std::vector<Run*>& runs) {
-  for (const Run* r : runs) {
-    const Run& a = *runs[0];
-    if (!r->sampler || r->seed != a.seed || r->train_images() != a.train_images() ||
-        r->sampler->batch_size() != a.sampler->batch_size() || r->sampler->epoch != a.sampler->epoch ||
-        r->sampler->step_in_epoch != a.sampler->step_in_epoch)
+  for (const Run* r : runs)
+    if (!in_lockstep(*runs[0], *r))
       throw std::logic_error("runs in lockstep need the same seed, data, batch size and position in the epoch");
-  }
   std::vector<LockstepStep> out(runs.size());
   for (size_t i = 0; i < runs.size(); ++i) {
     try {

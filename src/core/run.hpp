@@ -102,5 +102,7 @@ struct LockstepStep {
   std::string error;  // the DivergenceError's message, empty when the step was taken
 };
 std::vector<LockstepStep> step_lockstep(const std::vector<Run*>& runs);
+// Whether b takes a's next batch: the same seed, training images, batch size and position in the epoch.
+bool in_lockstep(const Run& a, const Run& b);
 
 }  // namespace aep

@@ -200,16 +200,21 @@ bool RunHost::work(double budget_ms) {
     return false;
   }
   Run& a = *runs_[0];
-  const bool twin = train_order_.lockstep && runs_.size() > 1 && errors_[1].empty() && runs_[1]->has_data();
+  // The runs that take run 0's batches (a twin, a beta sweep's runs): those still at its position and not diverged.
+  std::vector<Run*> lockstep{&a};
+  std::vector<size_t> index{0};
+  for (size_t i = 1; train_order_.lockstep && i < runs_.size(); ++i)
+    if (errors_[i].empty() && runs_[i]->has_data() && in_lockstep(a, *runs_[i]))
+      lockstep.push_back(runs_[i].get()), index.push_back(i);
   const auto t0 = Clock::now();
   size_t samples = 0;
   for (;;) {
     const auto ts = Clock::now();
-    if (twin) {
-      const std::vector<LockstepStep> out = step_lockstep({&a, runs_[1].get()});
-      for (size_t i = 0; i < 2; ++i)
-        if (out[i].error.empty()) last_train_[i] = out[i].loss.total;
-        else errors_[i] = out[i].error;
+    if (lockstep.size() > 1) {
+      const std::vector<LockstepStep> out = step_lockstep(lockstep);
+      for (size_t k = 0; k < out.size(); ++k)
+        if (out[k].error.empty()) last_train_[index[k]] = out[k].loss.total;
+        else errors_[index[k]] = out[k].error;
     } else {
       try {
         last_train_[0] = a.step().total;
@@ -222,7 +227,7 @@ bool RunHost::work(double budget_ms) {
       stop("diverged");
       break;
     }
-    samples += a.input.shape()[0] * (twin ? 2 : 1);
+    samples += a.input.shape()[0] * lockstep.size();
     step_ms_ = 0.8 * step_ms_ + 0.2 * std::chrono::duration<double, std::milli>(Clock::now() - ts).count();
     if (steps_left_ > 0 && --steps_left_ == 0) {
       stop("steps");

@@ -1,8 +1,8 @@
-// The training side of the playground, apart from its drawing: the runs (the app's own and a lesson's twin), the data,
-// and the app's orders, trained continuously in slices. The page runs one in a Web Worker, the desktop app in a
-// thread; the app and the host talk only in messages (bytes; safetensors with a JSON "aep_host" entry), one ordered
-// queue each way. The app sends the runs' whole state whenever it changed them (save_run), so the host continues
-// exactly where the app's run stood, and a seed gives the same weights as training in place.
+// The training side of the playground, apart from its drawing: the runs (the app's own, a lesson's twin, a beta
+// sweep's), the data and the app's orders, trained continuously in slices. The page runs one in a Web Worker, the
+// desktop app in a thread; the app and the host talk only in messages (bytes; safetensors with a JSON "aep_host"
+// entry), one ordered queue each way. The app sends the runs' whole state whenever it changed them (save_run), so the
+// host continues exactly where the app's run stood, and a seed gives the same weights as training in place.
 #pragma once
 #include <chrono>
 #include <memory>
@@ -18,7 +18,7 @@ namespace aep {
 struct HostTrain {
   bool running = false;
   size_t steps = 0;       // while running: stop after this many steps (a Step button, a lesson's action); 0 = no limit
-  bool lockstep = false;  // run 1 (a twin) takes the same batches as run 0; otherwise only run 0 trains
+  bool lockstep = false;  // the other runs (a twin, a beta sweep's) take run 0's batches; otherwise only run 0 trains
   size_t eval_images = 1000;  // test images behind each test-loss point
   bool operator==(const HostTrain& o) const {
     return running == o.running && steps == o.steps && lockstep == o.lockstep && eval_images == o.eval_images;

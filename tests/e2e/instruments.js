@@ -1,7 +1,7 @@
 // The instruments of issue 15 in Chromium: a screenshot of each (to look at) and checks of the values status() gives.
 //   node tests/e2e/instruments.js [OUT_DIR] [--full]     (build/web must be built: bash build_wasm.sh --page)
-// Writes OUT_DIR/{loss,loss-warning,jacobian,probe,probe-conv,posterior,foreign-fashion,foreign-own}.png (default
-// /tmp/aep-instruments) and prints one PASS / FAIL line per check and INFO lines (times, frame intervals); exits
+// Writes OUT_DIR/{loss,loss-warning,jacobian,probe,probe-conv,posterior,foreign-fashion,foreign-own,beta-sweep}.png
+// (default /tmp/aep-instruments) and prints one PASS / FAIL line per check and INFO lines (times, frame intervals); exits
 // non-zero when a check fails. scripts/test.sh runs it (about 1.5 min); --full adds the probe at 60,000 and 1,000
 // labels with frame intervals by probe stage (~30 s more).
 'use strict';
@@ -93,7 +93,8 @@ function idxImages(pixels, count, rows, cols) {
 
     // The Jacobian norm and the sparsity readout of the contractive model.
     page = await open('preset=contractive&panels=training,latent&autostart=1');
-    st = await until(page, (s) => s.jacobianNorm !== null && s.jacobianStep >= 100, 60);
+    // (a model's first measurement shows the mean over its digits so far: wait for all 200)
+    st = await until(page, (s) => s.jacobianNorm !== null && s.jacobianStep >= 100 && s.jacobianDigits === 200, 60);
     info(`frames while the contractive model trains and its Jacobian is measured: p50 ${st.frameMs.p50} p95 ` +
          `${st.frameMs.p95} ms`);
     check('jacobianNorm of the contractive model: measured while training, finite and > 0, on 200 digits',
@@ -266,6 +267,47 @@ function idxImages(pixels, count, rows, cols) {
     check('foreignData "none" ends the comparison', none.ok && st.foreign === null && st.foreignData === 'none', '');
     await page.close();
     section('foreign data');
+
+    // The beta sweep: vae-mlp-16 at beta 0.25 and 16 beside the run, on its batches, in the worker and in the frames
+    // (?worker=0). After 300 steps the larger beta pays far less KL, keeps fewer active units and reconstructs worse
+    // (aep sweep at 300 steps, seed 1: KL 22.3 vs 0.22 nats, 16 vs 7 of 16 units active, error 0.035 vs 0.074).
+    for (const worker of [true, false]) {
+      const mode = worker ? 'in the worker' : 'in the frames';
+      page = await open('preset=vae-mlp-16&panels=training,latent' + (worker ? '' : '&worker=0'));
+      const bad = await page.evaluate(() => window.aep.setConfig({ betaSweep: [1, 'x'], lr: 0.002 }));
+      st = await status(page);
+      check(`betaSweep with a bad value is refused with the reason, nothing changed (${mode})`, !bad.ok &&
+            /beta/.test(bad.errors[0]) && st.betaSweep === null && Math.abs(st.lr - 0.001) < 1e-9, JSON.stringify(bad));
+      const sw = await page.evaluate(() => window.aep.setConfig({ betaSweep: [0.25, 16], train: true }));
+      const target = worker ? 300 : 150;
+      let seen = null;  // a measurement taken while the runs trained
+      st = await until(page, (s) => {
+        if (s.betaSweep && s.betaSweep.step > 0 && s.running) seen = seen || s.betaSweep.step;
+        return s.step >= target;
+      }, 90);
+      info(`beta sweep ${mode}: step ${st.step}, samplesPerSec ${st.samplesPerSec.toFixed(0)} (3 runs train), ` +
+           `frames p50 ${st.frameMs.p50} p95 ${st.frameMs.p95} ms`);
+      st = await pause(page);
+      st = await until(page, (s) => s.betaSweep && s.betaSweep.step === s.step && !s.betaSweep.measuring, 60);
+      const w = st.betaSweep;
+      const row = (i) => (w && w.rows[i]) || {};
+      const sums = w && w.rows.every((x) => x.klPerDim.length === 16 &&
+                                      Math.abs(x.klPerDim.reduce((a, b) => a + b, 0) - x.kl) < 1e-6 * (1 + x.kl));
+      check(`beta sweep ${mode}: both runs on the run's batches (same step), measured ` +
+            (worker ? 'while training and again at the pause' : 'at the pause'), sw.ok && w && w.betas.join() === '0.25,16' && w.runSteps.every((k) => k === st.step) &&
+            w.inLockstep && (!worker || (seen !== null && seen < st.step)), JSON.stringify(w && { betas: w.betas, step: w.step,
+            runSteps: w.runSteps, seen }) + `, run at step ${st.step}`);
+      check(`beta sweep ${mode}: beta 16 pays less KL, keeps fewer active units and reconstructs worse than 0.25`,
+            w && w.rows.length === 2 && sums && row(1).kl < 0.5 * row(0).kl && row(1).activeUnits < row(0).activeUnits &&
+            row(1).recon > row(0).recon && within(row(0).recon, 0.005, 0.2) && row(0).activeUnits <= 16,
+            JSON.stringify(w && w.rows.map((x) => ({ beta: x.beta, recon: x.recon, kl: x.kl, activeUnits: x.activeUnits }))));
+      if (worker) await page.screenshot({ path: path.join(out, 'beta-sweep.png') });
+      const end = await page.evaluate(() => window.aep.setConfig({ betaSweep: [] }));
+      st = await status(page);
+      check(`betaSweep: [] ends the sweep (${mode})`, end.ok && st.betaSweep === null, '');
+      await page.close();
+      section(`beta sweep ${mode}`);
+    }
   } finally {
     await browser.close();
     server.close();
