@@ -73,8 +73,6 @@ double num_of(const json& v) { return v.is_number() ? v.get<double>() : NAN; }
 
 // The test loss as the app's views measure it: eval mode, the first n test images, the corruption as set now drawn
 // from a fixed seed, batches of 64. Runs nothing in training mode, so training goes on as if it had not been measured.
-// The test loss as the frames measured it (the app's views, with no host): the first n_eval test images in batches
-// of 64.
 LossTerms test_loss(Run& r, const Dataset& test, size_t n_eval) {
   if (n_eval == 0) return LossTerms();
   Evaluation e(test, r.preset, n_eval, 64);
