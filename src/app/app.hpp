@@ -119,8 +119,8 @@ class App {
 
   double train_budget_ms = 20;  // training per frame (and 40% of that for refreshing the views)
   // While a host trains (the page's worker), the share of wall time the views, instruments, UMAP and lesson values may
-  // take on the main thread; 1 or more: no limit.
-  double main_share = 0.25;
+  // take on the main thread; 1 or more: no limit (the default; the page sets 0.25).
+  double main_share = 1;
   size_t view_images = 2000;  // test images encoded for the latent, anomaly and ROC views
   size_t eval_images = 1000;  // test images behind the live test loss
   bool show_panel[kPanelCount];

@@ -282,6 +282,7 @@ int main() {
   }
   try {
     g_app = std::make_unique<aep::App>(texture_api(), &g_driver);
+    g_app->main_share = 0.25;  // the views leave the training worker its core (2-core laptops)
   } catch (const std::exception& e) {
     EM_ASM({ Module.aepFatal(UTF8ToString($0)); }, e.what());
     return 1;
