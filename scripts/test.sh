@@ -16,6 +16,8 @@
 #      instruments' values in status() (loss picker, Jacobian norm, code probe, VAE posterior, foreign data);
 #   5. the desktop app under Xvfb: trains a few hundred frames and writes a screenshot whose panels must show content;
 #   6. libFuzzer on every parser for a few seconds each (tests/fuzz/run.sh).
+# The sanitized suite runs as two halves at once; interop and the fuzzers run beside the wasm suite and the command line.
+# Each PASS / FAIL line ends with the time since the start.
 # Logs and screenshots: build/test-logs/.
 # Prints one line per stage and ends with "N passed, M failed"; exits non-zero if anything failed.
 set -uo pipefail
@@ -25,8 +27,10 @@ export NODE_PATH=${NODE_PATH:-/usr/share/nodejs}
 node=(node --no-experimental-fetch)
 logs=$root/build/test-logs
 passed=0 failed=0
-pass() { passed=$((passed + 1)); printf 'PASS  %s\n' "$*"; }
-fail() { failed=$((failed + 1)); printf 'FAIL  %s\n' "$*"; }
+# Each line ends with the time since the start [m:ss], so a slow stage shows in CI's log.
+at() { printf '[%d:%02d]' $((SECONDS / 60)) $((SECONDS % 60)); }
+pass() { passed=$((passed + 1)); printf 'PASS  %s %s\n' "$*" "$(at)"; }
+fail() { failed=$((failed + 1)); printf 'FAIL  %s %s\n' "$*" "$(at)"; }
 # run NAME LOGFILE CMD...: runs a stage with its output in LOGFILE, shows the tail on failure.
 run() {
   local name=$1 log=$2; shift 2
@@ -46,13 +50,39 @@ run "build native-release: the aep command line" "$logs/build-native-release.log
 # --- unit suites ----------------------------------------------------------------------------------
 det=$logs/determinism-native.safetensors
 rm -f "$det"
+# The sanitized suite takes one core for a quarter of an hour: it runs as two halves at once. The test cases go in one
+# shuffled order (the same seed for both halves, so the halves are disjoint and together the whole suite), which
+# spreads the slow training cases over both.
+unit_native() {
+  local bin=build/native-debug/aep_tests n h r1 r2
+  n=$("$bin" --count --no-version 2>&1 | grep -o '[0-9]*$' | tail -n 1)
+  [ -n "$n" ] && [ "$n" -gt 1 ] || { echo "doctest --count gave '${n:-nothing}'"; return 1; }
+  h=$(((n + 1) / 2))
+  local common=(--no-intro --no-version --order-by=rand --rand-seed=7 --aep-determinism-out="$det")
+  "$bin" "${common[@]}" --first=1 --last=$h > "$logs/unit-native-1.log" 2>&1 &
+  local p1=$!
+  "$bin" "${common[@]}" --first=$((h + 1)) --last="$n" > "$logs/unit-native-2.log" 2>&1; r2=$?
+  wait $p1; r1=$?
+  echo "halves of $n test cases: 1-$h exit $r1, $((h + 1))-$n exit $r2"
+  cat "$logs/unit-native-1.log" "$logs/unit-native-2.log"
+  [ $r1 -eq 0 ] && [ $r2 -eq 0 ]
+}
 if [ -x build/native-debug/aep_tests ]; then
-  run "doctest suite, native debug + sanitizers" "$logs/unit-native.log" \
-    build/native-debug/aep_tests --no-intro --no-version --aep-determinism-out="$det"
-  grep -E '^\[doctest\] (test cases|assertions)' "$logs/unit-native.log" | sed 's/^/      /'
+  run "doctest suite, native debug + sanitizers (two halves at once)" "$logs/unit-native.log" unit_native
+  grep -E '^(halves|\[doctest\] (test cases|assertions))' "$logs/unit-native.log" | sed 's/^/      /'
 else
   fail "doctest suite, native (not built)"
 fi
+# --- in the background, beside the single-core stages that follow (wasm suite, command line): the exports run in the
+# real frameworks - PyTorch (every preset, strict load, eval and training steps against ours) and the Keras mapping
+# through TensorFlow.js layers (tests/interop/run.sh) - then libFuzzer on the parsers briefly (tests/fuzz/run.sh 600
+# for the long run). Collected after the command line.
+rm -f "$logs/interop.rc" "$logs/fuzz.rc"
+(
+  if [ -x build/native-release/aep ]; then bash tests/interop/run.sh > "$logs/interop.log" 2>&1; echo $? > "$logs/interop.rc"; fi
+  bash tests/fuzz/run.sh "${AEP_FUZZ_SECONDS:-5}" > "$logs/fuzz.log" 2>&1; echo $? > "$logs/fuzz.rc"
+) &
+background=$!
 if [ -f build/wasm-release/aep_tests.js ]; then
   detarg=()
   [ -f "$det" ] && detarg=(--aep-determinism-in="$det")
@@ -167,21 +197,23 @@ else
   fail "aep command line (not built)"
 fi
 
-# --- the exports run in the real frameworks: PyTorch (every preset, strict load, eval and training steps against
-# ours) and the Keras mapping through TensorFlow.js layers (tests/interop/run.sh) -------------------------------------
+# --- the exports in the real frameworks and the fuzzers: started in the background before the wasm suite (see there),
+# collected here ------------------------------------------------------------------------------------------------------
+wait "$background" 2>/dev/null
 if [ -x build/native-release/aep ]; then
-  bash tests/interop/run.sh > "$logs/interop.log" 2>&1; rc=$?
+  rc=$(cat "$logs/interop.rc" 2>/dev/null || echo 1)
   grep -E '^(PASS|FAIL)' "$logs/interop.log" | grep -v '^PASS' | sed 's/^/      /'
   np=$(grep -c '^PASS' "$logs/interop.log"); nf=$(grep -c '^FAIL' "$logs/interop.log")
-  if [ "$nf" -eq 0 ] && [ $rc -eq 0 ]; then pass "interop: $np checks of the PyTorch and Keras exports (log: $logs/interop.log)"
+  if [ "$nf" -eq 0 ] && [ "$rc" -eq 0 ]; then pass "interop: $np checks of the PyTorch and Keras exports (log: $logs/interop.log)"
   else fail "interop: $nf of $((np + nf)) checks failed (log: $logs/interop.log)"; tail -n 5 "$logs/interop.log" | sed 's/^/      /'; fi
 else
   fail "interop (native release CLI not built)"
 fi
-
-# --- fuzzing the parsers briefly (tests/fuzz/run.sh 600 for the long run) -------------------------------
-run "libFuzzer: IDX, gzip, safetensors, presets, lessons, ${AEP_FUZZ_SECONDS:-5} s each" "$logs/fuzz.log" \
-  bash tests/fuzz/run.sh "${AEP_FUZZ_SECONDS:-5}"
+if [ "$(cat "$logs/fuzz.rc" 2>/dev/null || echo 1)" -eq 0 ]; then
+  pass "libFuzzer: IDX, gzip, safetensors, presets, lessons, ${AEP_FUZZ_SECONDS:-5} s each"
+else
+  fail "libFuzzer (log: $logs/fuzz.log)"; tail -n 30 "$logs/fuzz.log" | sed 's/^/      /'
+fi
 grep -E '^ *fuzz_' "$logs/fuzz.log" | sed 's/^ */      /'
 
 # --- the page in Chromium -----------------------------------------------------------------------------
@@ -192,6 +224,7 @@ e2e() {
   grep -E '^(PASS|FAIL|INFO|      )' "$log"
   local np nf; np=$(grep -c '^PASS' "$log"); nf=$(grep -c '^FAIL' "$log")
   passed=$((passed + np)); failed=$((failed + nf))
+  echo "      $what: $np passed, $nf failed, done at $(at)"
   if [ $rc -ne 0 ] && [ "$nf" -eq 0 ]; then fail "$what run stopped early (log: $log)"; tail -n 5 "$log"; fi
 }
 if [ -f build/web/aep_web.wasm ]; then
@@ -235,5 +268,5 @@ else
   fail "desktop app (not built: is libglfw3-dev installed?)"
 fi
 
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed in $(at)"
 [ "$failed" -eq 0 ]

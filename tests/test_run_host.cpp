@@ -185,3 +185,56 @@ TEST_CASE("training host: settings apply where the run stands; stops at its epoc
   CHECK_THROWS(host.receive(bad));
   CHECK(host.report(0.1).empty());  // nothing changed, nothing to report
 }
+
+TEST_CASE("training host: reports carry the batch order only when an epoch began, the other runs at most once a second") {
+  const Dataset train = digits(100, 4), test = digits(50, 5);
+  Preset p = load_preset("linear");
+  p.training.batch_size = 32;  // 4 batches an epoch (the last one short)
+  Preset q = p;
+  q.optimizer.lr = 0.01f;
+  Run a(p, 7), b(q, 7);
+  a.set_data(train), b.set_data(train);
+  Run ma(p, 7), mb(q, 7);  // the app's copies, as it sent them
+  ma.set_data(train), mb.set_data(train);
+  RunHost host;
+  host.receive(host_order_data(1, train, test));
+  host.receive(host_order_runs(2, 1, {&a, &b}));
+  HostTrain t;
+  t.running = true, t.steps = 11, t.lockstep = true, t.eval_images = 20;
+  host.receive(host_order_train(3, t));
+  size_t orders = 0, with_b = 0, epoch = a.sampler->epoch;
+  for (int i = 0; i < 11; ++i) {
+    host.work(0);  // one step
+    step_lockstep({&a, &b});
+    const std::vector<uint8_t> bytes = host.report(0);
+    REQUIRE(!bytes.empty());
+    const HostReport r = parse_host_report(bytes);
+    REQUIRE(r.included.size() == 2);
+    CHECK(r.included[0]);
+    CHECK(r.lockstep == std::vector<bool>{true, true});
+    // The order is in when the host's run 0 began an epoch since the last report, and only then.
+    const bool began = a.sampler->epoch != epoch;
+    epoch = a.sampler->epoch;
+    CHECK((r.state.find("r0.sampler.order") != nullptr) == began);
+    orders += began;
+    update_run(ma, r.state, "r0.");
+    if (r.included[1]) update_run(mb, r.state, "r1."), ++with_b;
+    CHECK(same_weights(ma, a));
+    CHECK(ma.sampler->save().order == a.sampler->save().order);
+  }
+  CHECK(orders >= 2);  // 11 steps of 4 an epoch
+  CHECK(with_b <= 2);  // the last report (training stopped) has it; a slow machine may add one a second in
+  CHECK(!mb.curve.step.empty());
+  CHECK(same_weights(mb, b));  // the report after the last step (training stopped) has every run
+  CHECK(mb.sampler->save().order == b.sampler->save().order);
+  CHECK(mb.steps == b.steps);
+  // A kept order can only update a run: a whole run needs it.
+  SafeTensors kept;
+  save_run(a, kept, "", 0, 0, true, false);
+  CHECK_THROWS_WITH(load_run(kept, "", &train), doctest::Contains("batch order is missing"));
+  Run other(p, 9);
+  other.set_data(train);
+  update_run(other, kept, "");  // the position and weights, its own order kept
+  CHECK(same_weights(other, a));
+  CHECK(other.sampler->save().pos == a.sampler->save().pos);
+}

@@ -186,6 +186,7 @@ class App {
   void rebuild_twin();
   void sync_twin();
   bool twin_in_lockstep() const;
+  bool hosted_in_lockstep(size_t index, const Run& r) const;
   bool lesson_settings_changed(std::string* what = nullptr) const;
   void lesson_action();
   void lesson_goto(size_t step);

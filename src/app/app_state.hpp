@@ -17,6 +17,10 @@
 
 namespace aep {
 
+// A command's number (App::command, the instruments' commands): a JSON number, or a string that is one number and
+// nothing else (URL parameters arrive as strings); NaN otherwise.
+double command_number(const nlohmann::json& v);
+
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
@@ -138,6 +142,10 @@ struct HostSync {
   uint64_t acked = 0;                     // the last order the host had applied in the latest report
   uint64_t samples = 0;                   // the host's running count at the last report
   bool have_samples = false;
+  // Per hosted run, from the last report: in lockstep with run 0 on the host. The app's copies of the other runs come
+  // at most once a second (RunHost::report), so their positions here may lag run 0's; empty: none since the runs were
+  // sent, the app's copies tell.
+  std::vector<bool> lockstep;
   bool runs_moved(const std::vector<Run*>& runs) const;
   void sent(const std::vector<Run*>& runs);  // the runs as the host has them now
 };

@@ -71,8 +71,9 @@ void App::sync_sweep() {
 bool App::sweep_in_lockstep() const {
   const State& s = *s_;
   const SweepView& W = s.instr.sweep;
+  const size_t first = s.lesson.twin ? 2 : 1;  // the sweep's runs among the hosted ones (hosted_runs)
   for (size_t i = 0; i < W.runs.size(); ++i)
-    if (W.errors[i].empty() && in_lockstep(*s.run, *W.runs[i])) return true;
+    if (W.errors[i].empty() && hosted_in_lockstep(first + i, *W.runs[i])) return true;
   return false;
 }
 

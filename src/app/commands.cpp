@@ -11,6 +11,15 @@
 
 namespace aep {
 
+double command_number(const json& v) {
+  if (v.is_number()) return v.get<double>();
+  if (!v.is_string()) return NAN;
+  const std::string text = v.get<std::string>();  // a named copy: end points into it below
+  char* end = nullptr;
+  const double d = std::strtod(text.c_str(), &end);
+  return end == text.c_str() || *end ? NAN : d;
+}
+
 json App::command(const json& cmd) {
   State& s = *s_;
   std::vector<std::string> errors;
@@ -18,13 +27,7 @@ json App::command(const json& cmd) {
   auto number = [&](const char* key, double lo, double hi, double& out) {
     if (!cmd.contains(key)) return false;
     const json& v = cmd.at(key);
-    double d = v.is_number() ? v.get<double>() : NAN;
-    if (v.is_string()) {  // URL parameters arrive as strings
-      const std::string text = v.get<std::string>();  // a named copy: end points into it below
-      char* end = nullptr;
-      d = std::strtod(text.c_str(), &end);
-      if (end == text.c_str() || *end) d = NAN;
-    }
+    const double d = command_number(v);
     if (!(d >= lo && d <= hi)) {
       char range[96];
       std::snprintf(range, sizeof range, " must be a number between %g and %g, got ", lo, hi);

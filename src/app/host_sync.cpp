@@ -30,6 +30,14 @@ void HostSync::sent(const std::vector<Run*>& runs) {
   for (const Run* r : runs) sent_steps.push_back(r->steps);
 }
 
+// Whether hosted run `index` (`r`) takes run 0's batches: as the host last reported while it trains the runs (the
+// app's copy of `r` may lag), else as the app's copies stand.
+bool App::hosted_in_lockstep(size_t index, const Run& r) const {
+  const HostSync& h = s_->host;
+  if (h.link && index < h.lockstep.size()) return h.lockstep[index];
+  return in_lockstep(*s_->run, r);
+}
+
 // Run 0 is the app's; then the twin (a lesson's, or "compare with"), then a beta sweep's runs.
 std::vector<Run*> App::hosted_runs() const {
   const State& s = *s_;
@@ -59,6 +67,7 @@ void App::sync_host() {
     h.link->send(host_order_runs(++h.seq, ++h.gen, std::vector<const Run*>(runs.begin(), runs.end())));
     h.sent_rev = h.runs_rev;
     h.sent(runs);
+    h.lockstep.clear();
     h.sent_train = HostTrain();  // the host waits for a train order
     h.sent_settings = settings;
   }
@@ -91,12 +100,14 @@ void App::host_report(const std::vector<uint8_t>& bytes) {
   try {
     if (r.errors.size() != n) throw std::runtime_error("a report of " + std::to_string(r.errors.size()) + " runs");
     // Each update checks everything before it changes anything; the curves go on from the points the last report left.
-    for (size_t i = 0; i < n; ++i) update_run(*runs[i], r.state, "r" + std::to_string(i) + ".");
+    for (size_t i = 0; i < n; ++i)
+      if (r.included[i]) update_run(*runs[i], r.state, "r" + std::to_string(i) + ".");
   } catch (...) {
     runs_changed();  // out of step with the host: it gets the runs whole again
     throw;
   }
   h.sent(runs);
+  h.lockstep = r.lockstep;
   ++h.reports;
   h.acked = r.seq;
   s.last_train = r.last_train[0];

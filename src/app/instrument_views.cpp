@@ -715,13 +715,7 @@ void App::parse_instrument_command(const json& cmd, Preset& p, InstrumentCommand
   auto integer = [&](const char* key, double lo, double hi, double& out) {
     if (!cmd.contains(key)) return false;
     const json& v = cmd.at(key);
-    double d = v.is_number() ? v.get<double>() : NAN;
-    if (v.is_string()) {
-      const std::string text = v.get<std::string>();
-      char* end = nullptr;
-      d = std::strtod(text.c_str(), &end);
-      if (end == text.c_str() || *end) d = NAN;
-    }
+    const double d = command_number(v);
     if (!(d >= lo && d <= hi) || d != std::floor(d)) {
       char range[96];
       std::snprintf(range, sizeof range, " must be a whole number from %g to %g, got ", lo, hi);

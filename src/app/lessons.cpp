@@ -153,10 +153,7 @@ void App::sync_twin() {
 bool App::twin_in_lockstep() const {
   const State& s = *s_;
   const Run* t = s.lesson.twin.get();
-  const Run& a = *s.run;
-  return t && t->sampler && a.sampler && t->seed == a.seed && t->train_images() == a.train_images() &&
-         t->sampler->batch_size() == a.sampler->batch_size() && t->sampler->epoch == a.sampler->epoch &&
-         t->sampler->step_in_epoch == a.sampler->step_in_epoch;
+  return t && hosted_in_lockstep(1, *t);
 }
 
 // Whether the learner changed what the lesson set up (model, seed, data, hyper-parameters).

@@ -141,6 +141,7 @@ struct RunState {
   SafeTensors model;  // weights, buffers, optimizer (names without the prefix)
   BatchSampler::State sampler;
   bool has_sampler = false;
+  bool order_kept = false;  // the batch order was left out: the receiver's is kept
   Rng::State trainer_rng;
   size_t curve_from = 0, test_from = 0;
   std::vector<float> curve[6];
@@ -166,9 +167,11 @@ RunState read_run(const SafeTensors& st, const std::string& prefix) {
     r.sampler.epoch = q.at("epoch").get<size_t>(), r.sampler.step_in_epoch = q.at("step_in_epoch").get<size_t>();
     r.sampler.shuffle = q.at("shuffle").get<bool>();
     r.sampler.rng = rng_from(q.at("rng"));
+    r.order_kept = q.value("order_kept", false);
     const StTensor* order = st.find(prefix + "sampler.order");
-    if (!order || order->dtype != DType::I64) throw std::runtime_error("run state: the batch order is missing");
-    const std::vector<int64_t> o = order->as_i64();
+    if (!r.order_kept && (!order || order->dtype != DType::I64))
+      throw std::runtime_error("run state: the batch order is missing");
+    const std::vector<int64_t> o = r.order_kept ? std::vector<int64_t>() : order->as_i64();
     r.sampler.order.resize(o.size());
     for (size_t i = 0; i < o.size(); ++i) {
       if (o[i] < 0 || o[i] > int64_t(UINT32_MAX)) throw std::runtime_error("run state: a batch index out of range");
@@ -215,7 +218,7 @@ void join_curve(LossCurve& c, const RunState& r) {
 }  // namespace
 
 void save_run(const Run& r, SafeTensors& st, const std::string& prefix, size_t curve_from, size_t test_from,
-              bool optimizer) {
+              bool optimizer, bool order) {
   const LossCurve& c = r.curve;
   curve_from = std::min(curve_from, c.step.size());
   test_from = std::min(test_from, c.test.size());
@@ -226,8 +229,12 @@ void save_run(const Run& r, SafeTensors& st, const std::string& prefix, size_t c
     const BatchSampler::State q = r.sampler->save();
     sampler = {{"batch", q.batch}, {"pos", q.pos}, {"epoch", q.epoch}, {"step_in_epoch", q.step_in_epoch},
                {"shuffle", q.shuffle}, {"rng", rng_json(q.rng)}};
-    const std::vector<int64_t> order(q.order.begin(), q.order.end());
-    st.add_i64(prefix + "sampler.order", {int64_t(order.size())}, order.data());
+    if (order) {
+      const std::vector<int64_t> o(q.order.begin(), q.order.end());
+      st.add_i64(prefix + "sampler.order", {int64_t(o.size())}, o.data());
+    } else {
+      sampler["order_kept"] = true;
+    }
   }
   st.metadata[prefix + "run"] =
       json{{"preset", preset_to_json(r.preset)}, {"seed", r.seed}, {"steps", r.steps}, {"held_out", r.held_out},
@@ -250,6 +257,7 @@ void save_run(const Run& r, SafeTensors& st, const std::string& prefix, size_t c
 std::unique_ptr<Run> load_run(const SafeTensors& st, const std::string& prefix, const Dataset* train) {
   const RunState r = read_run(st, prefix);
   if (r.curve_from != 0 || r.test_from != 0) throw std::runtime_error("run state: a curve's tail, not a whole run");
+  if (r.order_kept) throw std::runtime_error("run state: the batch order is missing");
   auto run = std::make_unique<Run>(r.preset, r.meta["seed"].get<uint64_t>());
   run->curve = LossCurve();
   if (train) run->set_data(*train, r.meta.value("held_out", -1), r.has_sampler ? r.sampler.shuffle : true);
@@ -259,14 +267,19 @@ std::unique_ptr<Run> load_run(const SafeTensors& st, const std::string& prefix, 
 
 void update_run(Run& run, const SafeTensors& st, const std::string& prefix) {
   const RunState r = read_run(st, prefix);
-  if (r.has_sampler && run.sampler && r.sampler.order.size() != run.train_images())
+  if (r.has_sampler && run.sampler && !r.order_kept && r.sampler.order.size() != run.train_images())
     throw std::runtime_error("run state: a batch order over another number of images");
+  if (r.order_kept && !(r.has_sampler && run.sampler))
+    throw std::runtime_error("run state: the batch order is missing");
   if (preset_to_json(r.preset)["encoder"] != preset_to_json(run.preset)["encoder"] ||
       preset_to_json(r.preset)["decoder"] != preset_to_json(run.preset)["decoder"])
     throw std::runtime_error("run state: of another model");
   LossCurve curve = run.curve;
   join_curve(curve, r);
-  if (r.has_sampler && run.sampler) BatchSampler(*run.sampler).load(r.sampler);  // throws on a bad order or position
+  if (r.has_sampler && run.sampler) {  // throws on a bad order or position
+    BatchSampler check(*run.sampler);
+    r.order_kept ? check.load_position(r.sampler) : check.load(r.sampler);
+  }
   run.model->set_loss(r.preset.loss);  // throws before anything changed when the model refuses it
   try {
     load_state(*run.model, r.model, "run state", &run.trainer->optimizer);
@@ -282,7 +295,7 @@ void update_run(Run& run, const SafeTensors& st, const std::string& prefix) {
   run.held_out = r.meta.value("held_out", -1);
   run.sample_z = r.meta.value("sample_z", true);
   run.trainer->rng.load(r.trainer_rng);
-  if (r.has_sampler && run.sampler) run.sampler->load(r.sampler);
+  if (r.has_sampler && run.sampler) r.order_kept ? run.sampler->load_position(r.sampler) : run.sampler->load(r.sampler);
   run.curve = std::move(curve);
 }
 

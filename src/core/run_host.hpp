@@ -45,8 +45,12 @@ struct HostReport {
   uint64_t samples = 0;             // samples trained since the host started (a running count)
   double engine_samples_per_s = 0;  // inside the training slices
   // The runs: save_run under "r0.", "r1.", ... with the curve's new points only, and the optimizer's state when
-  // training stopped or at most a second after the last that had it (the app keeps its own meanwhile).
+  // training stopped or at most a second after the last that had it (the app keeps its own meanwhile). The batch order
+  // only when an epoch began since it was last sent. While training, runs other than run 0 (a twin, a beta sweep's)
+  // are in at most one report a second: a run that is not in a report is not under its prefix (`included` is false).
   SafeTensors state;
+  std::vector<bool> included;
+  std::vector<bool> lockstep;  // per run: at run 0's position with its data and batch size, not diverged (run 0: true)
 };
 HostReport parse_host_report(const std::vector<uint8_t>& bytes);
 
@@ -69,6 +73,7 @@ class RunHost {
   std::vector<std::string> errors_;
   std::vector<double> last_train_, last_test_, last_test_kl_;
   std::vector<size_t> sent_curve_, sent_test_;  // curve points the app has
+  std::vector<size_t> sent_epoch_;  // the epoch whose batch order the app has (size_t(-1): it may have another)
   std::vector<std::pair<size_t, size_t>> evaluated_;  // (steps, segments) of each run's last test point
   HostTrain train_order_;
   uint64_t seq_ = 0, gen_ = 0;
@@ -77,7 +82,8 @@ class RunHost {
   bool changed_ = true;
   uint64_t samples_ = 0;
   double engine_sps_ = 0, step_ms_ = 0, eval_s_ = 0;  // eval_s_: how long the last test-loss measurement took
-  Clock::time_point last_report_ = Clock::now(), last_eval_ = Clock::now(), last_optimizer_ = Clock::now();
+  Clock::time_point last_report_ = Clock::now(), last_eval_ = Clock::now(), last_optimizer_ = Clock::now(),
+                    last_others_ = Clock::now();
 
   void stop(const std::string& why);
   void evaluate_due(bool force);

@@ -192,6 +192,11 @@ void BatchSampler::load(const State& s) {
   for (uint32_t i : s.order)
     if (i >= s.order.size()) throw std::runtime_error("batch order: an index out of range");
   order_ = s.order;
+  load_position(s);
+}
+
+void BatchSampler::load_position(const State& s) {
+  if (s.batch == 0 || s.pos > order_.size()) throw std::runtime_error("batch order: position out of range");
   batch_ = s.batch, pos_ = s.pos, epoch = s.epoch, step_in_epoch = s.step_in_epoch, shuffle_ = s.shuffle;
   rng_.load(s.rng);
 }

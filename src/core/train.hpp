@@ -71,6 +71,8 @@ class BatchSampler {
   };
   State save() const;
   void load(const State& s);  // throws when s is of another number of images or out of range
+  // The same with s.order ignored: this sampler's order is kept (the writer's is the same; see save_run's `order`).
+  void load_position(const State& s);
 
  private:
   std::vector<uint32_t> order_;
