@@ -275,7 +275,7 @@ void RunHost::evaluate_due(bool force) {
   if (any) last_eval_ = Clock::now(), changed_ = true, eval_s_ = std::chrono::duration<double>(last_eval_ - t0).count();
 }
 
-std::vector<uint8_t> RunHost::report(double interval_s) {
+std::vector<uint8_t> RunHost::report(double interval_s, double others_s) {
   if (!changed_) return {};
   if (train_order_.running && std::chrono::duration<double>(Clock::now() - last_report_).count() < interval_s) return {};
   SafeTensors st;
@@ -286,7 +286,7 @@ std::vector<uint8_t> RunHost::report(double interval_s) {
   // Every run's weights in every report cost the page more than training them: four beta-sweep runs of vae-mlp-16
   // trained 22 steps in 15 s that way against 291 for one run alone. The app measures the other runs about once a
   // second, so that is how often they come.
-  const bool others = !train_order_.running || since(last_others_) >= 1;
+  const bool others = !train_order_.running || since(last_others_) >= others_s;
   if (others) last_others_ = Clock::now();
   json included = json::array(), lockstep = json::array();
   for (size_t i = 0; i < runs_.size(); ++i) {

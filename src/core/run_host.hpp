@@ -61,7 +61,8 @@ class RunHost {
   // Trains for about budget_ms when there is training to do; returns whether there is more.
   bool work(double budget_ms);
   // A report when one is due - every interval_s while training, at once when something else changed - else empty.
-  std::vector<uint8_t> report(double interval_s);
+  // While training, the runs other than run 0 are in a report every others_s (see HostReport::included).
+  std::vector<uint8_t> report(double interval_s, double others_s = 1.0);
   bool has_data() const { return train_.count > 0 && test_.count > 0; }
   // The training and test images, as the "data" order gives them (the page's worker unpacks MNIST itself).
   void set_data(Dataset train, Dataset test);
