@@ -1,0 +1,141 @@
+// A classroom start, measured: the page served plainly (no COOP/COEP, like a course page's iframe) to a fresh browser
+// whose network CDP throttles to a school's 10 Mbit/s (40 ms latency), opened with ?autostart=1. Prints the bytes
+// downloaded, the time from navigation to the first training step and to "all data loaded", and the page's wasm
+// memory (page + training worker). Then, unthrottled (service-worker fetches escape CDP's throttle), checks that after
+// a first visit an offline reload still loads and trains.
+//   node tests/e2e/startup.js [QUERY]        (default QUERY: autostart=1)
+// Exits non-zero if the page did not train or the offline reload failed; the timings against the targets of issue 17
+// are printed, not enforced (this machine's timings are noisy). Writes build/test-logs/e2e/startup.json.
+'use strict';
+const fs = require('fs');
+const path = require('path');
+const { serve, launch } = require('./lib');
+
+const root = path.join(__dirname, '../..');
+const web = path.join(root, 'build/web');
+const query = process.argv[2] || 'autostart=1';
+const NET = { offline: false, latency: 40, downloadThroughput: 1250000, uploadThroughput: 625000 };  // bytes/s
+const TARGET = { firstStepS: 2, allDataS: 12, memoryMB: 80 };
+const MB = 2 ** 20;
+
+// Polls the page's status every 25 ms until the condition `what` holds (the page's CSP allows no string evaluation,
+// hence named conditions) or `ms` pass; returns the page's clock (ms since navigation) at that moment.
+const CONDITIONS = { 'the first training step': 'step', 'all data loaded': 'data', 'training': 'train' };
+async function until(page, what, ms) {
+  const handle = await page.waitForFunction((cond) => {
+    const st = window.aep && window.aep.status && window.aep.status();
+    if (!st || st.loading) return false;
+    const hold = cond === 'step' ? st.step >= 1
+               : cond === 'data' ? st.dataReady === true && !!window.aepTimings
+               : st.dataReady === true && st.step >= 1;
+    return hold ? performance.now() : false;
+  }, CONDITIONS[what], { timeout: ms, polling: 25 })
+    .catch((e) => { throw new Error('waiting for ' + what + ': ' + e.message); });
+  return handle.jsonValue();
+}
+
+async function firstVisit(browser, url) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, serviceWorkers: 'block' });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => {  // (the page has no favicon: Chromium's request for one is not the page's error)
+    if (m.type() === 'error' && !/favicon\.ico$/.test(m.location().url)) errors.push(m.text());
+  });
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Network.enable');
+  await cdp.send('Network.setCacheDisabled', { cacheDisabled: true });
+  await cdp.send('Network.emulateNetworkConditions', NET);
+  // Bytes on the wire per request, as the browser counted them (headers included). The page's CDP session does not
+  // see the training worker's requests (their throttle applies all the same: measured), so the server counts too.
+  const urls = new Map(), bytes = new Map();
+  cdp.on('Network.requestWillBeSent', (e) => urls.set(e.requestId, e.request.url));
+  cdp.on('Network.loadingFinished', (e) => bytes.set(e.requestId, e.encodedDataLength));
+  await page.goto(url + '?' + query, { waitUntil: 'commit' });
+  const firstStep = await until(page, 'the first training step', 120000);
+  const allData = await until(page, 'all data loaded', 120000);
+  await page.waitForTimeout(3000);  // memory once training is under way
+  const st = await page.evaluate(() => window.aep.status());
+  const perFile = {};
+  for (const [id, n] of bytes) {
+    const name = new URL(urls.get(id) || 'x:/unknown').pathname.replace(/^\//, '') || 'index.html';
+    perFile[name] = (perFile[name] || 0) + n;
+  }
+  await context.close();
+  return { firstStepS: firstStep / 1000, allDataS: allData / 1000, cdpBytes: [...bytes.values()].reduce((a, b) => a + b, 0),
+           perFile, pageMemory: st.memoryBytes || 0, workerMemory: st.hostMemoryBytes || 0, step: st.step, errors };
+}
+
+// A first visit (unthrottled) lets the service worker install; then the network goes away and the page is reloaded.
+async function offlineReload(browser, url) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  try {
+    await page.goto(url + '?' + query);
+    await until(page, 'training', 120000);
+    const sw = await page.evaluate(async () => {
+      if (!navigator.serviceWorker) return 'no navigator.serviceWorker';
+      const t = Date.now();
+      while (Date.now() - t < 20000) {  // installed (everything cached) and active
+        const reg = await navigator.serviceWorker.getRegistration();
+        if (reg && reg.active) return 'active';
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return 'no active service worker after 20 s';
+    });
+    if (sw !== 'active') return { ok: false, why: sw, errors };
+    await context.setOffline(true);
+    await page.reload();
+    await until(page, 'training', 60000);
+    return { ok: errors.length === 0, why: errors.length ? 'page errors' : 'trains offline', errors };
+  } catch (e) {
+    return { ok: false, why: e.message, errors };
+  } finally {
+    await context.close();
+  }
+}
+
+(async () => {
+  const { server, url } = await serve(web);
+  let served = 0;
+  server.on('request', (req, res) => {
+    const write = res.write.bind(res), end = res.end.bind(res);
+    res.write = (chunk, ...a) => { if (chunk) served += chunk.length; return write(chunk, ...a); };
+    res.end = (chunk, ...a) => { if (chunk && typeof chunk !== 'function') served += chunk.length; return end(chunk, ...a); };
+  });
+  const browser = await launch();
+  let visit, offline;
+  try {
+    visit = await firstVisit(browser, url);
+    const servedFirst = served;
+    offline = await offlineReload(browser, url);
+    visit.servedBytes = servedFirst;
+  } finally {
+    await browser.close();
+    server.close();
+  }
+  const mem = (visit.pageMemory + visit.workerMemory) / MB;
+  const row = (what, value, target) => console.log(what.padEnd(36) + String(value).padStart(16) + '   ' + (target || ''));
+  console.log(`startup: ${url}?${query}, 10 Mbit/s down, 40 ms latency, no service worker, cache off`);
+  row('bytes downloaded (browser, CDP)', (visit.cdpBytes / 1e6).toFixed(2) + ' MB');
+  row('bytes served (server, bodies)', (visit.servedBytes / 1e6).toFixed(2) + ' MB');
+  row('first training step', visit.firstStepS.toFixed(2) + ' s', `target <= ${TARGET.firstStepS} s: ` +
+      (visit.firstStepS <= TARGET.firstStepS ? 'met' : 'not met'));
+  row('all data loaded', visit.allDataS.toFixed(2) + ' s', `target <= ${TARGET.allDataS} s: ` +
+      (visit.allDataS <= TARGET.allDataS ? 'met' : 'not met'));
+  row('wasm memory (page + worker)', `${(visit.pageMemory / MB).toFixed(0)} + ${(visit.workerMemory / MB).toFixed(0)} MB`,
+      `target <= ${TARGET.memoryMB} MB: ` + (mem <= TARGET.memoryMB ? 'met' : 'not met'));
+  row('offline reload after a first visit', offline.ok ? 'trains' : 'FAILS', offline.ok ? '' : offline.why);
+  console.log('per file (CDP bytes): ' + Object.entries(visit.perFile).sort((a, b) => b[1] - a[1])
+    .map(([f, n]) => `${f} ${(n / 1e6).toFixed(2)}`).join(', '));
+  if (visit.errors.length) console.log('page errors (first visit): ' + visit.errors.slice(0, 5).join(' | '));
+  if (offline.errors.length) console.log('page errors (offline reload): ' + offline.errors.slice(0, 5).join(' | '));
+  const logs = path.join(root, 'build/test-logs/e2e');
+  fs.mkdirSync(logs, { recursive: true });
+  fs.writeFileSync(path.join(logs, 'startup.json'), JSON.stringify({ query, net: NET, visit, offline }, null, 1));
+  const ok = visit.step >= 1 && offline.ok && visit.errors.length === 0;
+  console.log(ok ? '1 passed, 0 failed' : '0 passed, 1 failed');
+  process.exit(ok ? 0 : 1);
+})().catch((e) => { console.error(e); process.exit(1); });
