@@ -41,4 +41,13 @@ fashion=/usr/share/datasets/fashion-mnist
 for f in t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do
   [ -f "$fashion/$f.gz" ] && cp "$fashion/$f.gz" "$out/data/fashion-$f.gz"
 done
+# The engines gzipped (web/fetch-wasm.js inflates them in the browser: small on the wire from any static server);
+# the plain .wasm stay for other users and as the fallback.
+for f in "$out"/*.wasm; do gzip -9 -n -k -f "$f"; done
+for f in "$out"/*.wasm; do printf '[build_wasm] %-22s %8d bytes, gzipped %8d\n' "$(basename "$f")" "$(stat -c %s "$f")" "$(stat -c %s "$f.gz")"; done
+# The service worker (web/sw.js) names its cache after this build: a hash of the files it keeps.
+version=$(cd "$out" && cat index.html aep.js aep.css fetch-wasm.js aep-worker.js aep_web.js aep_web.wasm aep_worker.js aep_worker.wasm \
+          data/*.gz | sha256sum | cut -c1-16)
+sed -i "s/^const VERSION = 'dev';/const VERSION = '$version';/" "$out/sw.js"
+grep -q "^const VERSION = '$version';" "$out/sw.js" || { echo "build_wasm.sh: could not stamp the version into $out/sw.js" >&2; exit 1; }
 echo "built $out ($(du -sh "$out" | cut -f1)): serve it with scripts/serve.sh or any static file server"

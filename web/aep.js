@@ -207,6 +207,35 @@
   setInterval(() => { saveSession(false).catch((e) => notice('Autosave failed: ' + e.message)); }, 5000);
   document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'hidden') saveSession(false).catch(() => {}); });
 
+  // Offline after the first visit: web/sw.js keeps this build's files. Registered once the data is in, so that its
+  // downloads (revalidations of what this visit fetched) do not compete with the visit's own. Where a browser or a
+  // school blocks service workers or storage (an embedded page, a plain http:// address other than localhost), the
+  // page works as before and says so once.
+  function keepForOffline() {
+    const off = (why) => {
+      console.info('Offline use is off: ' + why);
+      notice('Offline use is off (' + why + '): the page needs the network on each visit.');
+    };
+    let sw;
+    try { sw = navigator.serviceWorker; } catch (e) { return off(e.message); }  // throws in sandboxed frames
+    if (!sw) return off(window.isSecureContext ? 'this browser has no service workers' : 'it needs https or localhost');
+    sw.register('sw.js').then((reg) => {
+      if (!reg) return off('the browser blocks service workers here');
+      const installing = reg.installing;
+      if (installing) installing.addEventListener('statechange', () => {
+        if (installing.state === 'redundant' && !reg.active) off('the files could not be stored');
+      });
+      // What this visit fetched before the worker took over (the threaded engine is not among the worker's own files).
+      const here = (u) => new URL(u, location.href).origin === location.origin;
+      const urls = performance.getEntriesByType('resource').map((e) => e.name).filter(here);
+      if (self.crossOriginIsolated) urls.push('aep_web_mt.js', 'aep_web_mt.wasm.gz', 'aep_web_mt.worker.js');
+      return sw.ready.then((r) => r.active && r.active.postMessage({ cache: urls }));
+    }, (e) => {
+      if (sw.controller) console.info('The offline copy could not be updated now: ' + e.message);  // e.g. offline
+      else off(e.message);
+    });
+  }
+
   window.addEventListener('dragover', (e) => e.preventDefault());
   window.addEventListener('drop', (e) => {
     e.preventDefault();
@@ -328,7 +357,7 @@
       applyUrl();
       queued.splice(0).forEach(answer);
       const t0 = performance.now();
-      loadData().then(restoreSession).then((restored) => {
+      loadData().then(() => { keepForOffline(); return restoreSession(); }).then((restored) => {
         // A first visit with nothing asked for opens on the lesson picker (a course page's settings or lesson, or an
         // autosaved session, go straight to work).
         if (!restored && !location.search && !status().lesson) command({ lessonPicker: true });
@@ -341,6 +370,10 @@
   // The threaded engine where the page may share memory with workers (served cross-origin isolated, as
   // scripts/serve.sh does); the single-threaded one otherwise, and if the threaded files are not there.
   function loadEngine(name, fallback) {
+    if (self.aepInstantiateWasm) {  // web/fetch-wasm.js: the .wasm gzipped on the wire
+      Module.instantiateWasm = aepInstantiateWasm(name.replace(/\.js$/, '.wasm'),
+        (e) => fatal('Could not load the engine (' + name.replace(/\.js$/, '.wasm') + '): ' + ((e && e.message) || e)));
+    }
     const s = document.createElement('script');
     s.src = name;
     s.onerror = () => {
