@@ -219,6 +219,8 @@
     let sw;
     try { sw = navigator.serviceWorker; } catch (e) { return off(e.message); }  // throws in sandboxed frames
     if (!sw) return off(window.isSecureContext ? 'this browser has no service workers' : 'it needs https or localhost');
+    // A new build's worker takes over at once (sw.js); this page is still the old build's until it is reloaded.
+    if (sw.controller) sw.addEventListener('controllerchange', () => notice('A new version of the playground was installed: reload the page to use it.'));
     sw.register('sw.js').then((reg) => {
       if (!reg) return off('the browser blocks service workers here');
       const installing = reg.installing;
