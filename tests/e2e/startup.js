@@ -3,7 +3,7 @@
 // downloaded, the time from navigation to the first training step and to "all data loaded", and the page's wasm
 // memory (page + training worker). Then, unthrottled (service-worker fetches escape CDP's throttle), checks that after
 // a first visit an offline reload still loads and trains.
-//   node tests/e2e/startup.js [QUERY]        (default QUERY: autostart=1)
+//   node tests/e2e/startup.js [QUERY] [--before DIR]   (default QUERY: autostart=1; DIR: another build to compare)
 // Then the engines' fallbacks (their .gz missing, corrupt, inflated by the server; no DecompressionStream).
 // Exits non-zero if any of these fails; the timings against the targets of issue 17 are printed, not enforced (this
 // machine's timings are noisy). Writes build/test-logs/e2e/startup.json.
@@ -14,7 +14,7 @@ const { serve, launch } = require('./lib');
 
 const root = path.join(__dirname, '../..');
 const web = path.join(root, 'build/web');
-const query = process.argv[2] || 'autostart=1';
+const query = process.argv[2] && process.argv[2] !== '--before' ? process.argv[2] : 'autostart=1';
 const NET = { offline: false, latency: 40, downloadThroughput: 1250000, uploadThroughput: 625000 };  // bytes/s
 const TARGET = { firstStepS: 2, allDataS: 12, memoryMB: 80 };
 const MB = 2 ** 20;
@@ -139,25 +139,38 @@ async function engineFallbacks(browser) {
   return results;
 }
 
-(async () => {
-  const { server, url } = await serve(web);
+// A throttled first visit of the build in `dir`, with the bytes the server sent (bodies) counted.
+async function measure(browser, dir) {
+  const { server, url } = await serve(dir);
   let served = 0;
   server.on('request', (req, res) => {
     const write = res.write.bind(res), end = res.end.bind(res);
     res.write = (chunk, ...a) => { if (chunk) served += chunk.length; return write(chunk, ...a); };
     res.end = (chunk, ...a) => { if (chunk && typeof chunk !== 'function') served += chunk.length; return end(chunk, ...a); };
   });
-  const browser = await launch();
-  let visit, offline, fallbacks;
   try {
-    visit = await firstVisit(browser, url);
-    const servedFirst = served;
-    offline = await offlineReload(browser, url);
-    visit.servedBytes = servedFirst;
+    const visit = await firstVisit(browser, url);
+    visit.servedBytes = served;
+    return visit;
+  } finally {
+    server.close();
+  }
+}
+
+(async () => {
+  // --before DIR: a first visit of another build (e.g. main's build/web) too, in the same run, for a before/after table.
+  const at = process.argv.indexOf('--before');
+  const beforeDir = at > 0 ? process.argv[at + 1] : null;
+  const browser = await launch();
+  let before = null, visit, offline, fallbacks;
+  try {
+    if (beforeDir) before = await measure(browser, beforeDir);
+    visit = await measure(browser, web);
+    const { server, url } = await serve(web);
+    offline = await offlineReload(browser, url).finally(() => server.close());
     fallbacks = await engineFallbacks(browser);
   } finally {
     await browser.close();
-    server.close();
   }
   // PASS / FAIL for what must work, INFO for the numbers (scripts/test.sh shows these lines and counts the first two).
   let passed = 0, failed = 0;
@@ -165,17 +178,21 @@ async function engineFallbacks(browser) {
     if (ok) passed++; else failed++;
     console.log((ok ? 'PASS  ' : 'FAIL  ') + name + (detail ? '  ' + detail : ''));
   };
-  const info = (what, value, target) => console.log('INFO  ' + what.padEnd(34) + String(value).padStart(14) +
-                                                   (target ? '   ' + target : ''));
   const met = (v, t, unit) => `target <= ${t} ${unit}: ${v <= t ? 'met' : 'not met'}`;
-  const mem = (visit.pageMemory + visit.workerMemory) / MB;
-  console.log(`      startup: ?${query} at 10 Mbit/s down, 40 ms latency (CDP), a first visit (no service worker, no cache)`);
-  info('bytes downloaded (browser, CDP)', (visit.cdpBytes / 1e6).toFixed(2) + ' MB', 'the page\'s requests, headers included');
-  info('bytes served (server, bodies)', (visit.servedBytes / 1e6).toFixed(2) + ' MB', 'the training worker\'s too');
-  info('first training step', visit.firstStepS.toFixed(2) + ' s', met(visit.firstStepS, TARGET.firstStepS, 's'));
-  info('all data loaded', visit.allDataS.toFixed(2) + ' s', met(visit.allDataS, TARGET.allDataS, 's'));
-  info('wasm memory (page + worker)', `${(visit.pageMemory / MB).toFixed(0)} + ${(visit.workerMemory / MB).toFixed(0)} MB`,
-       met(mem, TARGET.memoryMB, 'MB'));
+  const rows = [
+    ['bytes downloaded (browser, CDP)', (v) => (v.cdpBytes / 1e6).toFixed(2) + ' MB', () => 'the page\'s requests, headers included'],
+    ['bytes served (server, bodies)', (v) => (v.servedBytes / 1e6).toFixed(2) + ' MB', () => 'the training worker\'s too'],
+    ['first training step', (v) => v.firstStepS.toFixed(2) + ' s', (v) => met(v.firstStepS, TARGET.firstStepS, 's')],
+    ['all data loaded', (v) => v.allDataS.toFixed(2) + ' s', (v) => met(v.allDataS, TARGET.allDataS, 's')],
+    ['wasm memory (page + worker)', (v) => `${(v.pageMemory / MB).toFixed(0)} + ${(v.workerMemory / MB).toFixed(0)} MB`,
+     (v) => met((v.pageMemory + v.workerMemory) / MB, TARGET.memoryMB, 'MB')],
+  ];
+  console.log(`      startup: ?${query} at 10 Mbit/s down, 40 ms latency (CDP), a first visit (no service worker, no cache)` +
+              (before ? `; before: ${beforeDir}` : ''));
+  for (const [what, value, target] of rows) {
+    console.log('INFO  ' + what.padEnd(32) + (before ? value(before).padStart(13) + '  ->' : '') + value(visit).padStart(13) +
+                '   ' + target(visit));
+  }
   console.log('      per file (CDP, MB): ' + Object.entries(visit.perFile).sort((a, b) => b[1] - a[1])
     .map(([f, n]) => `${f} ${(n / 1e6).toFixed(2)}`).join(', '));
   check('startup: a throttled first visit trains with no page errors', visit.step >= 1 && visit.errors.length === 0,
@@ -187,7 +204,7 @@ async function engineFallbacks(browser) {
   for (const f of fallbacks) check('startup: engine fallback, ' + f.case, f.ok, f.why);
   const logs = path.join(root, 'build/test-logs/e2e');
   fs.mkdirSync(logs, { recursive: true });
-  fs.writeFileSync(path.join(logs, 'startup.json'), JSON.stringify({ query, net: NET, visit, offline, fallbacks }, null, 1));
+  fs.writeFileSync(path.join(logs, 'startup.json'), JSON.stringify({ query, net: NET, before, visit, offline, fallbacks }, null, 1));
   console.log(`${passed} passed, ${failed} failed`);
   const ok = failed === 0;
   process.exit(ok ? 0 : 1);
