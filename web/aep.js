@@ -115,11 +115,17 @@
 
   // Training in a Web Worker of its own (web/aep-worker.js), so that it never waits for drawing; ?worker=0 trains in
   // the page's frames instead. The threaded engine (cross-origin isolated pages) trains in the page with its threads.
-  let worker = null;
+  // The worker is created at once, so that it loads its engine while the page loads its own; startWorker hooks it up.
+  const wantWorker = new URLSearchParams(location.search).get('worker') !== '0' && !self.crossOriginIsolated &&
+                     typeof Worker === 'function';
+  let worker = wantWorker ? new Worker('aep-worker.js') : null, workerError = '';
+  if (worker) worker.onerror = (e) => { workerError = e.message || 'an error'; };
   function startWorker() {
-    const want = new URLSearchParams(location.search).get('worker');
-    if (want === '0' || self.crossOriginIsolated || typeof Worker !== 'function') return;
-    worker = new Worker('aep-worker.js');
+    if (worker && workerError) {  // it failed before the page was up: the page trains in its frames instead
+      notice('The training worker could not start (' + workerError + '): training runs in the page.');
+      worker = null;
+    }
+    if (!worker) return;
     worker.onmessage = (e) => {
       const m = e.data;
       if (m.report) withHeap([m.report], (p) => call('aep_host_report', 'string', ['number', 'number', 'number'],
@@ -131,8 +137,9 @@
     call('aep_use_worker', null, [], []);
   }
 
+  let mnist = null;  // the download, started beside the engine's (below)
   async function loadData() {
-    const files = await fetchWithProgress(DATA.map((f) => 'data/' + f));
+    const files = await mnist;
     progressText.textContent = 'Unpacking MNIST ...';
     if (worker) worker.postMessage({ mnist: files });  // the worker unpacks its own copy
     await new Promise((r) => setTimeout(r, 0));
@@ -387,4 +394,8 @@
   }
   if (self.crossOriginIsolated) loadEngine('aep_web_mt.js', 'aep_web.js');
   else loadEngine('aep_web.js');
+  // MNIST downloads while the engine does (on a slow network the data is most of the wait); a failure is reported once
+  // the engine is up (loadData).
+  mnist = fetchWithProgress(DATA.map((f) => 'data/' + f));
+  mnist.catch(() => {});
 })();
