@@ -219,9 +219,9 @@
   // school blocks service workers or storage (an embedded page, a plain http:// address other than localhost), the
   // page works as before and says so once.
   function keepForOffline() {
-    const off = (why) => {
-      console.info('Offline use is off: ' + why);
-      notice('Offline use is off (' + why + '): the page needs the network on each visit.');
+    const off = (why) => {  // the status bar is one line: short
+      console.info('Offline use is off: ' + why + '; the page needs the network on each visit.');
+      notice('Offline use is off: ' + why + '.');
     };
     let sw;
     try { sw = navigator.serviceWorker; } catch (e) { return off(e.message); }  // throws in sandboxed frames
@@ -229,7 +229,7 @@
     // A new build's worker takes over at once (sw.js); this page is still the old build's until it is reloaded.
     if (sw.controller) sw.addEventListener('controllerchange', () => notice('A new version of the playground was installed: reload the page to use it.'));
     sw.register('sw.js').then((reg) => {
-      if (!reg) return off('the browser blocks service workers here');
+      if (!reg) return off('service workers are blocked here');
       const installing = reg.installing;
       if (installing) installing.addEventListener('statechange', () => {
         if (installing.state === 'redundant' && !reg.active) off('the files could not be stored');
