@@ -219,12 +219,13 @@
   // school blocks service workers or storage (an embedded page, a plain http:// address other than localhost), the
   // page works as before and says so once.
   function keepForOffline() {
-    const off = (why) => {  // the status bar is one line: short
-      console.info('Offline use is off: ' + why + '; the page needs the network on each visit.');
+    const off = (why, detail) => {  // the status bar is one line: short; the console has the browser's words
+      console.info('Offline use is off: ' + why + (detail ? ' (' + detail + ')' : '') +
+                   '; the page needs the network on each visit.');
       notice('Offline use is off: ' + why + '.');
     };
     let sw;
-    try { sw = navigator.serviceWorker; } catch (e) { return off(e.message); }  // throws in sandboxed frames
+    try { sw = navigator.serviceWorker; } catch (e) { return off('service workers are blocked here', e.message); }  // throws in sandboxed frames
     if (!sw) return off(window.isSecureContext ? 'this browser has no service workers' : 'it needs https or localhost');
     // A new build's worker takes over at once (sw.js); this page is still the old build's until it is reloaded.
     if (sw.controller) sw.addEventListener('controllerchange', () => notice('A new version of the playground was installed: reload the page to use it.'));
@@ -241,7 +242,7 @@
       return sw.ready.then((r) => r.active && r.active.postMessage({ cache: urls }));
     }, (e) => {
       if (sw.controller) console.info('The offline copy could not be updated now: ' + e.message);  // e.g. offline
-      else off(e.message);
+      else off('the browser refused the service worker', e.message);
     });
   }
 
