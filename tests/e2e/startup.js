@@ -27,7 +27,7 @@ async function until(page, what, ms) {
     const st = window.aep && window.aep.status && window.aep.status();
     if (!st || st.loading) return false;
     const hold = cond === 'step' ? st.step >= 1
-               : cond === 'data' ? st.dataReady === true && !!window.aepTimings
+               : cond === 'data' ? st.dataReady === true  // the engine has all of MNIST (it takes it in one piece)
                : st.dataReady === true && st.step >= 1;
     return hold ? performance.now() : false;
   }, CONDITIONS[what], { timeout: ms, polling: 25 })
@@ -101,7 +101,7 @@ async function offlineReload(browser, url) {
 }
 
 // The engines' gzip copies served wrongly, or a browser without DecompressionStream: the page loads the plain .wasm
-// (or the browser's inflated bytes) and trains. Returns [{case, ok, why}].
+// (or the browser's inflated bytes) and trains; and a service worker that cannot register. Returns [{case, ok, why}].
 async function engineFallbacks(browser) {
   const gz = (rel) => /\.wasm\.gz$/.test(rel);
   const cases = [
@@ -111,19 +111,30 @@ async function engineFallbacks(browser) {
     ['.wasm.gz sent as Content-Encoding: gzip', (rel, res) => gz(rel) && (res.writeHead(200, {
       'Content-Type': 'application/wasm', 'Content-Encoding': 'gzip' }), fs.createReadStream(path.join(web, rel)).pipe(res), true)],
     ['no DecompressionStream in the page', null],
+    ['sw.js missing (404): offline use is off, said once', (rel, res) => rel === '/sw.js' && (res.writeHead(404), res.end(), true)],
   ];
   const results = [];
   for (const [name, answer] of cases) {
     const { server, url } = await serve(web, 0, false, answer);
-    const context = await browser.newContext({ serviceWorkers: 'block' });
+    const sw = /^sw\.js/.test(name);
+    const context = await browser.newContext({ serviceWorkers: sw ? 'allow' : 'block' });
     const page = await context.newPage();
     const errors = [], warnings = [];
     page.on('pageerror', (e) => errors.push(e.message));
-    page.on('console', (m) => { if (m.type() === 'warning') warnings.push(m.text()); });
+    const notes = [];
+    page.on('console', (m) => {
+      if (m.type() === 'warning') warnings.push(m.text());
+      if (/Offline use is off/.test(m.text())) notes.push(m.text());
+    });
     if (!answer) await page.addInitScript(() => { delete window.DecompressionStream; });
     try {
       await page.goto(url + '?' + query);
       await until(page, 'training', 60000);
+      if (sw) {
+        await page.waitForTimeout(1000);  // (registered once the data is in)
+        results.push({ case: name, ok: notes.length === 1, why: notes.join(' | ') || 'no note' });
+        continue;
+      }
       const fellBack = warnings.some((w) => /wasm\.gz could not be used/.test(w));
       const expectFallback = answer && !/Content-Encoding/.test(name);
       const ok = errors.length === 0 && (!answer || fellBack === expectFallback);
@@ -201,7 +212,7 @@ async function measure(browser, dir) {
         visit.step >= 1 && visit.notes.length === 1, visit.notes.join(' | ') || 'no note');
   check('startup: after a first visit, an offline reload loads and trains (service worker)', offline.ok,
         offline.why + (offline.errors.length ? ': ' + offline.errors.slice(0, 3).join(' | ') : ''));
-  for (const f of fallbacks) check('startup: engine fallback, ' + f.case, f.ok, f.why);
+  for (const f of fallbacks) check('startup: fallback, ' + f.case, f.ok, f.why);
   const logs = path.join(root, 'build/test-logs/e2e');
   fs.mkdirSync(logs, { recursive: true });
   fs.writeFileSync(path.join(logs, 'startup.json'), JSON.stringify({ query, net: NET, before, visit, offline, fallbacks }, null, 1));
