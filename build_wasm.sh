@@ -55,8 +55,11 @@ done
 # the plain .wasm stay for other users and as the fallback.
 for f in "$out"/*.wasm; do gzip -9 -n -k -f "$f"; done
 for f in "$out"/*.wasm; do printf '[build_wasm] %-22s %8d bytes, gzipped %8d\n' "$(basename "$f")" "$(stat -c %s "$f")" "$(stat -c %s "$f.gz")"; done
-# The service worker (web/sw.js) names its cache after this build: a hash of every file it may keep.
+# The service worker (web/sw.js) names its cache after this build, a hash of every file it may keep (before the
+# stamps), and the page knows its build (index.html's meta tag aep-build; see checkBuild in aep.js).
 version=$(cd "$out" && find . -type f ! -name sw.js | LC_ALL=C sort | xargs cat | sha256sum | cut -c1-16)
 sed -i "s/^const VERSION = 'dev';/const VERSION = '$version';/" "$out/sw.js"
-grep -q "^const VERSION = '$version';" "$out/sw.js" || { echo "build_wasm.sh: could not stamp the version into $out/sw.js" >&2; exit 1; }
+sed -i "s/<meta name=\"aep-build\" content=\"dev\">/<meta name=\"aep-build\" content=\"$version\">/" "$out/index.html"
+{ grep -q "^const VERSION = '$version';" "$out/sw.js" && grep -q "content=\"$version\"" "$out/index.html"; } \
+  || { echo "build_wasm.sh: could not stamp the version into $out/sw.js and $out/index.html" >&2; exit 1; }
 echo "built $out ($(du -sh "$out" | cut -f1)): serve it with scripts/serve.sh or any static file server"

@@ -214,6 +214,23 @@
   setInterval(() => { saveSession(false).catch((e) => notice('Autosave failed: ' + e.message)); }, 5000);
   document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'hidden') saveSession(false).catch(() => {}); });
 
+  // A new build's service worker takes over at once (sw.js) and deletes the older caches, perhaps while this page (the
+  // old build's, from its cache) is still loading. This page is the build its meta tag names; when the caches hold
+  // only another build's, the learner is told to reload (once).
+  const build = (document.querySelector('meta[name="aep-build"]') || {}).content || 'dev';
+  let newBuild = false;
+  const sayNewBuild = () => {
+    console.info('A new version of the playground was installed: reload the page to use it.');
+    notice('A new version of the playground was installed: reload the page to use it.');
+  };
+  function checkBuild() {
+    if (newBuild || !self.caches) return Promise.resolve();
+    return caches.keys().then((keys) => {
+      const ours = keys.filter((k) => k.startsWith('aep-'));
+      if (ours.length && !ours.includes('aep-' + build) && !newBuild) { newBuild = true; sayNewBuild(); }
+    }, () => {});
+  }
+
   // Offline after the first visit: web/sw.js keeps this build's files. Registered once the data is in, so that its
   // downloads (revalidations of what this visit fetched) do not compete with the visit's own. Where a browser or a
   // school blocks service workers or storage (an embedded page, a plain http:// address other than localhost), the
@@ -227,8 +244,11 @@
     let sw;
     try { sw = navigator.serviceWorker; } catch (e) { return off('service workers are blocked here', e.message); }  // throws in sandboxed frames
     if (!sw) return off(window.isSecureContext ? 'this browser has no service workers' : 'it needs https or localhost');
-    // A new build's worker takes over at once (sw.js); this page is still the old build's until it is reloaded.
-    if (sw.controller) sw.addEventListener('controllerchange', () => notice('A new version of the playground was installed: reload the page to use it.'));
+    sw.addEventListener('controllerchange', () => {  // the new worker is still activating (deleting older caches)
+      const c = sw.controller;
+      if (!c || c.state === 'activated') checkBuild();
+      else c.addEventListener('statechange', () => { if (c.state === 'activated') checkBuild(); });
+    });
     sw.register('sw.js').then((reg) => {
       if (!reg) return off('service workers are blocked here');
       const installing = reg.installing;
@@ -239,7 +259,7 @@
       const here = (u) => new URL(u, location.href).origin === location.origin;
       const urls = performance.getEntriesByType('resource').map((e) => e.name).filter(here);
       if (self.crossOriginIsolated) urls.push('aep_web_mt.js', 'aep_web_mt.wasm.gz', 'aep_web_mt.worker.js');
-      return sw.ready.then((r) => r.active && r.active.postMessage({ cache: urls }));
+      return sw.ready.then((r) => { if (r.active) r.active.postMessage({ cache: urls }); return checkBuild(); });
     }, (e) => {
       if (sw.controller) console.info('The offline copy could not be updated now: ' + e.message);  // e.g. offline
       else off('the browser refused the service worker', e.message);
@@ -371,6 +391,7 @@
         // A first visit with nothing asked for opens on the lesson picker (a course page's settings or lesson, or an
         // autosaved session, go straight to work).
         if (!restored && !location.search && !status().lesson) command({ lessonPicker: true });
+        if (newBuild) notice('A new version of the playground was installed: reload the page to use it.');  // over the restored session's note
         window.aepTimings = { dataReadyMs: performance.now() };
         console.log('MNIST ready in ' + ((performance.now() - t0) / 1000).toFixed(2) + ' s');
       }, (e) => notice('Could not load MNIST: ' + e.message));

@@ -69,6 +69,18 @@ async function firstVisit(browser, url) {
            perFile, pageMemory: st.memoryBytes || 0, workerMemory: st.hostMemoryBytes || 0, step: st.step, errors, notes };
 }
 
+// 'active' once the page's service worker has installed (everything cached) and is active, or why not.
+function swActive(page) {
+  return page.evaluate(async () => {
+    if (!navigator.serviceWorker) return 'no navigator.serviceWorker';
+    for (let t = Date.now(); Date.now() - t < 30000; await new Promise((r) => setTimeout(r, 100))) {
+      const reg = await navigator.serviceWorker.getRegistration();
+      if (reg && reg.active && reg.active.state === 'activated') return 'active';
+    }
+    return 'no active service worker after 30 s';
+  });
+}
+
 // A first visit (unthrottled) lets the service worker install; then the network goes away and the page is reloaded.
 async function offlineReload(browser, url) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
@@ -78,16 +90,7 @@ async function offlineReload(browser, url) {
   try {
     await page.goto(url + '?' + query);
     await until(page, 'training', 120000);
-    const sw = await page.evaluate(async () => {
-      if (!navigator.serviceWorker) return 'no navigator.serviceWorker';
-      const t = Date.now();
-      while (Date.now() - t < 20000) {  // installed (everything cached) and active
-        const reg = await navigator.serviceWorker.getRegistration();
-        if (reg && reg.active) return 'active';
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      return 'no active service worker after 20 s';
-    });
+    const sw = await swActive(page);
     if (sw !== 'active') return { ok: false, why: sw, errors };
     await context.setOffline(true);
     await page.reload();
@@ -150,6 +153,64 @@ async function engineFallbacks(browser) {
   return results;
 }
 
+// A new build on the server after a visit: its service worker replaces the old cache, the open page says "reload",
+// the reload gets the new files, and the learner's autosaved session (IndexedDB) is still there.
+async function newBuild(browser) {
+  const dir = fs.mkdtempSync(path.join(require('os').tmpdir(), 'aep-startup-'));
+  fs.cpSync(web, dir, { recursive: true });
+  const { server, url } = await serve(dir);
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const notes = [];
+  page.on('console', (m) => { if (/new version/.test(m.text())) notes.push(m.text()); });
+  try {
+    await page.goto(url + '?' + query);
+    await until(page, 'training', 60000);
+    const sw = await swActive(page);
+    if (sw !== 'active') return { ok: false, why: 'first visit: ' + sw };
+    const oldCaches = await page.evaluate(() => caches.keys());
+    await page.evaluate(() => window.aep.saveSession());
+    fs.appendFileSync(path.join(dir, 'aep.css'), '\n/* new build */\n');
+    const stamp = (file, re, text) => fs.writeFileSync(path.join(dir, file),
+                                                       fs.readFileSync(path.join(dir, file), 'utf8').replace(re, text));
+    stamp('sw.js', /^const VERSION = '[^']*';/m, "const VERSION = 'new-build';");  // as build_wasm.sh stamps
+    stamp('index.html', /<meta name="aep-build" content="[^"]*">/, '<meta name="aep-build" content="new-build">');
+    await page.reload();  // the old build's files, from its cache; the browser finds the new sw.js
+    await until(page, 'training', 60000);
+    const replaced = await page.evaluate(async () => {
+      for (let t = Date.now(); Date.now() - t < 30000; await new Promise((r) => setTimeout(r, 100))) {
+        if ((await caches.keys()).join() === 'aep-new-build') return true;
+      }
+      return false;
+    });
+    if (!replaced) return { ok: false, why: 'the old cache is still there: ' + (await page.evaluate(() => caches.keys())) };
+    await page.waitForTimeout(1000);
+    const said = notes.length > 0, saidBefore = notes.length;
+    await page.reload();
+    await until(page, 'training', 60000);
+    await page.waitForTimeout(1000);
+    const saidAgain = notes.length > saidBefore;  // the new build's page must not
+    const css = await page.evaluate(() => fetch('aep.css').then((r) => r.text()));
+    const sessions = await page.evaluate(() => new Promise((resolve) => {
+      const open = indexedDB.open('aep', 1);
+      open.onsuccess = () => {
+        const req = open.result.transaction('sessions').objectStore('sessions').count();
+        req.onsuccess = () => resolve(req.result);
+      };
+      open.onerror = () => resolve(-1);
+    }));
+    const ok = said && !saidAgain && /new build/.test(css) && sessions >= 1;
+    return { ok, why: `caches ${oldCaches.join(',')} -> aep-new-build, "reload" said: ${said} (by the new build's page: ` +
+                      `${saidAgain}), new aep.css served: ${/new build/.test(css)}, autosaved sessions kept: ${sessions}` };
+  } catch (e) {
+    return { ok: false, why: e.message };
+  } finally {
+    await context.close();
+    server.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 // A throttled first visit of the build in `dir`, with the bytes the server sent (bodies) counted.
 async function measure(browser, dir) {
   const { server, url } = await serve(dir);
@@ -173,13 +234,14 @@ async function measure(browser, dir) {
   const at = process.argv.indexOf('--before');
   const beforeDir = at > 0 ? process.argv[at + 1] : null;
   const browser = await launch();
-  let before = null, visit, offline, fallbacks;
+  let before = null, visit, offline, fallbacks, update;
   try {
     if (beforeDir) before = await measure(browser, beforeDir);
     visit = await measure(browser, web);
     const { server, url } = await serve(web);
     offline = await offlineReload(browser, url).finally(() => server.close());
     fallbacks = await engineFallbacks(browser);
+    update = await newBuild(browser);
   } finally {
     await browser.close();
   }
@@ -212,10 +274,11 @@ async function measure(browser, dir) {
         visit.step >= 1 && visit.notes.length === 1, visit.notes.join(' | ') || 'no note');
   check('startup: after a first visit, an offline reload loads and trains (service worker)', offline.ok,
         offline.why + (offline.errors.length ? ': ' + offline.errors.slice(0, 3).join(' | ') : ''));
+  check('startup: a new build replaces the old cache, the page says reload, autosaved sessions stay', update.ok, update.why);
   for (const f of fallbacks) check('startup: fallback, ' + f.case, f.ok, f.why);
   const logs = path.join(root, 'build/test-logs/e2e');
   fs.mkdirSync(logs, { recursive: true });
-  fs.writeFileSync(path.join(logs, 'startup.json'), JSON.stringify({ query, net: NET, before, visit, offline, fallbacks }, null, 1));
+  fs.writeFileSync(path.join(logs, 'startup.json'), JSON.stringify({ query, net: NET, before, visit, offline, update, fallbacks }, null, 1));
   console.log(`${passed} passed, ${failed} failed`);
   const ok = failed === 0;
   process.exit(ok ? 0 : 1);
