@@ -203,8 +203,8 @@ if [ -f build/web/aep_web.wasm ]; then
   # Instruments (issue 15): each one's values in status() checked, a screenshot of each in build/test-logs/instruments
   # (~1.5 min; `--full` adds the probe at 60,000 labels with frame intervals).
   e2e "instruments end-to-end" "$logs/instruments-e2e.log" tests/e2e/instruments.js "$logs/instruments"
-  # A classroom start (issue 17, ~1 min): a first visit at 10 Mbit/s (bytes, first step, all data, memory printed as
-  # INFO), an offline reload through the service worker, the engines' .wasm.gz fallbacks.
+  # A classroom start (issue 17, ~1.5 min): a first visit at 10 Mbit/s (bytes, first step, all data, memory printed as
+  # INFO), an offline reload through the service worker, a new build replacing its cache, the .wasm.gz fallbacks.
   e2e "startup end-to-end" "$logs/startup-e2e.log" tests/e2e/startup.js
 else
   fail "end-to-end tests (page not built)"
