@@ -13,7 +13,8 @@
 #      example over postMessage, downloads loaded strict in PyTorch, a malformed upload, autosave, divergence, the
 #      memory budget, the Content-Security-Policy, UMAP, bench.html; frame times printed as information; every lesson
 #      opens from its URL, two are followed to the end, the course page web/lesson-example.html gets goal events; the
-#      instruments' values in status() (loss picker, Jacobian norm, code probe, VAE posterior, foreign data);
+#      instruments' values in status() (loss picker, Jacobian norm, code probe, VAE posterior, foreign data); a
+#      classroom start at 10 Mbit/s and an offline reload (tests/e2e/startup.js);
 #   5. the desktop app under Xvfb: trains a few hundred frames and writes a screenshot whose panels must show content;
 #   6. libFuzzer on every parser for a few seconds each (tests/fuzz/run.sh).
 # The sanitized suite runs as two halves at once; interop and the fuzzers run beside the wasm suite and the command line.
@@ -235,6 +236,9 @@ if [ -f build/web/aep_web.wasm ]; then
   # Instruments (issue 15): each one's values in status() checked, a screenshot of each in build/test-logs/instruments
   # (~1.5 min; `--full` adds the probe at 60,000 labels with frame intervals).
   e2e "instruments end-to-end" "$logs/instruments-e2e.log" tests/e2e/instruments.js "$logs/instruments"
+  # A classroom start (issue 17, ~1.5 min): a first visit at 10 Mbit/s (bytes, first step, all data, memory printed as
+  # INFO), an offline reload through the service worker, a new build replacing its cache, the .wasm.gz fallbacks.
+  e2e "startup end-to-end" "$logs/startup-e2e.log" tests/e2e/startup.js
 else
   fail "end-to-end tests (page not built)"
 fi

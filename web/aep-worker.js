@@ -9,6 +9,10 @@ self.Module = {
   printErr: (t) => console.warn(t),
   onRuntimeInitialized: () => ready(),
 };
+importScripts('fetch-wasm.js');  // the .wasm gzipped on the wire; a failure reaches the page as the worker's error
+Module.instantiateWasm = aepInstantiateWasm('aep_worker.wasm', (e) => setTimeout(() => {
+  throw new Error('could not load its engine (aep_worker.wasm): ' + ((e && e.message) || e));
+}));
 importScripts('aep_worker.js');
 
 function withHeap(arrays, fn) {

@@ -115,11 +115,17 @@
 
   // Training in a Web Worker of its own (web/aep-worker.js), so that it never waits for drawing; ?worker=0 trains in
   // the page's frames instead. The threaded engine (cross-origin isolated pages) trains in the page with its threads.
-  let worker = null;
+  // The worker is created at once, so that it loads its engine while the page loads its own; startWorker hooks it up.
+  const wantWorker = new URLSearchParams(location.search).get('worker') !== '0' && !self.crossOriginIsolated &&
+                     typeof Worker === 'function';
+  let worker = wantWorker ? new Worker('aep-worker.js') : null, workerError = '';
+  if (worker) worker.onerror = (e) => { workerError = e.message || 'an error'; };
   function startWorker() {
-    const want = new URLSearchParams(location.search).get('worker');
-    if (want === '0' || self.crossOriginIsolated || typeof Worker !== 'function') return;
-    worker = new Worker('aep-worker.js');
+    if (worker && workerError) {  // it failed before the page was up: the page trains in its frames instead
+      notice('The training worker could not start (' + workerError + '): training runs in the page.');
+      worker = null;
+    }
+    if (!worker) return;
     worker.onmessage = (e) => {
       const m = e.data;
       if (m.report) withHeap([m.report], (p) => call('aep_host_report', 'string', ['number', 'number', 'number'],
@@ -131,8 +137,9 @@
     call('aep_use_worker', null, [], []);
   }
 
+  let mnist = null;  // the download, started beside the engine's (below)
   async function loadData() {
-    const files = await fetchWithProgress(DATA.map((f) => 'data/' + f));
+    const files = await mnist;
     progressText.textContent = 'Unpacking MNIST ...';
     if (worker) worker.postMessage({ mnist: files });  // the worker unpacks its own copy
     await new Promise((r) => setTimeout(r, 0));
@@ -206,6 +213,58 @@
   }
   setInterval(() => { saveSession(false).catch((e) => notice('Autosave failed: ' + e.message)); }, 5000);
   document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'hidden') saveSession(false).catch(() => {}); });
+
+  // A new build's service worker takes over at once (sw.js) and deletes the older caches, perhaps while this page (the
+  // old build's, from its cache) is still loading. This page is the build its meta tag names; when the caches hold
+  // only another build's, the learner is told to reload (once).
+  const build = (document.querySelector('meta[name="aep-build"]') || {}).content || 'dev';
+  let newBuild = false;
+  const sayNewBuild = () => {
+    console.info('A new version of the playground was installed: reload the page to use it.');
+    notice('A new version of the playground was installed: reload the page to use it.');
+  };
+  function checkBuild() {
+    if (newBuild || !self.caches) return Promise.resolve();
+    return caches.keys().then((keys) => {
+      const ours = keys.filter((k) => k.startsWith('aep-'));
+      if (ours.length && !ours.includes('aep-' + build) && !newBuild) { newBuild = true; sayNewBuild(); }
+    }, () => {});
+  }
+
+  // Offline after the first visit: web/sw.js keeps this build's files. Registered once the data is in, so that its
+  // downloads (revalidations of what this visit fetched) do not compete with the visit's own. Where a browser or a
+  // school blocks service workers or storage (an embedded page, a plain http:// address other than localhost), the
+  // page works as before and says so once.
+  function keepForOffline() {
+    const off = (why, detail) => {  // the status bar is one line: short; the console has the browser's words
+      console.info('Offline use is off: ' + why + (detail ? ' (' + detail + ')' : '') +
+                   '; the page needs the network on each visit.');
+      notice('Offline use is off: ' + why + '.');
+    };
+    let sw;
+    try { sw = navigator.serviceWorker; } catch (e) { return off('service workers are blocked here', e.message); }  // throws in sandboxed frames
+    if (!sw) return off(window.isSecureContext ? 'this browser has no service workers' : 'it needs https or localhost');
+    sw.addEventListener('controllerchange', () => {  // the new worker is still activating (deleting older caches)
+      const c = sw.controller;
+      if (!c || c.state === 'activated') checkBuild();
+      else c.addEventListener('statechange', () => { if (c.state === 'activated') checkBuild(); });
+    });
+    sw.register('sw.js').then((reg) => {
+      if (!reg) return off('service workers are blocked here');
+      const installing = reg.installing;
+      if (installing) installing.addEventListener('statechange', () => {
+        if (installing.state === 'redundant' && !reg.active) off('the files could not be stored');
+      });
+      // What this visit fetched before the worker took over (the threaded engine is not among the worker's own files).
+      const here = (u) => new URL(u, location.href).origin === location.origin;
+      const urls = performance.getEntriesByType('resource').map((e) => e.name).filter(here);
+      if (self.crossOriginIsolated) urls.push('aep_web_mt.js', 'aep_web_mt.wasm.gz', 'aep_web_mt.worker.js');
+      return sw.ready.then((r) => { if (r.active) r.active.postMessage({ cache: urls }); return checkBuild(); });
+    }, (e) => {
+      if (sw.controller) console.info('The offline copy could not be updated now: ' + e.message);  // e.g. offline
+      else off('the browser refused the service worker', e.message);
+    });
+  }
 
   window.addEventListener('dragover', (e) => e.preventDefault());
   window.addEventListener('drop', (e) => {
@@ -328,10 +387,11 @@
       applyUrl();
       queued.splice(0).forEach(answer);
       const t0 = performance.now();
-      loadData().then(restoreSession).then((restored) => {
+      loadData().then(() => { keepForOffline(); return restoreSession(); }).then((restored) => {
         // A first visit with nothing asked for opens on the lesson picker (a course page's settings or lesson, or an
         // autosaved session, go straight to work).
         if (!restored && !location.search && !status().lesson) command({ lessonPicker: true });
+        if (newBuild) notice('A new version of the playground was installed: reload the page to use it.');  // over the restored session's note
         window.aepTimings = { dataReadyMs: performance.now() };
         console.log('MNIST ready in ' + ((performance.now() - t0) / 1000).toFixed(2) + ' s');
       }, (e) => notice('Could not load MNIST: ' + e.message));
@@ -341,6 +401,10 @@
   // The threaded engine where the page may share memory with workers (served cross-origin isolated, as
   // scripts/serve.sh does); the single-threaded one otherwise, and if the threaded files are not there.
   function loadEngine(name, fallback) {
+    if (self.aepInstantiateWasm) {  // web/fetch-wasm.js: the .wasm gzipped on the wire
+      Module.instantiateWasm = aepInstantiateWasm(name.replace(/\.js$/, '.wasm'),
+        (e) => fatal('Could not load the engine (' + name.replace(/\.js$/, '.wasm') + '): ' + ((e && e.message) || e)));
+    }
     const s = document.createElement('script');
     s.src = name;
     s.onerror = () => {
@@ -352,4 +416,8 @@
   }
   if (self.crossOriginIsolated) loadEngine('aep_web_mt.js', 'aep_web.js');
   else loadEngine('aep_web.js');
+  // MNIST downloads while the engine does (on a slow network the data is most of the wait); a failure is reported once
+  // the engine is up (loadData).
+  mnist = fetchWithProgress(DATA.map((f) => 'data/' + f));
+  mnist.catch(() => {});
 })();

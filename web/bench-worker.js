@@ -9,7 +9,16 @@ self.Module = {
   printErr: (t) => postMessage({ line: t }),
   onRuntimeInitialized: () => ready(),
 };
-importScripts('aep_bench_web.js');
+importScripts('fetch-wasm.js');  // the .wasm gzipped on the wire
+Module.instantiateWasm = aepInstantiateWasm('aep_bench_web.wasm',
+  (e) => postMessage({ result: { error: 'could not load aep_bench_web.wasm: ' + ((e && e.message) || e) } }));
+try {
+  importScripts('aep_bench_web.js');
+} catch (e) {  // scripts/serve.sh builds the page only: the benchmark's engine comes with the full build
+  postMessage({ result: { error: 'the benchmark engine (aep_bench_web.js) is not built here: `bash build_wasm.sh` (no ' +
+                                 '--page) or scripts/test.sh builds it (' + e.message + ')' } });
+  close();
+}
 
 async function bytes(url) {
   const r = await fetch(url);

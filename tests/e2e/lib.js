@@ -11,9 +11,11 @@ const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/cs
 
 // Serves `dir` on 127.0.0.1 (port 0: any free port); resolves to {server, url}. With `isolated`, every response
 // carries the COOP/COEP headers of scripts/serve.sh (the page is then cross-origin isolated: the threaded engine).
-function serve(dir, port = 0, isolated = false) {
+// `answer(rel, res)`, if given, may answer a request itself (a broken or differently served file) by returning true.
+function serve(dir, port = 0, isolated = false, answer = null) {
   const server = http.createServer((req, res) => {
     const rel = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    if (answer && answer(rel, res)) return;
     const file = path.join(dir, rel.endsWith('/') ? rel + 'index.html' : rel);
     if (!file.startsWith(path.resolve(dir))) { res.writeHead(403); return res.end(); }
     fs.stat(file, (err, st) => {
