@@ -44,8 +44,11 @@ fi
 for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do
   src=assets/data/mnist/$f.gz
   [ -f "$src" ] || { echo "build_wasm.sh: $src missing: run scripts/bootstrap.sh" >&2; exit 1; }
-  cp "$src" "$out/data/"
+  cp "$src" "$out/data/"  # whole, for bench.html
 done
+# The page's MNIST in two parts: data/first (3,000 training and 1,000 test images, training starts on them) and
+# data/rest (web/aep.js).
+node scripts/split-mnist.js assets/data/mnist "$out/data" 3000 1000
 # Fashion-MNIST test images (Debian's dataset-fashion-mnist) for the anomaly panel; fetched only when asked for.
 fashion=/usr/share/datasets/fashion-mnist
 for f in t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do

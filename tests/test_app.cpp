@@ -900,3 +900,60 @@ TEST_CASE("app: foreign data without a reset: Fashion-MNIST or own IDX images be
 }
 
 }  // namespace aep
+
+namespace aep {
+
+TEST_CASE("app: training starts on a first part of MNIST; the rest joins without a reset; a Reset then trains as the CLI does") {
+  testing::LoopbackHost loop;
+  bool elsewhere = false;
+  SUBCASE("trained in the frames") {}
+  SUBCASE("trained by a host, as in the page's worker") { elsewhere = true; }
+  Headless ui;
+  ui.host = elsewhere ? &loop : nullptr;
+  App app(TextureApi{}, nullptr);
+  if (elsewhere) app.attach_host(&loop);
+  app.view_images = 400, app.eval_images = 400, app.main_share = 1;
+  Dataset train = dataset_tail(mnist(true), 0), test = dataset_tail(mnist(false), 0);
+  truncate_dataset(train, 1000), truncate_dataset(test, 500);
+  app.set_data(train, test, false);
+  auto steps_to = [&](size_t n) {
+    for (int i = 0; i < 2000 && app.status()["step"] != n; ++i) ui.frame(app);
+    REQUIRE(app.status()["step"] == n);
+  };
+  REQUIRE(app.command({{"preset", "linear"}, {"seed", 3}, {"epochs", 1}, {"step", 40}})["ok"] == true);
+  nlohmann::json st = app.status();
+  CHECK(st["dataReady"] == false);
+  CHECK(st["data"] == nlohmann::json({{"train", 1000}, {"test", 500}, {"complete", false}}));
+  steps_to(40);  // past the first part's 16 batches of 64: its epochs do not end the one asked for
+  CHECK(app.status()["running"] == false);
+
+  // Images that do not fit are refused and change nothing.
+  Dataset unlabelled = dataset_tail(mnist(true), 1000);
+  unlabelled.labels.clear();
+  CHECK_THROWS_WITH(app.add_data(std::move(unlabelled), dataset_tail(mnist(false), 500)),
+                    doctest::Contains("without labels"));
+  CHECK(app.status()["data"]["train"] == 1000);
+
+  app.add_data(dataset_tail(mnist(true), 1000), dataset_tail(mnist(false), 500), true);
+  st = app.status();
+  CHECK(st["dataReady"] == true);
+  CHECK(st["data"] == nlohmann::json({{"train", 60000}, {"test", 10000}, {"complete", true}}));
+  CHECK(st["step"] == 40);  // no reset
+  REQUIRE(app.command({{"step", 30}})["ok"] == true);
+  steps_to(70);
+  CHECK(app.status()["dataReady"] == true);
+
+  // Once everything is in, a Reset trains as the CLI does: the seed's weights on all of MNIST.
+  REQUIRE(app.command({{"reset", true}})["ok"] == true);
+  REQUIRE(app.command({{"step", 25}})["ok"] == true);
+  steps_to(25);
+  for (int i = 0; i < 5; ++i) ui.frame(app);  // (the host's last report)
+  Preset p = load_preset("linear");
+  p.training.epochs = 1;
+  Run cli(p, 3);
+  cli.set_data(mnist(true));
+  for (int i = 0; i < 25; ++i) cli.step();
+  CHECK(app.save_weights_bytes() == serialize_safetensors(model_state(*cli.model)));
+}
+
+}  // namespace aep

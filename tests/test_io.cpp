@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/data.hpp"
 #include "core/gzip.hpp"
 #include "core/idx.hpp"
 #include "core/safetensors.hpp"
@@ -703,4 +704,79 @@ TEST_CASE("safetensors write/read through a file") {
     const std::string msg = error_of([&] { aep::read_safetensors(path); });
     INFO("message: " << msg);
     CHECK(contains(msg, path + ": cannot open file"));
+}
+
+TEST_CASE("append_mnist: the rest of MNIST inflated straight into the data; a bad file changes nothing") {
+  using namespace aep::test;
+  // Two parts of a small labelled set: 5 + 7 training images, 3 + 4 test images.
+  auto images = [](uint32_t n, uint8_t seed) {
+    Bytes px(n * 784);
+    for (size_t i = 0; i < px.size(); ++i) px[i] = uint8_t(i * 7 + seed);
+    return idx_file(0x803, {n, 28, 28}, px);
+  };
+  auto labels = [](uint32_t n, uint8_t seed) {
+    Bytes l(n);
+    for (uint32_t i = 0; i < n; ++i) l[i] = uint8_t((i + seed) % 10);
+    return idx_file(0x801, {n}, l);
+  };
+  const Bytes first[4] = {gzip_stored(images(5, 1)), gzip_stored(labels(5, 1)), images(3, 2), labels(3, 2)};
+  const Bytes rest[4] = {gzip_stored(images(7, 3)), gzip_stored(labels(7, 3)), gzip_stored(images(4, 4)), labels(4, 4)};
+  auto files = [](const Bytes (&b)[4]) {
+    return aep::MnistFiles{{b[0].data(), b[1].data(), b[2].data(), b[3].data()}, {b[0].size(), b[1].size(), b[2].size(), b[3].size()}};
+  };
+  aep::Dataset train, test;
+  aep::parse_mnist(files(first), train, test);
+  REQUIRE(train.count == 5);
+  const aep::Dataset train0 = train, test0 = test;
+  auto unchanged = [&] {
+    CHECK(train.count == 5);
+    CHECK(train.pixels == train0.pixels);
+    CHECK(train.labels == train0.labels);
+    CHECK(test.count == 3);
+    CHECK(test.pixels == test0.pixels);
+    CHECK(test.labels == test0.labels);
+  };
+  SUBCASE("bad files") {
+    Bytes bad[4] = {rest[0], rest[1], rest[2], rest[3]};
+    SUBCASE("the test labels truncated (the last file: the training set was appended already)") {
+      bad[3].resize(bad[3].size() - 1);
+      CHECK_THROWS_WITH(aep::append_mnist(files(bad), train, test), doctest::Contains("truncated"));
+    }
+    SUBCASE("a corrupt gzip") {
+      bad[2][bad[2].size() - 9] ^= 0xff;  // in the data: the CRC no longer matches
+      CHECK_THROWS(aep::append_mnist(files(bad), train, test));
+    }
+    SUBCASE("more labels than images") {
+      bad[1] = gzip_stored(labels(8, 3));
+      CHECK_THROWS_WITH(aep::append_mnist(files(bad), train, test), doctest::Contains("holds 8 labels"));
+    }
+    SUBCASE("images of another size") {
+      bad[0] = idx_file(0x803, {2, 14, 14}, Bytes(2 * 196, 9));
+      CHECK_THROWS_WITH(aep::append_mnist(files(bad), train, test), doctest::Contains("14x14"));
+    }
+    unchanged();
+  }
+  SUBCASE("good files: the same as the whole files parsed at once") {
+    aep::append_mnist(files(rest), train, test);
+    auto whole = [](const Bytes& a, const Bytes& b, bool is_images) {  // one IDX file of both parts
+      const size_t head = is_images ? 16 : 8;
+      auto raw = [](const Bytes& x) { return aep::is_gzip(x.data(), x.size()) ? aep::gunzip(x.data(), x.size(), "t") : x; };
+      const Bytes raw_a = raw(a), raw_b = raw(b);
+      Bytes w(raw_a.begin(), raw_a.end());
+      w.insert(w.end(), raw_b.begin() + std::ptrdiff_t(head), raw_b.end());
+      const uint32_t n = uint32_t((w.size() - head) / (is_images ? 784 : 1));
+      w[4] = uint8_t(n >> 24), w[5] = uint8_t(n >> 16), w[6] = uint8_t(n >> 8), w[7] = uint8_t(n);
+      return w;
+    };
+    const Bytes all[4] = {whole(first[0], rest[0], true), whole(first[1], rest[1], false), whole(first[2], rest[2], true),
+                          whole(first[3], rest[3], false)};
+    aep::Dataset train1, test1;
+    aep::parse_mnist(files(all), train1, test1);
+    CHECK(train.count == 12);
+    CHECK(test.count == 7);
+    CHECK(train.pixels == train1.pixels);
+    CHECK(train.labels == train1.labels);
+    CHECK(test.pixels == test1.pixels);
+    CHECK(test.labels == test1.labels);
+  }
 }

@@ -2,7 +2,9 @@
 // weights must be those of training in place, bit for bit.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstring>
+#include <numeric>
 
 #include "core/preset.hpp"
 #include "core/run_host.hpp"
@@ -239,4 +241,116 @@ TEST_CASE("training host: reports carry the batch order only when an epoch began
   update_run(other, kept, "");  // the position and weights, its own order kept
   CHECK(same_weights(other, a));
   CHECK(other.sampler->save().pos == a.sampler->save().pos);
+}
+
+TEST_CASE("data in two parts: a first part trains at once, the rest joins at the next epoch without a reset") {
+  SUBCASE("the sampler: the epoch under way finishes over the images it had, the next covers them all once") {
+    BatchSampler s(10, 4, true, 3);
+    size_t n;
+    s.next(n);  // one batch of epoch 0 drawn
+    const std::vector<uint32_t> epoch0 = s.save().order;
+    s.grow(16);
+    CHECK(s.count() == 16);
+    CHECK(s.epoch_images() == 10);
+    std::vector<uint32_t> rest;
+    while (s.epoch == 0) {
+      const uint32_t* b = s.next(n);
+      if (s.epoch == 0) rest.insert(rest.end(), b, b + n);
+      else rest.push_back(999);  // (the first batch of epoch 1)
+    }
+    rest.pop_back();
+    CHECK(rest == std::vector<uint32_t>(epoch0.begin() + 4, epoch0.begin() + 10));  // epoch 0 as it was drawn
+    CHECK(s.epoch_images() == 16);
+    std::vector<uint32_t> epoch1 = s.save().order;
+    std::sort(epoch1.begin(), epoch1.end());
+    std::vector<uint32_t> all(16);
+    std::iota(all.begin(), all.end(), 0u);
+    CHECK(epoch1 == all);  // every image once
+    CHECK_THROWS_WITH(s.grow(12), doctest::Contains("cannot shrink"));
+    // A smaller writer's order loads (its data had not grown yet); a larger one does not.
+    BatchSampler big(16, 4, true, 5), small(10, 4, true, 5);
+    big.load(small.save());
+    CHECK(big.epoch_images() == 10);
+    CHECK(big.count() == 16);
+    CHECK_THROWS_WITH(small.load(BatchSampler(16, 4, true, 5).save()), doctest::Contains("batch order of 16 images"));
+  }
+
+  SUBCASE("a run: the held-out digit stays out, the preset's epochs count from the first epoch over everything") {
+    const Dataset full = digits(200, 11);
+    Dataset part = dataset_tail(full, 0);
+    truncate_dataset(part, 60);
+    Preset p = load_preset("linear");
+    p.training.batch_size = 16;
+    p.training.epochs = 2;
+    Run r(p, 5);
+    r.set_data(part, 3, true, false);
+    for (int i = 0; i < 40; ++i) r.step();  // many epochs over the first part: they do not count
+    CHECK(r.sampler->epoch >= 5);
+    CHECK_FALSE(r.epochs_done());
+    append_dataset(part, dataset_tail(full, 60));
+    const size_t e = r.sampler->epoch;
+    r.add_data(part, true);
+    CHECK(r.full_from == e + 1);
+    size_t held = 0;
+    for (uint8_t l : full.labels) held += l == 3;
+    CHECK(r.train_images() == 200 - held);
+    std::vector<uint32_t> drawn;
+    while (!r.epochs_done()) {
+      r.step();
+      if (r.sampler->epoch == e + 1) drawn.insert(drawn.end(), r.last_batch().begin(), r.last_batch().end());
+    }
+    CHECK(r.sampler->epoch == e + 3);  // (stops in the first batch of the epoch after two full ones, as before)
+    std::sort(drawn.begin(), drawn.end());
+    CHECK(drawn.size() == 200 - held);  // the first full epoch: every image but the 3s, once
+    CHECK(std::adjacent_find(drawn.begin(), drawn.end()) == drawn.end());
+    for (uint32_t i : drawn) CHECK(full.labels[i] != 3);
+    CHECK(drawn.back() >= 60);
+  }
+
+  SUBCASE("a training host takes the rest as an order; the app's copies stay those of training in place") {
+    const Dataset full = digits(150, 4), test = digits(50, 5);
+    Dataset part = dataset_tail(full, 0), test_part = dataset_tail(test, 0);
+    truncate_dataset(part, 40), truncate_dataset(test_part, 20);
+    Preset p = load_preset("linear");
+    p.training.batch_size = 16;
+    p.training.epochs = 1;
+    Run a(p, 7), ma(p, 7);  // training in place; the app's copy
+    a.set_data(part, -1, true, false), ma.set_data(part, -1, true, false);
+    RunHost host;
+    host.receive(host_order_data(1, part, test_part, false, false));
+    host.receive(host_order_runs(2, 1, {&a}));
+    HostTrain t;
+    t.running = true, t.eval_images = 10;
+    host.receive(host_order_train(3, t));
+    Dataset in_place = part;
+    bool more = true;
+    for (int i = 0; i < 200 && more; ++i) {  // 1 epoch asked for; the first part's epochs do not count
+      more = host.work(0);                    // one step
+      a.step();
+      if (i == 7) {
+        // A malformed order changes nothing.
+        Dataset bad = dataset_tail(test, 20);
+        bad.labels.pop_back();
+        CHECK_THROWS_WITH(host.receive(host_order_data(4, dataset_tail(full, 40), bad, true, true)),
+                          doctest::Contains("labels"));
+        host.receive(host_order_data(4, dataset_tail(full, 40), dataset_tail(test, 20), true, true));
+        append_dataset(in_place, dataset_tail(full, 40));
+        a.add_data(in_place, true);
+        // The app grows its copy before any later report reaches it (the page does both in one task).
+        append_dataset(part, dataset_tail(full, 40));
+        ma.add_data(part, true);
+      }
+      const std::vector<uint8_t> bytes = host.report(0);
+      REQUIRE(!bytes.empty());
+      update_run(ma, parse_host_report(bytes).state, "r0.");
+      CHECK(same_weights(ma, a));
+      CHECK(ma.sampler->save().order == a.sampler->save().order);
+      CHECK(more == !a.epochs_done());
+    }
+    CHECK(a.sampler->epoch_images() == 150);  // the later epochs cover everything
+    CHECK(ma.full_from == a.full_from);
+    CHECK(a.full_from == 3);  // epoch 2 was under way when the rest came (3 batches an epoch over 40 images)
+    CHECK(a.epochs_done());
+    CHECK(same_weights(ma, a));
+  }
 }

@@ -22,10 +22,6 @@
           'Chrome/Edge 91+, Firefox 89+ and Safari 16.4+ have it.');
     return;
   }
-  if (!document.createElement('canvas').getContext('webgl2')) {
-    fatal('WebGL2 is not available in this browser (or it is switched off), so the playground cannot draw.');
-    return;
-  }
 
   let ready = false;
   const queued = [];  // postMessage calls that came before the engine was up: answered once it is
@@ -137,16 +133,51 @@
     call('aep_use_worker', null, [], []);
   }
 
-  let mnist = null;  // the download, started beside the engine's (below)
-  async function loadData() {
-    const files = await mnist;
-    progressText.textContent = 'Unpacking MNIST ...';
-    if (worker) worker.postMessage({ mnist: files });  // the worker unpacks its own copy
-    await new Promise((r) => setTimeout(r, 0));
-    const err = withHeap(files, (p) => call('aep_set_data', 'string',
-      ['number', 'number', 'number', 'number', 'number', 'number', 'number', 'number'],
-      [p[0], files[0].length, p[1], files[1].length, p[2], files[2].length, p[3], files[3].length]));
+  // MNIST comes in two parts (build_wasm.sh splits the files): a first part of 3,000 training and 1,000 test images
+  // (0.6 MB) that training starts on at once, then the rest, downloaded once the first part is in so that the first
+  // part has the line to itself. The rest joins training at each run's next epoch (App::add_data, Run::add_data).
+  const part = (dir) => DATA.map((f) => 'data/' + dir + '/' + f);
+  let firstPart = null, restPart = null, partsJson = null;  // the downloads, started beside the engine's (below)
+  // The engine's room for the rest (aep_staging): set aside right after the first part, used and freed by the rest.
+  let staging = 0, stagingBytes = 0;
+  function withStaging(files, fn) {
+    const n = files.reduce((a, f) => a + f.length, 0);
+    if (!staging || n > stagingBytes) return withHeap(files, fn);
+    let at = staging;
+    const ptrs = files.map((f) => { heapU8().set(f, at); at += f.length; return at - f.length; });
+    try { return fn(ptrs); } finally { call('aep_staging', 'number', ['number'], [0]); staging = 0; }
+  }
+  function giveData(fn, files, extra) {
+    const err = (fn === 'aep_add_data' ? withStaging : withHeap)(files, (p) => call(fn, 'string', ['number', 'number', 'number', 'number', 'number', 'number',
+      'number', 'number'].concat(extra.map(() => 'number')),
+      [p[0], files[0].length, p[1], files[1].length, p[2], files[2].length, p[3], files[3].length].concat(extra)));
     if (err) throw new Error(err);
+  }
+  // onFirst: called once training can start (on the first part, or on everything when a saved session waits for it:
+  // a session saved over all of MNIST cannot continue on a part of it).
+  async function loadData(onFirst) {
+    const saved = await hasSession();
+    const first = await firstPart;
+    // How many images there will be and the rest's size (data/parts.json): the engines keep room for all the images,
+    // so that the rest is inflated where it stays, and for the rest's files. Without it they grow as they must.
+    const parts = await partsJson, total = parts && parts.total, restBytes = (parts && parts.restBytes) || 0;
+    const giveFirst = () => {
+      if (worker) worker.postMessage({ mnist: first, append: false, complete: false, total, restBytes });  // its own copy
+      giveData('aep_set_data', first, [0, total ? total.train : 0, total ? total.test : 0]);
+      if (restBytes > 0 && restBytes < 64e6) staging = call('aep_staging', 'number', ['number'], [stagingBytes = restBytes]);
+    };
+    if (!saved) {
+      giveFirst();
+      onFirst();
+    }
+    const rest = await restPart;
+    progressText.textContent = 'Unpacking MNIST ...';
+    if (saved) giveFirst();
+    // The page's engine takes the rest first, then the worker: a report of the worker's grown batch order must not
+    // reach the page before the page has the images (both within this task, so no report comes in between).
+    giveData('aep_add_data', rest, []);
+    if (worker) worker.postMessage({ mnist: rest, append: true, complete: true });
+    if (saved) onFirst();
   }
 
   // A dropped or picked file: weights (.safetensors) or a dataset file (IDX, raw or .gz). Nothing leaves the page.
@@ -188,6 +219,10 @@
     await idb('readwrite', (s) => s.put({ version: 1, saved: Date.now(), bytes }, sessionKey));
     savedAt = mark;
     return true;
+  }
+  // Whether an autosaved session waits for this page (false where storage is blocked: restoreSession says so).
+  function hasSession() {
+    return idb('readonly', (s) => s.count(sessionKey)).then((n) => n > 0, () => false);
   }
   async function restoreSession() {
     let rec;
@@ -387,23 +422,45 @@
       applyUrl();
       queued.splice(0).forEach(answer);
       const t0 = performance.now();
-      loadData().then(() => { keepForOffline(); return restoreSession(); }).then((restored) => {
+      let fresh = false;  // training starts on the first part: no autosaved session
+      loadData(() => {
+        fresh = !status().dataReady;
         // A first visit with nothing asked for opens on the lesson picker (a course page's settings or lesson, or an
         // autosaved session, go straight to work).
-        if (!restored && !location.search && !status().lesson) command({ lessonPicker: true });
+        if (fresh && !location.search && !status().lesson) command({ lessonPicker: true });
+        window.aepTimings = { firstDataMs: performance.now() };
+      }).then(() => { keepForOffline(); return fresh ? false : restoreSession(); }).then(() => {
         if (newBuild) notice('A new version of the playground was installed: reload the page to use it.');  // over the restored session's note
-        window.aepTimings = { dataReadyMs: performance.now() };
+        window.aepTimings.dataReadyMs = performance.now();
         console.log('MNIST ready in ' + ((performance.now() - t0) / 1000).toFixed(2) + ' s');
       }, (e) => notice('Could not load MNIST: ' + e.message));
     },
   };
+  // MNIST downloads while the engine does (on a slow network the data is most of the wait); a failure is reported once
+  // the engine is up (loadData).
+  firstPart = fetchWithProgress(part('first'), 'MNIST (a first part)');
+  partsJson = fetch('data/parts.json').then((r) => r.json()).catch(() => null);
+  restPart = firstPart.then(() => fetchWithProgress(part('rest'), 'the rest of MNIST'));
+  firstPart.catch(() => {});
+  restPart.catch(() => {});
+  let webgl2 = null;
+  function hasWebGL2() {
+    if (webgl2 === null) webgl2 = !!document.createElement('canvas').getContext('webgl2');
+    return webgl2;
+  }
   progressText.textContent = 'Loading the engine ...';
   // The threaded engine where the page may share memory with workers (served cross-origin isolated, as
   // scripts/serve.sh does); the single-threaded one otherwise, and if the threaded files are not there.
   function loadEngine(name, fallback) {
-    if (self.aepInstantiateWasm) {  // web/fetch-wasm.js: the .wasm gzipped on the wire
+    if (self.aepInstantiateWasm) {  // web/fetch-wasm.js: the .wasm gzipped on the wire (its download starts here)
       Module.instantiateWasm = aepInstantiateWasm(name.replace(/\.js$/, '.wasm'),
         (e) => fatal('Could not load the engine (' + name.replace(/\.js$/, '.wasm') + '): ' + ((e && e.message) || e)));
+    }
+    // (checked once the downloads have started: a WebGL context can take a few hundred ms to make where it is
+    // drawn in software)
+    if (!hasWebGL2()) {
+      fatal('WebGL2 is not available in this browser (or it is switched off), so the playground cannot draw.');
+      return;
     }
     const s = document.createElement('script');
     s.src = name;
@@ -416,8 +473,4 @@
   }
   if (self.crossOriginIsolated) loadEngine('aep_web_mt.js', 'aep_web.js');
   else loadEngine('aep_web.js');
-  // MNIST downloads while the engine does (on a slow network the data is most of the wait); a failure is reported once
-  // the engine is up (loadData).
-  mnist = fetchWithProgress(DATA.map((f) => 'data/' + f));
-  mnist.catch(() => {});
 })();

@@ -6,8 +6,8 @@
 (function () {
   // The body of `url`, inflated: a server that sent it with Content-Encoding: gzip has had the browser inflate it
   // already, so the first bytes decide (1f 8b: still gzip).
-  async function inflated(url) {
-    const res = await fetch(url);
+  async function inflated(url, early) {
+    const res = await (early || fetch(url));
     if (!res.ok) throw new Error('HTTP ' + res.status);
     const reader = res.body.getReader();
     const first = await reader.read();
@@ -22,10 +22,10 @@
                         { headers: { 'Content-Type': 'application/wasm' } });
   }
 
-  async function instantiate(file, imports) {
+  async function instantiate(file, imports, early) {
     if (typeof DecompressionStream === 'function') {
       try {
-        return await WebAssembly.instantiateStreaming(inflated(file + '.gz'), imports);
+        return await WebAssembly.instantiateStreaming(inflated(file + '.gz', early), imports);
       } catch (e) {
         console.warn(file + '.gz could not be used (' + ((e && e.message) || e) + '): loading ' + file + ' uncompressed');
       }
@@ -37,8 +37,14 @@
 
   // Module.instantiateWasm = aepInstantiateWasm('aep_web.wasm', (error) => ...): Emscripten's glue calls it with its
   // imports and a callback that takes the instance and the module (the threaded build hands the module to its threads).
-  self.aepInstantiateWasm = (file, onFail) => (imports, receiveInstance) => {
-    instantiate(file, imports).then((r) => receiveInstance(r.instance, r.module), onFail);
-    return {};
+  // The download starts at once, not when Emscripten's glue (loaded next) asks for the engine: on a slow network
+  // that is the glue's download time earlier.
+  self.aepInstantiateWasm = (file, onFail) => {
+    const early = typeof DecompressionStream === 'function' ? fetch(file + '.gz') : null;
+    if (early) early.catch(() => {});  // (a failure is seen, and fallen back from, in instantiate)
+    return (imports, receiveInstance) => {
+      instantiate(file, imports, early).then((r) => receiveInstance(r.instance, r.module), onFail);
+      return {};
+    };
   };
 })();

@@ -9,8 +9,9 @@ const CACHE = 'aep-' + VERSION;
 // worker's control (the threaded engine, Fashion-MNIST, the bench) joins the cache as it is fetched, and the page
 // sends what it fetched before this worker took over (see aep.js).
 const FILES = ['./', 'index.html', 'aep.js', 'aep.css', 'fetch-wasm.js', 'aep_web.js', 'aep_web.wasm.gz', 'aep-worker.js',
-               'aep_worker.js', 'aep_worker.wasm.gz', 'data/train-images-idx3-ubyte.gz', 'data/train-labels-idx1-ubyte.gz',
-               'data/t10k-images-idx3-ubyte.gz', 'data/t10k-labels-idx1-ubyte.gz'];
+               'aep_worker.js', 'aep_worker.wasm.gz', 'data/parts.json'].concat(
+  ...['first', 'rest'].map((part) => ['train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz', 't10k-images-idx3-ubyte.gz',
+                                      't10k-labels-idx1-ubyte.gz'].map((f) => 'data/' + part + '/' + f)));
 
 // 'no-cache': the browser's HTTP cache may answer, but only after the server confirmed the file is unchanged (a small
 // 304 on a first visit, whose downloads are in that cache already), so that a new build never caches an old file.

@@ -126,14 +126,46 @@ App::App(TextureApi textures, Driver* driver)
 
 App::~App() = default;
 
-void App::set_data(Dataset train, Dataset test) {
+void App::set_data(Dataset train, Dataset test, bool complete) {
   train_ = std::move(train);
   test_ = std::move(test);
+  data_complete_ = complete;
   s_->host.data_sent = false;
-  loading_.clear();
+  if (complete) loading_.clear();
   bool autostart = s_->running;  // a Train/autostart that came before the data
   reset_training();
   s_->running = autostart;
+}
+
+void App::add_data(Dataset train, Dataset test, bool complete) {
+  if (!has_data()) return set_data(std::move(train), std::move(test), complete);
+  if (data_complete_) throw std::runtime_error("the data is complete (the learner's own files replaced MNIST's)");
+  const size_t had = train_.count;
+  append_dataset(train_, std::move(train));  // throws, changing nothing, when they do not fit
+  try {
+    append_dataset(test_, std::move(test));
+  } catch (...) {
+    truncate_dataset(train_, had);
+    throw;
+  }
+  data_grew(complete);
+}
+
+void App::add_mnist(const MnistFiles& rest) {
+  if (!has_data()) throw std::runtime_error("the rest of MNIST before its first part");
+  if (data_complete_) throw std::runtime_error("the data is complete (the learner's own files replaced MNIST's)");
+  append_mnist(rest, train_, test_);  // throws, changing nothing
+  data_grew(true);
+}
+
+void App::data_grew(bool complete) {
+  State& s = *s_;
+  data_complete_ = complete;
+  if (complete) loading_.clear();
+  for (Run* r : hosted_runs()) r->add_data(train_, complete);
+  cancel_views();  // the views start over on the larger test set
+  s.views_dirty = true;
+  s.draw_dirty = true;
 }
 
 bool App::select_preset(const Preset& p, std::string* error) {
@@ -167,7 +199,7 @@ void App::reset_training(std::unique_ptr<Run> fresh) {
                 s.preset.optimizer.type.c_str(), double(s.preset.optimizer.lr), s.preset.training.batch_size,
                 (unsigned long long)s.seed, reconstruction_loss_label(s.preset.loss).c_str());
   s.run->curve.label = label;
-  if (has_data()) s.run->set_data(train_, s.held_out);
+  if (has_data()) s.run->set_data(train_, s.held_out, true, data_complete_);
   s.running = false;
   s.samples_per_s = s.engine_samples_per_s = 0;
   s.wall.clear();
@@ -220,6 +252,7 @@ void App::load_data_file(const std::vector<uint8_t>& bytes, const std::string& n
             s.pending_names[set][0] + ".";
   if (set) test_ = std::move(d);
   else train_ = std::move(d);
+  data_complete_ = true;  // the learner's own images: the rest of MNIST, if it is still coming, is not added to them
   s.host.data_sent = false;
   s.held_out = -1;
   reset_training();
@@ -603,7 +636,7 @@ void App::load_weights_state(const SafeTensors& st, const std::string& name) {
   run->curve.begin_segment(reconstruction_loss_label(p.loss));
   run->steps = size_t(run->trainer->optimizer.steps());
   s.run = std::move(run);
-  if (has_data()) s.run->set_data(train_, s.held_out);
+  if (has_data()) s.run->set_data(train_, s.held_out, true, data_complete_);
   runs_changed();
   s.json_text = preset_to_json(p).dump(2);
   s.code_text = model_code(p, s.code_keras);
@@ -743,7 +776,7 @@ void App::frame() {
       if (!step_once() || !s.running) break;
       s.step_ms = 0.8 * s.step_ms + 0.2 * seconds_since(ts) * 1000;
       samples += s.run->input.shape()[0];
-      if (s.run->sampler->epoch >= s.preset.training.epochs) {
+      if (s.run->epochs_done()) {
         s.running = false;
         message = "Finished " + std::to_string(s.preset.training.epochs) + " epoch(s).";
         break;

@@ -60,7 +60,16 @@ class App {
   ~App();
 
   // Data from the driver (files natively, bytes fetched by the page on the web).
-  void set_data(Dataset train, Dataset test);
+  // `complete`: false when more images will come (add_data): the page starts on a first part of MNIST.
+  void set_data(Dataset train, Dataset test, bool complete = true);
+  // More training and test images (the rest of MNIST): training goes on; every run takes the new images from its
+  // next epoch on (Run::add_data), and the views start over on the larger test set. Throws, changing nothing, on
+  // images that do not fit the ones loaded.
+  void add_data(Dataset train, Dataset test, bool complete = true);
+  // The same from MNIST's four files (the rest after a first part), inflated straight into the data (the page's: the
+  // rest of MNIST is never twice in memory); the data is complete after it.
+  void add_mnist(const MnistFiles& rest);
+  bool data_complete() const { return has_data() && data_complete_; }
   bool has_data() const { return train_.count > 0 && test_.count > 0; }
   void set_status_line(std::string s) { loading_ = std::move(s); }
 
@@ -106,8 +115,12 @@ class App {
     virtual void send(std::vector<uint8_t> order) = 0;
   };
   void attach_host(HostLink* link);
-  void host_has_data() { host_data_given_ = true; }  // the driver gave the host this data itself (the page's MNIST)
+  // The driver gave the host the data of the last set_data / add_data itself (the page's MNIST files).
+  void host_has_data() { host_data_given_ = true; }
   void host_report(const std::vector<uint8_t>& report);  // throws on a malformed report, changing nothing
+  // What changed, to the host now rather than at the next frame (the page, once the first data is in: its first
+  // frames draw everything and take a while).
+  void send_to_host() { sync_host(); }
   bool training_elsewhere() const;
   // The Jacobian norm now, and the code probe too when a command asked for it (tests; the page computes them between
   // frames).
@@ -146,10 +159,12 @@ class App {
   Dataset train_, test_;
   std::string loading_;
   bool host_data_given_ = false;
+  bool data_complete_ = true;
 
   bool select_preset(const Preset& p, std::string* error);
   void load_weights_state(const SafeTensors& st, const std::string& name);
   void reset_training(std::unique_ptr<Run> fresh = nullptr);
+  void data_grew(bool complete);  // add_data's and add_mnist's: the runs take the new images, the views start over
   void apply_hyper_parameters();
   bool step_once();
   void diverged(const std::string& what);  // the status-bar message when training stopped on a non-finite value

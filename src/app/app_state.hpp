@@ -133,6 +133,7 @@ struct HostSync {
   uint64_t seq = 0, gen = 0;              // the last order's number; the runs' generation (reports of older are stale)
   uint64_t runs_rev = 1, sent_rev = 0;    // runs_changed() counts; the count the host has
   bool data_sent = false;
+  size_t sent_train_images = 0, sent_test_images = 0;  // images the host has (more go as an "append" data order)
   std::vector<const Run*> sent_runs;  // the runs as sent or last brought up to date (a change of any object or
   std::vector<size_t> sent_steps;     // step count not from a report also sends them again)
   std::string sent_settings;              // the runs' settings as the host has them

@@ -47,7 +47,7 @@ void App::rebuild_sweep() {
     return end_beta_sweep("Beta sweep ended: the run continues from trained weights.");
   W.runs = make_sweep_runs(s.preset, s.seed, W.betas);
   for (auto& r : W.runs)
-    if (has_data()) r->set_data(train_, s.held_out);
+    if (has_data()) r->set_data(train_, s.held_out, true, data_complete_);
   W.errors.assign(W.runs.size(), "");
   W.measure.clear();
   W.measuring = false;

@@ -262,7 +262,8 @@ json App::status() const {
           {"frameMs", {{"p50", pct(0.5)}, {"p95", pct(0.95)}, {"max", pct(1.0)}, {"frames", f.size()},
                        {"appP50", pct_of(a, 0.5)}, {"appP95", pct_of(a, 0.95)}}},
           {"running", s.running},
-          {"dataReady", train_.count > 0},
+          {"dataReady", data_complete()},  // all of it: the page may train on a first part before
+          {"data", {{"train", train_.count}, {"test", test_.count}, {"complete", data_complete()}}},
           {"lr", s.preset.optimizer.lr},
           {"batch", s.preset.training.batch_size},
           {"seed", s.seed},

@@ -53,10 +53,17 @@ void App::sync_host() {
   LessonPlay& L = s.lesson;
   if (!h.link) return;
   if (has_data() && !h.data_sent) {
-    if (!host_data_given_) h.link->send(host_order_data(++h.seq, train_, test_));
+    if (!host_data_given_) h.link->send(host_order_data(++h.seq, train_, test_, false, data_complete_));
     host_data_given_ = false;
     h.data_sent = true;
+    h.sent_train_images = train_.count, h.sent_test_images = test_.count;
     h.sent_rev = 0;  // the host rebuilt its runs' batch order: send them again
+  } else if (h.data_sent && (h.sent_train_images != train_.count || h.sent_test_images != test_.count)) {  // more (add_data)
+    if (!host_data_given_)
+      h.link->send(host_order_data(++h.seq, dataset_tail(train_, h.sent_train_images), dataset_tail(test_, h.sent_test_images), true,
+                                   data_complete_));
+    host_data_given_ = false;
+    h.sent_train_images = train_.count, h.sent_test_images = test_.count;
   }
   const std::vector<Run*> runs = hosted_runs();
   // The runs' settings as the host should have them (the runs order carries them too).

@@ -134,7 +134,7 @@ void App::rebuild_twin() {
   p.training.batch_size = s.preset.training.batch_size;
   L.twin = std::make_unique<Run>(p, s.seed);
   L.twin->curve.label = L.configs[1].label;
-  if (has_data()) L.twin->set_data(train_, s.held_out);
+  if (has_data()) L.twin->set_data(train_, s.held_out, true, data_complete_);
   runs_changed();
 }
 

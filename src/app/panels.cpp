@@ -290,9 +290,13 @@ void App::panel_model() {
 void App::panel_data() {
   State& s = *s_;
   if (!s.layout.begin(kPanelData, &show_panel[kPanelData])) return ImGui::End();
-  if (has_data())
+  if (has_data()) {
     ImGui::Text("%zu training, %zu test images (%zux%zu, kept as bytes)", train_.count, test_.count, train_.rows, train_.cols);
-  else
+    if (!data_complete_) {  // the page trains on a first part of MNIST while the rest downloads
+      ImGui::TextWrapped("A first part of MNIST: the rest joins training at the next epoch once it is in. %s",
+                         loading_.c_str());
+    }
+  } else
     ImGui::TextUnformatted(loading_.empty() ? "No data loaded." : loading_.c_str());
   if (ImGui::Button("Use your own IDX files ...")) driver_->open_file();
   help_marker("Pick or drop IDX files (raw or .gz) like MNIST's: images and labels, for the training set or the test "

@@ -32,6 +32,94 @@ Dataset make_dataset(IdxImages im, IdxLabels lb, const std::string& images_name,
   return d;
 }
 
+void parse_mnist(const MnistFiles& f, Dataset& train, Dataset& test, const std::string& part) {
+  static const char* kNames[4] = {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                                  "t10k-labels-idx1-ubyte.gz"};
+  Dataset d[2];
+  for (int k = 0; k < 2; ++k) {
+    const std::string im = part + kNames[2 * k], lb = part + kNames[2 * k + 1];
+    d[k] = make_dataset(parse_idx_images(f.data[2 * k], f.size[2 * k], im),
+                        parse_idx_labels(f.data[2 * k + 1], f.size[2 * k + 1], lb), im, lb, k ? "test" : "train");
+  }
+  train = std::move(d[0]);
+  test = std::move(d[1]);
+}
+
+void append_mnist(const MnistFiles& f, Dataset& train, Dataset& test, const std::string& part) {
+  static const char* kNames[4] = {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                                  "t10k-labels-idx1-ubyte.gz"};
+  Dataset* d[2] = {&train, &test};
+  const size_t had[2] = {train.count, test.count};
+  try {
+    for (int k = 0; k < 2; ++k) {
+      const std::string im_name = part + kNames[2 * k], lb_name = part + kNames[2 * k + 1];
+      Dataset& to = *d[k];
+      if (to.count == 0 || to.labels.size() != to.count)
+        throw std::runtime_error(im_name + ": more images for a set without labelled images yet");
+      const IdxImages im = append_idx_images(to.pixels, f.data[2 * k], f.size[2 * k], im_name);
+      if (im.rows != to.rows || im.cols != to.cols)
+        throw std::runtime_error(im_name + ": images of " + std::to_string(im.rows) + "x" + std::to_string(im.cols) +
+                                 " after images of " + std::to_string(to.rows) + "x" + std::to_string(to.cols));
+      const IdxLabels lb = append_idx_labels(to.labels, f.data[2 * k + 1], f.size[2 * k + 1], lb_name);
+      if (lb.count != im.count)
+        throw std::runtime_error(lb_name + ": holds " + std::to_string(lb.count) + " labels but " + im_name + " holds " +
+                                 std::to_string(im.count) + " images");
+      to.count += im.count;
+    }
+  } catch (...) {
+    for (int k = 0; k < 2; ++k) {  // back to what they were, whichever file failed
+      d[k]->count = had[k];
+      d[k]->pixels.resize(had[k] * d[k]->rows * d[k]->cols);
+      d[k]->labels.resize(had[k]);
+    }
+    throw;
+  }
+}
+
+void append_dataset(Dataset& d, Dataset more) {
+  if (more.count == 0) return;
+  if (d.count == 0) {
+    const std::string name = d.name;
+    d = std::move(more);
+    if (!name.empty()) d.name = name;
+    return;
+  }
+  if (more.rows != d.rows || more.cols != d.cols)
+    throw std::runtime_error("more " + d.name + " images of " + std::to_string(more.rows) + "x" +
+                             std::to_string(more.cols) + " for images of " + std::to_string(d.rows) + "x" +
+                             std::to_string(d.cols));
+  if (more.labels.empty() != d.labels.empty())
+    throw std::runtime_error("more " + d.name + " images " + (d.labels.empty() ? "with" : "without") +
+                             " labels for images " + (d.labels.empty() ? "without" : "with") + " them");
+  d.pixels.insert(d.pixels.end(), more.pixels.begin(), more.pixels.end());
+  d.labels.insert(d.labels.end(), more.labels.begin(), more.labels.end());
+  d.count += more.count;
+}
+
+void reserve_dataset(Dataset& d, size_t count) {
+  if (count <= d.count || count > (size_t(1) << 24)) return;  // (a hint: an absurd one is ignored)
+  // (+ the IDX header that comes inflated with them and is then cut: see append_idx_images)
+  d.pixels.reserve(count * d.rows * d.cols + 16);
+  if (!d.labels.empty()) d.labels.reserve(count + 8);
+}
+
+void truncate_dataset(Dataset& d, size_t count) {
+  if (count >= d.count) return;
+  d.count = count;
+  d.pixels.resize(count * d.rows * d.cols);
+  if (!d.labels.empty()) d.labels.resize(count);
+}
+
+Dataset dataset_tail(const Dataset& d, size_t from) {
+  Dataset t;
+  t.name = d.name, t.rows = d.rows, t.cols = d.cols;
+  if (from >= d.count) return t;
+  t.count = d.count - from;
+  t.pixels.assign(d.pixels.begin() + std::ptrdiff_t(from * d.rows * d.cols), d.pixels.end());
+  if (!d.labels.empty()) t.labels.assign(d.labels.begin() + std::ptrdiff_t(from), d.labels.end());
+  return t;
+}
+
 Dataset load_mnist(const std::string& dir, bool train) {
   std::string prefix = dir + (train ? "/train" : "/t10k");
   std::string images = prefix + "-images-idx3-ubyte", labels = prefix + "-labels-idx1-ubyte";

@@ -42,8 +42,11 @@ public:
 
 class Gunzipper {
 public:
-    Gunzipper(const uint8_t* data, size_t size, const std::string& name, size_t max_output)
-        : data_(data), size_(size), name_(name), max_output_(max_output), stream_(name) {}
+    // `out`: the decoded bytes go after what it holds (gunzip_append).
+    Gunzipper(const uint8_t* data, size_t size, const std::string& name, size_t max_output,
+              std::vector<uint8_t> out = {})
+        : data_(data), size_(size), name_(name), max_output_(max_output), stream_(name), out_(std::move(out)),
+          base_(out_.size()), n_(base_) {}
 
     std::vector<uint8_t> run() {
         if (!is_gzip(data_, size_)) throw std::runtime_error(name_ + ": not a gzip file (does not start with bytes 1f 8b)");
@@ -70,8 +73,17 @@ private:
     size_t max_output_;
     InflateStream stream_;
     size_t pos_ = 0;            // first input byte zlib has not consumed
-    std::vector<uint8_t> out_;  // out_[0, n_) is decoded data; the rest is room for zlib to write into
-    size_t n_ = 0;
+    std::vector<uint8_t> out_;  // out_[base_, n_) is decoded data; the rest is room for zlib to write into
+    size_t base_, n_;
+
+public:
+    // The caller's bytes back, as they were, after a failure (gunzip_append).
+    std::vector<uint8_t> give_back() {
+        out_.resize(base_);
+        return std::move(out_);
+    }
+
+private:
 
     // The last member's ISIZE is usually the whole output size; sizing the buffer once avoids regrowth and the
     // final shrink. It is only a hint from untrusted input, so it stays within what a stream of this length
@@ -80,15 +92,16 @@ private:
         if (size_ < 18) return;
         const uint64_t hint = load_le32(data_ + size_ - 4);
         if (hint > uint64_t(size_) * 1032 || hint > max_output_) return;
-        out_.resize(size_t(hint));
+        out_.reserve(base_ + size_t(hint));  // exactly (resize alone may double a large buffer's capacity)
+        out_.resize(base_ + size_t(hint));
     }
 
     // Room for more output: doubling, up to one byte past max_output, so that a stream going over the cap is
     // seen (n_ > max_output_) without ever allocating more than the cap.
     void grow() {
-        const size_t limit = max_output_ == SIZE_MAX ? SIZE_MAX : max_output_ + 1;
+        const size_t limit = max_output_ >= SIZE_MAX - base_ - 1 ? SIZE_MAX : base_ + max_output_ + 1;
         const size_t doubled = out_.size() > limit / 2 ? limit : out_.size() * 2;
-        out_.resize(std::max({doubled, std::min(limit, size_t(1) << 16), n_ + 1}));
+        out_.resize(std::max({doubled, std::min(limit, base_ + (size_t(1) << 16)), n_ + 1}));
     }
 
     void inflate_member(int member) {
@@ -103,7 +116,7 @@ private:
             const int rc = inflate(&z, Z_NO_FLUSH);
             n_ = size_t(z.next_out - out_.data());
             pos_ = size_t(z.next_in - data_);
-            if (n_ > max_output_) too_large();
+            if (n_ - base_ > max_output_) too_large();
             if (rc == Z_STREAM_END) return;
             if (rc == Z_MEM_ERROR) throw std::runtime_error(name_ + ": out of memory while inflating");
             if (rc != Z_OK && rc != Z_BUF_ERROR) data_error(member, member_start, member_output);
@@ -165,6 +178,17 @@ bool is_gzip(const uint8_t* data, size_t size) { return size >= 2 && data[0] == 
 
 std::vector<uint8_t> gunzip(const uint8_t* data, size_t size, const std::string& name, size_t max_output) {
     return Gunzipper(data, size, name, max_output).run();
+}
+
+void gunzip_append(const uint8_t* data, size_t size, const std::string& name, std::vector<uint8_t>& out,
+                   size_t max_output) {
+    Gunzipper g(data, size, name, max_output, std::move(out));
+    try {
+        out = g.run();
+    } catch (...) {
+        out = g.give_back();
+        throw;
+    }
 }
 
 }  // namespace aep

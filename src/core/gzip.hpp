@@ -19,4 +19,9 @@ bool is_gzip(const uint8_t* data, size_t size);
 std::vector<uint8_t> gunzip(const uint8_t* data, size_t size, const std::string& name,
                             size_t max_output = size_t(1) << 30);
 
+// The same, appended to `out` after what it holds: a large file decoded straight into its destination (e.g. more
+// images after a dataset's) is never twice in memory. On error `out` is as it was.
+void gunzip_append(const uint8_t* data, size_t size, const std::string& name, std::vector<uint8_t>& out,
+                   size_t max_output = size_t(1) << 30);
+
 }  // namespace aep

@@ -110,13 +110,22 @@ void check_total_size(size_t size, size_t header_bytes, uint64_t payload, const 
 
 // The payload after a validated header. An inflated buffer (`owned`) is moved rather than copied, so a large
 // .gz file needs its inflated size once in memory, not twice.
-std::vector<uint8_t> take_payload(const uint8_t* data, size_t size, size_t header_bytes, std::vector<uint8_t>* owned) {
+// kept_at: the file sits in *owned from that byte on, after other data (append_idx_*): only its header is cut out, and
+// the payload stays where it is (nothing is returned).
+constexpr size_t kNotKept = size_t(-1);
+std::vector<uint8_t> take_payload(const uint8_t* data, size_t size, size_t header_bytes, std::vector<uint8_t>* owned,
+                                  size_t kept_at = kNotKept) {
     if (owned == nullptr) return std::vector<uint8_t>(data + header_bytes, data + size);
+    if (kept_at != kNotKept) {
+        owned->erase(owned->begin() + std::ptrdiff_t(kept_at), owned->begin() + std::ptrdiff_t(kept_at + header_bytes));
+        return {};
+    }
     owned->erase(owned->begin(), owned->begin() + std::ptrdiff_t(header_bytes));
     return std::move(*owned);
 }
 
-IdxImages parse_raw_images(const uint8_t* data, size_t size, const std::string& name, std::vector<uint8_t>* owned) {
+IdxImages parse_raw_images(const uint8_t* data, size_t size, const std::string& name, std::vector<uint8_t>* owned,
+                           size_t kept_at = kNotKept) {
     const std::vector<uint32_t> dims = read_dims(data, size, name, kImages);
     IdxImages out;
     out.count = dims[0];
@@ -130,27 +139,44 @@ IdxImages parse_raw_images(const uint8_t* data, size_t size, const std::string& 
     check_count(out.count, name, "images");
     const uint64_t payload = uint64_t(out.count) * out.rows * out.cols;  // <= 1e7 * 4096^2, fits easily
     check_total_size(size, 16, payload, name, std::to_string(out.count) + " images of " + shape + " pixels");
-    out.pixels = take_payload(data, size, 16, owned);
+    out.pixels = take_payload(data, size, 16, owned, kept_at);
     return out;
 }
 
-IdxLabels parse_raw_labels(const uint8_t* data, size_t size, const std::string& name, std::vector<uint8_t>* owned) {
+IdxLabels parse_raw_labels(const uint8_t* data, size_t size, const std::string& name, std::vector<uint8_t>* owned,
+                           size_t kept_at = kNotKept) {
     const std::vector<uint32_t> dims = read_dims(data, size, name, kLabels);
     IdxLabels out;
     out.count = dims[0];
     check_count(out.count, name, "labels");
     check_total_size(size, 8, out.count, name, std::to_string(out.count) + " one-byte labels");
-    out.labels = take_payload(data, size, 8, owned);
+    out.labels = take_payload(data, size, 8, owned, kept_at);
     return out;
 }
 
 // Calls parse on the raw bytes, inflating first when the buffer is gzip.
 template <class Parse>
 auto parse_maybe_gzipped(const uint8_t* data, size_t size, const std::string& name, Parse parse) {
-    if (!is_gzip(data, size)) return parse(data, size, name, nullptr);
+    if (!is_gzip(data, size)) return parse(data, size, name, nullptr, kNotKept);
     std::vector<uint8_t> raw = gunzip(data, size, name, kMaxInflatedBytes);
     // Sizes in later messages refer to the inflated data, so say so.
-    return parse(raw.data(), raw.size(), name + " (after gunzip)", &raw);
+    return parse(raw.data(), raw.size(), name + " (after gunzip)", &raw, kNotKept);
+}
+
+// The same appended to `into`: inflated (or copied) after what it holds, parsed there, its header cut out.
+template <class Parse>
+auto append_maybe_gzipped(std::vector<uint8_t>& into, const uint8_t* data, size_t size, const std::string& name,
+                          Parse parse) {
+    const size_t base = into.size();
+    try {
+        const bool gz = is_gzip(data, size);
+        if (gz) gunzip_append(data, size, name, into, kMaxInflatedBytes);
+        else into.insert(into.end(), data, data + size);
+        return parse(into.data() + base, into.size() - base, gz ? name + " (after gunzip)" : name, &into, base);
+    } catch (...) {
+        into.resize(base);
+        throw;
+    }
 }
 
 bool can_open(const std::string& path, int& error) {
@@ -200,6 +226,14 @@ IdxImages parse_idx_images(const uint8_t* data, size_t size, const std::string& 
 
 IdxLabels parse_idx_labels(const uint8_t* data, size_t size, const std::string& name) {
     return parse_maybe_gzipped(data, size, name, parse_raw_labels);
+}
+
+IdxImages append_idx_images(std::vector<uint8_t>& into, const uint8_t* data, size_t size, const std::string& name) {
+    return append_maybe_gzipped(into, data, size, name, parse_raw_images);
+}
+
+IdxLabels append_idx_labels(std::vector<uint8_t>& into, const uint8_t* data, size_t size, const std::string& name) {
+    return append_maybe_gzipped(into, data, size, name, parse_raw_labels);
 }
 
 IdxImages read_idx_images(const std::string& path) {

@@ -23,6 +23,11 @@ struct IdxLabels {
 IdxImages parse_idx_images(const uint8_t* data, size_t size, const std::string& name);
 IdxLabels parse_idx_labels(const uint8_t* data, size_t size, const std::string& name);
 
+// The same, appended to `into` (a dataset's pixels or labels) after what it holds, inflated straight into it: a large
+// .gz file is never twice in memory. The result has the counts and sizes, no data. On error `into` is unchanged.
+IdxImages append_idx_images(std::vector<uint8_t>& into, const uint8_t* data, size_t size, const std::string& name);
+IdxLabels append_idx_labels(std::vector<uint8_t>& into, const uint8_t* data, size_t size, const std::string& name);
+
 // Read a file (raw or .gz) and parse; error messages name the path. If `path` does not exist but
 // `path + ".gz"` does, read that.
 IdxImages read_idx_images(const std::string& path);

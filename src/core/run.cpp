@@ -12,10 +12,10 @@
 
 namespace aep {
 
-std::vector<uint32_t> training_subset(const Dataset& d, int held_out_digit) {
+std::vector<uint32_t> training_subset(const Dataset& d, int held_out_digit, size_t from) {
   std::vector<uint32_t> idx;
-  idx.reserve(d.count);
-  for (size_t i = 0; i < d.count; ++i)
+  idx.reserve(d.count > from ? d.count - from : 0);
+  for (size_t i = from; i < d.count; ++i)
     if (held_out_digit < 0 || d.labels.empty() || d.labels[i] != held_out_digit) idx.push_back(uint32_t(i));
   return idx;
 }
@@ -48,14 +48,36 @@ std::pair<size_t, size_t> LossCurve::test_range(size_t k) const {
   return {segments[k].test_begin, k + 1 < segments.size() ? segments[k + 1].test_begin : test.size()};
 }
 
-void Run::set_data(const Dataset& train, int held_out_digit, bool shuffle) {
+void Run::set_data(const Dataset& train, int held_out_digit, bool shuffle, bool complete) {
   std::vector<uint32_t> subset = training_subset(train, held_out_digit);
   auto s = std::make_unique<BatchSampler>(subset.size(), preset.training.batch_size, shuffle, seed + 2);
   train_ = &train;
+  data_count_ = train.count;
   held_out = held_out_digit;
   subset_ = std::move(subset);
   shuffle_ = shuffle;
   sampler = std::move(s);
+  full_from = complete ? 0 : kNotYet;
+}
+
+void Run::add_data(const Dataset& train, bool complete) {
+  if (!sampler) return set_data(train, held_out, shuffle_, complete);
+  if (train.count < data_count_)
+    throw std::runtime_error("the training images cannot shrink from " + std::to_string(data_count_) + " to " +
+                             std::to_string(train.count));
+  const std::vector<uint32_t> more = training_subset(train, held_out, data_count_);
+  sampler->grow(subset_.size() + more.size());  // (throws before anything changed)
+  subset_.insert(subset_.end(), more.begin(), more.end());
+  train_ = &train;
+  data_count_ = train.count;
+  // The epoch under way finishes over the images it had: the first over all of them is the next (or this one, when
+  // its order covers them all already).
+  if (complete && full_from == kNotYet)
+    full_from = sampler->epoch_images() == subset_.size() ? sampler->epoch : sampler->epoch + 1;
+}
+
+bool Run::epochs_done() const {
+  return sampler && full_from != kNotYet && sampler->epoch >= full_from + preset.training.epochs;
 }
 
 LossTerms Run::step() {
@@ -238,6 +260,7 @@ void save_run(const Run& r, SafeTensors& st, const std::string& prefix, size_t c
   }
   st.metadata[prefix + "run"] =
       json{{"preset", preset_to_json(r.preset)}, {"seed", r.seed}, {"steps", r.steps}, {"held_out", r.held_out},
+           {"full_from", r.full_from == Run::kNotYet ? int64_t(-1) : int64_t(r.full_from)},
            {"sample_z", r.sample_z}, {"trainer_rng", rng_json(r.trainer->rng.save())}, {"sampler", sampler},
            {"label", c.label}, {"segments", segments}, {"curve_from", curve_from}, {"test_from", test_from}}
           .dump();
@@ -267,7 +290,10 @@ std::unique_ptr<Run> load_run(const SafeTensors& st, const std::string& prefix, 
 
 void update_run(Run& run, const SafeTensors& st, const std::string& prefix) {
   const RunState r = read_run(st, prefix);
-  if (r.has_sampler && run.sampler && !r.order_kept && r.sampler.order.size() != run.train_images())
+  const json& ff = r.meta.contains("full_from") ? r.meta["full_from"] : json(0);
+  if (!ff.is_number_integer()) throw std::runtime_error("run state: 'full_from' is not a whole number");
+  const int64_t full_from = ff.get<int64_t>();
+  if (r.has_sampler && run.sampler && !r.order_kept && r.sampler.order.size() > run.train_images())
     throw std::runtime_error("run state: a batch order over another number of images");
   if (r.order_kept && !(r.has_sampler && run.sampler))
     throw std::runtime_error("run state: the batch order is missing");
@@ -293,6 +319,7 @@ void update_run(Run& run, const SafeTensors& st, const std::string& prefix) {
   run.seed = r.meta["seed"].get<uint64_t>();
   run.steps = r.meta["steps"].get<size_t>();
   run.held_out = r.meta.value("held_out", -1);
+  run.full_from = full_from < 0 ? Run::kNotYet : size_t(full_from);
   run.sample_z = r.meta.value("sample_z", true);
   run.trainer->rng.load(r.trainer_rng);
   if (r.has_sampler && run.sampler) r.order_kept ? run.sampler->load_position(r.sampler) : run.sampler->load(r.sampler);

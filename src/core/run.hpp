@@ -32,7 +32,8 @@ struct LossCurve {
 
 // The training images a run samples from: all of d, or all but one digit (held out, e.g. for anomaly detection;
 // -1: none). A dataset without labels has no digit to leave out.
-std::vector<uint32_t> training_subset(const Dataset& d, int held_out_digit);
+// Images from index `from` on only, for data that grew (Run::add_data).
+std::vector<uint32_t> training_subset(const Dataset& d, int held_out_digit, size_t from = 0);
 
 class Run {
  public:
@@ -42,7 +43,15 @@ class Run {
 
   // The images to train on (`train` must outlive the run, or be replaced by another call): all of it, or all but
   // one digit. Starts the batch order over at epoch 0; the weights are kept.
-  void set_data(const Dataset& train, int held_out_digit = -1, bool shuffle = true);
+  // `complete`: false while more images are still to come (the page's first part of MNIST; see add_data).
+  void set_data(const Dataset& train, int held_out_digit = -1, bool shuffle = true, bool complete = true);
+  // The same dataset, grown (append_dataset): its new images join the batch order from the next epoch on
+  // (BatchSampler::grow); the epoch under way finishes over the images it had. Nothing else changes. `complete`: no
+  // more images will come.
+  void add_data(const Dataset& train, bool complete = true);
+  // Whether the preset's epochs are done: epochs over all of the data, counted from the first that covered it all
+  // (epochs over a first part of it, while the rest was still coming, do not count).
+  bool epochs_done() const;
   bool has_data() const { return sampler != nullptr; }
   size_t train_images() const { return subset_.size(); }
 
@@ -69,12 +78,16 @@ class Run {
   std::unique_ptr<BatchSampler> sampler;
   size_t steps = 0;  // optimizer steps taken by this run
   int held_out = -1;  // the digit left out of the training images (set_data), -1 none
+  // The sampler's first epoch over all of the data (epochs_done); kNotYet while more data is to come.
+  static constexpr size_t kNotYet = size_t(-1);
+  size_t full_from = 0;
   LossCurve curve;
   Tensor input, target;  // the last batch: corrupted input and clean target
 
  private:
   const Dataset* train_ = nullptr;
   std::vector<uint32_t> subset_, batch_;
+  size_t data_count_ = 0;  // train_->count when the subset was last built
   Tensor zero_eps_;
   bool shuffle_ = true;
 };

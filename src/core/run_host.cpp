@@ -100,7 +100,8 @@ std::vector<uint8_t> host_order_train(uint64_t seq, const HostTrain& t) {
                   {"lockstep", t.lockstep}, {"eval_images", t.eval_images}});
 }
 
-std::vector<uint8_t> host_order_data(uint64_t seq, const Dataset& train, const Dataset& test) {
+std::vector<uint8_t> host_order_data(uint64_t seq, const Dataset& train, const Dataset& test, bool append,
+                                     bool complete) {
   SafeTensors st;
   json sizes = json::array();
   for (const Dataset* d : {&train, &test}) {
@@ -110,7 +111,8 @@ std::vector<uint8_t> host_order_data(uint64_t seq, const Dataset& train, const D
     add_bytes(st, k + ".labels", lb);
     sizes.push_back({d->name, im.size(), lb.size()});
   }
-  return message({{"kind", "data"}, {"seq", seq}, {"sets", sizes}}, std::move(st));
+  return message({{"kind", "data"}, {"seq", seq}, {"sets", sizes}, {"append", append}, {"complete", complete}},
+                 std::move(st));
 }
 
 void RunHost::receive(const std::vector<uint8_t>& bytes) {
@@ -173,7 +175,9 @@ void RunHost::receive(const std::vector<uint8_t>& bytes) {
       d[k] = make_dataset(parse_idx_images(im.data(), im.size(), name), parse_idx_labels(lb.data(), lb.size(), name), name,
                           name, name);
     }
-    set_data(std::move(d[0]), std::move(d[1]));
+    const bool complete = h.value("complete", true);
+    if (h.value("append", false)) add_data(std::move(d[0]), std::move(d[1]), complete);
+    else set_data(std::move(d[0]), std::move(d[1]), complete);
   } else {
     throw std::runtime_error("training host: unknown order '" + kind + "'");
   }
@@ -181,11 +185,37 @@ void RunHost::receive(const std::vector<uint8_t>& bytes) {
   changed_ = true;
 }
 
-void RunHost::set_data(Dataset train, Dataset test) {
+void RunHost::set_data(Dataset train, Dataset test, bool complete) {
   train_ = std::move(train);
   test_ = std::move(test);
-  for (auto& r : runs_) r->set_data(train_, r->held_out, r->sampler ? r->sampler->save().shuffle : true);
+  data_complete_ = complete;
+  for (auto& r : runs_) r->set_data(train_, r->held_out, r->sampler ? r->sampler->save().shuffle : true, complete);
   sent_epoch_.assign(runs_.size(), size_t(-1));
+  changed_ = true;
+}
+
+void RunHost::add_data(Dataset train, Dataset test, bool complete) {
+  if (!has_data()) return set_data(std::move(train), std::move(test), complete);
+  const size_t had = train_.count;
+  append_dataset(train_, std::move(train));  // throws, changing nothing, when they do not fit
+  try {
+    append_dataset(test_, std::move(test));
+  } catch (...) {
+    truncate_dataset(train_, had);  // a refused order changes nothing
+    throw;
+  }
+  data_grew(complete);
+}
+
+void RunHost::add_mnist(const MnistFiles& rest) {
+  if (!has_data()) throw std::runtime_error("training host: the rest of MNIST before its first part");
+  append_mnist(rest, train_, test_);  // throws, changing nothing
+  data_grew(true);
+}
+
+void RunHost::data_grew(bool complete) {
+  data_complete_ = complete;
+  for (auto& r : runs_) r->add_data(train_, complete);
   changed_ = true;
 }
 
@@ -235,7 +265,7 @@ bool RunHost::work(double budget_ms) {
       stop("steps");
       break;
     }
-    if (a.sampler->epoch >= a.preset.training.epochs) {
+    if (a.epochs_done()) {
       stop("epochs");
       break;
     }

@@ -31,8 +31,10 @@ std::vector<uint8_t> host_order_runs(uint64_t seq, uint64_t gen, const std::vect
 // New settings (learning rate, loss, corruption, batch size ...: Run::apply_settings) for each run, kept where it is.
 std::vector<uint8_t> host_order_settings(uint64_t seq, const std::vector<const Preset*>& presets);
 std::vector<uint8_t> host_order_train(uint64_t seq, const HostTrain& t);
-// The training and test images (raw IDX inside).
-std::vector<uint8_t> host_order_data(uint64_t seq, const Dataset& train, const Dataset& test);
+// The training and test images (raw IDX inside); with `append`, more of them (RunHost::add_data). `complete`: no more
+// will come.
+std::vector<uint8_t> host_order_data(uint64_t seq, const Dataset& train, const Dataset& test, bool append = false,
+                                     bool complete = true);
 
 // A report, host -> app: the runs' state since the last report, and how training goes.
 struct HostReport {
@@ -65,11 +67,19 @@ class RunHost {
   std::vector<uint8_t> report(double interval_s, double others_s = 1.0);
   bool has_data() const { return train_.count > 0 && test_.count > 0; }
   // The training and test images, as the "data" order gives them (the page's worker unpacks MNIST itself).
-  void set_data(Dataset train, Dataset test);
+  // `complete`: false while more is to come (a first part of MNIST: the preset's epochs are not counted yet).
+  void set_data(Dataset train, Dataset test, bool complete = true);
+  // More training and test images (the rest of MNIST): the runs keep training; the new images join each run's batch
+  // order when its next epoch begins (Run::add_data).
+  void add_data(Dataset train, Dataset test, bool complete = true);
+  // The same from MNIST's four files (the page's worker), inflated straight into the data; complete after it.
+  void add_mnist(const MnistFiles& rest);
 
  private:
   using Clock = std::chrono::steady_clock;
   Dataset train_, test_;
+  bool data_complete_ = true;
+  void data_grew(bool complete);
   std::vector<std::unique_ptr<Run>> runs_;
   std::vector<std::string> errors_;
   std::vector<double> last_train_, last_test_, last_test_kl_;

@@ -168,7 +168,7 @@ LossTerms Trainer::train_step(const Tensor& input, const Tensor& target, const T
 }
 
 BatchSampler::BatchSampler(size_t count, size_t batch_size, bool shuffle, uint64_t seed)
-    : order_(count), batch_(batch_size), shuffle_(shuffle), rng_(seed) {
+    : order_(count), count_(count), batch_(batch_size), shuffle_(shuffle), rng_(seed) {
   if (count == 0) throw std::runtime_error("the dataset is empty");
   if (batch_size == 0) throw std::runtime_error("the batch size must be at least 1");
   std::iota(order_.begin(), order_.end(), 0u);
@@ -185,9 +185,9 @@ BatchSampler::State BatchSampler::save() const {
 }
 
 void BatchSampler::load(const State& s) {
-  if (s.order.size() != order_.size())
+  if (s.order.size() > count_ || s.order.empty())
     throw std::runtime_error("batch order of " + std::to_string(s.order.size()) + " images for a sampler of " +
-                             std::to_string(order_.size()));
+                             std::to_string(count_));
   if (s.batch == 0 || s.pos > s.order.size()) throw std::runtime_error("batch order: position out of range");
   for (uint32_t i : s.order)
     if (i >= s.order.size()) throw std::runtime_error("batch order: an index out of range");
@@ -201,12 +201,24 @@ void BatchSampler::load_position(const State& s) {
   rng_.load(s.rng);
 }
 
+void BatchSampler::grow(size_t count) {
+  if (count < count_)
+    throw std::runtime_error("the data cannot shrink from " + std::to_string(count_) + " to " + std::to_string(count) +
+                             " images");
+  count_ = count;
+}
+
 const uint32_t* BatchSampler::next(size_t& n) {
   size_t left = order_.size() - pos_;
   if (left == 0 || (left == 1 && order_.size() > 1)) {  // epoch over (a lone last image is skipped)
     pos_ = 0;
     ++epoch;
     step_in_epoch = 0;
+    if (order_.size() < count_) {  // the data grew: this epoch covers it all (in file order before any shuffle)
+      const size_t had = order_.size();
+      order_.resize(count_);
+      std::iota(order_.begin() + std::ptrdiff_t(had), order_.end(), uint32_t(had));
+    }
     if (shuffle_) rng_.shuffle(order_);
     left = order_.size();
   }

@@ -70,13 +70,20 @@ class BatchSampler {
     Rng::State rng;
   };
   State save() const;
-  void load(const State& s);  // throws when s is of another number of images or out of range
+  // Throws when s is out of range or over more images than this sampler has (fewer is fine: the writer's data had not
+  // grown yet, and its epoch finishes over them; see grow).
+  void load(const State& s);
   // The same with s.order ignored: this sampler's order is kept (the writer's is the same; see save_run's `order`).
   void load_position(const State& s);
+  // The data grew to `count` images (the rest of MNIST joined a first part): the epoch under way finishes over the
+  // images it had, and every later epoch covers all `count`. Throws if count is smaller than before.
+  void grow(size_t count);
+  size_t count() const { return count_; }
+  size_t epoch_images() const { return order_.size(); }  // what the epoch under way covers (< count() after grow)
 
  private:
-  std::vector<uint32_t> order_;
-  size_t batch_, pos_ = 0;
+  std::vector<uint32_t> order_;  // this epoch's (over its first order_.size() of the count_ images)
+  size_t count_, batch_, pos_ = 0;
   bool shuffle_;
   Rng rng_;
 };

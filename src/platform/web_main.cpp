@@ -24,6 +24,7 @@ namespace {
 GLFWwindow* g_window = nullptr;
 std::unique_ptr<aep::App> g_app;
 std::string g_reply;  // the string the last exported call returned; valid until the next call
+std::vector<uint8_t> g_staging;  // aep_staging
 
 const char* reply(std::string s) {
   g_reply = std::move(s);
@@ -115,25 +116,47 @@ const char* load_file(void (aep::App::*load)(const std::vector<uint8_t>&, const 
 
 extern "C" {
 
-// The four MNIST files (raw or gzip) as bytes; returns "" or the error. The page frees the buffers.
+// The four MNIST files (raw or gzip) as bytes; returns "" or the error. The page frees the buffers. `complete` 0: a
+// first part, the rest comes through aep_add_data; all_train / all_test: how many images there will be (0: unknown).
 EMSCRIPTEN_KEEPALIVE const char* aep_set_data(const uint8_t* train_images, size_t n_ti, const uint8_t* train_labels,
                                               size_t n_tl, const uint8_t* test_images, size_t n_si,
-                                              const uint8_t* test_labels, size_t n_sl) {
+                                              const uint8_t* test_labels, size_t n_sl, int complete,
+                                              int all_train, int all_test) {
   try {
-    using namespace aep;
-    Dataset train = make_dataset(parse_idx_images(train_images, n_ti, "train-images-idx3-ubyte.gz"),
-                                 parse_idx_labels(train_labels, n_tl, "train-labels-idx1-ubyte.gz"),
-                                 "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "train");
-    Dataset test = make_dataset(parse_idx_images(test_images, n_si, "t10k-images-idx3-ubyte.gz"),
-                                parse_idx_labels(test_labels, n_sl, "t10k-labels-idx1-ubyte.gz"),
-                                "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", "test");
-    g_app->set_data(std::move(train), std::move(test));
-    if (g_worker) g_app->host_has_data();  // the page gave the worker the same files
+    aep::Dataset train, test;
+    aep::parse_mnist({{train_images, train_labels, test_images, test_labels}, {n_ti, n_tl, n_si, n_sl}}, train, test);
+    aep::reserve_dataset(train, size_t(std::max(0, all_train)));  // room for the rest (data/parts.json's totals)
+    aep::reserve_dataset(test, size_t(std::max(0, all_test)));
+    g_app->set_data(std::move(train), std::move(test), complete != 0);
+    if (g_worker) g_app->host_has_data();  // the page gives the worker the same files
+    if (g_worker) g_app->send_to_host();  // the runs and a train order (autostart) go now, not at the next frame
     return reply("");
   } catch (const std::exception& e) {
     g_app->message = e.what();
     return reply(e.what());
   }
+}
+
+// The rest of MNIST (the same four files' remaining images), training going on; "" or why not (nothing changed then,
+// and the page does not give it to the worker either).
+EMSCRIPTEN_KEEPALIVE const char* aep_add_data(const uint8_t* train_images, size_t n_ti, const uint8_t* train_labels,
+                                              size_t n_tl, const uint8_t* test_images, size_t n_si,
+                                              const uint8_t* test_labels, size_t n_sl) {
+  try {
+    g_app->add_mnist({{train_images, train_labels, test_images, test_labels}, {n_ti, n_tl, n_si, n_sl}});
+    if (g_worker) g_app->host_has_data();  // the page gives the worker the same files, right after this call
+    return reply("");
+  } catch (const std::exception& e) {
+    return reply(e.what());
+  }
+}
+
+// Room for the rest of MNIST's files (gzip), set aside right after the first part while the heap is still small: the
+// rest is copied into it instead of into a new block on top of everything (a wasm heap never shrinks), and once it is
+// freed, later allocations reuse it. n = 0 frees it. Returns where to copy (null when n = 0).
+EMSCRIPTEN_KEEPALIVE uint8_t* aep_staging(size_t n) {
+  std::vector<uint8_t>(n).swap(g_staging);
+  return g_staging.data();
 }
 
 // Fashion-MNIST test images and labels (gzip), for the anomaly panel's out-of-distribution mode.

@@ -6,7 +6,6 @@
 #include <vector>
 
 #include "core/data.hpp"
-#include "core/idx.hpp"
 #include "core/run_host.hpp"
 
 namespace {
@@ -14,6 +13,7 @@ namespace {
 aep::RunHost g_host;
 std::string g_reply;
 std::vector<uint8_t> g_report;
+std::vector<uint8_t> g_staging;  // aep_worker_staging
 
 const char* reply(std::string s) {
   g_reply = std::move(s);
@@ -34,23 +34,35 @@ EMSCRIPTEN_KEEPALIVE const char* aep_worker_receive(const uint8_t* data, size_t 
   }
 }
 
-// MNIST's four files as the page fetched them (gzip): the training and test images, given here once instead of being
-// copied over from the page's engine.
+// MNIST's four files as the page fetched them (gzip): the training and test images, given here instead of being copied
+// over from the page's engine. The page gives a first part, then the rest (`append`); `complete`: no more will come;
+// all_train / all_test: how many images there will be in all (0: unknown).
 EMSCRIPTEN_KEEPALIVE const char* aep_worker_mnist(const uint8_t* ti, size_t n_ti, const uint8_t* tl, size_t n_tl,
-                                                  const uint8_t* si, size_t n_si, const uint8_t* sl, size_t n_sl) {
+                                                  const uint8_t* si, size_t n_si, const uint8_t* sl, size_t n_sl,
+                                                  int append, int complete, int all_train, int all_test) {
   try {
-    using namespace aep;
-    Dataset train = make_dataset(parse_idx_images(ti, n_ti, "train-images-idx3-ubyte.gz"),
-                                 parse_idx_labels(tl, n_tl, "train-labels-idx1-ubyte.gz"), "train-images-idx3-ubyte.gz",
-                                 "train-labels-idx1-ubyte.gz", "train");
-    Dataset test = make_dataset(parse_idx_images(si, n_si, "t10k-images-idx3-ubyte.gz"),
-                                parse_idx_labels(sl, n_sl, "t10k-labels-idx1-ubyte.gz"), "t10k-images-idx3-ubyte.gz",
-                                "t10k-labels-idx1-ubyte.gz", "test");
-    g_host.set_data(std::move(train), std::move(test));
+    const aep::MnistFiles files{{ti, tl, si, sl}, {n_ti, n_tl, n_si, n_sl}};
+    if (append) {
+      g_host.add_mnist(files);  // the rest: the data is complete after it
+    } else {
+      aep::Dataset train, test;
+      aep::parse_mnist(files, train, test);
+      aep::reserve_dataset(train, size_t(all_train > 0 ? all_train : 0));  // room for the rest, where it will stay
+      aep::reserve_dataset(test, size_t(all_test > 0 ? all_test : 0));
+      g_host.set_data(std::move(train), std::move(test), complete != 0);
+    }
     return reply("");
   } catch (const std::exception& e) {
     return reply(e.what());
   }
+}
+
+// Room for the rest of MNIST's files (gzip), set aside right after the first part while the heap is still small: the
+// rest is copied into it instead of into a new block on top of everything (a wasm heap never shrinks), and once it is
+// freed, later allocations reuse it. n = 0 frees it. Returns where to copy (null when n = 0).
+EMSCRIPTEN_KEEPALIVE uint8_t* aep_worker_staging(size_t n) {
+  std::vector<uint8_t>(n).swap(g_staging);
+  return g_staging.data();
 }
 
 // Trains for about budget_ms; 1 while there is more to do.
