@@ -108,6 +108,7 @@ class App {
   void attach_host(HostLink* link);
   void host_has_data() { host_data_given_ = true; }  // the driver gave the host this data itself (the page's MNIST)
   void host_report(const std::vector<uint8_t>& report);  // throws on a malformed report, changing nothing
+  void host_report(const uint8_t* report, size_t size);  // the same, read in place (no copy of the runs' tensors)
   bool training_elsewhere() const;
   // The Jacobian norm now, and the code probe too when a command asked for it (tests; the page computes them between
   // frames).
