@@ -2,6 +2,7 @@
 // weights must be those of training in place, bit for bit.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/preset.hpp"
@@ -320,4 +321,42 @@ TEST_CASE("run state: saved borrowing the run's memory, the bytes are those of a
     if (view.tensors[i].dtype == DType::F32) CHECK(view.tensors[i].as_f32() == owned.tensors[i].as_f32());
   }
   CHECK(serialize_safetensors(view) == serialize_safetensors(owned));  // (both in offset order: empty tensors by name)
+}
+
+TEST_CASE("training host: a runs order replaces the runs one by one; a malformed run leaves the host without runs") {
+  const Dataset train = digits(100, 2), test = digits(50, 3);
+  Preset p = load_preset("linear");
+  p.training.batch_size = 32;
+  Run a(p, 4), b(p, 5), c(p, 6);
+  a.set_data(train), b.set_data(train), c.set_data(train);
+  a.step();  // its optimizer is sent; b's and c's have not stepped (left out: the host's fresh ones are the same)
+  RunHost host;
+  host.receive(host_order_data(1, train, test));
+  host.receive(host_order_runs(2, 1, {&a, &b, &c}));
+  host.receive(host_order_runs(3, 2, {&b, &a}));  // fewer runs, in other places
+  HostReport r = parse_host_report(host.report(0.1));
+  REQUIRE(r.included == std::vector<bool>{true, true});
+  CHECK(r.gen == 2);
+  Run mb(p, 5), ma(p, 4);  // the app's copies (the report's curves go on from the points they have)
+  mb.set_data(train), ma.set_data(train);
+  ma.step();
+  ma.trainer->optimizer.exp_avg.assign(ma.trainer->optimizer.exp_avg.size(), 0.f);  // (the report brings a's)
+  update_run(mb, r.state, "r0."), update_run(ma, r.state, "r1.");
+  CHECK(same_weights(mb, b));
+  CHECK(same_weights(ma, a));
+  CHECK(same_bytes(ma.trainer->optimizer.exp_avg, a.trainer->optimizer.exp_avg));
+  CHECK(ma.trainer->optimizer.steps() == 1);
+  // Run 1 of this order lacks a tensor: run 0 was built, then the host refuses and keeps no runs.
+  const std::vector<uint8_t> good = host_order_runs(4, 3, {&a, &c});
+  SafeTensors bad = parse_safetensors(good.data(), good.size(), "t");
+  bad.tensors.erase(std::find_if(bad.tensors.begin(), bad.tensors.end(),
+                                 [](const StTensor& t) { return t.name.rfind("r1.model.", 0) == 0; }));
+  CHECK_THROWS_WITH(host.receive(serialize_safetensors(bad)), doctest::Contains("missing"));
+  r = parse_host_report(host.report(0.1));
+  CHECK(r.included.empty());
+  CHECK(!r.running);
+  host.receive(good);  // and takes the next one
+  r = parse_host_report(host.report(0.1));
+  CHECK(r.included.size() == 2);
+  CHECK(r.gen == 3);
 }

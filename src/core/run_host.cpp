@@ -133,11 +133,23 @@ void RunHost::receive(const uint8_t* bytes, size_t size) {
   const std::string kind = h.value("kind", "");
   const uint64_t seq = h.at("seq").get<uint64_t>();
   if (kind == "runs") {
-    std::vector<std::unique_ptr<Run>> runs;
     const size_t n = h.at("count").get<size_t>();
-    for (size_t i = 0; i < n; ++i)
-      runs.push_back(load_run(st, "r" + std::to_string(i) + ".", has_data() ? &train_ : nullptr));
-    runs_ = std::move(runs);
+    // Each old run goes once its successor is built: old and new side by side were the worker's peak (a beta sweep's
+    // five vae-mlp-16 runs are 87 MB). A malformed run leaves the host without runs rather than with some new ones.
+    try {
+      for (size_t i = 0; i < n; ++i) {
+        std::unique_ptr<Run> r = load_run(st, "r" + std::to_string(i) + ".", has_data() ? &train_ : nullptr);
+        if (i < runs_.size()) runs_[i] = std::move(r);
+        else runs_.push_back(std::move(r));
+      }
+      runs_.resize(n);
+    } catch (...) {
+      runs_.clear();
+      errors_.clear(), last_train_.clear(), last_test_.clear(), last_test_kl_.clear();
+      sent_curve_.clear(), sent_test_.clear(), sent_epoch_.clear(), evaluated_.clear();
+      stop("");
+      throw;
+    }
     gen_ = h.at("gen").get<uint64_t>();
     errors_.assign(n, "");
     last_train_.assign(n, NAN), last_test_.assign(n, NAN), last_test_kl_.assign(n, NAN);

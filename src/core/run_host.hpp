@@ -65,7 +65,8 @@ HostReport parse_host_report(const uint8_t* bytes, size_t size);
 
 class RunHost {
  public:
-  // An order (host_order_*); throws on a malformed one, having changed nothing.
+  // An order (host_order_*); throws on a malformed one, having changed nothing (but a runs order with a malformed run:
+  // the host is left without runs, as the old ones make room for the new while they are built).
   void receive(const std::vector<uint8_t>& order);
   void receive(const uint8_t* order, size_t size);
   // Trains for about budget_ms when there is training to do; returns whether there is more.
