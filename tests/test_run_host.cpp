@@ -354,3 +354,122 @@ TEST_CASE("data in two parts: a first part trains at once, the rest joins at the
     CHECK(same_weights(ma, a));
   }
 }
+
+TEST_CASE("training host: while training, reports carry no optimizer state of runs >= 1 unless asked; at rest all of it") {
+  const Dataset train = digits(100, 6), test = digits(50, 7);
+  Preset p = load_preset("linear");
+  p.training.batch_size = 32;
+  Preset q = p, u = p;
+  q.optimizer.lr = 0.01f, u.optimizer.lr = 0.003f;
+  for (bool asked : {false, true}) {
+    CAPTURE(asked);
+    Run a(p, 5), b(q, 5), c(u, 5);  // trained in place
+    a.set_data(train), b.set_data(train), c.set_data(train);
+    Run ma(p, 5), mb(q, 5), mc(u, 5);  // the app's copies, as it sent them
+    ma.set_data(train), mb.set_data(train), mc.set_data(train);
+    RunHost host;
+    host.receive(host_order_data(1, train, test));
+    const std::vector<uint8_t> runs = host_order_runs(2, 1, {&a, &b, &c});
+    host.receive(runs.data(), runs.size());  // read in place
+    HostTrain t;
+    t.running = true, t.steps = 9, t.lockstep = true, t.eval_images = 20, t.others_optimizer = asked;
+    host.receive(host_order_train(3, t));
+    Run* mine[3] = {&ma, &mb, &mc};
+    size_t at_rest = 0;
+    for (int i = 0; i < 9; ++i) {
+      host.work(0);  // one step
+      step_lockstep({&a, &b, &c});
+      const std::vector<uint8_t> bytes = host.report(0, 0);  // every run in every report
+      REQUIRE(!bytes.empty());
+      const HostReport r = parse_host_report(bytes.data(), bytes.size());  // borrows from `bytes`
+      REQUIRE(r.included == std::vector<bool>{true, true, true});
+      const bool opt0 = r.state.find("r0.model.optimizer.step") != nullptr;
+      for (const char* k : {"r1.", "r2."}) {
+        CAPTURE(k);
+        const bool opt = r.state.find(std::string(k) + "model.optimizer.step") != nullptr;
+        bool exp_avg = false;
+        for (const StTensor& x : r.state.tensors) exp_avg |= x.name.rfind(std::string(k) + "model.optimizer.exp_avg.", 0) == 0;
+        CHECK(opt == exp_avg);
+        // At rest every run has it; while training the others only when asked, and then with run 0's.
+        CHECK(opt == (!r.running || (asked && opt0)));
+      }
+      at_rest += !r.running;
+      for (int k = 0; k < 3; ++k) update_run(*mine[k], r.state, "r" + std::to_string(k) + ".");
+    }
+    CHECK(at_rest == 1);  // the last report: training stopped
+    // The app's copies end as training in place left the runs, bit for bit: weights, optimizer, batch order, curve.
+    const Run* place[3] = {&a, &b, &c};
+    for (int k = 0; k < 3; ++k) {
+      CAPTURE(k);
+      CHECK(same_weights(*mine[k], *place[k]));
+      CHECK(same_bytes(mine[k]->trainer->optimizer.exp_avg, place[k]->trainer->optimizer.exp_avg));
+      CHECK(same_bytes(mine[k]->trainer->optimizer.exp_avg_sq, place[k]->trainer->optimizer.exp_avg_sq));
+      CHECK(mine[k]->trainer->optimizer.steps() == place[k]->trainer->optimizer.steps());
+      CHECK(mine[k]->sampler->save().order == place[k]->sampler->save().order);
+      CHECK(mine[k]->curve.train == place[k]->curve.train);
+      CHECK(mine[k]->steps == 9);
+    }
+  }
+}
+
+TEST_CASE("run state: saved borrowing the run's memory, the bytes are those of a copy; a view parse reads the same") {
+  const Dataset d = digits(100, 8);
+  Preset p = load_preset("vae-mlp");
+  p.training.batch_size = 32;
+  Run a(p, 2);
+  a.set_data(d);
+  for (int i = 0; i < 5; ++i) a.step();
+  SafeTensors copied, borrowed;
+  save_run(a, copied, "x.", 2, 0);
+  save_run(a, borrowed, "x.", 2, 0, true, true, true);
+  const std::vector<uint8_t> bytes = serialize_safetensors(copied);
+  CHECK(serialize_safetensors(borrowed) == bytes);
+  const SafeTensors owned = parse_safetensors(bytes.data(), bytes.size(), "t");
+  const SafeTensors view = parse_safetensors_view(bytes.data(), bytes.size(), "t");
+  REQUIRE(view.tensors.size() == owned.tensors.size());
+  for (size_t i = 0; i < view.tensors.size(); ++i) {
+    CAPTURE(view.tensors[i].name);
+    CHECK(view.tensors[i].bytes.empty());  // borrowed, not copied
+    CHECK(view.tensors[i].nbytes() == owned.tensors[i].nbytes());
+    if (view.tensors[i].dtype == DType::F32) CHECK(view.tensors[i].as_f32() == owned.tensors[i].as_f32());
+  }
+  CHECK(serialize_safetensors(view) == serialize_safetensors(owned));  // (both in offset order: empty tensors by name)
+}
+
+TEST_CASE("training host: a runs order replaces the runs one by one; a malformed run leaves the host without runs") {
+  const Dataset train = digits(100, 2), test = digits(50, 3);
+  Preset p = load_preset("linear");
+  p.training.batch_size = 32;
+  Run a(p, 4), b(p, 5), c(p, 6);
+  a.set_data(train), b.set_data(train), c.set_data(train);
+  a.step();  // its optimizer is sent; b's and c's have not stepped (left out: the host's fresh ones are the same)
+  RunHost host;
+  host.receive(host_order_data(1, train, test));
+  host.receive(host_order_runs(2, 1, {&a, &b, &c}));
+  host.receive(host_order_runs(3, 2, {&b, &a}));  // fewer runs, in other places
+  HostReport r = parse_host_report(host.report(0.1));
+  REQUIRE(r.included == std::vector<bool>{true, true});
+  CHECK(r.gen == 2);
+  Run mb(p, 5), ma(p, 4);  // the app's copies (the report's curves go on from the points they have)
+  mb.set_data(train), ma.set_data(train);
+  ma.step();
+  ma.trainer->optimizer.exp_avg.assign(ma.trainer->optimizer.exp_avg.size(), 0.f);  // (the report brings a's)
+  update_run(mb, r.state, "r0."), update_run(ma, r.state, "r1.");
+  CHECK(same_weights(mb, b));
+  CHECK(same_weights(ma, a));
+  CHECK(same_bytes(ma.trainer->optimizer.exp_avg, a.trainer->optimizer.exp_avg));
+  CHECK(ma.trainer->optimizer.steps() == 1);
+  // Run 1 of this order lacks a tensor: run 0 was built, then the host refuses and keeps no runs.
+  const std::vector<uint8_t> good = host_order_runs(4, 3, {&a, &c});
+  SafeTensors bad = parse_safetensors(good.data(), good.size(), "t");
+  bad.tensors.erase(std::find_if(bad.tensors.begin(), bad.tensors.end(),
+                                 [](const StTensor& t) { return t.name.rfind("r1.model.", 0) == 0; }));
+  CHECK_THROWS_WITH(host.receive(serialize_safetensors(bad)), doctest::Contains("missing"));
+  r = parse_host_report(host.report(0.1));
+  CHECK(r.included.empty());
+  CHECK(!r.running);
+  host.receive(good);  // and takes the next one
+  r = parse_host_report(host.report(0.1));
+  CHECK(r.included.size() == 2);
+  CHECK(r.gen == 3);
+}

@@ -118,6 +118,7 @@ class App {
   // The driver gave the host the data of the last set_data / add_data itself (the page's MNIST files).
   void host_has_data() { host_data_given_ = true; }
   void host_report(const std::vector<uint8_t>& report);  // throws on a malformed report, changing nothing
+  void host_report(const uint8_t* report, size_t size);  // the same, read in place (no copy of the runs' tensors)
   // What changed, to the host now rather than at the next frame (the page, once the first data is in: its first
   // frames draw everything and take a while).
   void send_to_host() { sync_host(); }

@@ -87,6 +87,7 @@ void App::sync_host() {
   // The host steps with run 0 the runs still in lockstep with it (it checks each, and leaves out those that diverged).
   want.lockstep = (L.twin && L.twin_error.empty() && twin_in_lockstep()) || sweep_in_lockstep();
   want.eval_images = eval_images;
+  want.others_optimizer = L.twin != nullptr;  // the autosave saves a lesson's twin with it; a sweep's runs need it at rest
   // A limit is set when training starts: a lesson's action, or the Step button's count.
   if (want.running) want.steps = h.sent_train.running ? h.sent_train.steps : L.action_left > 0 ? L.action_left : h.pending_steps;
   if (!(want == h.sent_train)) {
@@ -95,11 +96,13 @@ void App::sync_host() {
   }
 }
 
-void App::host_report(const std::vector<uint8_t>& bytes) {
+void App::host_report(const std::vector<uint8_t>& bytes) { host_report(bytes.data(), bytes.size()); }
+
+void App::host_report(const uint8_t* bytes, size_t size) {
   State& s = *s_;
   HostSync& h = s.host;
   LessonPlay& L = s.lesson;
-  const HostReport r = parse_host_report(bytes);
+  const HostReport r = parse_host_report(bytes, size);  // borrows the tensors from `bytes`
   // Of runs since replaced (sent or not yet): the host starts over from the runs it is sent next.
   const std::vector<Run*> runs = hosted_runs();
   if (r.gen != h.gen || h.runs_moved(runs)) return;

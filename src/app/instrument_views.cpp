@@ -227,12 +227,14 @@ bool App::step_foreign(double budget_ms) {
 bool App::step_instruments(double budget_ms, bool alternate) {
   State& s = *s_;
   if (!has_data() || s.n_view == 0) return false;
-  if (alternate) {  // only for a first value: the views (and the posterior drawn from them) keep their pace otherwise
+  if (alternate) {  // only for a first value (or a beta sweep): the views (and the posterior drawn from them) keep their
+                    // pace otherwise
     const InstrumentViews& v = s.instr;
     const bool first = std::isnan(v.jacobian.value) ||
                        ((v.probe.open || v.probe.requested) && v.probe.error.empty() && !v.probe.code.labels) ||
                        (foreign_data() && !v.foreign.compared.test_count) ||
-                       (!v.sweep.runs.empty() && v.sweep.rows.empty());
+                       !v.sweep.runs.empty();  // a beta sweep's table: the views, always busy while a worker
+                                               // trains, left it none (its rows stayed at their first step)
     if (!first || (s.instr.skip = !s.instr.skip)) return false;
   }
   if (std::isnan(s.instr.jacobian.value) && step_jacobian(budget_ms)) return true;

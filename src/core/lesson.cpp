@@ -356,6 +356,9 @@ void RunMeasure::begin(const Run& run, const Dataset& test, const MeasureOptions
     trainer_.reset();
     model_ = std::make_unique<Model>(p);
     trainer_ = std::make_unique<Trainer>(*model_, 0);
+    // Measuring never steps: no optimizer state (Adam's is twice the weights; a beta sweep measures four snapshots).
+    std::vector<float>().swap(trainer_->optimizer.exp_avg);
+    std::vector<float>().swap(trainer_->optimizer.exp_avg_sq);
   }
   model_->set_loss(p.loss);
   std::copy(run.model->values.begin(), run.model->values.end(), model_->values.begin());

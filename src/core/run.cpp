@@ -240,7 +240,7 @@ void join_curve(LossCurve& c, const RunState& r) {
 }  // namespace
 
 void save_run(const Run& r, SafeTensors& st, const std::string& prefix, size_t curve_from, size_t test_from,
-              bool optimizer, bool order) {
+              bool optimizer, bool order, bool borrow) {
   const LossCurve& c = r.curve;
   curve_from = std::min(curve_from, c.step.size());
   test_from = std::min(test_from, c.test.size());
@@ -264,16 +264,17 @@ void save_run(const Run& r, SafeTensors& st, const std::string& prefix, size_t c
            {"sample_z", r.sample_z}, {"trainer_rng", rng_json(r.trainer->rng.save())}, {"sampler", sampler},
            {"label", c.label}, {"segments", segments}, {"curve_from", curve_from}, {"test_from", test_from}}
           .dump();
-  const SafeTensors m = model_state(*r.model, optimizer ? &r.trainer->optimizer : nullptr);
-  for (const StTensor& t : m.tensors) {
-    StTensor p = t;
-    p.name = prefix + "model." + t.name;
-    st.tensors.push_back(std::move(p));
+  SafeTensors m = model_state(*r.model, optimizer ? &r.trainer->optimizer : nullptr, borrow);
+  for (StTensor& t : m.tensors) {
+    t.name = prefix + "model." + t.name;
+    st.tensors.push_back(std::move(t));
   }
   for (int k = 0; k < 6; ++k) {
     const std::vector<float>& a = *curve_array(const_cast<LossCurve&>(c), k);
     const size_t from = k < 4 ? curve_from : test_from;
-    st.add_f32(prefix + "curve." + kCurveArrays[k], {int64_t(a.size() - from)}, a.data() + from);
+    const std::string name = prefix + "curve." + kCurveArrays[k];
+    borrow ? st.borrow_f32(name, {int64_t(a.size() - from)}, a.data() + from)
+           : st.add_f32(name, {int64_t(a.size() - from)}, a.data() + from);
   }
 }
 

@@ -97,9 +97,11 @@ class Run {
 // training worker, the desktop's training thread). The curve's points before curve_from (train) and test_from (test)
 // are left out: the receiver has them (update_run). Without `optimizer` the optimizer's state is left out too, and the
 // receiver keeps its own (a training host's frequent reports send it now and then). Without `order` the batch order
-// is left out (its position is not): the receiver has it, as the order changes only when an epoch begins.
+// is left out (its position is not): the receiver has it, as the order changes only when an epoch begins. With
+// `borrow` the weights, optimizer state and curve are not copied but borrowed from `r` (StTensor::view): serialize
+// `st` before r changes (a training host's report: no copy of every run's state before the message itself).
 void save_run(const Run& r, SafeTensors& st, const std::string& prefix, size_t curve_from = 0, size_t test_from = 0,
-              bool optimizer = true, bool order = true);
+              bool optimizer = true, bool order = true, bool borrow = false);
 // A run rebuilt from save_run's output (curve_from 0), training on `train` when given (it must outlive the run).
 // Throws on anything malformed or of another shape.
 std::unique_ptr<Run> load_run(const SafeTensors& st, const std::string& prefix, const Dataset* train);

@@ -46,8 +46,8 @@ void add_bytes(SafeTensors& st, const std::string& name, const std::vector<uint8
 
 std::vector<uint8_t> get_bytes(const SafeTensors& st, const std::string& name, size_t n) {
   const StTensor* t = st.find(name);
-  if (!t || t->bytes.size() < n) throw std::runtime_error("training host: '" + name + "' missing or short");
-  return std::vector<uint8_t>(t->bytes.begin(), t->bytes.begin() + long(n));
+  if (!t || t->nbytes() < n) throw std::runtime_error("training host: '" + name + "' missing or short");
+  return std::vector<uint8_t>(t->data(), t->data() + n);
 }
 
 std::vector<uint8_t> idx_images(const Dataset& d) {
@@ -81,11 +81,23 @@ LossTerms test_loss(Run& r, const Dataset& test, size_t n_eval) {
   return e.result();
 }
 
+// An optimizer that has not stepped: its moments are all +0, as those of the run load_run builds.
+bool fresh_optimizer(const Optimizer& o) {
+  const auto zero = [](const std::vector<float>& v) {
+    return std::all_of(v.begin(), v.end(), [](float x) { return x == 0.f && !std::signbit(x); });
+  };
+  return o.steps() == 0 && zero(o.exp_avg) && zero(o.exp_avg_sq);
+}
+
 }  // namespace
 
+// A run's optimizer is left out while it has not stepped (the host's run starts with such a one): a beta sweep starts
+// five fresh vae-mlp-16 runs, whose Adam moments would be 43 MB of zeros in this order.
 std::vector<uint8_t> host_order_runs(uint64_t seq, uint64_t gen, const std::vector<const Run*>& runs) {
-  SafeTensors st;
-  for (size_t i = 0; i < runs.size(); ++i) save_run(*runs[i], st, "r" + std::to_string(i) + ".");
+  SafeTensors st;  // borrows the runs' state until serialized (message)
+  for (size_t i = 0; i < runs.size(); ++i)
+    save_run(*runs[i], st, "r" + std::to_string(i) + ".", 0, 0, !fresh_optimizer(runs[i]->trainer->optimizer), true,
+             true);
   return message({{"kind", "runs"}, {"seq", seq}, {"gen", gen}, {"count", runs.size()}}, std::move(st));
 }
 
@@ -97,7 +109,7 @@ std::vector<uint8_t> host_order_settings(uint64_t seq, const std::vector<const P
 
 std::vector<uint8_t> host_order_train(uint64_t seq, const HostTrain& t) {
   return message({{"kind", "train"}, {"seq", seq}, {"running", t.running}, {"steps", t.steps},
-                  {"lockstep", t.lockstep}, {"eval_images", t.eval_images}});
+                  {"lockstep", t.lockstep}, {"eval_images", t.eval_images}, {"others_optimizer", t.others_optimizer}});
 }
 
 std::vector<uint8_t> host_order_data(uint64_t seq, const Dataset& train, const Dataset& test, bool append,
@@ -115,17 +127,31 @@ std::vector<uint8_t> host_order_data(uint64_t seq, const Dataset& train, const D
                  std::move(st));
 }
 
-void RunHost::receive(const std::vector<uint8_t>& bytes) {
-  const SafeTensors st = parse_safetensors(bytes.data(), bytes.size(), "training host order");
+void RunHost::receive(const std::vector<uint8_t>& bytes) { receive(bytes.data(), bytes.size()); }
+
+void RunHost::receive(const uint8_t* bytes, size_t size) {
+  const SafeTensors st = parse_safetensors_view(bytes, size, "training host order");
   const json h = head_of(st, "aep_host");
   const std::string kind = h.value("kind", "");
   const uint64_t seq = h.at("seq").get<uint64_t>();
   if (kind == "runs") {
-    std::vector<std::unique_ptr<Run>> runs;
     const size_t n = h.at("count").get<size_t>();
-    for (size_t i = 0; i < n; ++i)
-      runs.push_back(load_run(st, "r" + std::to_string(i) + ".", has_data() ? &train_ : nullptr));
-    runs_ = std::move(runs);
+    // Each old run goes once its successor is built: old and new side by side were the worker's peak (a beta sweep's
+    // five vae-mlp-16 runs are 87 MB). A malformed run leaves the host without runs rather than with some new ones.
+    try {
+      for (size_t i = 0; i < n; ++i) {
+        std::unique_ptr<Run> r = load_run(st, "r" + std::to_string(i) + ".", has_data() ? &train_ : nullptr);
+        if (i < runs_.size()) runs_[i] = std::move(r);
+        else runs_.push_back(std::move(r));
+      }
+      runs_.resize(n);
+    } catch (...) {
+      runs_.clear();
+      errors_.clear(), last_train_.clear(), last_test_.clear(), last_test_kl_.clear();
+      sent_curve_.clear(), sent_test_.clear(), sent_epoch_.clear(), evaluated_.clear();
+      stop("");
+      throw;
+    }
     gen_ = h.at("gen").get<uint64_t>();
     errors_.assign(n, "");
     last_train_.assign(n, NAN), last_test_.assign(n, NAN), last_test_kl_.assign(n, NAN);
@@ -161,6 +187,7 @@ void RunHost::receive(const std::vector<uint8_t>& bytes) {
     t.steps = h.at("steps").get<size_t>();
     t.lockstep = h.at("lockstep").get<bool>();
     t.eval_images = h.at("eval_images").get<size_t>();
+    t.others_optimizer = h.value("others_optimizer", false);
     train_order_ = t;
     steps_left_ = t.steps;
     if (t.running) stopped_.clear();
@@ -308,7 +335,7 @@ void RunHost::evaluate_due(bool force) {
 std::vector<uint8_t> RunHost::report(double interval_s, double others_s) {
   if (!changed_) return {};
   if (train_order_.running && std::chrono::duration<double>(Clock::now() - last_report_).count() < interval_s) return {};
-  SafeTensors st;
+  SafeTensors st;  // borrows the runs' state: serialized below, before they change
   json errors = json::array(), lt = json::array(), lx = json::array(), lk = json::array();
   const auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
   const bool optimizer = !train_order_.running || since(last_optimizer_) >= 1;
@@ -327,7 +354,10 @@ std::vector<uint8_t> RunHost::report(double interval_s, double others_s) {
     lt.push_back(num(last_train_[i])), lx.push_back(num(last_test_[i])), lk.push_back(num(last_test_kl_[i]));
     if (!included.back()) continue;
     const size_t epoch = r.sampler ? r.sampler->epoch : 0;
-    save_run(r, st, "r" + std::to_string(i) + ".", sent_curve_[i], sent_test_[i], optimizer, epoch != sent_epoch_[i]);
+    // The other runs' optimizers only at rest unless asked for: a beta sweep's would double every report.
+    const bool with_optimizer = optimizer && (i == 0 || !train_order_.running || train_order_.others_optimizer);
+    save_run(r, st, "r" + std::to_string(i) + ".", sent_curve_[i], sent_test_[i], with_optimizer, epoch != sent_epoch_[i],
+             true);
     sent_curve_[i] = r.curve.step.size(), sent_test_[i] = r.curve.test.size(), sent_epoch_[i] = epoch;
   }
   st.metadata["aep_report"] = json{{"seq", seq_}, {"gen", gen_}, {"running", train_order_.running},
@@ -340,9 +370,12 @@ std::vector<uint8_t> RunHost::report(double interval_s, double others_s) {
   return serialize_safetensors(st);
 }
 
-HostReport parse_host_report(const std::vector<uint8_t>& bytes) {
+namespace {
+
+HostReport parse_report(const uint8_t* bytes, size_t size, bool borrow) {
   HostReport r;
-  r.state = parse_safetensors(bytes.data(), bytes.size(), "training host report");
+  r.state = borrow ? parse_safetensors_view(bytes, size, "training host report")
+                   : parse_safetensors(bytes, size, "training host report");
   const json h = head_of(r.state, "aep_report");
   r.seq = h.at("seq").get<uint64_t>(), r.gen = h.at("gen").get<uint64_t>();
   r.running = h.at("running").get<bool>();
@@ -360,5 +393,11 @@ HostReport parse_host_report(const std::vector<uint8_t>& bytes) {
   r.engine_samples_per_s = h.at("engine_samples_per_s").get<double>();
   return r;
 }
+
+}  // namespace
+
+HostReport parse_host_report(const std::vector<uint8_t>& bytes) { return parse_report(bytes.data(), bytes.size(), false); }
+
+HostReport parse_host_report(const uint8_t* bytes, size_t size) { return parse_report(bytes, size, true); }
 
 }  // namespace aep

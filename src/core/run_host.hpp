@@ -20,13 +20,19 @@ struct HostTrain {
   size_t steps = 0;       // while running: stop after this many steps (a Step button, a lesson's action); 0 = no limit
   bool lockstep = false;  // the other runs (a twin, a beta sweep's) take run 0's batches; otherwise only run 0 trains
   size_t eval_images = 1000;  // test images behind each test-loss point
+  // Whether reports while training carry the optimizer state of the runs other than run 0 (at most once a second, as
+  // run 0's): the app saves a lesson's twin with it. Without, they carry it only at rest (a beta sweep's runs: four
+  // vae-mlp-16 optimizers are 35 MB a report).
+  bool others_optimizer = false;
   bool operator==(const HostTrain& o) const {
-    return running == o.running && steps == o.steps && lockstep == o.lockstep && eval_images == o.eval_images;
+    return running == o.running && steps == o.steps && lockstep == o.lockstep && eval_images == o.eval_images &&
+           others_optimizer == o.others_optimizer;
   }
 };
 
 // Orders, app -> host. `seq` numbers them; reports name the last one the host applied.
-// The runs' whole state (generation `gen`: reports of older generations are stale).
+// The runs' whole state (generation `gen`: reports of older generations are stale); an optimizer that has not stepped
+// is left out (the host's is such a one).
 std::vector<uint8_t> host_order_runs(uint64_t seq, uint64_t gen, const std::vector<const Run*>& runs);
 // New settings (learning rate, loss, corruption, batch size ...: Run::apply_settings) for each run, kept where it is.
 std::vector<uint8_t> host_order_settings(uint64_t seq, const std::vector<const Preset*>& presets);
@@ -47,7 +53,8 @@ struct HostReport {
   uint64_t samples = 0;             // samples trained since the host started (a running count)
   double engine_samples_per_s = 0;  // inside the training slices
   // The runs: save_run under "r0.", "r1.", ... with the curve's new points only, and the optimizer's state when
-  // training stopped or at most a second after the last that had it (the app keeps its own meanwhile). The batch order
+  // training stopped or at most a second after the last that had it (the app keeps its own meanwhile; for the runs
+  // other than run 0 only when HostTrain::others_optimizer asks for it). The batch order
   // only when an epoch began since it was last sent. While training, runs other than run 0 (a twin, a beta sweep's)
   // are in at most one report a second: a run that is not in a report is not under its prefix (`included` is false).
   SafeTensors state;
@@ -55,11 +62,15 @@ struct HostReport {
   std::vector<bool> lockstep;  // per run: at run 0's position with its data and batch size, not diverged (run 0: true)
 };
 HostReport parse_host_report(const std::vector<uint8_t>& bytes);
+// The same without copying the runs' tensors: `state` borrows them from `bytes` (StTensor::view), which must outlive it.
+HostReport parse_host_report(const uint8_t* bytes, size_t size);
 
 class RunHost {
  public:
-  // An order (host_order_*); throws on a malformed one, having changed nothing.
+  // An order (host_order_*); throws on a malformed one, having changed nothing (but a runs order with a malformed run:
+  // the host is left without runs, as the old ones make room for the new while they are built).
   void receive(const std::vector<uint8_t>& order);
+  void receive(const uint8_t* order, size_t size);
   // Trains for about budget_ms when there is training to do; returns whether there is more.
   bool work(double budget_ms);
   // A report when one is due - every interval_s while training, at once when something else changed - else empty.

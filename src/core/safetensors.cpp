@@ -248,12 +248,12 @@ std::vector<T> decode_le(const StTensor& t, DType want) {
     if (t.dtype != want)
         throw std::runtime_error(quoted(t.name) + ": dtype is " + dtype_name(t.dtype) + ", expected " + dtype_name(want));
     const size_t n = t.numel();
-    if (t.bytes.size() != n * sizeof(T))
-        throw std::runtime_error(quoted(t.name) + ": has " + std::to_string(t.bytes.size()) + " bytes but shape " +
+    if (t.nbytes() != n * sizeof(T))
+        throw std::runtime_error(quoted(t.name) + ": has " + std::to_string(t.nbytes()) + " bytes but shape " +
                                  shape_string(t.shape) + " needs " + std::to_string(n * sizeof(T)));
     std::vector<T> out(n);
     for (size_t i = 0; i < n; ++i) {
-        const Bits bits = Bits(load_le(t.bytes.data() + i * sizeof(T), sizeof(T)));
+        const Bits bits = Bits(load_le(t.data() + i * sizeof(T), sizeof(T)));
         std::memcpy(&out[i], &bits, sizeof bits);
     }
     return out;
@@ -267,7 +267,8 @@ void check_new_name(const SafeTensors& st, const std::string& name) {
 }
 
 template <class T, class Bits>
-void add_tensor(SafeTensors& st, const std::string& name, std::vector<int64_t> shape, const T* data, DType dtype) {
+void add_tensor(SafeTensors& st, const std::string& name, std::vector<int64_t> shape, const T* data, DType dtype,
+                bool borrow = false) {
     check_new_name(st, name);
     if (shape.size() > kMaxRank)
         throw std::runtime_error(quoted(name) + ": rank " + std::to_string(shape.size()) + " exceeds the supported " +
@@ -278,7 +279,8 @@ void add_tensor(SafeTensors& st, const std::string& name, std::vector<int64_t> s
     t.name = name;
     t.dtype = dtype;
     t.shape = std::move(shape);
-    if (count != 0) append_le<T, Bits>(t.bytes, data, count);
+    if (borrow) t.view = reinterpret_cast<const uint8_t*>(data), t.view_size = count * sizeof(T);
+    else if (count != 0) append_le<T, Bits>(t.bytes, data, count);
     st.tensors.push_back(std::move(t));
 }
 
@@ -289,8 +291,8 @@ std::string header_json(const SafeTensors& st) {
     uint64_t offset = 0;
     for (const StTensor& t : st.tensors) {
         const size_t nbytes = checked_nbytes(t.shape, t.dtype, quoted(t.name));
-        if (t.bytes.size() != nbytes)
-            throw std::runtime_error("serialize_safetensors: " + quoted(t.name) + " has " + std::to_string(t.bytes.size()) +
+        if (t.nbytes() != nbytes)
+            throw std::runtime_error("serialize_safetensors: " + quoted(t.name) + " has " + std::to_string(t.nbytes()) +
                                      " bytes but shape " + shape_string(t.shape) + " needs " + std::to_string(nbytes));
         if (t.name == kMetadataKey || header.contains(t.name))
             throw std::runtime_error("serialize_safetensors: duplicate or reserved tensor name '" + t.name + "'");
@@ -325,11 +327,20 @@ void SafeTensors::add_f32(const std::string& name, std::vector<int64_t> shape, c
     add_tensor<float, uint32_t>(*this, name, std::move(shape), data, DType::F32);
 }
 
+void SafeTensors::borrow_f32(const std::string& name, std::vector<int64_t> shape, const float* data) {
+    const uint32_t one = 1;
+    uint8_t first;
+    std::memcpy(&first, &one, 1);
+    add_tensor<float, uint32_t>(*this, name, std::move(shape), data, DType::F32, first == 1);
+}
+
 void SafeTensors::add_i64(const std::string& name, std::vector<int64_t> shape, const int64_t* data) {
     add_tensor<int64_t, uint64_t>(*this, name, std::move(shape), data, DType::I64);
 }
 
-SafeTensors parse_safetensors(const uint8_t* data, size_t size, const std::string& name) {
+namespace {
+
+SafeTensors parse(const uint8_t* data, size_t size, const std::string& name, bool borrow) {
     if (size < 8)
         fail(name, "file is only " + std::to_string(size) +
                        " bytes; a safetensors file starts with an 8-byte header length — is it truncated?");
@@ -357,22 +368,33 @@ SafeTensors parse_safetensors(const uint8_t* data, size_t size, const std::strin
         t.name = e.name;
         t.dtype = e.dtype;
         t.shape = e.shape;
-        t.bytes.assign(buffer + e.begin, buffer + e.end);
+        if (borrow) t.view = buffer + e.begin, t.view_size = size_t(e.end - e.begin);
+        else t.bytes.assign(buffer + e.begin, buffer + e.end);
         st.tensors.push_back(std::move(t));
     }
     return st;
+}
+
+}  // namespace
+
+SafeTensors parse_safetensors(const uint8_t* data, size_t size, const std::string& name) {
+    return parse(data, size, name, false);
+}
+
+SafeTensors parse_safetensors_view(const uint8_t* data, size_t size, const std::string& name) {
+    return parse(data, size, name, true);
 }
 
 std::vector<uint8_t> serialize_safetensors(const SafeTensors& st) {
     std::string header = header_json(st);
     header.append((8 - header.size() % 8) % 8, ' ');
     size_t data_bytes = 0;
-    for (const StTensor& t : st.tensors) data_bytes += t.bytes.size();
+    for (const StTensor& t : st.tensors) data_bytes += t.nbytes();
     std::vector<uint8_t> out(8);
     out.reserve(8 + header.size() + data_bytes);
     store_le(out.data(), header.size(), 8);
     out.insert(out.end(), header.begin(), header.end());
-    for (const StTensor& t : st.tensors) out.insert(out.end(), t.bytes.begin(), t.bytes.end());
+    for (const StTensor& t : st.tensors) out.insert(out.end(), t.data(), t.data() + t.nbytes());
     return out;
 }
 

@@ -30,11 +30,14 @@ std::string shape_text(const std::vector<int64_t>& s) {
 }
 }  // namespace
 
-SafeTensors model_state(const Model& m, const Optimizer* opt) {
+SafeTensors model_state(const Model& m, const Optimizer* opt, bool borrow) {
   SafeTensors st;
+  const auto add_f32 = [&](const std::string& name, const std::vector<int64_t>& shape, const float* data) {
+    borrow ? st.borrow_f32(name, shape, data) : st.add_f32(name, shape, data);
+  };
   st.metadata["format"] = "aep-weights-1";
   st.metadata["preset"] = preset_to_json(m.preset()).dump();
-  for (const auto& e : m.entries) st.add_f32(e.name, e.shape, e.value);
+  for (const auto& e : m.entries) add_f32(e.name, e.shape, e.value);
   for (const auto& c : m.counters) st.add_i64(c.name, {}, c.value);
   if (opt) {
     int64_t steps = opt->steps();
@@ -42,9 +45,9 @@ SafeTensors model_state(const Model& m, const Optimizer* opt) {
     for (const auto& e : m.entries) {
       if (!e.grad) continue;
       size_t off = size_t(e.value - m.values.data());
-      st.add_f32("optimizer.exp_avg." + e.name, e.shape, opt->exp_avg.data() + off);
+      add_f32("optimizer.exp_avg." + e.name, e.shape, opt->exp_avg.data() + off);
       if (!opt->exp_avg_sq.empty())
-        st.add_f32("optimizer.exp_avg_sq." + e.name, e.shape, opt->exp_avg_sq.data() + off);
+        add_f32("optimizer.exp_avg_sq." + e.name, e.shape, opt->exp_avg_sq.data() + off);
     }
   }
   return st;

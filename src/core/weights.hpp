@@ -10,7 +10,9 @@
 
 namespace aep {
 
-SafeTensors model_state(const Model& m, const Optimizer* opt = nullptr);
+// With `borrow` the float tensors borrow the model's and optimizer's memory (StTensor::view) instead of copying it:
+// use the result before either changes.
+SafeTensors model_state(const Model& m, const Optimizer* opt = nullptr, bool borrow = false);
 // Checks names, shapes, dtypes and finiteness of every tensor before changing anything: on error the model
 // and optimizer are untouched. `name` (the file) prefixes error messages.
 void load_state(Model& m, const SafeTensors& st, const std::string& name, Optimizer* opt = nullptr);

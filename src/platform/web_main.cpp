@@ -238,7 +238,7 @@ EMSCRIPTEN_KEEPALIVE void aep_use_worker() {
 EMSCRIPTEN_KEEPALIVE const char* aep_host_report(const uint8_t* data, size_t n, double worker_heap) {
   g_app->host_memory_bytes = uint64_t(worker_heap);
   try {
-    g_app->host_report(std::vector<uint8_t>(data, data + n));
+    g_app->host_report(data, n);  // read in place: a report of a beta sweep's runs is tens of MB
     return reply("");
   } catch (const std::exception& e) {
     g_app->message = std::string("The training worker's report was refused: ") + e.what();

@@ -27,7 +27,7 @@ extern "C" {
 // An order from the page (App::sync_host); "" or why it was refused (nothing changed then).
 EMSCRIPTEN_KEEPALIVE const char* aep_worker_receive(const uint8_t* data, size_t n) {
   try {
-    g_host.receive(std::vector<uint8_t>(data, data + n));
+    g_host.receive(data, n);  // read in place
     return reply("");
   } catch (const std::exception& e) {
     return reply(e.what());
@@ -77,6 +77,7 @@ EMSCRIPTEN_KEEPALIVE int aep_worker_work(double budget_ms) {
 
 // A report when one is due (see RunHost::report): its size (0: none); its bytes at aep_worker_report_data().
 EMSCRIPTEN_KEEPALIVE size_t aep_worker_report(double interval_s) {
+  std::vector<uint8_t>().swap(g_report);  // the last one (posted) goes first: the heap holds one report at a time
   g_report = g_host.report(interval_s);
   return g_report.size();
 }
