@@ -286,6 +286,7 @@ TEST_CASE("data in two parts: a first part trains at once, the rest joins at the
     r.set_data(part, 3, true, false);
     for (int i = 0; i < 40; ++i) r.step();  // many epochs over the first part: they do not count
     CHECK(r.sampler->epoch >= 5);
+    CHECK(r.epoch() >= 5.0);  // passes over the first part
     CHECK_FALSE(r.epochs_done());
     append_dataset(part, dataset_tail(full, 60));
     const size_t e = r.sampler->epoch;
@@ -298,6 +299,10 @@ TEST_CASE("data in two parts: a first part trains at once, the rest joins at the
     while (!r.epochs_done()) {
       r.step();
       if (r.sampler->epoch == e + 1) drawn.insert(drawn.end(), r.last_batch().begin(), r.last_batch().end());
+      // epoch() counts epochs over all of the data (0 while the first part's last one finishes)
+      if (r.sampler->epoch <= e) CHECK(r.epoch() == 0.0);
+      else CHECK(r.epoch() >= double(r.sampler->epoch - e - 1));
+      CHECK(r.epoch() <= double(r.sampler->epoch - e));  // (1.0 into an epoch: its last batch drawn)
     }
     CHECK(r.sampler->epoch == e + 3);  // (stops in the first batch of the epoch after two full ones, as before)
     std::sort(drawn.begin(), drawn.end());

@@ -394,7 +394,10 @@ void App::panel_training() {
   ImGui::SameLine();
   ImGui::TextDisabled("(Space: train/pause)");
   double epoch = s.run->epoch();
-  ImGui::Text("step %zu   epoch %.2f / %zu   %.0f samples/s", s.run->steps, epoch, s.preset.training.epochs, s.samples_per_s);
+  if (s.run->full_from == Run::kNotYet)  // the epochs asked for count once all of MNIST is in
+    ImGui::Text("step %zu   epoch %.2f of a first part   %.0f samples/s", s.run->steps, epoch, s.samples_per_s);
+  else
+    ImGui::Text("step %zu   epoch %.2f / %zu   %.0f samples/s", s.run->steps, epoch, s.preset.training.epochs, s.samples_per_s);
   help_marker("Samples trained per second of wall time while training runs, drawing and views included: what you get. "
               "The engine alone, inside its training slices, is shown greyed beside it.");
   ImGui::SameLine();

@@ -125,7 +125,9 @@ void Run::apply_settings(const Preset& p) {
 
 double Run::epoch() const {
   if (!sampler) return 0;
-  return double(sampler->epoch) + double(sampler->step_in_epoch) / double(sampler->steps_per_epoch());
+  const double e = double(sampler->epoch) + double(sampler->step_in_epoch) / double(sampler->steps_per_epoch());
+  if (full_from == kNotYet || full_from == 0) return e;  // (passes over a first part while the rest is coming)
+  return sampler->epoch < full_from ? 0.0 : e - double(full_from);  // epochs over all of the data
 }
 
 namespace {

@@ -65,7 +65,8 @@ class Run {
   // batch size. The weights stay. A new reconstruction loss or reduction starts a new curve segment. Throws (changing
   // nothing) when the model refuses the loss (BCE on [-1, 1] data).
   void apply_settings(const Preset& p);
-  // Epochs done, with the current one as a fraction (1.5: halfway through the second).
+  // Epochs done, with the current one as a fraction (1.5: halfway through the second): over all of the data, counted
+  // from full_from (0 until the first epoch over all of it begins); passes over a first part while more is to come.
   double epoch() const;
   // The images of the last batch (indices into the dataset given to set_data).
   const std::vector<uint32_t>& last_batch() const { return batch_; }
