@@ -254,9 +254,10 @@
   // only another build's, the learner is told to reload (once).
   const build = (document.querySelector('meta[name="aep-build"]') || {}).content || 'dev';
   let newBuild = false;
+  const NEW_BUILD = 'A new version of the playground was installed: reload the page to use it.';
   const sayNewBuild = () => {
-    console.info('A new version of the playground was installed: reload the page to use it.');
-    notice('A new version of the playground was installed: reload the page to use it.');
+    console.info(NEW_BUILD);
+    notice(NEW_BUILD);
   };
   function checkBuild() {
     if (newBuild || !self.caches) return Promise.resolve();
@@ -430,7 +431,7 @@
         if (fresh && !location.search && !status().lesson) command({ lessonPicker: true });
         window.aepTimings = { firstDataMs: performance.now() };
       }).then(() => { keepForOffline(); return fresh ? false : restoreSession(); }).then(() => {
-        if (newBuild) notice('A new version of the playground was installed: reload the page to use it.');  // over the restored session's note
+        if (newBuild) notice(NEW_BUILD);  // over the restored session's note
         window.aepTimings.dataReadyMs = performance.now();
         console.log('MNIST ready in ' + ((performance.now() - t0) / 1000).toFixed(2) + ' s');
       }, (e) => notice('Could not load MNIST: ' + e.message));
